@@ -1,0 +1,119 @@
+//! Per-instance `SO_REUSEPORT` listeners.
+//!
+//! The daemon keeps each listener open for the life of the app, not of the
+//! process: when a worker dies, connections already queued on its listener
+//! wait there for the replacement instead of being reset (closing one socket
+//! of a reuseport group drops its queue).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Fallback backlog when `/proc/sys/net/core/somaxconn` cannot be read.
+const DEFAULT_BACKLOG: i32 = 4096;
+
+/// The kernel's accept-queue cap, which `listen()` silently clamps to anyway.
+pub fn somaxconn() -> i32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(DEFAULT_BACKLOG)
+}
+
+/// Why the listeners could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// `host` is not an IP address.
+    #[error("invalid --host `{0}`: expected an IP address such as 0.0.0.0, 127.0.0.1 or ::")]
+    BadHost(String),
+    /// Something else already listens on the port.
+    #[error("port {port} on {host} is already in use")]
+    InUse {
+        /// The address.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+    /// Any other socket error.
+    #[error("cannot listen on {addr}: {source}")]
+    Other {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+fn socket_for(addr: SocketAddr, reuseport: bool) -> io::Result<Socket> {
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    sock.set_reuse_address(true)?;
+    if reuseport {
+        sock.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        // `::` accepts IPv4 too, as Node's default listen does.
+        sock.set_only_v6(false)?;
+    }
+    sock.bind(&addr.into())?;
+    Ok(sock)
+}
+
+/// Creates `n` listening sockets in one reuseport group on `host:port`.
+///
+/// First checks that nobody else holds the port: a plain (non-reuseport)
+/// bind fails with EADDRINUSE if any socket is bound there, whereas a
+/// reuseport bind would silently *join* another process's group and steal
+/// part of its traffic.
+pub fn bind_group(host: &str, port: u16, n: usize) -> Result<Vec<Socket>, BindError> {
+    let ip: IpAddr = host
+        .parse()
+        .map_err(|_| BindError::BadHost(host.to_string()))?;
+    let addr = SocketAddr::new(ip, port);
+    let map = |e: io::Error| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            BindError::InUse {
+                host: host.to_string(),
+                port,
+            }
+        } else {
+            BindError::Other { addr, source: e }
+        }
+    };
+    drop(socket_for(addr, false).map_err(map)?);
+    let backlog = somaxconn();
+    (0..n.max(1))
+        .map(|_| {
+            let s = socket_for(addr, true).map_err(map)?;
+            s.listen(backlog).map_err(map)?;
+            Ok(s)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_a_port_someone_else_holds() {
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = other.local_addr().unwrap().port();
+        let err = bind_group("127.0.0.1", port, 2).unwrap_err();
+        assert!(
+            matches!(err, BindError::InUse { port: p, .. } if p == port),
+            "{err}"
+        );
+        drop(other);
+        let group = bind_group("127.0.0.1", port, 2).unwrap();
+        assert_eq!(group.len(), 2);
+        assert!(matches!(
+            bind_group("localhost", port, 1),
+            Err(BindError::BadHost(_))
+        ));
+    }
+}

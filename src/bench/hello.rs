@@ -1,0 +1,340 @@
+//! The built-in hello worker: a tiny HTTP/1.1 server that `herd bench` runs
+//! as a cluster so herd's own overhead and fairness can be measured without
+//! depending on Node, Python or any other runtime being installed.
+//!
+//! Each response names the worker's pid (`X-Worker` header and body), which
+//! is how the load generator ([`crate::bench::load`]) tallies requests per
+//! worker for the fairness indexes in [`crate::metrics::fairness`].
+//!
+//! The worker is one process pinned to one core by herd, so it runs a
+//! current-thread tokio runtime: one thread per worker is the design, and a
+//! second thread would only compete with the neighbouring worker's core.
+//! The hot path is allocation-free: responses are built once at start-up and
+//! each connection reuses one read buffer and one write buffer.
+//!
+//! This module touches sockets only. It never sees fd 3 of the `LISTEN_FDS`
+//! protocol as a raw descriptor: wrapping one is `unsafe`, so `src/sys`
+//! turns it into a `TcpListener` and hands that to [`serve`].
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Bytes buffered per connection. A request head that does not fit is
+/// refused with 431; our GETs are ~40 bytes, and 8 KiB also matches the
+/// common header limit of other servers.
+const READ_BUF: usize = 8 * 1024;
+
+/// Sent (then the connection closed) for a request we cannot frame.
+const BAD_REQUEST: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// Sent (then the connection closed) when a request head overflows [`READ_BUF`].
+const HEAD_TOO_LARGE: &[u8] =
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// Binds `0.0.0.0:port` and serves on it until SIGINT or SIGTERM.
+///
+/// Used when the worker runs outside herd (`PORT=8080 herd hello`) or under
+/// a launcher that does not pass sockets.
+pub fn run_on_port(port: u16) -> io::Result<()> {
+    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+    let listener = StdTcpListener::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
+    serve(listener)
+}
+
+/// Serves hello responses on an already bound and listening socket until
+/// SIGINT or SIGTERM, then returns `Ok(())`; open connections are dropped.
+///
+/// Builds its own current-thread runtime, so call it from plain (non-async)
+/// code, as a worker's `main` does.
+pub fn serve(listener: StdTcpListener) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(accept_loop(listener))
+}
+
+/// The two canned responses, built once: the pid never changes.
+struct Responses {
+    keep_alive: Box<[u8]>,
+    close: Box<[u8]>,
+}
+
+impl Responses {
+    fn new(pid: u32) -> Self {
+        let body = format!("hello from {pid}\n");
+        let build = |extra: &str| {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\
+                 X-Worker: {pid}\r\n{extra}\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+            .into_boxed_slice()
+        };
+        Responses {
+            keep_alive: build(""),
+            close: build("Connection: close\r\n"),
+        }
+    }
+}
+
+async fn accept_loop(listener: StdTcpListener) -> io::Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    let responses = Arc::new(Responses::new(std::process::id()));
+    // Registered before the first accept so a signal sent right after start-up
+    // is not lost to the default disposition (which would kill us uncleanly).
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((sock, _peer)) => {
+                    // Responses are one small write each; Nagle would hold
+                    // them back waiting for the client's delayed ACK.
+                    let _ = sock.set_nodelay(true);
+                    tokio::spawn(connection(sock, Arc::clone(&responses)));
+                }
+                // Out of fds or memory, or the peer gave up before we
+                // accepted: none of these is the listener's fault. Back off
+                // briefly so EMFILE does not become a busy loop.
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            },
+            _ = sigint.recv() => return Ok(()),
+            _ = sigterm.recv() => return Ok(()),
+        }
+    }
+}
+
+/// What the bytes at the front of a connection's buffer hold.
+#[derive(Debug, PartialEq, Eq)]
+enum Request {
+    /// No full head yet: read more.
+    Incomplete,
+    /// A full head of `head_len` bytes, followed by `body_len` body bytes to
+    /// discard; `close` when the client asked us to close after responding.
+    Complete {
+        head_len: usize,
+        body_len: u64,
+        close: bool,
+    },
+    /// Not a request we can frame (garbage, bad Content-Length, chunked).
+    Invalid,
+}
+
+/// Parses one request head at the start of `buf`.
+fn parse_request(buf: &[u8]) -> Request {
+    let Some(end) = find_head_end(buf) else {
+        return Request::Incomplete;
+    };
+    let head = &buf[..end];
+    let mut lines = head.split(|&b| b == b'\n').map(trim_cr);
+    let request_line = lines.next().unwrap_or_default();
+    let Some(version) = request_line.rsplit(|&b| b == b' ').next() else {
+        return Request::Invalid;
+    };
+    // HTTP/1.1 keeps the connection open unless told otherwise; 1.0 closes
+    // unless told otherwise.
+    let mut close = match version {
+        b"HTTP/1.1" => false,
+        b"HTTP/1.0" => true,
+        _ => return Request::Invalid,
+    };
+    let mut body_len = 0u64;
+    for line in lines.filter(|l| !l.is_empty()) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return Request::Invalid;
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if name.eq_ignore_ascii_case(b"content-length") {
+            match std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()) {
+                Some(n) => body_len = n,
+                None => return Request::Invalid,
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // We cannot find the end of a chunked body without decoding it;
+            // refusing is safer than misreading the next request.
+            return Request::Invalid;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    close = false;
+                }
+            }
+        }
+    }
+    Request::Complete {
+        head_len: end,
+        body_len,
+        close,
+    }
+}
+
+/// The length of the head including its terminating blank line, if present.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Serves one connection: every full request in the buffer (pipelining)
+/// gets its response appended to one write, so a batch costs one syscall.
+async fn connection(mut sock: TcpStream, responses: Arc<Responses>) {
+    let mut buf = vec![0u8; READ_BUF];
+    let mut out: Vec<u8> = Vec::with_capacity(4 * responses.close.len());
+    let mut filled = 0usize;
+    // Body bytes of the last request not yet received; they are discarded
+    // as they arrive so they are never parsed as a request.
+    let mut skip = 0u64;
+    loop {
+        match sock.read(&mut buf[filled..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => filled += n,
+        }
+        let mut pos = 0usize;
+        let mut close = false;
+        loop {
+            if skip > 0 {
+                let avail = filled - pos;
+                let take = usize::try_from(skip).map_or(avail, |s| s.min(avail));
+                pos += take;
+                skip -= take as u64;
+                if skip > 0 {
+                    break;
+                }
+            }
+            match parse_request(&buf[pos..filled]) {
+                Request::Incomplete => break,
+                Request::Complete {
+                    head_len,
+                    body_len,
+                    close: wants_close,
+                } => {
+                    pos += head_len;
+                    skip = body_len;
+                    if wants_close {
+                        out.extend_from_slice(&responses.close);
+                        close = true;
+                        break;
+                    }
+                    out.extend_from_slice(&responses.keep_alive);
+                }
+                Request::Invalid => {
+                    out.extend_from_slice(BAD_REQUEST);
+                    close = true;
+                    break;
+                }
+            }
+        }
+        if pos == filled {
+            filled = 0;
+        } else if pos > 0 {
+            buf.copy_within(pos..filled, 0);
+            filled -= pos;
+        }
+        if filled == buf.len() && !close {
+            out.extend_from_slice(HEAD_TOO_LARGE);
+            close = true;
+        }
+        if !out.is_empty() {
+            if sock.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        if close {
+            let _ = sock.shutdown().await;
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_keep_alive_by_default() {
+        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(
+            parse_request(req),
+            Request::Complete {
+                head_len: req.len(),
+                body_len: 0,
+                close: false
+            }
+        );
+    }
+
+    #[test]
+    fn connection_close_and_http10() {
+        let req = b"GET / HTTP/1.1\r\nconnection: Close\r\n\r\n";
+        assert!(matches!(
+            parse_request(req),
+            Request::Complete { close: true, .. }
+        ));
+        let req = b"GET / HTTP/1.0\r\n\r\n";
+        assert!(matches!(
+            parse_request(req),
+            Request::Complete { close: true, .. }
+        ));
+        let req = b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+        assert!(matches!(
+            parse_request(req),
+            Request::Complete { close: false, .. }
+        ));
+    }
+
+    #[test]
+    fn pipelined_head_and_body_length() {
+        let buf = b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n";
+        let Request::Complete {
+            head_len, body_len, ..
+        } = parse_request(buf)
+        else {
+            panic!("expected a full head");
+        };
+        assert_eq!(body_len, 3);
+        let next = &buf[head_len + 3..];
+        assert!(matches!(parse_request(next), Request::Complete { .. }));
+    }
+
+    #[test]
+    fn partial_and_invalid() {
+        assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHo"), Request::Incomplete);
+        assert_eq!(parse_request(b"hello\r\n\r\n"), Request::Invalid);
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+            Request::Invalid
+        );
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Request::Invalid
+        );
+    }
+
+    #[test]
+    fn response_is_well_formed() {
+        let r = Responses::new(42);
+        let text = std::str::from_utf8(&r.keep_alive).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(text.contains("\r\nX-Worker: 42\r\n"));
+        assert!(text.ends_with("\r\n\r\nhello from 42\n"));
+        assert!(text.contains("Content-Length: 14\r\n"));
+        assert!(std::str::from_utf8(&r.close)
+            .unwrap()
+            .contains("Connection: close\r\n"));
+    }
+}

@@ -1,0 +1,176 @@
+//! `herd list` (table or `--json`), `herd jlist` (PM2's shape), `herd show`.
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::client;
+use super::output::{self, human_bytes, human_duration, is_secret};
+use crate::error::Result;
+use crate::protocol::{InstanceInfo, Request, Response};
+
+/// Options of `herd list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// herd's own stable JSON shape (see README, "Scripting").
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `herd show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Instance id or app name.
+    #[arg(value_name = "ID|NAME")]
+    pub target: String,
+    /// JSON instead of a table (secrets are not redacted in JSON).
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn fetch(req: &Request) -> Result<Vec<InstanceInfo>> {
+    match client::call(req)? {
+        Response::Instances { instances } => Ok(instances),
+        other => Err(client::unexpected(&other)),
+    }
+}
+
+/// Fetches the list and prints the table (also used after start/stop…).
+pub fn print_table() -> Result<()> {
+    output::write_stdout(&output::process_table(&fetch(&Request::List)?))
+}
+
+/// Runs `herd list`.
+pub fn list(a: ListArgs) -> Result<()> {
+    let list = fetch(&Request::List)?;
+    if a.json {
+        output::print_json(&list)
+    } else {
+        output::write_stdout(&output::process_table(&list))
+    }
+}
+
+/// Runs `herd jlist`.
+pub fn jlist() -> Result<()> {
+    let list = fetch(&Request::List)?;
+    let v: Vec<Value> = list.iter().map(pm2_shape).collect();
+    output::print_json(&v)
+}
+
+/// One instance as `pm2 jlist` prints it, for dashboards written against PM2.
+pub fn pm2_shape(i: &InstanceInfo) -> Value {
+    let exec_mode = if i.exec_mode == "cluster" {
+        "cluster_mode"
+    } else {
+        "fork_mode"
+    };
+    json!({
+        "pid": i.pid.unwrap_or(0),
+        "name": i.name,
+        "pm_id": i.id,
+        "monit": { "memory": i.memory_bytes, "cpu": i.cpu_percent },
+        "pm2_env": {
+            "name": i.name,
+            "pm_id": i.id,
+            "status": i.status.pm2_name(),
+            "restart_time": i.restarts,
+            "unstable_restarts": i.unstable_restarts,
+            "pm_uptime": i.started_at_ms.unwrap_or(i.created_at_ms),
+            "created_at": i.created_at_ms,
+            "exec_mode": exec_mode,
+            "instances": i.instances,
+            "NODE_APP_INSTANCE": i.instance,
+            "pm_exec_path": i.script,
+            "pm_cwd": i.cwd,
+            "exec_interpreter": i.interpreter.clone().unwrap_or_else(|| "none".into()),
+            "node_args": i.interpreter_args,
+            "args": i.args,
+            "pm_out_log_path": i.out_log,
+            "pm_err_log_path": i.err_log,
+            "autorestart": i.autorestart,
+            "kill_timeout": i.kill_timeout_ms,
+            "env": i.env,
+            "axm_options": {},
+            "versioning": null,
+        },
+    })
+}
+
+/// Runs `herd show`.
+pub fn show(a: ShowArgs) -> Result<()> {
+    let list = fetch(&Request::Show {
+        target: a.target.clone(),
+    })?;
+    if a.json {
+        return output::print_json(&list);
+    }
+    let blocks: Vec<String> = list.iter().map(describe).collect();
+    output::write_stdout(&blocks.join("\n\n"))
+}
+
+fn describe(i: &InstanceInfo) -> String {
+    let opt = |o: Option<String>| o.unwrap_or_else(|| "-".into());
+    let mut rows: Vec<Vec<String>> = vec![
+        vec!["status".into(), i.status.pm2_name().into()],
+        vec!["name".into(), i.name.clone()],
+        vec!["id".into(), i.id.to_string()],
+        vec![
+            "instance".into(),
+            format!("{} of {}", i.instance, i.instances),
+        ],
+        vec!["pid".into(), opt(i.pid.map(|p| p.to_string()))],
+        vec!["exec mode".into(), i.exec_mode.clone()],
+        vec!["distribution".into(), i.distribution.clone()],
+        vec![
+            "port".into(),
+            opt(i
+                .port
+                .map(|p| format!("{}:{p}", i.host.as_deref().unwrap_or("?")))),
+        ],
+        vec![
+            "pinned core".into(),
+            opt(i.core.map(|c| c.to_string())).replace('-', "not pinned"),
+        ],
+        vec!["script".into(), i.script.clone()],
+        vec!["interpreter".into(), opt(i.interpreter.clone())],
+        vec!["interpreter args".into(), i.interpreter_args.join(" ")],
+        vec!["args".into(), i.args.join(" ")],
+        vec!["cwd".into(), i.cwd.clone()],
+        vec!["restarts".into(), i.restarts.to_string()],
+        vec!["unstable restarts".into(), i.unstable_restarts.to_string()],
+        vec!["last exit".into(), opt(i.last_exit.map(|e| e.to_string()))],
+        vec!["last error".into(), opt(i.last_error.clone())],
+        vec!["uptime".into(), human_duration(i.uptime_ms)],
+        vec![
+            "created at".into(),
+            crate::daemon::utc_timestamp(ms_to_time(i.created_at_ms)),
+        ],
+        vec!["cpu".into(), format!("{}%", i.cpu_percent)],
+        vec!["memory".into(), human_bytes(i.memory_bytes)],
+        vec!["autorestart".into(), i.autorestart.to_string()],
+        vec!["kill timeout".into(), format!("{} ms", i.kill_timeout_ms)],
+        vec!["out log".into(), i.out_log.clone()],
+        vec!["error log".into(), i.err_log.clone()],
+        vec![
+            "inherited env".into(),
+            format!("{} variables", i.inherited_env),
+        ],
+    ];
+    for (k, v) in &i.env {
+        let shown = if is_secret(k) {
+            "[redacted]".to_string()
+        } else {
+            v.clone()
+        };
+        rows.push(vec![format!("env {k}"), shown]);
+    }
+    format!(
+        "Describing instance {} ({})\n{}",
+        i.id,
+        i.name,
+        output::table(&["key", "value"], &rows)
+    )
+}
+
+fn ms_to_time(ms: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)
+}

@@ -1,0 +1,75 @@
+//! The command line: clap definitions here, one file per verb family, and
+//! [`output`] for tables. The CLI is thin: build a request, send it, print.
+
+pub mod bench;
+pub mod client;
+pub mod daemon;
+pub mod lifecycle;
+pub mod list;
+pub mod output;
+pub mod start;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Result;
+
+/// herd: PM2-style process manager and cluster launcher for many-core Linux.
+#[derive(Debug, Parser)]
+#[command(name = "herd", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The verb.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every verb. Aliases follow PM2 (`ls`, `status`, `describe`, `del`).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start an app: `herd start app.js -i max --name api`.
+    Start(Box<start::StartArgs>),
+    /// List every instance.
+    #[command(visible_aliases = ["ls", "l", "status", "ps"])]
+    List(list::ListArgs),
+    /// Print the process list in PM2's `pm2 jlist` JSON shape.
+    Jlist,
+    /// Every detail of an app or instance.
+    #[command(visible_aliases = ["describe", "desc", "info"])]
+    Show(list::ShowArgs),
+    /// Stop instances (SIGINT, then SIGKILL after the kill timeout).
+    Stop(lifecycle::TargetArgs),
+    /// Stop and start instances again.
+    Restart(lifecycle::TargetArgs),
+    /// Stop instances and remove them from the list.
+    #[command(visible_alias = "del")]
+    Delete(lifecycle::TargetArgs),
+    /// Is the daemon alive? Starts it if not, like `pm2 ping`.
+    Ping(daemon::PingArgs),
+    /// Stop every app, then the daemon.
+    Kill,
+    /// Run the daemon in the foreground.
+    Daemon(daemon::DaemonArgs),
+    /// Benchmark: start the built-in hello worker on every core, load it,
+    /// print throughput, latency and fairness.
+    Bench(bench::BenchArgs),
+    /// The built-in Rust hello worker (used by `herd bench`).
+    #[command(hide = true)]
+    Hello,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Start(a) => start::run(*a),
+        Command::List(a) => list::list(a),
+        Command::Jlist => list::jlist(),
+        Command::Show(a) => list::show(a),
+        Command::Stop(a) => lifecycle::run(lifecycle::Verb::Stop, a),
+        Command::Restart(a) => lifecycle::run(lifecycle::Verb::Restart, a),
+        Command::Delete(a) => lifecycle::run(lifecycle::Verb::Delete, a),
+        Command::Ping(a) => daemon::ping(a),
+        Command::Kill => daemon::kill(),
+        Command::Daemon(a) => daemon::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Hello => crate::bench::hello_main(),
+    }
+}

@@ -1,0 +1,263 @@
+//! [`AppSpec`]: the one description of an app that every source (CLI flags
+//! today; ecosystem files and herd.toml next) turns into, plus the parsers for
+//! PM2's value forms (`-i max`, durations).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// PM2's default SIGINT → SIGKILL delay.
+pub const DEFAULT_KILL_TIMEOUT_MS: u64 = 1600;
+/// PM2's default: a run shorter than this counts as an unstable restart.
+pub const DEFAULT_MIN_UPTIME_MS: u64 = 1000;
+/// PM2's default: unstable restarts allowed before the app is `errored`.
+pub const DEFAULT_MAX_RESTARTS: u32 = 16;
+
+/// Fork mode runs the app as is; cluster mode runs N instances sharing a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecMode {
+    /// One process that binds its own sockets (PM2 `fork_mode`).
+    Fork,
+    /// N instances; herd owns the port (PM2 `cluster_mode`).
+    Cluster,
+}
+
+impl ExecMode {
+    /// `fork` / `cluster`, as shown in `herd list`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecMode::Fork => "fork",
+            ExecMode::Cluster => "cluster",
+        }
+    }
+}
+
+/// `-i`: how many instances. Resolved by the daemon, against the CPUs *it*
+/// may use (affinity mask and cgroup quota).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Instances {
+    /// `max` or `0`: one per usable CPU.
+    Max,
+    /// `-k`: one per usable CPU, minus k (never below 1).
+    MaxMinus(u32),
+    /// An exact count.
+    Count(u32),
+}
+
+impl Instances {
+    /// Parses PM2's forms: `max`, `0`, `-1`, `4`.
+    pub fn parse(s: &str) -> Result<Instances> {
+        let bad = || Error::InvalidArg {
+            what: "--instances (-i)".into(),
+            value: s.into(),
+            expected: "`max`, a whole number of instances, 0 (= max) or -N (= max minus N)".into(),
+        };
+        if s.eq_ignore_ascii_case("max") {
+            return Ok(Instances::Max);
+        }
+        let n: i64 = s.trim().parse().map_err(|_| bad())?;
+        match n {
+            0 => Ok(Instances::Max),
+            n if n < 0 && n >= -(u32::MAX as i64) => Ok(Instances::MaxMinus((-n) as u32)),
+            n if n > 0 && n <= 4096 => Ok(Instances::Count(n as u32)),
+            _ => Err(bad()),
+        }
+    }
+
+    /// The count for a host with `cpus` usable CPUs (at least 1).
+    pub fn resolve(self, cpus: usize) -> u32 {
+        let cpus = cpus.max(1) as u32;
+        match self {
+            Instances::Max => cpus,
+            Instances::MaxMinus(k) => cpus.saturating_sub(k).max(1),
+            Instances::Count(n) => n.max(1),
+        }
+    }
+}
+
+/// Everything herd needs to run one app.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AppSpec {
+    /// App name (unique per script; `-f` allows a second copy).
+    pub name: String,
+    /// Absolute path of the script or executable.
+    pub script: PathBuf,
+    /// Interpreter (`node`, `python3`, a path); `None` runs the script itself.
+    pub interpreter: Option<String>,
+    /// Arguments for the interpreter (`node_args`).
+    pub interpreter_args: Vec<String>,
+    /// Arguments for the script.
+    pub args: Vec<String>,
+    /// Working directory (absolute).
+    pub cwd: PathBuf,
+    /// Variables set for this app (`--env`), shown by `herd show`.
+    pub env: BTreeMap<String, String>,
+    /// The CLI's environment when the app was started (inherited, like PM2).
+    pub base_env: BTreeMap<String, String>,
+    /// Fork or cluster.
+    pub exec_mode: ExecMode,
+    /// Instance count (cluster mode).
+    pub instances: Instances,
+    /// Port herd listens on for the app (cluster mode).
+    pub port: Option<u16>,
+    /// Address to bind the port on.
+    pub host: String,
+    /// Pin instance i to CPU i mod N.
+    pub pin: bool,
+    /// Restart on exit.
+    pub autorestart: bool,
+    /// SIGINT → SIGKILL delay.
+    pub kill_timeout_ms: u64,
+    /// Runs shorter than this are unstable.
+    pub min_uptime_ms: u64,
+    /// Unstable restarts before `errored`.
+    pub max_restarts: u32,
+    /// Delay before an automatic restart.
+    pub restart_delay_ms: u64,
+}
+
+/// The interpreter PM2 would pick for a script, by extension.
+pub fn interpreter_for(script: &Path) -> Option<&'static str> {
+    match script.extension().and_then(|e| e.to_str()) {
+        Some("js" | "mjs" | "cjs") => Some("node"),
+        Some("py") => Some("python3"),
+        Some("sh") => Some("bash"),
+        _ => None,
+    }
+}
+
+/// The default app name: the script's file name without extension (PM2).
+pub fn default_name(script: &Path) -> String {
+    script
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("app")
+        .to_string()
+}
+
+/// Checks an app name: it is used in log file names and as a CLI target, so
+/// it may not be empty, all digits (that is an id), `all`, or contain `/`.
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |why: &str| Error::InvalidArg {
+        what: "--name".into(),
+        value: name.into(),
+        expected: format!("a name that {why}"),
+    };
+    if name.is_empty() || name.len() > 128 {
+        return Err(bad("has 1 to 128 characters"));
+    }
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("is not a number (numbers are instance ids)"));
+    }
+    if name == "all" {
+        return Err(bad("is not `all` (that targets every app)"));
+    }
+    if name
+        .chars()
+        .any(|c| c == '/' || c == '\0' || c.is_control())
+    {
+        return Err(bad("has no `/` or control characters"));
+    }
+    Ok(())
+}
+
+/// Parses a duration in milliseconds: `1600`, `1600ms`, `2s`, `1m`, `1h`.
+pub fn parse_duration_ms(what: &str, s: &str) -> Result<u64> {
+    let bad = || Error::InvalidArg {
+        what: what.into(),
+        value: s.into(),
+        expected: "milliseconds (`1600`) or a duration like `1600ms`, `2s`, `1m`".into(),
+    };
+    let t = s.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60_000)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3_600_000)
+    } else {
+        (t, 1)
+    };
+    let n: u64 = num.trim().parse().map_err(|_| bad())?;
+    n.checked_mul(mult).ok_or_else(bad)
+}
+
+/// Parses a `--port` value: 1 to 65535.
+pub fn parse_port(s: &str) -> Result<u16> {
+    match s.trim().parse::<u16>() {
+        Ok(p) if p >= 1 => Ok(p),
+        _ => Err(Error::InvalidArg {
+            what: "--port".into(),
+            value: s.into(),
+            expected: "a port number from 1 to 65535".into(),
+        }),
+    }
+}
+
+/// Parses `KEY=VALUE` for `--env`.
+pub fn parse_env_pair(s: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains('\0') && !v.contains('\0') => {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(Error::InvalidArg {
+            what: "--env".into(),
+            value: s.into(),
+            expected: "KEY=VALUE".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_forms() {
+        assert_eq!(Instances::parse("max").unwrap(), Instances::Max);
+        assert_eq!(Instances::parse("0").unwrap(), Instances::Max);
+        assert_eq!(Instances::parse("-1").unwrap(), Instances::MaxMinus(1));
+        assert_eq!(Instances::parse("4").unwrap(), Instances::Count(4));
+        for bad in ["abc", "0.5", "", "1e3", "99999"] {
+            assert!(Instances::parse(bad).is_err(), "{bad} accepted");
+        }
+        assert_eq!(Instances::Max.resolve(8), 8);
+        assert_eq!(Instances::MaxMinus(1).resolve(8), 7);
+        assert_eq!(Instances::MaxMinus(9).resolve(8), 1, "floor of 1");
+        assert_eq!(Instances::Count(3).resolve(1), 3);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("t", "1600").unwrap(), 1600);
+        assert_eq!(parse_duration_ms("t", "2s").unwrap(), 2000);
+        assert_eq!(parse_duration_ms("t", "250ms").unwrap(), 250);
+        assert_eq!(parse_duration_ms("t", "1m").unwrap(), 60_000);
+        assert!(parse_duration_ms("t", "soon").is_err());
+        assert!(parse_duration_ms("t", "-5").is_err());
+    }
+
+    #[test]
+    fn names_and_ports() {
+        assert!(validate_name("api").is_ok());
+        for bad in ["", "42", "all", "a/b"] {
+            assert!(validate_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(parse_port("8080").unwrap(), 8080);
+        for bad in ["0", "-1", "65536", "http"] {
+            assert!(parse_port(bad).is_err(), "{bad} accepted");
+        }
+        assert_eq!(interpreter_for(Path::new("a/app.js")), Some("node"));
+        assert_eq!(interpreter_for(Path::new("run.sh")), Some("bash"));
+        assert_eq!(interpreter_for(Path::new("bin/server")), None);
+        assert_eq!(default_name(Path::new("/x/app.js")), "app");
+    }
+}

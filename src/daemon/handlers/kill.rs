@@ -1,0 +1,13 @@
+//! `herd kill`: stop everything; the server exits after replying.
+
+use crate::daemon::Context;
+use crate::protocol::Response;
+
+pub(super) async fn kill(ctx: &Context) -> Response {
+    let ids = ctx.sup.all_ids();
+    ctx.sup.stop(&ids).await;
+    Response::Killed {
+        pid: std::process::id(),
+        stopped: ids.len(),
+    }
+}

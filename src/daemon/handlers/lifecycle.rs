@@ -1,0 +1,32 @@
+//! `herd stop|restart|delete <targets…>`.
+
+use crate::daemon::Context;
+use crate::error::Error;
+use crate::protocol::Response;
+
+pub(super) async fn stop(ctx: &Context, targets: &[String]) -> Result<Response, Error> {
+    let ids = ctx.sup.resolve(targets)?;
+    ctx.sup.stop(&ids).await;
+    Ok(Response::Done {
+        instances: ctx.sup.info(&ids),
+        notes: vec![],
+    })
+}
+
+pub(super) async fn restart(ctx: &Context, targets: &[String]) -> Result<Response, Error> {
+    let ids = ctx.sup.resolve(targets)?;
+    let notes = ctx.sup.restart(&ids).await;
+    Ok(Response::Done {
+        instances: ctx.sup.info(&ids),
+        notes,
+    })
+}
+
+pub(super) async fn delete(ctx: &Context, targets: &[String]) -> Result<Response, Error> {
+    let ids = ctx.sup.resolve(targets)?;
+    let instances = ctx.sup.delete(&ids).await;
+    Ok(Response::Done {
+        instances,
+        notes: vec![],
+    })
+}

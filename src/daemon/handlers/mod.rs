@@ -1,0 +1,31 @@
+//! One handler per verb (pueue's layout): each turns a [`Request`] into a
+//! [`Response`] using the supervisor. Errors become `Response::Error`, never a
+//! dropped connection.
+
+mod kill;
+mod lifecycle;
+mod list;
+mod ping;
+mod start;
+
+use super::Context;
+use crate::error::Error;
+use crate::protocol::{Request, Response};
+
+/// Answers one request.
+pub async fn handle(ctx: &Context, req: Request) -> Response {
+    let result = match req {
+        Request::Ping => Ok(ping::ping(ctx)),
+        Request::Start { spec, force } => start::start(ctx, *spec, force),
+        Request::List => Ok(list::list(ctx)),
+        Request::Show { target } => list::show(ctx, &target),
+        Request::Stop { targets } => lifecycle::stop(ctx, &targets).await,
+        Request::Restart { targets } => lifecycle::restart(ctx, &targets).await,
+        Request::Delete { targets } => lifecycle::delete(ctx, &targets).await,
+        Request::Kill => Ok(kill::kill(ctx).await),
+    };
+    result.unwrap_or_else(|e: Error| Response::Error {
+        message: e.to_string(),
+        hint: e.hint(),
+    })
+}

@@ -1,0 +1,160 @@
+//! The daemon: one per `$HERD_HOME`, started on demand by the first CLI call
+//! (or in the foreground with `herd daemon`). It holds the single-instance
+//! lock, serves the control socket, and owns the [`Supervisor`].
+//!
+//! Threads: one. The control plane is a tokio current-thread runtime with a
+//! `LocalSet`; the per-core acceptor threads of `fdpass` mode will be the
+//! only others. That keeps an idle daemon at a few MB and makes the state a
+//! plain `RefCell`.
+
+pub mod handlers;
+pub mod server;
+
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::rc::Rc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::supervisor::registry::Supervisor;
+
+/// Options of `herd daemon`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DaemonOptions {
+    /// Started by a CLI: detach into a new session, and exit quietly if
+    /// another daemon won the race for the lock.
+    pub background: bool,
+}
+
+/// Writes one timestamped line to the daemon log (its stderr, which is
+/// `$HERD_HOME/herd.log` when it runs in the background).
+pub fn log(args: std::fmt::Arguments<'_>) {
+    let mut err = io::stderr().lock();
+    let _ = writeln!(err, "{} {args}", utc_timestamp(SystemTime::now()));
+}
+
+/// `2026-11-25T10:00:00.123Z` without a date crate (civil-from-days).
+pub fn utc_timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days_from_civil inverse.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Shared by every connection task.
+pub struct Context {
+    /// The instances.
+    pub sup: Rc<Supervisor>,
+    /// When the daemon started.
+    pub started: Instant,
+    /// Notified to make the daemon stop everything and exit.
+    pub shutdown: tokio::sync::Notify,
+}
+
+/// Runs the daemon until `herd kill`, SIGTERM or SIGINT.
+pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
+    home.ensure()
+        .map_err(|e| Error::io(format!("cannot create {}", home.root().display()), e))?;
+    let Some(_lock) = crate::sys::lock::try_lock(&home.lock_file())
+        .map_err(|e| Error::io(format!("cannot open {}", home.lock_file().display()), e))?
+    else {
+        if opts.background {
+            // Another CLI started a daemon at the same moment; it serves.
+            return Ok(());
+        }
+        return Err(Error::Remote {
+            message: format!("a herd daemon already runs for {}", home.root().display()),
+            hint: Some("`herd ping` talks to it; `herd kill` stops it".into()),
+        });
+    };
+    if opts.background {
+        let _ = crate::sys::process::setsid();
+    }
+    // We hold the lock, so any socket or pid file left is from a dead daemon.
+    let sock_path = home.sock();
+    match std::fs::remove_file(&sock_path) {
+        Ok(()) => log(format_args!("removed stale socket {}", sock_path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::io(
+                format!("cannot remove stale {}", sock_path.display()),
+                e,
+            ))
+        }
+    }
+    crate::supervisor::launch::install_node_preload(&home)
+        .map_err(|e| Error::io("cannot write the node preload script", e))?;
+    let old = crate::sys::umask(0o177);
+    let bound = std::os::unix::net::UnixListener::bind(&sock_path);
+    crate::sys::umask(old);
+    let listener =
+        bound.map_err(|e| Error::io(format!("cannot bind {}", sock_path.display()), e))?;
+    std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io("cannot chmod the socket", e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::io("socket", e))?;
+    crate::home::write_atomic(
+        &home.pid_file(),
+        format!("{}\n", std::process::id()).as_bytes(),
+    )
+    .map_err(|e| Error::io("cannot write the pid file", e))?;
+    log(format_args!(
+        "herd daemon {} pid {} listening on {}",
+        crate::protocol::HERD_VERSION,
+        std::process::id(),
+        sock_path.display()
+    ));
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the runtime", e))?;
+    let local = tokio::task::LocalSet::new();
+    let sup_home = home.clone();
+    let result = local.block_on(&rt, async move {
+        let listener =
+            tokio::net::UnixListener::from_std(listener).map_err(|e| Error::io("socket", e))?;
+        let ctx = Rc::new(Context {
+            sup: Supervisor::new(sup_home),
+            started: Instant::now(),
+            shutdown: tokio::sync::Notify::new(),
+        });
+        server::serve(listener, ctx).await
+    });
+    let _ = std::fs::remove_file(home.sock());
+    let _ = std::fs::remove_file(home.pid_file());
+    log(format_args!("herd daemon {} exits", std::process::id()));
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(super::utc_timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_600_800_250);
+        assert_eq!(super::utc_timestamp(t), "2026-11-25T10:00:00.250Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(super::utc_timestamp(leap), "2000-02-29T00:00:00.000Z");
+    }
+}

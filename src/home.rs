@@ -1,0 +1,97 @@
+//! `$HERD_HOME`: where a daemon keeps its socket, pid, lock and logs.
+//! Default `~/.herd`, like PM2's `~/.pm2`. Everything under it is per user,
+//! so the directory is kept at mode 0700.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The paths of one herd home.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// `$HERD_HOME`, else `$HOME/.herd`.
+    pub fn from_env() -> io::Result<Home> {
+        if let Some(h) = std::env::var_os("HERD_HOME").filter(|h| !h.is_empty()) {
+            return Ok(Home::at(PathBuf::from(h)));
+        }
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "neither HERD_HOME nor HOME is set")
+            })?;
+        Ok(Home::at(PathBuf::from(home).join(".herd")))
+    }
+
+    /// A home at an explicit path (tests, `herd bench`).
+    pub fn at(root: PathBuf) -> Home {
+        let root = if root.is_absolute() {
+            root
+        } else {
+            std::env::current_dir()
+                .map(|d| d.join(&root))
+                .unwrap_or(root)
+        };
+        Home { root }
+    }
+
+    /// Creates the directory tree (0700) if needed.
+    pub fn ensure(&self) -> io::Result<()> {
+        std::fs::create_dir_all(self.logs())?;
+        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))?;
+        Ok(())
+    }
+
+    /// The home directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// The control socket.
+    pub fn sock(&self) -> PathBuf {
+        self.root.join("herd.sock")
+    }
+    /// The daemon's pid file.
+    pub fn pid_file(&self) -> PathBuf {
+        self.root.join("herd.pid")
+    }
+    /// The single-daemon lock.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("herd.lock")
+    }
+    /// The daemon's own log.
+    pub fn daemon_log(&self) -> PathBuf {
+        self.root.join("herd.log")
+    }
+    /// Per-instance app logs.
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    /// Where the Node preload script is written.
+    pub fn node_preload(&self) -> PathBuf {
+        self.root.join("node").join("herd-listen.js")
+    }
+
+    /// The pid recorded in the pid file, if any.
+    pub fn read_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+/// Writes `data` to `path` atomically: temp file, fsync, rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,17 @@
+//! herd: a process manager and cluster launcher for many-core Linux hosts.
+//!
+//! The binary (`src/main.rs`) only parses arguments and maps errors to exit
+//! codes; everything else lives in these modules.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod accept; // how connections reach workers: reuseport listeners (fdpass next)
+pub mod bench; // `herd bench`: the built-in hello worker, load generator, report
+pub mod cli; // argument parsing, one file per verb family, output formatting
+pub mod config; // AppSpec: what to run and how, resolved from CLI flags
+pub mod daemon; // socket server, registry, request handlers, daemon lifecycle
+pub mod error; // the library's typed errors and their hints
+pub mod home; // $HERD_HOME layout: socket, pid, lock, logs
+pub mod metrics; // fairness indexes (and later counters, histograms, exporters)
+pub mod protocol; // request/response types, framing, version handshake
+pub mod supervisor; // instance state machine, spawning, restarts, process stats
+pub mod sys; // every syscall and unsafe block, each with a SAFETY comment

@@ -1,0 +1,199 @@
+//! What the CLI and the daemon say to each other.
+//!
+//! A connection starts with a [`Hello`] each way; then the client sends one
+//! [`Request`] per frame and gets one [`Response`] per frame. Frames are a
+//! 4-byte big-endian length and a JSON body (see [`frame`]). JSON keeps the
+//! wire readable (`socat` works for debugging) and lets newer fields be added
+//! without breaking older readers; [`PROTOCOL_VERSION`] changes only when an
+//! old reader would misunderstand.
+
+pub mod frame;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::AppSpec;
+use crate::sys::process::ExitStatus;
+
+/// Bumped on any change an older peer would misread.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The crate version, shown by `herd ping` and in version errors.
+pub const HERD_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The first frame in each direction. Its shape never changes, so any two
+/// herd versions can at least tell each other apart.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Hello {
+    /// Always `"herd"`: anything else on the socket is not a herd peer.
+    pub herd: String,
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub protocol: u32,
+    /// [`HERD_VERSION`] of the sender.
+    pub version: String,
+}
+
+impl Hello {
+    /// This build's hello.
+    pub fn ours() -> Hello {
+        Hello {
+            herd: "herd".into(),
+            protocol: PROTOCOL_VERSION,
+            version: HERD_VERSION.into(),
+        }
+    }
+}
+
+/// A CLI request. Targets are ids, app names or `all`, as in PM2.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Is the daemon alive?
+    Ping,
+    /// Start an app (or start its stopped instances again).
+    Start {
+        /// What to run.
+        spec: Box<AppSpec>,
+        /// Start another copy even if an app with this script runs (`-f`).
+        force: bool,
+    },
+    /// Every instance.
+    List,
+    /// The instances one target names.
+    Show {
+        /// Id or name.
+        target: String,
+    },
+    /// Stop instances (SIGINT, then SIGKILL after the kill timeout).
+    Stop {
+        /// Ids, names or `all`.
+        targets: Vec<String>,
+    },
+    /// Stop then start instances.
+    Restart {
+        /// Ids, names or `all`.
+        targets: Vec<String>,
+    },
+    /// Stop instances and forget them.
+    Delete {
+        /// Ids, names or `all`.
+        targets: Vec<String>,
+    },
+    /// Stop everything, then the daemon exits.
+    Kill,
+}
+
+/// The daemon's answer to one [`Request`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to [`Request::Ping`].
+    Pong {
+        /// Daemon pid.
+        pid: u32,
+        /// Daemon crate version.
+        version: String,
+        /// Milliseconds since the daemon started.
+        uptime_ms: u64,
+    },
+    /// Answer to start/stop/restart/delete: what was done, per instance.
+    Done {
+        /// Instances acted on, with their state afterwards.
+        instances: Vec<InstanceInfo>,
+        /// One line per thing worth telling ("app `api` already running").
+        notes: Vec<String>,
+    },
+    /// Answer to list/show.
+    Instances {
+        /// The instances.
+        instances: Vec<InstanceInfo>,
+    },
+    /// Answer to kill: the daemon exits after sending this.
+    Killed {
+        /// Daemon pid, so the CLI can wait for it to be gone.
+        pid: u32,
+        /// How many instances were stopped.
+        stopped: usize,
+    },
+    /// The request failed; nothing was changed.
+    Error {
+        /// One line: what and why.
+        message: String,
+        /// What to do about it.
+        hint: Option<String>,
+    },
+}
+
+/// The status of an instance: one state machine, see `supervisor::Status`.
+pub use crate::supervisor::Status;
+
+/// One instance as `herd list --json` prints it. This shape is documented
+/// (README, "Scripting") and only grows: fields are added, never renamed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    /// Global id (0, 1, 2 … like PM2's pm_id).
+    pub id: u32,
+    /// App name.
+    pub name: String,
+    /// Index within its app (`NODE_APP_INSTANCE`).
+    pub instance: u32,
+    /// `fork` or `cluster`.
+    pub exec_mode: String,
+    /// How connections reach it: `reuseport`, or `none` when the app binds itself.
+    pub distribution: String,
+    /// Current state.
+    pub status: Status,
+    /// OS pid while running.
+    pub pid: Option<i32>,
+    /// CPU it is pinned to.
+    pub core: Option<usize>,
+    /// The port its listener is bound to (cluster apps).
+    pub port: Option<u16>,
+    /// The address the listener is bound to.
+    pub host: Option<String>,
+    /// Restarts since start (automatic and manual).
+    pub restarts: u32,
+    /// Restarts of runs shorter than min_uptime.
+    pub unstable_restarts: u32,
+    /// When the app was created, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// When the current process started, ms since the Unix epoch.
+    pub started_at_ms: Option<u64>,
+    /// Milliseconds the current process has been up.
+    pub uptime_ms: u64,
+    /// CPU use since the previous sample, percent of one core.
+    pub cpu_percent: f64,
+    /// Resident memory of the process, bytes.
+    pub memory_bytes: u64,
+    /// How the last process ended.
+    pub last_exit: Option<ExitStatus>,
+    /// Why the last launch failed, if it did.
+    pub last_error: Option<String>,
+    /// Absolute script path.
+    pub script: String,
+    /// Executable actually run (interpreter or the script).
+    pub exec: String,
+    /// Interpreter, when one is used.
+    pub interpreter: Option<String>,
+    /// Interpreter arguments (`node_args`).
+    pub interpreter_args: Vec<String>,
+    /// Script arguments.
+    pub args: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// Env set for this app (`--env`), not the inherited environment.
+    pub env: BTreeMap<String, String>,
+    /// Number of inherited environment variables (not listed).
+    pub inherited_env: usize,
+    /// Restart when the process exits.
+    pub autorestart: bool,
+    /// SIGINT → SIGKILL delay.
+    pub kill_timeout_ms: u64,
+    /// Instances in the app.
+    pub instances: u32,
+    /// stdout log path.
+    pub out_log: String,
+    /// stderr log path.
+    pub err_log: String,
+}

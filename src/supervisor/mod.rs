@@ -1,0 +1,270 @@
+//! Instances and their lifecycle: one [`Status`] enum per instance with
+//! explicit transitions ([`Instance::on_exit`], [`Instance::begin_stop`]),
+//! how a process is launched ([`launch`]), what it costs ([`procstat`]), and
+//! the registry that drives it all from the daemon ([`registry`]).
+
+pub mod launch;
+pub mod procstat;
+pub mod registry;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use socket2::Socket;
+
+use crate::config::AppSpec;
+use crate::sys::process::ExitStatus;
+
+/// Where an instance is in its life. PM2's names, one enum, no flag soup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Being started.
+    Launching,
+    /// Running.
+    Online,
+    /// Asked to stop; waiting for it to exit (SIGKILL after kill_timeout).
+    Stopping,
+    /// Not running, and not coming back unless asked.
+    Stopped,
+    /// Exited; an automatic restart is scheduled.
+    WaitingRestart,
+    /// Crashed too often (more than max_restarts runs under min_uptime).
+    Errored,
+}
+
+impl Status {
+    /// PM2's spelling, for `jlist` and the table.
+    pub fn pm2_name(self) -> &'static str {
+        match self {
+            Status::Launching => "launching",
+            Status::Online => "online",
+            Status::Stopping => "stopping",
+            Status::Stopped => "stopped",
+            Status::WaitingRestart => "waiting restart",
+            Status::Errored => "errored",
+        }
+    }
+
+    /// Has a live process (or is about to).
+    pub fn is_running(self) -> bool {
+        matches!(self, Status::Launching | Status::Online | Status::Stopping)
+    }
+}
+
+/// What to do after a process exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterExit {
+    /// Leave it stopped.
+    Stay,
+    /// Start it again after this delay.
+    RestartIn(Duration),
+}
+
+/// What stopping an instance takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopAction {
+    /// Signal this process group and wait for the exit.
+    Signal(i32),
+    /// Nothing runs (or only a pending restart, now cancelled).
+    AlreadyStopped,
+    /// A stop is already under way.
+    InProgress,
+}
+
+/// One process slot of an app: survives restarts, keeps its id.
+#[derive(Debug)]
+pub struct Instance {
+    /// Global id.
+    pub id: u32,
+    /// The app's spec, shared by its instances.
+    pub app: Arc<AppSpec>,
+    /// Index within the app.
+    pub index: u32,
+    /// Instances in the app when it started.
+    pub app_instances: u32,
+    /// Current state.
+    pub status: Status,
+    /// OS pid (= process group id) while a process exists.
+    pub pid: Option<i32>,
+    /// Pinned CPU.
+    pub core: Option<usize>,
+    /// This instance's reuseport listener; lives as long as the instance.
+    pub listener: Option<Arc<Socket>>,
+    /// Bound port.
+    pub port: Option<u16>,
+    /// Restarts (automatic and manual).
+    pub restarts: u32,
+    /// Consecutive runs shorter than min_uptime.
+    pub unstable_restarts: u32,
+    /// When the instance was created.
+    pub created_at: SystemTime,
+    /// When the current process started.
+    pub started: Option<(SystemTime, Instant)>,
+    /// How the last process ended.
+    pub last_exit: Option<ExitStatus>,
+    /// Why the last launch failed, if it did.
+    pub last_error: Option<String>,
+    /// Bumped on every launch and stop, so stale timers can tell they are stale.
+    pub generation: u64,
+    /// CPU/memory bookkeeping.
+    pub stats: procstat::Sampler,
+    /// stdout log.
+    pub out_log: PathBuf,
+    /// stderr log.
+    pub err_log: PathBuf,
+}
+
+impl Instance {
+    /// A process was started.
+    pub fn on_launched(&mut self, pid: i32) {
+        self.pid = Some(pid);
+        self.status = Status::Online;
+        self.started = Some((SystemTime::now(), Instant::now()));
+        self.last_error = None;
+        self.stats = procstat::Sampler::default();
+    }
+
+    /// The process exited with `status`; decides what comes next.
+    pub fn on_exit(&mut self, exit: ExitStatus, now: Instant) -> AfterExit {
+        let uptime = self
+            .started
+            .map_or(Duration::ZERO, |(_, t)| now.duration_since(t));
+        self.pid = None;
+        self.last_exit = Some(exit);
+        self.generation += 1;
+        let was = self.status;
+        if was == Status::Stopping || !self.app.autorestart {
+            self.status = Status::Stopped;
+            return AfterExit::Stay;
+        }
+        if uptime < Duration::from_millis(self.app.min_uptime_ms) {
+            self.unstable_restarts += 1;
+            if self.unstable_restarts > self.app.max_restarts {
+                self.status = Status::Errored;
+                return AfterExit::Stay;
+            }
+        } else {
+            self.unstable_restarts = 0;
+        }
+        self.status = Status::WaitingRestart;
+        AfterExit::RestartIn(Duration::from_millis(self.app.restart_delay_ms))
+    }
+
+    /// Asks the instance to stop.
+    pub fn begin_stop(&mut self) -> StopAction {
+        match (self.status, self.pid) {
+            (Status::Stopping, _) => StopAction::InProgress,
+            (Status::Launching | Status::Online, Some(pid)) => {
+                self.status = Status::Stopping;
+                self.generation += 1;
+                StopAction::Signal(pid)
+            }
+            _ => {
+                self.status = Status::Stopped;
+                self.generation += 1;
+                StopAction::AlreadyStopped
+            }
+        }
+    }
+
+    /// Milliseconds the current process has been up.
+    pub fn uptime_ms(&self) -> u64 {
+        match (self.status.is_running(), self.started) {
+            (true, Some((_, t))) => t.elapsed().as_millis() as u64,
+            _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ExecMode, Instances};
+
+    fn inst(autorestart: bool) -> Instance {
+        let app = AppSpec {
+            name: "t".into(),
+            script: "/bin/true".into(),
+            interpreter: None,
+            interpreter_args: vec![],
+            args: vec![],
+            cwd: "/".into(),
+            env: Default::default(),
+            base_env: Default::default(),
+            exec_mode: ExecMode::Fork,
+            instances: Instances::Count(1),
+            port: None,
+            host: "0.0.0.0".into(),
+            pin: false,
+            autorestart,
+            kill_timeout_ms: 1600,
+            min_uptime_ms: 1000,
+            max_restarts: 2,
+            restart_delay_ms: 0,
+        };
+        Instance {
+            id: 0,
+            app: Arc::new(app),
+            index: 0,
+            app_instances: 1,
+            status: Status::Launching,
+            pid: None,
+            core: None,
+            listener: None,
+            port: None,
+            restarts: 0,
+            unstable_restarts: 0,
+            created_at: SystemTime::now(),
+            started: None,
+            last_exit: None,
+            last_error: None,
+            generation: 0,
+            stats: Default::default(),
+            out_log: "/dev/null".into(),
+            err_log: "/dev/null".into(),
+        }
+    }
+
+    #[test]
+    fn crash_loop_ends_errored_after_max_restarts() {
+        let mut i = inst(true);
+        let now = Instant::now();
+        for _ in 0..2 {
+            i.on_launched(10);
+            assert!(matches!(
+                i.on_exit(ExitStatus::Code(1), now),
+                AfterExit::RestartIn(_)
+            ));
+            assert_eq!(i.status, Status::WaitingRestart);
+        }
+        i.on_launched(10);
+        assert_eq!(i.on_exit(ExitStatus::Code(1), now), AfterExit::Stay);
+        assert_eq!(i.status, Status::Errored);
+        assert_eq!(i.last_exit, Some(ExitStatus::Code(1)));
+    }
+
+    #[test]
+    fn stop_wins_over_autorestart_and_no_autorestart_stays_stopped() {
+        let mut i = inst(true);
+        i.on_launched(42);
+        assert_eq!(i.begin_stop(), StopAction::Signal(42));
+        assert_eq!(i.begin_stop(), StopAction::InProgress);
+        assert_eq!(
+            i.on_exit(ExitStatus::Signal(2), Instant::now()),
+            AfterExit::Stay
+        );
+        assert_eq!(i.status, Status::Stopped);
+        assert_eq!(i.begin_stop(), StopAction::AlreadyStopped);
+
+        let mut j = inst(false);
+        j.on_launched(43);
+        assert_eq!(
+            j.on_exit(ExitStatus::Code(0), Instant::now()),
+            AfterExit::Stay
+        );
+        assert_eq!(j.status, Status::Stopped);
+    }
+}

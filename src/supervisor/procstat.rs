@@ -1,0 +1,57 @@
+//! CPU and memory of a running instance, read from `/proc` on demand (when a
+//! client lists), so an idle daemon does no periodic work at all.
+
+use std::time::Instant;
+
+/// The previous CPU reading of one process, to turn tick counts into a rate.
+#[derive(Debug, Default, Clone)]
+pub struct Sampler {
+    last: Option<(Instant, u64)>,
+    cpu_percent: f64,
+}
+
+/// A process's CPU ticks (user + system) and resident bytes.
+pub fn read(pid: i32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may contain spaces and parentheses).
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); utime is field 14, stime 15, rss 24.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    let rss_pages: u64 = f.get(21)?.parse().ok()?;
+    Some((utime + stime, rss_pages * crate::sys::page_size()))
+}
+
+impl Sampler {
+    /// Samples `pid` now; returns (cpu %, rss bytes). CPU % is the average
+    /// since the previous sample (0 on the first).
+    pub fn sample(&mut self, pid: i32) -> (f64, u64) {
+        let Some((ticks, rss)) = read(pid) else {
+            return (0.0, 0);
+        };
+        let now = Instant::now();
+        if let Some((t0, ticks0)) = self.last {
+            let dt = now.duration_since(t0).as_secs_f64();
+            // Below ~50 ms the tick granularity (10 ms) makes the rate noise;
+            // keep the previous figure.
+            if dt >= 0.05 {
+                let secs = ticks.saturating_sub(ticks0) as f64 / crate::sys::clock_ticks() as f64;
+                self.cpu_percent = (secs / dt * 100.0 * 10.0).round() / 10.0;
+                self.last = Some((now, ticks));
+            }
+        } else {
+            self.last = Some((now, ticks));
+        }
+        (self.cpu_percent, rss)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_own_process() {
+        let (_, rss) = super::read(std::process::id() as i32).unwrap();
+        assert!(rss > 100 * 1024, "rss {rss}");
+    }
+}

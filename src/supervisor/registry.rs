@@ -1,0 +1,550 @@
+//! The daemon's table of instances and the async machinery around it:
+//! launching, noticing exits (pidfd, no polling), scheduled restarts, stops
+//! with a SIGKILL deadline. Runs on the daemon's single control-plane thread
+//! (a tokio `LocalSet`), so state is a `RefCell` that is never borrowed
+//! across an `.await`.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use super::{launch, AfterExit, Instance, Status, StopAction};
+use crate::accept::reuseport;
+use crate::config::{AppSpec, ExecMode};
+use crate::error::Error;
+use crate::home::Home;
+use crate::protocol::InstanceInfo;
+use crate::sys::process::{self, ExitStatus};
+use crate::sys::spawn::Spawned;
+
+/// A refusal the client sees as `error: …` / `hint: …`.
+fn refuse(message: impl Into<String>, hint: impl Into<String>) -> Error {
+    Error::Remote {
+        message: message.into(),
+        hint: Some(hint.into()),
+    }
+}
+
+/// The ids a start touched, and notes for the user.
+pub type Started = (Vec<u32>, Vec<String>);
+
+/// Owns every instance of every app.
+pub struct Supervisor {
+    home: Home,
+    /// CPUs we may pin to (the daemon's affinity mask).
+    cpus: Vec<usize>,
+    /// What `-i max` means here: affinity mask and cgroup quota.
+    max_instances: usize,
+    table: RefCell<Table>,
+    /// Bumped on every state change; waiters re-check their condition.
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct Table {
+    instances: BTreeMap<u32, Instance>,
+    next_id: u32,
+}
+
+impl Supervisor {
+    /// An empty supervisor for the daemon at `home`.
+    pub fn new(home: Home) -> Rc<Supervisor> {
+        let cpus = crate::sys::allowed_cpus();
+        let max_instances = std::thread::available_parallelism()
+            .map_or(cpus.len(), |n| n.get())
+            .max(1);
+        Rc::new(Supervisor {
+            home,
+            cpus,
+            max_instances,
+            table: RefCell::new(Table::default()),
+            changed: watch::channel(0).0,
+        })
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Every id, ascending.
+    pub fn all_ids(&self) -> Vec<u32> {
+        self.table.borrow().instances.keys().copied().collect()
+    }
+
+    /// Resolves `all`, ids and names to ids (deduplicated, in order).
+    pub fn resolve(&self, targets: &[String]) -> Result<Vec<u32>, Error> {
+        if targets.is_empty() {
+            return Err(refuse("no target given", "name an app, an id, or `all`"));
+        }
+        let table = self.table.borrow();
+        let mut ids = Vec::new();
+        for t in targets {
+            let found: Vec<u32> = if t == "all" {
+                table.instances.keys().copied().collect()
+            } else if let Ok(id) = t.parse::<u32>() {
+                if !table.instances.contains_key(&id) {
+                    return Err(refuse(
+                        format!("no instance with id {id}"),
+                        "see `herd list` for ids",
+                    ));
+                }
+                vec![id]
+            } else {
+                let v: Vec<u32> = table
+                    .instances
+                    .values()
+                    .filter(|i| i.app.name == *t)
+                    .map(|i| i.id)
+                    .collect();
+                if v.is_empty() {
+                    return Err(refuse(
+                        format!("no app named `{t}`"),
+                        "see `herd list` for names",
+                    ));
+                }
+                v
+            };
+            for id in found {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Starts an app, or the stopped instances of an app already known.
+    /// Returns the ids involved and notes for the user.
+    pub fn start_app(self: &Rc<Self>, spec: AppSpec, force: bool) -> Result<Started, Error> {
+        crate::config::validate_name(&spec.name)?;
+        if !spec.script.is_file() {
+            return Err(Error::ScriptNotFound {
+                path: spec.script.clone(),
+            });
+        }
+        if !spec.cwd.is_dir() {
+            return Err(refuse(
+                format!("--cwd `{}` is not a directory", spec.cwd.display()),
+                "give an existing directory",
+            ));
+        }
+        if !force {
+            if let Some(r) = self.start_existing(&spec)? {
+                return Ok(r);
+            }
+        }
+        let n = match spec.exec_mode {
+            ExecMode::Fork => 1,
+            ExecMode::Cluster => spec.instances.resolve(self.max_instances),
+        };
+        let mut listeners = match spec.port {
+            Some(port) => reuseport::bind_group(&spec.host, port, n as usize)
+                .map_err(|e| {
+                    refuse(
+                        e.to_string(),
+                        "choose another --port (and --host), or stop what holds it",
+                    )
+                })?
+                .into_iter()
+                .map(|s| Some(Arc::new(s)))
+                .collect(),
+            None => vec![None; n as usize],
+        };
+        let app = Arc::new(spec);
+        let ids: Vec<u32> = {
+            let mut table = self.table.borrow_mut();
+            (0..n)
+                .map(|index| {
+                    let id = table.next_id;
+                    table.next_id += 1;
+                    let inst =
+                        self.new_instance(id, &app, index, n, listeners[index as usize].take());
+                    table.instances.insert(id, inst);
+                    id
+                })
+                .collect()
+        };
+        let mut notes = Vec::new();
+        for (k, &id) in ids.iter().enumerate() {
+            if let Err(e) = self.launch_instance(id) {
+                if k == 0 {
+                    // Nothing of this app ran: forget it, report the cause.
+                    let mut table = self.table.borrow_mut();
+                    for id in &ids {
+                        table.instances.remove(id);
+                    }
+                    drop(table);
+                    self.bump();
+                    return Err(refuse(
+                        format!("cannot start `{}`: {e}", app.script.display()),
+                        "check the script, --interpreter and --cwd",
+                    ));
+                }
+                notes.push(format!("instance {id} failed to start: {e}"));
+            }
+        }
+        Ok((ids, notes))
+    }
+
+    /// PM2's rule for a name already in the list: same script → start its
+    /// stopped instances (or refuse if all run); other script → refuse.
+    fn start_existing(self: &Rc<Self>, spec: &AppSpec) -> Result<Option<Started>, Error> {
+        let (ids, stopped): (Vec<u32>, Vec<u32>) = {
+            let table = self.table.borrow();
+            let same: Vec<&Instance> = table
+                .instances
+                .values()
+                .filter(|i| i.app.name == spec.name)
+                .collect();
+            let Some(first) = same.first() else {
+                return Ok(None);
+            };
+            if first.app.script != spec.script {
+                return Err(refuse(
+                    format!(
+                        "the name `{}` is taken by {}",
+                        spec.name,
+                        first.app.script.display()
+                    ),
+                    "pick another --name, or `herd delete` the other app first",
+                ));
+            }
+            let ids = same.iter().map(|i| i.id).collect();
+            let stopped = same
+                .iter()
+                .filter(|i| !i.status.is_running())
+                .map(|i| i.id)
+                .collect();
+            (ids, stopped)
+        };
+        if stopped.is_empty() {
+            let list = ids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(refuse(
+                format!("app `{}` is already running (id {list})", spec.name),
+                format!(
+                    "`herd restart {}` restarts it; add -f to start another copy",
+                    spec.name
+                ),
+            ));
+        }
+        let mut notes = Vec::new();
+        for &id in &stopped {
+            if let Some(inst) = self.table.borrow_mut().instances.get_mut(&id) {
+                inst.status = Status::Launching;
+                inst.unstable_restarts = 0;
+            }
+            if let Err(e) = self.launch_instance(id) {
+                notes.push(format!("instance {id} failed to start: {e}"));
+            }
+        }
+        Ok(Some((stopped, notes)))
+    }
+
+    fn new_instance(
+        &self,
+        id: u32,
+        app: &Arc<AppSpec>,
+        index: u32,
+        n: u32,
+        listener: Option<Arc<socket2::Socket>>,
+    ) -> Instance {
+        let port = listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .and_then(|a| a.as_socket())
+            .map(|a| a.port());
+        let core =
+            (app.pin && !self.cpus.is_empty()).then(|| self.cpus[index as usize % self.cpus.len()]);
+        let logs = self.home.logs();
+        Instance {
+            id,
+            app: app.clone(),
+            index,
+            app_instances: n,
+            status: Status::Launching,
+            pid: None,
+            core,
+            listener,
+            port,
+            restarts: 0,
+            unstable_restarts: 0,
+            created_at: SystemTime::now(),
+            started: None,
+            last_exit: None,
+            last_error: None,
+            generation: 0,
+            stats: Default::default(),
+            out_log: logs.join(format!("{}-out-{id}.log", app.name)),
+            err_log: logs.join(format!("{}-error-{id}.log", app.name)),
+        }
+    }
+
+    /// Forks the instance's process and starts watching it.
+    fn launch_instance(self: &Rc<Self>, id: u32) -> std::io::Result<()> {
+        let result = {
+            let table = self.table.borrow();
+            let Some(inst) = table.instances.get(&id) else {
+                return Ok(());
+            };
+            launch::launch(inst, &self.home)
+        };
+        let mut table = self.table.borrow_mut();
+        let Some(inst) = table.instances.get_mut(&id) else {
+            return Ok(());
+        };
+        match result {
+            Ok(spawned) => {
+                inst.on_launched(spawned.pid);
+                crate::daemon::log(format_args!(
+                    "{} [{id}] online, pid {}",
+                    inst.app.name, spawned.pid
+                ));
+                drop(table);
+                self.bump();
+                tokio::task::spawn_local(self.clone().watch_exit(id, spawned));
+                Ok(())
+            }
+            Err(e) => {
+                inst.status = Status::Errored;
+                inst.last_error = Some(e.to_string());
+                crate::daemon::log(format_args!(
+                    "{} [{id}] failed to launch: {e}",
+                    inst.app.name
+                ));
+                drop(table);
+                self.bump();
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the process to exit (pidfd readable), reaps it, and applies
+    /// the state machine's decision.
+    async fn watch_exit(self: Rc<Self>, id: u32, spawned: Spawned) {
+        let Spawned { pid, pidfd } = spawned;
+        let _ = process::pidfd_exited(pidfd).await;
+        // pidfd readable means exited; the loop only guards the fallback path
+        // where the pidfd could not be registered.
+        let status = loop {
+            match process::try_reap(pid) {
+                Ok(Some(s)) => break s,
+                Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(_) => break ExitStatus::Code(-1),
+            }
+        };
+        self.on_exit(id, pid, status);
+    }
+
+    fn on_exit(self: &Rc<Self>, id: u32, pid: i32, status: ExitStatus) {
+        // Whatever the app left in its process group goes with it.
+        let _ = process::kill_group(pid, libc::SIGKILL);
+        let mut table = self.table.borrow_mut();
+        let Some(inst) = table.instances.get_mut(&id).filter(|i| i.pid == Some(pid)) else {
+            return;
+        };
+        let after = inst.on_exit(status, Instant::now());
+        crate::daemon::log(format_args!(
+            "{} [{id}] pid {pid} exited ({status}), now {}",
+            inst.app.name,
+            inst.status.pm2_name()
+        ));
+        let generation = inst.generation;
+        drop(table);
+        self.bump();
+        if let AfterExit::RestartIn(delay) = after {
+            let this = self.clone();
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(delay).await;
+                this.restart_due(id, generation);
+            });
+        }
+    }
+
+    fn restart_due(self: &Rc<Self>, id: u32, generation: u64) {
+        {
+            let mut table = self.table.borrow_mut();
+            let Some(inst) = table.instances.get_mut(&id) else {
+                return;
+            };
+            if inst.status != Status::WaitingRestart || inst.generation != generation {
+                return; // stopped or deleted meanwhile
+            }
+            inst.restarts += 1;
+            inst.status = Status::Launching;
+        }
+        let _ = self.launch_instance(id);
+    }
+
+    /// Stops `ids`: SIGINT to each process group, SIGKILL after the app's
+    /// kill_timeout; returns once none of them is still stopping.
+    pub async fn stop(self: &Rc<Self>, ids: &[u32]) {
+        let mut waiting = Vec::new();
+        {
+            let mut table = self.table.borrow_mut();
+            for id in ids {
+                let Some(inst) = table.instances.get_mut(id) else {
+                    continue;
+                };
+                match inst.begin_stop() {
+                    StopAction::Signal(pid) => {
+                        let _ = process::kill_group(pid, libc::SIGINT);
+                        let timeout = Duration::from_millis(inst.app.kill_timeout_ms);
+                        let generation = inst.generation;
+                        let this = self.clone();
+                        let id = *id;
+                        tokio::task::spawn_local(async move {
+                            tokio::time::sleep(timeout).await;
+                            this.kill_if_still_stopping(id, pid, generation);
+                        });
+                        waiting.push(id);
+                    }
+                    StopAction::InProgress => waiting.push(*id),
+                    StopAction::AlreadyStopped => {}
+                }
+            }
+        }
+        self.bump();
+        self.wait_until(|t| {
+            waiting.iter().all(|id| {
+                t.instances
+                    .get(id)
+                    .is_none_or(|i| i.status != Status::Stopping)
+            })
+        })
+        .await;
+    }
+
+    fn kill_if_still_stopping(&self, id: u32, pid: i32, generation: u64) {
+        let table = self.table.borrow();
+        if let Some(inst) = table.instances.get(&id) {
+            if inst.status == Status::Stopping
+                && inst.generation == generation
+                && inst.pid == Some(pid)
+            {
+                crate::daemon::log(format_args!(
+                    "{} [{id}] pid {pid} ignored SIGINT for {} ms, sending SIGKILL",
+                    inst.app.name, inst.app.kill_timeout_ms
+                ));
+                let _ = process::kill_group(pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    async fn wait_until(&self, mut done: impl FnMut(&Table) -> bool) {
+        let mut rx = self.changed.subscribe();
+        loop {
+            if done(&self.table.borrow()) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Stops then starts `ids` again (not zero-downtime; that is `reload`).
+    pub async fn restart(self: &Rc<Self>, ids: &[u32]) -> Vec<String> {
+        self.stop(ids).await;
+        let mut notes = Vec::new();
+        for &id in ids {
+            {
+                let mut table = self.table.borrow_mut();
+                let Some(inst) = table.instances.get_mut(&id) else {
+                    continue;
+                };
+                inst.restarts += 1;
+                inst.unstable_restarts = 0;
+                inst.status = Status::Launching;
+            }
+            if let Err(e) = self.launch_instance(id) {
+                notes.push(format!("instance {id} failed to start: {e}"));
+            }
+        }
+        notes
+    }
+
+    /// Stops `ids` and removes them (their listeners close).
+    pub async fn delete(self: &Rc<Self>, ids: &[u32]) -> Vec<InstanceInfo> {
+        self.stop(ids).await;
+        let infos = self.info(ids);
+        let mut table = self.table.borrow_mut();
+        for id in ids {
+            table.instances.remove(id);
+        }
+        drop(table);
+        self.bump();
+        infos
+    }
+
+    /// Snapshots of `ids`, with CPU and memory sampled now.
+    pub fn info(&self, ids: &[u32]) -> Vec<InstanceInfo> {
+        let mut table = self.table.borrow_mut();
+        ids.iter()
+            .filter_map(|id| table.instances.get_mut(id).map(to_info))
+            .collect()
+    }
+}
+
+fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn to_info(inst: &mut Instance) -> InstanceInfo {
+    let (cpu_percent, memory_bytes) = match (inst.status.is_running(), inst.pid) {
+        (true, Some(pid)) => inst.stats.sample(pid),
+        _ => (0.0, 0),
+    };
+    let app = &inst.app;
+    let (exec, interpreter) = match &app.interpreter {
+        Some(i) => (i.clone(), Some(i.clone())),
+        None => (app.script.to_string_lossy().into_owned(), None),
+    };
+    InstanceInfo {
+        id: inst.id,
+        name: app.name.clone(),
+        instance: inst.index,
+        exec_mode: app.exec_mode.as_str().into(),
+        distribution: if inst.listener.is_some() {
+            "reuseport"
+        } else {
+            "none"
+        }
+        .into(),
+        status: inst.status,
+        pid: inst.pid.filter(|_| inst.status.is_running()),
+        core: inst.core,
+        port: inst.port,
+        host: inst.port.map(|_| app.host.clone()),
+        restarts: inst.restarts,
+        unstable_restarts: inst.unstable_restarts,
+        created_at_ms: epoch_ms(inst.created_at),
+        started_at_ms: inst.started.map(|(t, _)| epoch_ms(t)),
+        uptime_ms: inst.uptime_ms(),
+        cpu_percent,
+        memory_bytes,
+        last_exit: inst.last_exit,
+        last_error: inst.last_error.clone(),
+        script: app.script.to_string_lossy().into_owned(),
+        exec,
+        interpreter,
+        interpreter_args: app.interpreter_args.clone(),
+        args: app.args.clone(),
+        cwd: app.cwd.to_string_lossy().into_owned(),
+        env: app.env.clone(),
+        inherited_env: app.base_env.len(),
+        autorestart: app.autorestart,
+        kill_timeout_ms: app.kill_timeout_ms,
+        instances: inst.app_instances,
+        out_log: inst.out_log.to_string_lossy().into_owned(),
+        err_log: inst.err_log.to_string_lossy().into_owned(),
+    }
+}

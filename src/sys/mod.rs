@@ -1,0 +1,77 @@
+//! Every syscall and `unsafe` block of herd lives here, each with a `// SAFETY:`
+//! comment. The rest of the crate sees safe functions taking and returning
+//! `OwnedFd`/`BorrowedFd`, never raw descriptors it must remember to close.
+//!
+//! We call `libc` directly instead of pulling in `nix`: the surface is small
+//! (fork/exec, pidfd, flock, affinity, a few ids) and the fork child must use
+//! only async-signal-safe calls on memory prepared before the fork, which is
+//! easiest to audit as plain libc.
+
+pub mod fd;
+pub mod lock;
+pub mod process;
+pub mod spawn;
+
+use std::io;
+
+/// Turns a libc `-1 + errno` return into an `io::Error`.
+pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// The effective uid of this process (the daemon only serves this uid).
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Sets the process umask, returning the previous one. Used around binding
+/// the control socket so it is never briefly world-accessible.
+pub fn umask(mask: u32) -> u32 {
+    // SAFETY: umask has no preconditions and cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// Kernel clock ticks per second (for /proc/<pid>/stat CPU times).
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no memory preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// Page size in bytes (for /proc/<pid>/statm).
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as u64
+    } else {
+        4096
+    }
+}
+
+/// The CPUs this process may run on (its affinity mask), in ascending order.
+/// Workers are pinned round-robin over this list, so a herd started under
+/// `taskset` or a cpuset cgroup stays inside it.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; all-zero is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: we pass the correct size of `set`, which outlives the call.
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: i < CPU_SETSIZE, and `set` is initialised.
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect()
+}

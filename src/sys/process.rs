@@ -1,0 +1,173 @@
+//! Signals, pidfds and reaping for the processes the daemon started.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// How a child ended, as `waitpid` reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    /// `exit(code)`.
+    Code(i32),
+    /// Killed by this signal number.
+    Signal(i32),
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit code {c}"),
+            ExitStatus::Signal(s) => write!(f, "signal {}", signal_name(*s)),
+        }
+    }
+}
+
+/// `SIGKILL` → "SIGKILL"; unknown numbers stay numbers.
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGTERM => "SIGTERM",
+        _ => return sig.to_string(),
+    };
+    name.to_string()
+}
+
+/// Opens a pidfd for `pid`: readable once the process has exited, so the
+/// daemon learns of a death at once, without polling or a SIGCHLD handler.
+/// Race-free for our own unreaped children (their pid cannot be reused).
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the syscall returned a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Reaps `pid` if it has exited (`WNOHANG`). `Ok(None)`: still running.
+pub fn try_reap(pid: i32) -> io::Result<Option<ExitStatus>> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: `status` outlives the call; WNOHANG makes it non-blocking.
+    let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if rc == 0 {
+        return Ok(None);
+    }
+    Ok(Some(decode_status(status)))
+}
+
+/// Blocks until `pid` exits and reaps it (used right after a failed exec).
+pub fn reap_blocking(pid: i32) -> io::Result<ExitStatus> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: `status` outlives the call.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc >= 0 {
+            return Ok(decode_status(status));
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+fn decode_status(status: libc::c_int) -> ExitStatus {
+    if libc::WIFSIGNALED(status) {
+        ExitStatus::Signal(libc::WTERMSIG(status))
+    } else {
+        ExitStatus::Code(libc::WEXITSTATUS(status))
+    }
+}
+
+/// Sends `sig` to the whole process group `pgid` (every worker leads its
+/// own group, so this reaches what the app forked too). ESRCH is not an error:
+/// the group is already gone.
+pub fn kill_group(pgid: i32, sig: i32) -> io::Result<()> {
+    if pgid <= 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to signal pgid <= 1",
+        ));
+    }
+    // SAFETY: kill has no memory preconditions; a negative pid targets a group.
+    let rc = unsafe { libc::kill(-pgid, sig) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ESRCH) {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+/// Sends `sig` to one process. ESRCH is not an error.
+pub fn kill_pid(pid: i32, sig: i32) -> io::Result<()> {
+    if pid <= 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to signal pid <= 1",
+        ));
+    }
+    // SAFETY: kill has no memory preconditions.
+    let rc = unsafe { libc::kill(pid, sig) };
+    if rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// True if a process `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state letter follows the last ')' (the command may contain one).
+        Ok(s) => s
+            .rfind(')')
+            .and_then(|i| s[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Turns the calling process into the leader of a new session, detached
+/// from the terminal. Used by `herd daemon` when started in the background.
+pub fn setsid() -> io::Result<()> {
+    // SAFETY: setsid has no memory preconditions.
+    let rc = unsafe { libc::setsid() };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Waits until the process behind `pidfd` has exited (the pidfd becomes
+/// readable). Consumes the pidfd.
+pub async fn pidfd_exited(pidfd: OwnedFd) -> io::Result<()> {
+    use tokio::io::unix::AsyncFd;
+    use tokio::io::Interest;
+    // SAFETY: the AsyncFd takes ownership of `pidfd`, so the fd stays open and
+    // refers to the same pidfd for as long as it is registered.
+    let afd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)?;
+    let _guard = afd.readable().await?;
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! `TestHome`: a temporary HERD_HOME with helpers to run the CLI against it,
+//! poll for conditions, and tear everything down (daemon and workers) on
+//! drop, even when the test panics. Kills only PIDs it can attribute to its
+//! own home.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const HERD: &str = env!("CARGO_BIN_EXE_herd");
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A private herd home for one test.
+pub struct TestHome {
+    pub root: PathBuf,
+}
+
+/// What a CLI call printed.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Panics unless the call succeeded.
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "herd failed: stdout={} stderr={}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    /// Panics unless the call failed with a one-line `error:` naming `needle`.
+    #[track_caller]
+    pub fn fails_with(self, needle: &str) -> Run {
+        assert_ne!(
+            self.code, 0,
+            "expected failure, got success: {}",
+            self.stdout
+        );
+        let first = self.stderr.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with("error: "),
+            "stderr does not start with `error: `: {}",
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}: {}",
+            self.stderr
+        );
+        self
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl TestHome {
+    pub fn new() -> TestHome {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let root = std::env::temp_dir().join(format!("herd-it-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        TestHome { root }
+    }
+
+    /// A `herd` command bound to this home.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(HERD);
+        c.args(args).env("HERD_HOME", &self.root).env_remove("PORT");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        output(self.cmd(args).output().expect("run herd"))
+    }
+
+    /// `herd list --json`.
+    pub fn list(&self) -> Vec<Value> {
+        self.run(&["list", "--json"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Waits until `cond(list)` holds (bounded; panics with the last list).
+    #[track_caller]
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        cond: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let l = self.list();
+            if cond(&l) {
+                return l;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; list: {l:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn daemon_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.root.join("herd.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    pub fn sock(&self) -> PathBuf {
+        self.root.join("herd.sock")
+    }
+}
+
+impl Drop for TestHome {
+    fn drop(&mut self) {
+        // Workers first (their pids come from the list), then the daemon.
+        let mut pids: Vec<i32> = Vec::new();
+        if self.daemon_pid().is_some_and(alive) {
+            if let Ok(out) = self.cmd(&["list", "--json"]).output() {
+                if let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(&out.stdout) {
+                    pids.extend(
+                        items
+                            .iter()
+                            .filter_map(|i| i["pid"].as_i64())
+                            .map(|p| p as i32),
+                    );
+                }
+            }
+            let _ = self.cmd(&["kill"]).output();
+        }
+        if let Some(d) = self.daemon_pid() {
+            pids.push(d);
+        }
+        for p in pids {
+            if alive(p) {
+                // SAFETY-free: signalling our own test's processes by pid.
+                let _ = Command::new("kill").args(["-9", &p.to_string()]).output();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn output(o: Output) -> Run {
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Alive and not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rfind(')')
+            .and_then(|i| s[i + 1..].split_whitespace().next())
+            .is_some_and(|st| st != "Z"),
+        Err(_) => false,
+    }
+}
+
+/// An ephemeral port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An HTTP response, headers lowercased.
+pub type Resp = (String, Vec<(String, String)>, String);
+
+/// One GET with `Connection: close`; returns (status line, headers, body).
+/// Bounded by a timeout.
+pub fn http_get(port: u16) -> std::io::Result<Resp> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_secs(2),
+    )?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("bad response {text:?}")))?;
+    let mut lines = head.lines();
+    let status = lines.next().unwrap_or("").to_string();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok((status, headers, body.to_string()))
+}
+
+/// Sends `n` requests; returns the distinct values of `header` seen (or of
+/// the body when `header` is None). Every request must succeed.
+pub fn distinct_responders(
+    port: u16,
+    n: usize,
+    header: Option<&str>,
+) -> std::collections::BTreeSet<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..n {
+        let (status, headers, body) =
+            http_get(port).unwrap_or_else(|e| panic!("request {i} failed: {e}"));
+        assert!(status.contains(" 200 "), "request {i}: {status}");
+        let v = match header {
+            Some(h) => headers
+                .iter()
+                .find(|(k, _)| k == h)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default(),
+            None => body,
+        };
+        seen.insert(v);
+    }
+    seen
+}
+
+/// Waits until `port` answers HTTP 200.
+#[track_caller]
+pub fn wait_http(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok((s, _, _)) = http_get(port) {
+            if s.contains(" 200 ") {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "port {port} never answered 200");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Path of a file in bench-apps/.
+pub fn app(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("bench-apps")
+        .join(rel)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Pids of all instances in a list.
+pub fn pids(list: &[Value]) -> Vec<i64> {
+    list.iter().filter_map(|i| i["pid"].as_i64()).collect()
+}

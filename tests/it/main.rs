@@ -1,0 +1,11 @@
+//! Integration tests: the real `herd` binary and a real daemon, each test in
+//! its own temporary `HERD_HOME`, on ephemeral ports. One test binary (fast
+//! to build); one module per area.
+
+mod harness;
+
+mod badinput;
+mod lifecycle;
+mod node;
+mod protocol;
+mod reuseport;

@@ -1,0 +1,103 @@
+//! Unmodified Node apps (PM2 docs' app, and Express) in reuseport mode via
+//! herd's `node -r` preload.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::harness::*;
+
+const T: Duration = Duration::from_secs(20);
+
+fn node_available() -> bool {
+    let ok = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIP: node is not installed; the Node tests cannot run");
+    }
+    ok
+}
+
+fn serve_by_both(h: &TestHome, script: &str, name: &str) {
+    let port = free_port();
+    let p = port.to_string();
+    h.run(&[
+        "start",
+        script,
+        "-i",
+        "2",
+        "--name",
+        name,
+        "--port",
+        &p,
+        "--host",
+        "127.0.0.1",
+    ])
+    .ok();
+    let l = h.wait_for("2 online", T, |l| {
+        l.len() == 2 && l.iter().all(|i| i["status"] == "online")
+    });
+    assert!(l.iter().all(|i| i["interpreter"] == "node"));
+    wait_http(port, T);
+    let want: BTreeSet<String> = pids(&l).iter().map(|p| p.to_string()).collect();
+    // Both workers must have reached listen() before both can answer.
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let seen = distinct_responders(port, 100, Some("x-worker"));
+        assert!(
+            seen.is_subset(&want),
+            "a response came from outside herd's workers: {seen:?} vs {want:?}"
+        );
+        if seen == want {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {seen:?} of {want:?} answered"
+        );
+    }
+}
+
+#[test]
+fn pm2_docs_app_answered_by_both_pids() {
+    if !node_available() {
+        return;
+    }
+    let h = TestHome::new();
+    serve_by_both(&h, &app("node/app.js"), "api");
+    // The app really listened on herd's fd: no port of its own besides ours.
+    let log = h.list()[0]["err_log"].as_str().unwrap().to_string();
+    let errors = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(!errors.contains("EADDRINUSE"), "{errors}");
+}
+
+#[test]
+fn express_app_answered_by_both_pids() {
+    if !node_available() {
+        return;
+    }
+    let dir = std::path::Path::new(&app("express")).to_path_buf();
+    if !dir.join("node_modules/express").exists() {
+        let out = std::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                eprintln!(
+                    "SKIP: `npm install express` failed (no registry?): {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                return;
+            }
+            Err(e) => {
+                eprintln!("SKIP: npm not available: {e}");
+                return;
+            }
+        }
+    }
+    let h = TestHome::new();
+    serve_by_both(&h, &app("express/app.js"), "express");
+}

@@ -1,0 +1,191 @@
+//! Cluster apps in reuseport mode with the built-in Rust hello worker
+//! (`herd hello`): one SO_REUSEPORT listener per instance, passed as fd 3
+//! with the systemd protocol, workers pinned one per core.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::harness::*;
+
+const T: Duration = Duration::from_secs(10);
+
+fn start_hello(h: &TestHome, port: u16, extra: &[&str]) -> Vec<serde_json::Value> {
+    let p = port.to_string();
+    let mut args = vec![
+        "start",
+        HERD,
+        "--interpreter",
+        "none",
+        "--name",
+        "hello",
+        "--port",
+        &p,
+        "--host",
+        "127.0.0.1",
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--", "hello"]);
+    h.run(&args).ok();
+    let l = h.wait_for("hello online", T, |l| {
+        !l.is_empty() && l.iter().all(|i| i["status"] == "online")
+    });
+    wait_http(port, T);
+    l
+}
+
+fn cpus_allowed(pid: i64) -> String {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn environ(pid: i64) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    raw.split(|b| *b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+#[test]
+fn two_workers_both_serve_with_systemd_fds() {
+    let h = TestHome::new();
+    let port = free_port();
+    let l = start_hello(&h, port, &["-i", "2"]);
+    assert_eq!(l.len(), 2);
+    for i in &l {
+        assert_eq!(i["exec_mode"], "cluster");
+        assert_eq!(i["distribution"], "reuseport");
+        assert_eq!(i["port"], port);
+        let pid = i["pid"].as_i64().unwrap();
+        let env = environ(pid);
+        assert!(
+            env.contains(&format!("LISTEN_PID={pid}")),
+            "LISTEN_PID is not the child's own pid: {env:?}"
+        );
+        assert!(env.contains(&"LISTEN_FDS=1".to_string()));
+        assert!(env.contains(&"LISTEN_FDNAMES=hello".to_string()));
+        assert!(env.contains(&format!("NODE_APP_INSTANCE={}", i["instance"])));
+        assert!(env.contains(&format!("HERD_INSTANCE={}", i["instance"])));
+        assert!(env.contains(&"HERD_APP_NAME=hello".to_string()));
+    }
+    let want: BTreeSet<String> = pids(&l).iter().map(|p| p.to_string()).collect();
+    let seen = distinct_responders(port, 200, Some("x-worker"));
+    assert_eq!(seen, want, "every worker serves, and only herd's workers");
+}
+
+#[test]
+fn workers_are_pinned_one_per_core_unless_no_pin() {
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let h = TestHome::new();
+    let port = free_port();
+    let l = start_hello(&h, port, &["-i", "2"]);
+    let cores: Vec<i64> = l
+        .iter()
+        .map(|i| i["core"].as_i64().expect("pinned core shown"))
+        .collect();
+    for (i, c) in l.iter().zip(&cores) {
+        assert_eq!(
+            cpus_allowed(i["pid"].as_i64().unwrap()),
+            c.to_string(),
+            "affinity matches the shown core"
+        );
+    }
+    if cpus >= 2 {
+        assert_ne!(cores[0], cores[1], "two instances on two cores");
+    } else {
+        eprintln!("SKIP part: only {cpus} CPU, cannot check distinct cores");
+    }
+    let show = h.run(&["show", "0"]).ok().stdout;
+    assert!(show.contains("pinned core"), "{show}");
+
+    let h2 = TestHome::new();
+    let port2 = free_port();
+    let l2 = start_hello(&h2, port2, &["-i", "1", "--no-pin"]);
+    assert!(l2[0]["core"].is_null());
+    assert_ne!(
+        cpus_allowed(l2[0]["pid"].as_i64().unwrap()),
+        cores[0].to_string().repeat(usize::from(cpus > 1))
+    );
+}
+
+#[test]
+fn killed_worker_is_replaced_and_serves() {
+    let h = TestHome::new();
+    let port = free_port();
+    let l = start_hello(&h, port, &["-i", "2"]);
+    let victim = l[0]["pid"].as_i64().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
+    let l = h.wait_for("replacement online", T, |l| {
+        l[0]["status"] == "online" && l[0]["pid"].as_i64().is_some_and(|p| p != victim)
+    });
+    let fresh = l[0]["pid"].as_i64().unwrap().to_string();
+    // The replacement inherits the same listener, so it serves at once.
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let seen = distinct_responders(port, 20, Some("x-worker"));
+        assert!(!seen.contains(&victim.to_string()));
+        if seen.contains(&fresh) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replacement {fresh} never served"
+        );
+    }
+}
+
+#[test]
+fn port_in_use_is_refused_and_nothing_starts() {
+    let h = TestHome::new();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port().to_string();
+    h.run(&[
+        "start",
+        HERD,
+        "--interpreter",
+        "none",
+        "-i",
+        "2",
+        "--port",
+        &port,
+        "--host",
+        "127.0.0.1",
+        "--",
+        "hello",
+    ])
+    .fails_with(&format!("port {port}"));
+    assert!(
+        h.list().is_empty(),
+        "nothing may start when the port is taken"
+    );
+}
+
+#[test]
+fn port_from_env_makes_a_cluster_app() {
+    let h = TestHome::new();
+    let port = free_port();
+    let p = format!("PORT={port}");
+    h.run(&[
+        "start",
+        HERD,
+        "--interpreter",
+        "none",
+        "--env",
+        &p,
+        "--host",
+        "127.0.0.1",
+        "--",
+        "hello",
+    ])
+    .ok();
+    let l = h.wait_for("online", T, |l| l.len() == 1 && l[0]["status"] == "online");
+    assert_eq!(l[0]["exec_mode"], "cluster");
+    assert_eq!(l[0]["port"], port);
+    wait_http(port, T);
+}
