@@ -144,7 +144,8 @@ pub fn launch(inst: &Instance, home: &Home) -> io::Result<Spawned> {
         cwd: inst.app.cwd.as_os_str(),
         stdout: out.as_fd(),
         stderr: err.as_fd(),
-        listen_fd: inst.listener.as_deref().map(|s| s.as_fd()),
+        fd3: inst.listener.as_deref().map(|s| s.as_fd()),
+        listen_pid: inst.listener.is_some(),
         cpu: inst.core,
     };
     spawn(&plan)

@@ -8,6 +8,7 @@
 //! easiest to audit as plain libc.
 
 pub mod fd;
+pub mod fdpass;
 pub mod lock;
 pub mod process;
 pub mod spawn;

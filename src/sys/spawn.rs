@@ -30,8 +30,10 @@ pub struct SpawnPlan<'a> {
     pub stdout: BorrowedFd<'a>,
     /// Becomes fd 2.
     pub stderr: BorrowedFd<'a>,
-    /// Becomes fd 3 and sets `LISTEN_PID` to the child's pid.
-    pub listen_fd: Option<BorrowedFd<'a>>,
+    /// Becomes fd 3 (a listener, or a channel to the daemon).
+    pub fd3: Option<BorrowedFd<'a>>,
+    /// Add `LISTEN_PID=<the child's pid>` (systemd protocol, with a listener as fd 3).
+    pub listen_pid: bool,
     /// Pin the child to this CPU.
     pub cpu: Option<usize>,
 }
@@ -88,7 +90,7 @@ pub fn spawn(plan: &SpawnPlan<'_>) -> io::Result<Spawned> {
     let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
     // The child writes its pid into this buffer; envp points at it.
     let mut listen_pid = [0u8; LISTEN_PID_BUF];
-    if plan.listen_fd.is_some() {
+    if plan.listen_pid {
         envp.push(listen_pid.as_ptr().cast());
     }
     envp.push(std::ptr::null());
@@ -121,7 +123,7 @@ pub fn spawn(plan: &SpawnPlan<'_>) -> io::Result<Spawned> {
         stdin: devnull.as_raw_fd(),
         stdout: plan.stdout.as_raw_fd(),
         stderr: plan.stderr.as_raw_fd(),
-        listen: plan.listen_fd.map(|f| f.as_raw_fd()),
+        listen: plan.fd3.map(|f| f.as_raw_fd()),
     };
 
     // SAFETY: fork is sound here because the child runs only
@@ -142,7 +144,7 @@ pub fn spawn(plan: &SpawnPlan<'_>) -> io::Result<Spawned> {
                 program.as_ptr(),
                 argv.as_ptr(),
                 envp.as_ptr(),
-                plan.listen_fd.is_some().then_some(&mut listen_pid),
+                plan.listen_pid.then_some(&mut listen_pid),
                 err_wr.as_raw_fd(),
             )
         }
