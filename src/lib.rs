@@ -10,8 +10,10 @@ pub mod cli; // argument parsing, one file per verb family, output formatting
 pub mod config; // AppSpec: what to run and how, resolved from CLI flags
 pub mod daemon; // socket server, registry, request handlers, daemon lifecycle
 pub mod error; // the library's typed errors and their hints
+pub mod fdpass; // channels to workers: herd protocol + Node cluster protocol
 pub mod home; // $HERD_HOME layout: socket, pid, lock, logs
 pub mod metrics; // fairness indexes (and later counters, histograms, exporters)
 pub mod protocol; // request/response types, framing, version handshake
 pub mod supervisor; // instance state machine, spawning, restarts, process stats
 pub mod sys; // every syscall and unsafe block, each with a SAFETY comment
+pub mod worker; // library side for Rust workers: receive connections over HERD_CHANNEL_FD

@@ -1,6 +1,306 @@
-//! How connections reach workers. Today: `reuseport`, one `SO_REUSEPORT`
-//! listener per instance, owned by the daemon and handed to the worker as
-//! fd 3. Next: the io_uring acceptor threads and dispatch policies of
-//! `fdpass` mode (DESIGN.md, "Distribution modes").
+//! How connections reach workers.
+//!
+//! * `fdpass` ([`DataPlane`]): the daemon owns the listener; acceptor threads
+//!   (one per core, pinned) accept with io_uring multishot accept (epoll when
+//!   io_uring is unavailable) and [`pool`] hands each connection to a worker
+//!   chosen by the dispatch policy, over the worker's channel (`crate::fdpass`).
+//! * `reuseport` / `shared` ([`reuseport`]): listeners handed to the workers
+//!   as fd 3; the kernel (or the workers' accept race) distributes.
 
+pub mod pool;
 pub mod reuseport;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+
+use serde::{Deserialize, Serialize};
+use socket2::Socket;
+
+use crate::sys::epoll::Stopper;
+use pool::{Policy, Pool};
+
+/// How an app's connections are distributed (`--mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// The daemon accepts and passes each connection to a chosen worker.
+    #[default]
+    Fdpass,
+    /// One SO_REUSEPORT listener per worker; the kernel hashes.
+    Reuseport,
+    /// One listener inherited by every worker; they race to accept.
+    Shared,
+}
+
+impl Mode {
+    /// Parses `fdpass|reuseport|shared`.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "fdpass" => Some(Mode::Fdpass),
+            "reuseport" => Some(Mode::Reuseport),
+            "shared" => Some(Mode::Shared),
+            _ => None,
+        }
+    }
+
+    /// The flag spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Fdpass => "fdpass",
+            Mode::Reuseport => "reuseport",
+            Mode::Shared => "shared",
+        }
+    }
+}
+
+/// The accept backend in use, and why.
+#[derive(Debug, Clone)]
+pub enum Io {
+    /// io_uring with multishot accept.
+    Uring(crate::sys::uring::UringFeatures),
+    /// epoll, with the reason io_uring is not used.
+    Epoll(String),
+}
+
+impl Io {
+    /// One line for `herd show`.
+    pub fn describe(&self) -> String {
+        match self {
+            Io::Uring(f) => format!(
+                "io_uring (multishot accept{}{}{})",
+                if f.single_issuer {
+                    ", single issuer"
+                } else {
+                    ""
+                },
+                if f.defer_taskrun {
+                    ", defer taskrun"
+                } else {
+                    ""
+                },
+                if f.coop_taskrun { ", coop taskrun" } else { "" },
+            ),
+            Io::Epoll(why) => format!("epoll ({why})"),
+        }
+    }
+}
+
+/// Probes once per process: `HERD_IO=epoll|uring` forces a backend; else
+/// io_uring when it works (and has multishot accept), epoll otherwise.
+pub fn io_backend() -> Result<Io, String> {
+    static CHOICE: OnceLock<Result<Io, String>> = OnceLock::new();
+    CHOICE
+        .get_or_init(|| match std::env::var("HERD_IO").ok().as_deref() {
+            Some("epoll") => Ok(Io::Epoll("forced by HERD_IO=epoll".into())),
+            Some("uring") => match crate::sys::uring::probe() {
+                Ok(f) if f.multishot_accept => Ok(Io::Uring(f)),
+                Ok(_) => Err(
+                    "HERD_IO=uring but this kernel lacks multishot accept (needs Linux 5.19+)"
+                        .into(),
+                ),
+                Err(e) => Err(format!("HERD_IO=uring but io_uring is unavailable: {e}")),
+            },
+            Some(other) if !other.is_empty() => {
+                Err(format!("HERD_IO=`{other}`: expected `uring` or `epoll`"))
+            }
+            _ => match crate::sys::uring::probe() {
+                Ok(f) if f.multishot_accept => Ok(Io::Uring(f)),
+                Ok(_) => Ok(Io::Epoll(
+                    "kernel lacks multishot accept (needs Linux 5.19+)".into(),
+                )),
+                Err(e) => Ok(Io::Epoll(format!("io_uring unavailable: {e}"))),
+            },
+        })
+        .clone()
+}
+
+/// Data-plane settings of one app.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PlaneConfig {
+    /// Dispatch policy.
+    pub policy: Policy,
+    /// Acceptor threads (default: one per usable CPU).
+    pub acceptors: Option<usize>,
+    /// Listen backlog (default: somaxconn).
+    pub backlog: Option<i32>,
+    /// Multishot accept (false: single-shot, for comparison).
+    pub multishot: bool,
+    /// A worker holding a connection unacknowledged this long is hung.
+    pub ack_timeout_ms: u64,
+}
+
+/// Default hung-worker threshold.
+pub const DEFAULT_ACK_TIMEOUT_MS: u64 = 5000;
+
+impl Default for PlaneConfig {
+    fn default() -> Self {
+        PlaneConfig {
+            policy: Policy::LeastConn,
+            acceptors: None,
+            backlog: None,
+            multishot: true,
+            ack_timeout_ms: DEFAULT_ACK_TIMEOUT_MS,
+        }
+    }
+}
+
+struct Acceptor {
+    stopper: Arc<Stopper>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The fdpass data plane of one app: its listener, acceptor threads and pool.
+pub struct DataPlane {
+    /// The workers and the dispatch policy.
+    pub pool: Arc<Pool>,
+    /// The accept backend.
+    pub io: Io,
+    /// The settings it was made with.
+    pub cfg: PlaneConfig,
+    cpus: Vec<usize>,
+    listener: Mutex<Option<(SocketAddr, Arc<Socket>)>>,
+    acceptors: Mutex<Vec<Acceptor>>,
+    /// Connections accepted.
+    pub accepted: Arc<AtomicU64>,
+}
+
+impl DataPlane {
+    /// A plane with no listener yet.
+    pub fn new(cfg: PlaneConfig, cpus: Vec<usize>) -> Result<Arc<DataPlane>, String> {
+        let io = io_backend()?;
+        Ok(Arc::new(DataPlane {
+            pool: Arc::new(Pool::new(cfg.policy)),
+            io,
+            cfg,
+            cpus,
+            listener: Mutex::new(None),
+            acceptors: Mutex::new(Vec::new()),
+            accepted: Arc::new(AtomicU64::new(0)),
+        }))
+    }
+
+    /// The bound address, once listening.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(a, _)| *a)
+    }
+
+    /// Binds `host:port` and starts the acceptors, once; asking again for
+    /// the same port returns the same address (every Node worker's
+    /// `listen(PORT)` arrives here). Port 0 binds an ephemeral port.
+    pub fn listen(&self, host: &str, port: u16) -> Result<SocketAddr, reuseport::BindError> {
+        let mut l = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((addr, _)) = l.as_ref() {
+            if port == 0 || addr.port() == port {
+                return Ok(*addr);
+            }
+            return Err(reuseport::BindError::SecondPort {
+                bound: addr.port(),
+                wanted: port,
+            });
+        }
+        let sock = reuseport::bind_one(host, port, self.cfg.backlog)?;
+        let addr = sock
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or_else(|| ([0, 0, 0, 0], port).into());
+        let sock = Arc::new(sock);
+        self.start_acceptors(&sock);
+        *l = Some((addr, sock));
+        Ok(addr)
+    }
+
+    fn start_acceptors(&self, sock: &Arc<Socket>) {
+        let n = self.cfg.acceptors.unwrap_or(self.cpus.len()).max(1);
+        let mut acceptors = self.acceptors.lock().unwrap_or_else(|p| p.into_inner());
+        for i in 0..n {
+            let stopper = match Stopper::new() {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    crate::daemon::log(format_args!("cannot create an acceptor stopper: {e}"));
+                    continue;
+                }
+            };
+            let (sock, pool, stop, io, accepted) = (
+                sock.clone(),
+                self.pool.clone(),
+                stopper.clone(),
+                self.io.clone(),
+                self.accepted.clone(),
+            );
+            let cpu = (!self.cpus.is_empty()).then(|| self.cpus[i % self.cpus.len()]);
+            let multishot = self.cfg.multishot;
+            let thread = std::thread::Builder::new()
+                .name(format!("herd-accept-{i}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        crate::sys::pin_current_thread(cpu);
+                    }
+                    use std::os::fd::AsFd;
+                    let on_accept = |fd| {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                        pool.dispatch(fd);
+                    };
+                    let res = match io {
+                        Io::Uring(_) => crate::sys::uring::accept_loop(
+                            sock.as_fd(),
+                            &stop,
+                            crate::sys::uring::AcceptOptions {
+                                multishot,
+                                ring_entries: 256,
+                            },
+                            on_accept,
+                        ),
+                        Io::Epoll(_) => {
+                            crate::sys::epoll::accept_loop(sock.as_fd(), &stop, on_accept)
+                        }
+                    };
+                    if let Err(e) = res {
+                        crate::daemon::log(format_args!("acceptor {i} stopped: {e}"));
+                    }
+                });
+            match thread {
+                Ok(t) => acceptors.push(Acceptor {
+                    stopper,
+                    thread: Some(t),
+                }),
+                Err(e) => crate::daemon::log(format_args!("cannot start acceptor thread {i}: {e}")),
+            }
+        }
+    }
+
+    /// Stops the acceptors and closes the listener.
+    pub fn shutdown(&self) {
+        let mut acceptors =
+            std::mem::take(&mut *self.acceptors.lock().unwrap_or_else(|p| p.into_inner()));
+        for a in &acceptors {
+            a.stopper.stop();
+        }
+        for a in &mut acceptors {
+            if let Some(t) = a.thread.take() {
+                let _ = t.join();
+            }
+        }
+        *self.listener.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Acceptor thread count.
+    pub fn acceptor_count(&self) -> usize {
+        self.acceptors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+}
+
+impl Drop for DataPlane {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -35,6 +35,14 @@ pub enum BindError {
         /// The port.
         port: u16,
     },
+    /// An fdpass app asked for a second port (one listener per app for now).
+    #[error("the app already listens on port {bound}; a second server on port {wanted} is not supported in fdpass mode yet")]
+    SecondPort {
+        /// The port already bound.
+        bound: u16,
+        /// The port asked for.
+        wanted: u16,
+    },
     /// Any other socket error.
     #[error("cannot listen on {addr}: {source}")]
     Other {
@@ -93,6 +101,28 @@ pub fn bind_group(host: &str, port: u16, n: usize) -> Result<Vec<Socket>, BindEr
             Ok(s)
         })
         .collect()
+}
+
+/// One plain listener (no SO_REUSEPORT): `fdpass` mode's listener owned by
+/// the daemon, and `shared` mode's listener inherited by every worker.
+pub fn bind_one(host: &str, port: u16, backlog: Option<i32>) -> Result<Socket, BindError> {
+    let ip: IpAddr = host
+        .parse()
+        .map_err(|_| BindError::BadHost(host.to_string()))?;
+    let addr = SocketAddr::new(ip, port);
+    let map = |e: io::Error| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            BindError::InUse {
+                host: host.to_string(),
+                port,
+            }
+        } else {
+            BindError::Other { addr, source: e }
+        }
+    };
+    let s = socket_for(addr, false).map_err(map)?;
+    s.listen(backlog.unwrap_or_else(somaxconn)).map_err(map)?;
+    Ok(s)
 }
 
 #[cfg(test)]

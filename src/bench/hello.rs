@@ -62,6 +62,74 @@ pub fn serve(listener: StdTcpListener) -> io::Result<()> {
     runtime.block_on(accept_loop(listener))
 }
 
+/// Serves hello responses on connections handed over by herd's `fdpass`
+/// data plane (`HERD_CHANNEL_FD`), reporting each close so least-connections
+/// dispatch sees this worker's real load. Returns when the daemon closes the
+/// channel, after a `Stop` once open connections are done, or on
+/// SIGINT/SIGTERM.
+pub fn serve_channel(chan: crate::worker::Channel) -> io::Result<()> {
+    chan.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    tokio::task::LocalSet::new().block_on(&runtime, channel_loop(chan))
+}
+
+async fn channel_loop(chan: crate::worker::Channel) -> io::Result<()> {
+    use crate::worker::Received;
+    use std::os::fd::AsFd;
+    let readiness = crate::sys::fd::async_fd(
+        chan.as_fd().try_clone_to_owned()?,
+        tokio::io::Interest::READABLE,
+    )?;
+    let chan = std::rc::Rc::new(chan);
+    let responses = Arc::new(Responses::new(std::process::id()));
+    let open = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    chan.ready()?;
+    loop {
+        let mut guard = tokio::select! {
+            g = readiness.readable() => g?,
+            _ = sigint.recv() => return Ok(()),
+            _ = sigterm.recv() => return Ok(()),
+        };
+        loop {
+            match chan.recv(true)? {
+                Received::Conns(conns) => {
+                    for c in conns {
+                        let id = c.id;
+                        c.stream.set_nonblocking(true)?;
+                        let sock = TcpStream::from_std(c.stream)?;
+                        let _ = sock.set_nodelay(true);
+                        let (chan, responses, open) =
+                            (chan.clone(), responses.clone(), open.clone());
+                        open.set(open.get() + 1);
+                        tokio::task::spawn_local(async move {
+                            connection(sock, responses).await;
+                            open.set(open.get() - 1);
+                            let _ = chan.done(&[id]);
+                        });
+                    }
+                }
+                Received::WouldBlock => {
+                    guard.clear_ready();
+                    break;
+                }
+                Received::Closed => return Ok(()),
+                Received::Stop => {
+                    // Finish what we have (bounded), then exit.
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                    while open.get() > 0 && tokio::time::Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
 /// The two canned responses, built once: the pid never changes.
 struct Responses {
     keep_alive: Box<[u8]>,

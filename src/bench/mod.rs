@@ -26,6 +26,9 @@ use load::{LoadMode, LoadSpec};
 /// Entry point of the hidden `herd hello` worker.
 pub fn hello_main() -> Result<()> {
     let io = |e| Error::io("hello worker", e);
+    if let Some(chan) = crate::worker::Channel::from_env().map_err(io)? {
+        return hello::serve_channel(chan).map_err(io);
+    }
     match crate::sys::fd::listen_fds_listener().map_err(io)? {
         Some(listener) => hello::serve(listener).map_err(io),
         None => {
@@ -153,6 +156,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         instances,
         port: Some(port),
         host: "127.0.0.1".into(),
+        mode: crate::accept::Mode::Reuseport,
+        plane: Default::default(),
         pin: !a.no_pin,
         autorestart: true,
         kill_timeout_ms: config::DEFAULT_KILL_TIMEOUT_MS,

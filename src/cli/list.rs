@@ -120,6 +120,15 @@ fn describe(i: &InstanceInfo) -> String {
         vec!["pid".into(), opt(i.pid.map(|p| p.to_string()))],
         vec!["exec mode".into(), i.exec_mode.clone()],
         vec!["distribution".into(), i.distribution.clone()],
+        vec!["accept io".into(), opt(i.io.clone())],
+        vec!["policy".into(), opt(i.policy.clone())],
+        vec![
+            "acceptor threads".into(),
+            opt(i.acceptors.map(|n| n.to_string())),
+        ],
+        vec!["in rotation".into(), i.in_rotation.to_string()],
+        vec!["dispatched".into(), i.dispatched.to_string()],
+        vec!["in flight".into(), i.in_flight.to_string()],
         vec![
             "port".into(),
             opt(i

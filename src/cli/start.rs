@@ -52,6 +52,28 @@ pub struct StartArgs {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     pub host: String,
+    /// How connections reach the instances of a cluster app: `fdpass` (the
+    /// daemon accepts and passes each connection to a worker), `reuseport`
+    /// (a SO_REUSEPORT listener per worker) or `shared` (one listener, the
+    /// workers race).
+    #[arg(long, default_value = "fdpass", value_name = "MODE")]
+    pub mode: String,
+    /// fdpass dispatch policy: `least-conn`, `round-robin` or `p2c`.
+    #[arg(long, default_value = "least-conn", value_name = "POLICY")]
+    pub policy: String,
+    /// fdpass acceptor threads (default: one per usable CPU).
+    #[arg(long, value_name = "N")]
+    pub acceptors: Option<String>,
+    /// Listen backlog (default: /proc/sys/net/core/somaxconn).
+    #[arg(long, value_name = "N")]
+    pub backlog: Option<String>,
+    /// fdpass: a worker that holds a connection unacknowledged this long is
+    /// hung: out of rotation, killed, its connections re-dispatched.
+    #[arg(long = "ack-timeout", value_name = "DURATION", default_value = "5s")]
+    pub ack_timeout: String,
+    /// fdpass: use single-shot accept instead of multishot (for comparison).
+    #[arg(long = "no-multishot")]
+    pub no_multishot: bool,
     /// Do not pin instance i to CPU i mod N.
     #[arg(long = "no-pin")]
     pub no_pin: bool,
@@ -134,6 +156,31 @@ pub fn spec_from_args(a: &StartArgs) -> Result<AppSpec> {
         }
         None => config::interpreter_for(&script).map(str::to_string),
     };
+    let mode = crate::accept::Mode::parse(&a.mode).ok_or_else(|| Error::InvalidArg {
+        what: "--mode".into(),
+        value: a.mode.clone(),
+        expected: "`fdpass`, `reuseport` or `shared`".into(),
+    })?;
+    let policy =
+        crate::accept::pool::Policy::parse(&a.policy).ok_or_else(|| Error::InvalidArg {
+            what: "--policy".into(),
+            value: a.policy.clone(),
+            expected: "`least-conn`, `round-robin` or `p2c`".into(),
+        })?;
+    let positive = |what: &str, v: &Option<String>, max: i64| -> Result<Option<i64>> {
+        v.as_deref()
+            .map(|s| match s.trim().parse::<i64>() {
+                Ok(n) if n >= 1 && n <= max => Ok(n),
+                _ => Err(Error::InvalidArg {
+                    what: what.into(),
+                    value: s.into(),
+                    expected: format!("a whole number from 1 to {max}"),
+                }),
+            })
+            .transpose()
+    };
+    let acceptors = positive("--acceptors", &a.acceptors, 1024)?.map(|n| n as usize);
+    let backlog = positive("--backlog", &a.backlog, i32::MAX as i64)?.map(|n| n as i32);
     let exec_mode = if instances.is_some() || port.is_some() {
         ExecMode::Cluster
     } else {
@@ -156,6 +203,14 @@ pub fn spec_from_args(a: &StartArgs) -> Result<AppSpec> {
         instances: instances.unwrap_or(Instances::Count(1)),
         port,
         host: a.host.clone(),
+        mode,
+        plane: crate::accept::PlaneConfig {
+            policy,
+            acceptors,
+            backlog,
+            multishot: !a.no_multishot,
+            ack_timeout_ms: config::parse_duration_ms("--ack-timeout", &a.ack_timeout)?.max(1),
+        },
         pin: !a.no_pin,
         autorestart: !a.no_autorestart,
         kill_timeout_ms: config::parse_duration_ms("--kill-timeout", &a.kill_timeout)?,

@@ -107,6 +107,10 @@ pub struct AppSpec {
     pub port: Option<u16>,
     /// Address to bind the port on.
     pub host: String,
+    /// How connections reach a cluster app's instances (`--mode`).
+    pub mode: crate::accept::Mode,
+    /// fdpass settings: policy, acceptors, backlog, multishot.
+    pub plane: crate::accept::PlaneConfig,
     /// Pin instance i to CPU i mod N.
     pub pin: bool,
     /// Restart on exit.

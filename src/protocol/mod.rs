@@ -140,8 +140,22 @@ pub struct InstanceInfo {
     pub instance: u32,
     /// `fork` or `cluster`.
     pub exec_mode: String,
-    /// How connections reach it: `reuseport`, or `none` when the app binds itself.
+    /// How connections reach it: `fdpass`, `reuseport`, `shared`, or `none`
+    /// when the app binds its own sockets.
     pub distribution: String,
+    /// fdpass: the accept backend and why (`io_uring (…)`, `epoll (reason)`).
+    pub io: Option<String>,
+    /// fdpass: the dispatch policy.
+    pub policy: Option<String>,
+    /// fdpass: acceptor threads of the app.
+    pub acceptors: Option<usize>,
+    /// fdpass: connections dispatched to the current process.
+    pub dispatched: u64,
+    /// fdpass: connections dispatched and not yet closed (herd workers) or
+    /// not yet accepted (Node workers).
+    pub in_flight: u32,
+    /// fdpass: the current process is ready and receives connections.
+    pub in_rotation: bool,
     /// Current state.
     pub status: Status,
     /// OS pid while running.

@@ -5,12 +5,14 @@
 use std::ffi::OsStr;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::Instance;
+use crate::accept::pool::SlotProto;
 use crate::home::Home;
+use crate::sys::fdpass::{socketpair, PairKind};
 use crate::sys::spawn::{spawn, SpawnPlan, Spawned};
 
 /// The Node preload that makes `server.listen(PORT)` use the inherited fd 3.
@@ -63,11 +65,27 @@ pub fn environment(inst: &Instance) -> Vec<(String, String)> {
     env.insert("HERD_APP_NAME".into(), app.name.clone());
     env.insert("HERD_INSTANCE".into(), inst.index.to_string());
     env.insert("HERD_ID".into(), inst.id.to_string());
-    if let Some(port) = inst.port {
+    if let Some(port) = inst.port.or(app.port) {
         env.insert("PORT".into(), port.to_string());
         env.insert("HERD_PORT".into(), port.to_string());
+    }
+    if inst.listener.is_some() {
         env.insert("LISTEN_FDS".into(), "1".into());
         env.insert("LISTEN_FDNAMES".into(), app.name.clone());
+    }
+    if inst.plane.is_some() {
+        match channel_proto(inst) {
+            SlotProto::Node => {
+                // Node's own cluster worker protocol: the app believes herd
+                // is its cluster primary.
+                env.insert("NODE_UNIQUE_ID".into(), inst.id.to_string());
+                env.insert("NODE_CHANNEL_FD".into(), "3".into());
+                env.insert("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into());
+            }
+            SlotProto::Herd => {
+                env.insert(crate::worker::CHANNEL_ENV.into(), "3".into());
+            }
+        }
     }
     env.into_iter().collect()
 }
@@ -128,9 +146,39 @@ fn open_log(path: &Path) -> io::Result<std::fs::File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
+/// Which protocol an fdpass instance's channel speaks: Node's cluster IPC
+/// for node apps, herd's own for everything else.
+pub fn channel_proto(inst: &Instance) -> SlotProto {
+    match &inst.app.interpreter {
+        Some(i) if is_node(i) => SlotProto::Node,
+        _ => SlotProto::Herd,
+    }
+}
+
+/// A started process, and the daemon's end of its channel (fdpass).
+pub struct Launched {
+    /// The process.
+    pub spawned: Spawned,
+    /// The daemon's end of the channel (non-blocking), for fdpass instances.
+    pub chan: Option<(OwnedFd, SlotProto)>,
+}
+
 /// Starts the instance's process.
-pub fn launch(inst: &Instance, home: &Home) -> io::Result<Spawned> {
+pub fn launch(inst: &Instance, home: &Home) -> io::Result<Launched> {
     let (exe, argv) = command(inst, home)?;
+    let chan = match inst.plane {
+        Some(_) => {
+            let proto = channel_proto(inst);
+            let kind = match proto {
+                SlotProto::Node => PairKind::Stream,
+                SlotProto::Herd => PairKind::SeqPacket,
+            };
+            let (ours, theirs) = socketpair(kind)?;
+            crate::sys::fdpass::set_nonblocking(ours.as_fd(), true)?;
+            Some((ours, proto, theirs))
+        }
+        None => None,
+    };
     let env = environment(inst);
     let out = open_log(&inst.out_log)?;
     let err = open_log(&inst.err_log)?;
@@ -144,9 +192,16 @@ pub fn launch(inst: &Instance, home: &Home) -> io::Result<Spawned> {
         cwd: inst.app.cwd.as_os_str(),
         stdout: out.as_fd(),
         stderr: err.as_fd(),
-        fd3: inst.listener.as_deref().map(|s| s.as_fd()),
-        listen_pid: inst.listener.is_some(),
+        fd3: match &chan {
+            Some((_, _, theirs)) => Some(theirs.as_fd()),
+            None => inst.listener.as_deref().map(|s| s.as_fd()),
+        },
+        listen_pid: chan.is_none() && inst.listener.is_some(),
         cpu: inst.core,
     };
-    spawn(&plan)
+    let spawned = spawn(&plan)?;
+    Ok(Launched {
+        spawned,
+        chan: chan.map(|(ours, proto, _theirs)| (ours, proto)),
+    })
 }

@@ -75,7 +75,6 @@ pub enum StopAction {
 }
 
 /// One process slot of an app: survives restarts, keeps its id.
-#[derive(Debug)]
 pub struct Instance {
     /// Global id.
     pub id: u32,
@@ -91,8 +90,13 @@ pub struct Instance {
     pub pid: Option<i32>,
     /// Pinned CPU.
     pub core: Option<usize>,
-    /// This instance's reuseport listener; lives as long as the instance.
+    /// This instance's listener (reuseport: its own; shared: the app's);
+    /// lives as long as the instance, across restarts.
     pub listener: Option<Arc<Socket>>,
+    /// The app's fdpass data plane (shared by its instances).
+    pub plane: Option<Arc<crate::accept::DataPlane>>,
+    /// The current process's place in the plane's pool.
+    pub slot: Option<Arc<crate::accept::pool::Slot>>,
     /// Bound port.
     pub port: Option<u16>,
     /// Restarts (automatic and manual).
@@ -198,6 +202,8 @@ mod tests {
             instances: Instances::Count(1),
             port: None,
             host: "0.0.0.0".into(),
+            mode: Default::default(),
+            plane: Default::default(),
             pin: false,
             autorestart,
             kill_timeout_ms: 1600,
@@ -214,6 +220,8 @@ mod tests {
             pid: None,
             core: None,
             listener: None,
+            plane: None,
+            slot: None,
             port: None,
             restarts: 0,
             unstable_restarts: 0,

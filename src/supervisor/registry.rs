@@ -7,15 +7,19 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-use super::{launch, AfterExit, Instance, Status, StopAction};
-use crate::accept::reuseport;
+use super::launch::{self, Launched};
+use super::{AfterExit, Instance, Status, StopAction};
+use crate::accept::pool::Slot;
+use crate::accept::{reuseport, DataPlane, Mode};
 use crate::config::{AppSpec, ExecMode};
 use crate::error::Error;
+use crate::fdpass::channel;
 use crate::home::Home;
 use crate::protocol::InstanceInfo;
 use crate::sys::process::{self, ExitStatus};
@@ -141,19 +145,41 @@ impl Supervisor {
             ExecMode::Fork => 1,
             ExecMode::Cluster => spec.instances.resolve(self.max_instances),
         };
-        let mut listeners = match spec.port {
-            Some(port) => reuseport::bind_group(&spec.host, port, n as usize)
-                .map_err(|e| {
-                    refuse(
-                        e.to_string(),
-                        "choose another --port (and --host), or stop what holds it",
-                    )
-                })?
-                .into_iter()
-                .map(|s| Some(Arc::new(s)))
-                .collect(),
-            None => vec![None; n as usize],
+        let bind_refusal = |e: reuseport::BindError| {
+            refuse(
+                e.to_string(),
+                "choose another --port (and --host), or stop what holds it",
+            )
         };
+        let mut plane = None;
+        let mut listeners: Vec<Option<Arc<socket2::Socket>>> = vec![None; n as usize];
+        if spec.exec_mode == ExecMode::Cluster {
+            match (spec.mode, spec.port) {
+                (Mode::Reuseport, Some(port)) => {
+                    listeners = reuseport::bind_group(&spec.host, port, n as usize)
+                        .map_err(bind_refusal)?
+                        .into_iter()
+                        .map(|s| Some(Arc::new(s)))
+                        .collect();
+                }
+                (Mode::Shared, Some(port)) => {
+                    let one = Arc::new(
+                        reuseport::bind_one(&spec.host, port, spec.plane.backlog)
+                            .map_err(bind_refusal)?,
+                    );
+                    listeners = vec![Some(one); n as usize];
+                }
+                (Mode::Fdpass, port) => {
+                    let p = DataPlane::new(spec.plane.clone(), self.cpus.clone())
+                        .map_err(|e| refuse(e, "unset HERD_IO, or use --mode reuseport"))?;
+                    if let Some(port) = port {
+                        p.listen(&spec.host, port).map_err(bind_refusal)?;
+                    }
+                    plane = Some(p);
+                }
+                (Mode::Reuseport | Mode::Shared, None) => {}
+            }
+        }
         let app = Arc::new(spec);
         let ids: Vec<u32> = {
             let mut table = self.table.borrow_mut();
@@ -161,8 +187,9 @@ impl Supervisor {
                 .map(|index| {
                     let id = table.next_id;
                     table.next_id += 1;
-                    let inst =
+                    let mut inst =
                         self.new_instance(id, &app, index, n, listeners[index as usize].take());
+                    inst.plane = plane.clone();
                     table.instances.insert(id, inst);
                     id
                 })
@@ -273,6 +300,8 @@ impl Supervisor {
             pid: None,
             core,
             listener,
+            plane: None,
+            slot: None,
             port,
             restarts: 0,
             unstable_restarts: 0,
@@ -301,8 +330,14 @@ impl Supervisor {
             return Ok(());
         };
         match result {
-            Ok(spawned) => {
+            Ok(Launched { spawned, chan }) => {
                 inst.on_launched(spawned.pid);
+                if let (Some((fd, proto)), Some(plane)) = (chan, inst.plane.clone()) {
+                    let slot = Arc::new(Slot::new(id, spawned.pid, proto, fd));
+                    plane.pool.add(slot.clone());
+                    inst.slot = Some(slot.clone());
+                    tokio::task::spawn_local(channel::serve(slot, plane, inst.app.host.clone()));
+                }
                 crate::daemon::log(format_args!(
                     "{} [{id}] online, pid {}",
                     inst.app.name, spawned.pid
@@ -350,6 +385,10 @@ impl Supervisor {
         let Some(inst) = table.instances.get_mut(&id).filter(|i| i.pid == Some(pid)) else {
             return;
         };
+        // Connections it had not acknowledged go to the other workers.
+        if let (Some(slot), Some(plane)) = (inst.slot.take(), &inst.plane) {
+            plane.pool.remove(&slot);
+        }
         let after = inst.on_exit(status, Instant::now());
         crate::daemon::log(format_args!(
             "{} [{id}] pid {pid} exited ({status}), now {}",
@@ -513,17 +552,42 @@ fn to_info(inst: &mut Instance) -> InstanceInfo {
         name: app.name.clone(),
         instance: inst.index,
         exec_mode: app.exec_mode.as_str().into(),
-        distribution: if inst.listener.is_some() {
-            "reuseport"
-        } else {
-            "none"
+        distribution: match (app.exec_mode, &inst.plane, &inst.listener) {
+            (ExecMode::Cluster, Some(_), _) => "fdpass",
+            (ExecMode::Cluster, None, Some(_)) => app.mode.as_str(),
+            _ => "none",
         }
         .into(),
+        io: inst.plane.as_ref().map(|p| p.io.describe()),
+        policy: inst
+            .plane
+            .as_ref()
+            .map(|p| p.pool.policy().as_str().to_string()),
+        acceptors: inst.plane.as_ref().map(|p| p.acceptor_count()),
+        dispatched: inst
+            .slot
+            .as_ref()
+            .map_or(0, |s| s.dispatched.load(Ordering::Relaxed)),
+        in_flight: inst
+            .slot
+            .as_ref()
+            .map_or(0, |s| s.in_flight.load(Ordering::Relaxed)),
+        in_rotation: inst.slot.as_ref().is_some_and(|s| s.is_active()),
         status: inst.status,
         pid: inst.pid.filter(|_| inst.status.is_running()),
         core: inst.core,
-        port: inst.port,
-        host: inst.port.map(|_| app.host.clone()),
+        port: inst.port.or_else(|| {
+            inst.plane
+                .as_ref()
+                .and_then(|p| p.local_addr())
+                .map(|a| a.port())
+        }),
+        host: inst.port.map(|_| app.host.clone()).or_else(|| {
+            inst.plane
+                .as_ref()
+                .and_then(|p| p.local_addr())
+                .map(|a| a.ip().to_string())
+        }),
         restarts: inst.restarts,
         unstable_restarts: inst.unstable_restarts,
         created_at_ms: epoch_ms(inst.created_at),

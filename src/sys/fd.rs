@@ -60,3 +60,55 @@ pub fn listen_fds_listener() -> io::Result<Option<TcpListener>> {
     let fd = unsafe { OwnedFd::from_raw_fd(LISTEN_FDS_START) };
     Ok(Some(TcpListener::from(fd)))
 }
+
+/// Takes ownership of an inherited descriptor number named by an environment
+/// variable (e.g. `HERD_CHANNEL_FD=3`), after checking that it is an
+/// `AF_UNIX` socket of type `sock_type` (`libc::SOCK_SEQPACKET`, …). Removes
+/// nothing from the environment; the caller decides.
+pub fn take_inherited_socket(fd: i32, sock_type: i32) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad fd number {fd}"),
+        ));
+    }
+    let mut ty: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `ty`, which outlives
+    // the call; an fd that is not open or not a socket only yields an error.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is not a socket: {}", io::Error::last_os_error()),
+        ));
+    }
+    if ty != sock_type {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} has socket type {ty}, expected {sock_type}"),
+        ));
+    }
+    // SAFETY: the fd is open (getsockopt succeeded) and was passed to this
+    // process to own by the protocol that named it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Registers an owned descriptor with the current tokio runtime.
+pub fn async_fd(
+    fd: OwnedFd,
+    interest: tokio::io::Interest,
+) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd takes ownership of `fd`, so it stays open and refers
+    // to the same object for as long as it is registered.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }
+        .map_err(|e| e.into_parts().1)
+}

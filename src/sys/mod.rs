@@ -7,11 +7,13 @@
 //! only async-signal-safe calls on memory prepared before the fork, which is
 //! easiest to audit as plain libc.
 
+pub mod epoll;
 pub mod fd;
 pub mod fdpass;
 pub mod lock;
 pub mod process;
 pub mod spawn;
+pub mod uring;
 
 use std::io;
 
@@ -75,4 +77,15 @@ pub fn allowed_cpus() -> Vec<usize> {
         // SAFETY: i < CPU_SETSIZE, and `set` is initialised.
         .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
         .collect()
+}
+
+/// Pins the calling thread to `cpu` (best effort: a CPU outside the mask is
+/// simply not applied).
+pub fn pin_current_thread(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET writes one bit inside `set`; `cpu` is bounded.
+    unsafe { libc::CPU_SET(cpu % libc::CPU_SETSIZE as usize, &mut set) };
+    // SAFETY: `set` is initialised and its size is passed; 0 = this thread.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
 }

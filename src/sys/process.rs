@@ -162,12 +162,7 @@ pub fn setsid() -> io::Result<()> {
 /// Waits until the process behind `pidfd` has exited (the pidfd becomes
 /// readable). Consumes the pidfd.
 pub async fn pidfd_exited(pidfd: OwnedFd) -> io::Result<()> {
-    use tokio::io::unix::AsyncFd;
-    use tokio::io::Interest;
-    // SAFETY: the AsyncFd takes ownership of `pidfd`, so the fd stays open and
-    // refers to the same pidfd for as long as it is registered.
-    let afd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)?;
+    let afd = super::fd::async_fd(pidfd, tokio::io::Interest::READABLE)?;
     let _guard = afd.readable().await?;
     Ok(())
 }

@@ -17,6 +17,7 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 /// A private herd home for one test.
 pub struct TestHome {
     pub root: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 /// What a CLI call printed.
@@ -71,13 +72,27 @@ impl TestHome {
         let root = std::env::temp_dir().join(format!("herd-it-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
-        TestHome { root }
+        TestHome {
+            root,
+            env: Vec::new(),
+        }
+    }
+
+    /// Sets an environment variable for every CLI call (and so for the
+    /// daemon the first call starts).
+    pub fn with_env(mut self, k: &str, v: &str) -> TestHome {
+        self.env.push((k.into(), v.into()));
+        self
     }
 
     /// A `herd` command bound to this home.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(HERD);
-        c.args(args).env("HERD_HOME", &self.root).env_remove("PORT");
+        c.args(args)
+            .env("HERD_HOME", &self.root)
+            .env_remove("PORT")
+            .env_remove("HERD_IO");
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 

@@ -5,6 +5,7 @@
 mod harness;
 
 mod badinput;
+mod fdpass;
 mod lifecycle;
 mod node;
 mod protocol;

@@ -19,7 +19,7 @@ fn node_available() -> bool {
     ok
 }
 
-fn serve_by_both(h: &TestHome, script: &str, name: &str) {
+fn serve_by_both(h: &TestHome, script: &str, name: &str, mode: &str) {
     let port = free_port();
     let p = port.to_string();
     h.run(&[
@@ -29,6 +29,8 @@ fn serve_by_both(h: &TestHome, script: &str, name: &str) {
         "2",
         "--name",
         name,
+        "--mode",
+        mode,
         "--port",
         &p,
         "--host",
@@ -59,17 +61,31 @@ fn serve_by_both(h: &TestHome, script: &str, name: &str) {
     }
 }
 
-#[test]
-fn pm2_docs_app_answered_by_both_pids() {
+fn pm2_docs_app(mode: &str) {
     if !node_available() {
         return;
     }
     let h = TestHome::new();
-    serve_by_both(&h, &app("node/app.js"), "api");
-    // The app really listened on herd's fd: no port of its own besides ours.
-    let log = h.list()[0]["err_log"].as_str().unwrap().to_string();
+    serve_by_both(&h, &app("node/app.js"), "api", mode);
+    let l = h.list();
+    assert_eq!(l[0]["distribution"], mode);
+    // The app really served on herd's socket: no bind error of its own.
+    let log = l[0]["err_log"].as_str().unwrap().to_string();
     let errors = std::fs::read_to_string(log).unwrap_or_default();
-    assert!(!errors.contains("EADDRINUSE"), "{errors}");
+    assert!(
+        !errors.contains("EADDRINUSE") && !errors.contains("Error"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn pm2_docs_app_answered_by_both_pids_reuseport() {
+    pm2_docs_app("reuseport");
+}
+
+#[test]
+fn pm2_docs_app_answered_by_both_pids_fdpass() {
+    pm2_docs_app("fdpass");
 }
 
 #[test]
@@ -99,5 +115,7 @@ fn express_app_answered_by_both_pids() {
         }
     }
     let h = TestHome::new();
-    serve_by_both(&h, &app("express/app.js"), "express");
+    serve_by_both(&h, &app("express/app.js"), "express", "fdpass");
+    let h2 = TestHome::new();
+    serve_by_both(&h2, &app("express/app.js"), "express", "reuseport");
 }

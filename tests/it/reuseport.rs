@@ -1,4 +1,4 @@
-//! Cluster apps in reuseport mode with the built-in Rust hello worker
+//! Cluster apps in reuseport and shared mode with the built-in Rust hello worker
 //! (`herd hello`): one SO_REUSEPORT listener per instance, passed as fd 3
 //! with the systemd protocol, workers pinned one per core.
 
@@ -9,7 +9,18 @@ use crate::harness::*;
 
 const T: Duration = Duration::from_secs(10);
 
+/// Starts the hello worker in reuseport mode (see `start_hello_mode`).
 fn start_hello(h: &TestHome, port: u16, extra: &[&str]) -> Vec<serde_json::Value> {
+    start_hello_mode(h, port, "reuseport", extra)
+}
+
+/// Starts `herd hello` as a cluster app in `mode` and waits until it serves.
+pub fn start_hello_mode(
+    h: &TestHome,
+    port: u16,
+    mode: &str,
+    extra: &[&str],
+) -> Vec<serde_json::Value> {
     let p = port.to_string();
     let mut args = vec![
         "start",
@@ -18,6 +29,8 @@ fn start_hello(h: &TestHome, port: u16, extra: &[&str]) -> Vec<serde_json::Value
         "none",
         "--name",
         "hello",
+        "--mode",
+        mode,
         "--port",
         &p,
         "--host",
@@ -141,28 +154,51 @@ fn killed_worker_is_replaced_and_serves() {
 }
 
 #[test]
-fn port_in_use_is_refused_and_nothing_starts() {
+fn port_in_use_is_refused_and_nothing_starts_in_every_mode() {
     let h = TestHome::new();
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = holder.local_addr().unwrap().port().to_string();
-    h.run(&[
-        "start",
-        HERD,
-        "--interpreter",
-        "none",
-        "-i",
-        "2",
-        "--port",
-        &port,
-        "--host",
-        "127.0.0.1",
-        "--",
-        "hello",
-    ])
-    .fails_with(&format!("port {port}"));
+    for mode in ["fdpass", "reuseport", "shared"] {
+        h.run(&[
+            "start",
+            HERD,
+            "--interpreter",
+            "none",
+            "-i",
+            "2",
+            "--mode",
+            mode,
+            "--port",
+            &port,
+            "--host",
+            "127.0.0.1",
+            "--",
+            "hello",
+        ])
+        .fails_with(&format!("port {port}"));
+        assert!(
+            h.list().is_empty(),
+            "{mode}: nothing may start when the port is taken"
+        );
+    }
+}
+
+#[test]
+fn shared_mode_passes_one_listener_to_all() {
+    let h = TestHome::new();
+    let port = free_port();
+    let l = start_hello_mode(&h, port, "shared", &["-i", "2"]);
+    for i in &l {
+        assert_eq!(i["distribution"], "shared");
+        let env = environ(i["pid"].as_i64().unwrap());
+        assert!(env.contains(&"LISTEN_FDS=1".to_string()));
+    }
+    let want: BTreeSet<String> = pids(&l).iter().map(|p| p.to_string()).collect();
+    let seen = distinct_responders(port, 50, Some("x-worker"));
+    // The workers race for each accept; which one wins is up to the kernel.
     assert!(
-        h.list().is_empty(),
-        "nothing may start when the port is taken"
+        !seen.is_empty() && seen.is_subset(&want),
+        "{seen:?} vs {want:?}"
     );
 }
 

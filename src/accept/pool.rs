@@ -1,0 +1,603 @@
+//! The workers of one `fdpass` app and the dispatch of accepted connections
+//! among them.
+//!
+//! Acceptor threads call [`Pool::dispatch`] for every accepted connection.
+//! A [`Slot`] is one running worker process and its channel. Every
+//! descriptor stays owned by the daemon until the worker acknowledges it:
+//! unsent ones wait in the slot's `queue`, sent ones in `unacked`. If the
+//! worker dies, both go back through [`Pool::dispatch`] to another worker, so
+//! an accepted connection is never lost to a worker's death.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fdpass::herd::{Msg, MAX_IDS};
+use crate::sys::fdpass::send_with_fds;
+
+/// How a worker is chosen for each connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Each worker in turn.
+    RoundRobin,
+    /// The worker with the fewest connections in flight (ties: in turn).
+    #[default]
+    LeastConn,
+    /// Two workers at random, the less loaded one wins.
+    P2c,
+}
+
+impl Policy {
+    /// Parses `round-robin|least-conn|p2c`.
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s {
+            "round-robin" | "rr" => Some(Policy::RoundRobin),
+            "least-conn" | "lc" => Some(Policy::LeastConn),
+            "p2c" => Some(Policy::P2c),
+            _ => None,
+        }
+    }
+
+    /// The flag spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "round-robin",
+            Policy::LeastConn => "least-conn",
+            Policy::P2c => "p2c",
+        }
+    }
+}
+
+/// Which protocol a slot's channel speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotProto {
+    /// herd's SEQPACKET protocol (docs/PROTOCOL.md).
+    Herd,
+    /// Node's cluster IPC (JSON lines on a stream, one handle in flight).
+    Node,
+}
+
+/// Upper bound of connections held while no worker is ready; beyond it new
+/// connections are closed (the kernel backlog is the better buffer).
+const MAX_ORPHANS: usize = 65_536;
+
+#[derive(Default)]
+struct SlotState {
+    next_id: u64,
+    /// Accepted, not yet sent.
+    queue: VecDeque<OwnedFd>,
+    /// Sent, not yet acknowledged: (id or Node seq, fd, when sent).
+    unacked: VecDeque<(u64, OwnedFd, Instant)>,
+    /// Node: a handle was sent and its NODE_HANDLE_ACK has not come back.
+    node_handle_in_flight: bool,
+    /// Node: the server key from queryServer.
+    node_key: Option<String>,
+    /// Reusable encode buffer.
+    buf: Vec<u8>,
+}
+
+/// One worker process and its channel.
+pub struct Slot {
+    /// The instance it belongs to.
+    pub instance_id: u32,
+    /// Its pid (for the hung-worker kill).
+    pub pid: i32,
+    /// Its protocol.
+    pub proto: SlotProto,
+    chan: OwnedFd,
+    state: Mutex<SlotState>,
+    /// Connections dispatched and not yet closed (herd) / not yet accepted (Node).
+    pub in_flight: AtomicU32,
+    /// Connections dispatched to it, ever.
+    pub dispatched: AtomicU64,
+    active: AtomicBool,
+    dead: AtomicBool,
+}
+
+/// Outcome of handing a connection to a slot.
+enum Deliver {
+    Ok,
+    Dead(OwnedFd),
+}
+
+impl Slot {
+    /// A slot for a freshly started worker; it joins the rotation once the
+    /// worker says it is ready. `chan` must be non-blocking.
+    pub fn new(instance_id: u32, pid: i32, proto: SlotProto, chan: OwnedFd) -> Slot {
+        Slot {
+            instance_id,
+            pid,
+            proto,
+            chan,
+            state: Mutex::new(SlotState::default()),
+            in_flight: AtomicU32::new(0),
+            dispatched: AtomicU64::new(0),
+            active: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
+        }
+    }
+
+    /// The daemon's end of the channel.
+    pub fn chan(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.chan.as_fd()
+    }
+
+    /// In the rotation (ready and not dead).
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire) && !self.dead.load(Ordering::Acquire)
+    }
+
+    /// Is dead (channel closed or process gone).
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        // A panic while holding the lock must not wedge dispatch forever.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn deliver(&self, fd: OwnedFd) -> Deliver {
+        if self.is_dead() {
+            return Deliver::Dead(fd);
+        }
+        let mut st = self.lock();
+        st.queue.push_back(fd);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.dispatched.fetch_add(1, Ordering::Relaxed);
+        self.flush_locked(&mut st);
+        Deliver::Ok
+    }
+
+    /// Sends what the protocol allows from the queue. A full socket buffer
+    /// leaves the rest queued: the worker's next acknowledgement (which
+    /// follows its next read) flushes again.
+    fn flush_locked(&self, st: &mut SlotState) {
+        if self.is_dead() {
+            return;
+        }
+        match self.proto {
+            SlotProto::Herd => {
+                while !st.queue.is_empty() {
+                    let n = st.queue.len().min(MAX_IDS);
+                    let first = st.next_id;
+                    let ids: Vec<u64> = (first..first + n as u64).collect();
+                    let mut buf = std::mem::take(&mut st.buf);
+                    Msg::Conns(ids).encode_into(&mut buf);
+                    let res = {
+                        let fds: Vec<_> = st.queue.iter().take(n).map(|f| f.as_fd()).collect();
+                        send_with_fds(self.chan.as_fd(), &buf, &fds, true)
+                    };
+                    st.buf = buf;
+                    match res {
+                        Ok(_) => {
+                            st.next_id += n as u64;
+                            let now = Instant::now();
+                            for (k, fd) in st.queue.drain(..n).enumerate() {
+                                st.unacked.push_back((first + k as u64, fd, now));
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                        Err(_) => {
+                            self.dead.store(true, Ordering::Release);
+                            return;
+                        }
+                    }
+                }
+            }
+            SlotProto::Node => {
+                if st.node_handle_in_flight || st.queue.is_empty() {
+                    return;
+                }
+                let Some(key) = st.node_key.clone() else {
+                    return;
+                };
+                let seq = st.next_id;
+                let msg = crate::fdpass::node::newconn(&key, seq);
+                let fd = st.queue.pop_front().expect("checked non-empty");
+                match send_all_with_fd(self.chan.as_fd(), &msg, &fd) {
+                    Ok(()) => {
+                        st.next_id += 1;
+                        st.node_handle_in_flight = true;
+                        st.unacked.push_back((seq, fd, Instant::now()));
+                    }
+                    Err(_) => {
+                        st.queue.push_front(fd);
+                        self.dead.store(true, Ordering::Release);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends raw protocol bytes (Node replies) on the channel.
+    pub fn send_raw(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let _st = self.lock(); // keep whole messages from interleaving
+        send_all(self.chan.as_fd(), bytes)
+    }
+
+    /// The worker is ready: join the rotation.
+    pub fn set_ready(&self) {
+        self.active.store(true, Ordering::Release);
+    }
+
+    /// Takes the slot out of the rotation (it keeps what it has).
+    pub fn set_inactive(&self) {
+        self.active.store(false, Ordering::Release);
+    }
+
+    /// Node: the server key (from queryServer) used in newconn messages.
+    pub fn set_node_key(&self, key: String) {
+        let mut st = self.lock();
+        st.node_key = Some(key);
+        self.flush_locked(&mut st);
+    }
+
+    /// herd `A`: the worker holds these; close our copies, send more.
+    pub fn acked(&self, ids: &[u64]) {
+        let mut st = self.lock();
+        st.unacked.retain(|(id, _, _)| !ids.contains(id));
+        self.flush_locked(&mut st);
+    }
+
+    /// herd `D`: connections closed.
+    pub fn done(&self, n: usize) {
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n as u32))
+            });
+    }
+
+    /// Node `NODE_HANDLE_ACK`: the next handle may go.
+    pub fn node_handle_acked(&self) {
+        let mut st = self.lock();
+        st.node_handle_in_flight = false;
+        self.flush_locked(&mut st);
+    }
+
+    /// Node `NODE_HANDLE_NACK`: the worker could not take the handle; send
+    /// it again.
+    pub fn node_handle_nacked(&self) {
+        let mut st = self.lock();
+        if st.node_handle_in_flight {
+            if let Some((_, fd, _)) = st.unacked.pop_back() {
+                st.queue.push_front(fd);
+            }
+        }
+        st.node_handle_in_flight = false;
+        self.flush_locked(&mut st);
+    }
+
+    /// Node `accepted` ack for `seq`: returns the fd when the worker refused
+    /// it (`accepted: false`), for re-dispatch.
+    pub fn node_accepted(&self, seq: u64, accepted: bool) -> Option<OwnedFd> {
+        let mut st = self.lock();
+        let pos = st.unacked.iter().position(|(id, _, _)| *id == seq)?;
+        let (_, fd, _) = st.unacked.remove(pos).expect("position is valid");
+        self.done(1);
+        (!accepted).then_some(fd)
+    }
+
+    /// Age of the oldest unacknowledged connection.
+    pub fn oldest_unacked(&self) -> Option<std::time::Duration> {
+        self.lock().unacked.front().map(|(_, _, t)| t.elapsed())
+    }
+
+    /// Marks the slot dead and returns every connection it still holds
+    /// (unacked first, then queued) for re-dispatch.
+    pub fn kill(&self) -> Vec<OwnedFd> {
+        self.dead.store(true, Ordering::Release);
+        self.active.store(false, Ordering::Release);
+        let _ = crate::sys::fdpass::shutdown(self.chan.as_fd());
+        let mut st = self.lock();
+        let mut fds: Vec<OwnedFd> = st.unacked.drain(..).map(|(_, fd, _)| fd).collect();
+        fds.extend(st.queue.drain(..));
+        self.in_flight.store(0, Ordering::Relaxed);
+        fds
+    }
+}
+
+fn send_all(sock: std::os::fd::BorrowedFd<'_>, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        match send_with_fds(sock, bytes, &[], false) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_writable(sock)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// One Node handle message: the fd rides with the first byte; a partial
+/// write (rare: the channel holds at most one handle message) is finished
+/// without it.
+fn send_all_with_fd(
+    sock: std::os::fd::BorrowedFd<'_>,
+    bytes: &[u8],
+    fd: &OwnedFd,
+) -> std::io::Result<()> {
+    loop {
+        match send_with_fds(sock, bytes, &[fd.as_fd()], false) {
+            Ok(n) => return send_all(sock, &bytes[n..]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_writable(sock)?,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn wait_writable(sock: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    if crate::sys::fdpass::poll_writable(sock, 1000)? {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "worker channel stayed full for 1 s",
+        ))
+    }
+}
+
+/// The slots of one app and the dispatch policy.
+pub struct Pool {
+    slots: RwLock<Vec<Arc<Slot>>>,
+    policy: Policy,
+    rr: AtomicUsize,
+    orphans: Mutex<VecDeque<OwnedFd>>,
+    /// Connections dispatched (including re-dispatches).
+    pub dispatches: AtomicU64,
+    /// Connections re-dispatched after a worker died or refused them.
+    pub redispatched: AtomicU64,
+    /// Connections closed because no worker was ready and the holding queue was full.
+    pub dropped: AtomicU64,
+}
+
+impl Pool {
+    /// An empty pool.
+    pub fn new(policy: Policy) -> Pool {
+        Pool {
+            slots: RwLock::new(Vec::new()),
+            policy,
+            rr: AtomicUsize::new(0),
+            orphans: Mutex::new(VecDeque::new()),
+            dispatches: AtomicU64::new(0),
+            redispatched: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// Adds a slot (not yet in rotation until ready).
+    pub fn add(&self, slot: Arc<Slot>) {
+        self.slots
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(slot);
+    }
+
+    /// Removes a slot and re-dispatches everything it held.
+    pub fn remove(&self, slot: &Arc<Slot>) {
+        let fds = slot.kill();
+        self.slots
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|s| !Arc::ptr_eq(s, slot));
+        self.redispatch(fds);
+    }
+
+    /// Re-dispatches connections a worker gave back.
+    pub fn redispatch(&self, fds: Vec<OwnedFd>) {
+        self.redispatched
+            .fetch_add(fds.len() as u64, Ordering::Relaxed);
+        for fd in fds {
+            self.dispatch(fd);
+        }
+    }
+
+    /// A slot became ready: connections held while none was ready go out.
+    pub fn slot_ready(&self, slot: &Slot) {
+        slot.set_ready();
+        self.flush_orphans();
+    }
+
+    fn flush_orphans(&self) {
+        let held: Vec<OwnedFd> = self
+            .orphans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for fd in held {
+            self.dispatch(fd);
+        }
+    }
+
+    /// Hands one accepted connection to a worker chosen by the policy.
+    pub fn dispatch(&self, mut fd: OwnedFd) {
+        self.dispatches.fetch_add(1, Ordering::Relaxed);
+        for _ in 0..8 {
+            let Some(slot) = self.pick() else { break };
+            match slot.deliver(fd) {
+                Deliver::Ok => return,
+                Deliver::Dead(back) => fd = back,
+            }
+        }
+        let mut orphans = self.orphans.lock().unwrap_or_else(|p| p.into_inner());
+        if orphans.len() >= MAX_ORPHANS {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return; // fd closes here
+        }
+        orphans.push_back(fd);
+        drop(orphans);
+        // A worker may have become ready between pick() and the push.
+        if self.pick().is_some() {
+            self.flush_orphans();
+        }
+    }
+
+    /// Connections held while no worker is ready.
+    pub fn orphans(&self) -> usize {
+        self.orphans.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn pick(&self) -> Option<Arc<Slot>> {
+        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        let active: Vec<&Arc<Slot>> = slots.iter().filter(|s| s.is_active()).collect();
+        let n = active.len();
+        if n == 0 {
+            return None;
+        }
+        let turn = self.rr.fetch_add(1, Ordering::Relaxed);
+        let load = |s: &Slot| s.in_flight.load(Ordering::Relaxed);
+        let chosen = match self.policy {
+            Policy::RoundRobin => active[turn % n],
+            Policy::LeastConn => {
+                // Start the scan at a rotating index so ties spread evenly.
+                let mut best = active[turn % n];
+                for k in 1..n {
+                    let s = active[(turn + k) % n];
+                    if load(s) < load(best) {
+                        best = s;
+                    }
+                }
+                best
+            }
+            Policy::P2c => {
+                let r = xorshift(turn as u64);
+                let a = active[(r % n as u64) as usize];
+                let b = active[((r >> 32) % n as u64) as usize];
+                if load(b) < load(a) {
+                    b
+                } else {
+                    a
+                }
+            }
+        };
+        Some(chosen.clone())
+    }
+
+    /// Snapshot of the slots.
+    pub fn slots(&self) -> Vec<Arc<Slot>> {
+        self.slots.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A cheap mixer for p2c's two random choices (no RNG crate needed).
+fn xorshift(seed: u64) -> u64 {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    x ^= x >> 33;
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::fdpass::{recv_with_fds, socketpair, PairKind};
+
+    fn slot(id: u32) -> (Arc<Slot>, OwnedFd) {
+        let (ours, theirs) = socketpair(PairKind::SeqPacket).unwrap();
+        crate::sys::fdpass::set_nonblocking(ours.as_fd(), true).unwrap();
+        (Arc::new(Slot::new(id, 0, SlotProto::Herd, ours)), theirs)
+    }
+
+    fn conn() -> OwnedFd {
+        socketpair(PairKind::Stream).unwrap().0
+    }
+
+    fn recv(worker: &OwnedFd) -> (Msg, usize) {
+        let mut buf = [0u8; 1024];
+        let mut fds = Vec::new();
+        let (n, _) = recv_with_fds(worker.as_fd(), &mut buf, &mut fds, true).unwrap();
+        (Msg::decode(&buf[..n]).unwrap(), fds.len())
+    }
+
+    #[test]
+    fn nothing_dispatched_before_ready_and_held_until_then() {
+        let pool = Pool::new(Policy::RoundRobin);
+        let (s, w) = slot(0);
+        pool.add(s.clone());
+        pool.dispatch(conn());
+        assert_eq!(pool.orphans(), 1);
+        pool.slot_ready(&s);
+        assert_eq!(pool.orphans(), 0);
+        assert_eq!(recv(&w), (Msg::Conns(vec![0]), 1));
+        assert_eq!(s.in_flight.load(Ordering::Relaxed), 1);
+        s.acked(&[0]);
+        assert!(s.oldest_unacked().is_none());
+        s.done(1);
+        assert_eq!(s.in_flight.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn least_conn_prefers_the_idle_worker() {
+        let pool = Pool::new(Policy::LeastConn);
+        let (a, _wa) = slot(0);
+        let (b, _wb) = slot(1);
+        for s in [&a, &b] {
+            pool.add(s.clone());
+            pool.slot_ready(s);
+        }
+        for _ in 0..10 {
+            pool.dispatch(conn());
+        }
+        assert_eq!(a.in_flight.load(Ordering::Relaxed), 5);
+        assert_eq!(b.in_flight.load(Ordering::Relaxed), 5);
+        b.done(5); // b finished everything: the next five all go to b
+        for _ in 0..5 {
+            pool.dispatch(conn());
+        }
+        assert_eq!(b.in_flight.load(Ordering::Relaxed), 5);
+        assert_eq!(a.in_flight.load(Ordering::Relaxed), 5);
+        assert_eq!(b.dispatched.load(Ordering::Relaxed), 10);
+    }
+
+    #[test]
+    fn a_dead_workers_connections_go_to_another() {
+        let pool = Pool::new(Policy::RoundRobin);
+        let (a, wa) = slot(0);
+        let (b, wb) = slot(1);
+        for s in [&a, &b] {
+            pool.add(s.clone());
+            pool.slot_ready(s);
+        }
+        for _ in 0..4 {
+            pool.dispatch(conn());
+        }
+        drop(wa); // worker a dies without acknowledging its two
+        pool.remove(&a);
+        let mut fds_at_b = 0;
+        loop {
+            let mut buf = [0u8; 1024];
+            let mut fds = Vec::new();
+            match recv_with_fds(wb.as_fd(), &mut buf, &mut fds, true) {
+                Ok((n, _)) if n > 0 => fds_at_b += fds.len(),
+                _ => break,
+            }
+        }
+        assert_eq!(fds_at_b, 4, "every connection reached b");
+        assert_eq!(
+            b.dispatched.load(Ordering::Relaxed),
+            4,
+            "b got its own two and a's two"
+        );
+        assert_eq!(pool.redispatched.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn policies_parse() {
+        for p in [Policy::RoundRobin, Policy::LeastConn, Policy::P2c] {
+            assert_eq!(Policy::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(Policy::parse("random"), None);
+    }
+}

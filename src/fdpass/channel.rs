@@ -1,0 +1,248 @@
+//! The daemon's reader for one worker channel: a task on the control-plane
+//! runtime that turns the worker's messages into pool updates (ready, acks,
+//! closes), answers Node's `queryServer`, notices a dead or misbehaving
+//! worker, and takes a hung one out of service.
+//!
+//! Sending is not done here: acceptor threads send directly (see
+//! `accept::pool`); this task only flushes queues as acknowledgements free
+//! room.
+
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::Interest;
+
+use super::herd::{Msg, MAX_MSG};
+use super::node::{self, FromWorker, LineDecoder};
+use crate::accept::pool::{Slot, SlotProto};
+use crate::accept::DataPlane;
+use crate::sys::fdpass::recv_with_fds;
+
+/// Why a channel ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The worker closed it (exit, crash).
+    Closed,
+    /// The worker broke the protocol; the channel was shut.
+    Protocol(String),
+    /// The worker stopped acknowledging and was killed.
+    Hung,
+    /// A socket error.
+    Io(std::io::Error),
+}
+
+/// Serves one slot until its channel ends, then removes it from the pool
+/// (re-dispatching what it held). `host` is where Node `listen()` calls bind.
+pub async fn serve(slot: Arc<Slot>, plane: Arc<DataPlane>, host: String) -> Ended {
+    let ended = run(&slot, &plane, &host).await;
+    match &ended {
+        Ended::Closed => {}
+        Ended::Protocol(why) => crate::daemon::log(format_args!(
+            "instance {} (pid {}) broke the channel protocol: {why}; channel closed",
+            slot.instance_id, slot.pid
+        )),
+        Ended::Hung => crate::daemon::log(format_args!(
+            "instance {} (pid {}) held a connection unacknowledged for {} ms: killed, its connections re-dispatched",
+            slot.instance_id, slot.pid, plane.cfg.ack_timeout_ms
+        )),
+        Ended::Io(e) => crate::daemon::log(format_args!("instance {} channel error: {e}", slot.instance_id)),
+    }
+    plane.pool.remove(&slot);
+    ended
+}
+
+async fn run(slot: &Arc<Slot>, plane: &Arc<DataPlane>, host: &str) -> Ended {
+    let dup = match slot.chan().try_clone_to_owned() {
+        Ok(d) => d,
+        Err(e) => return Ended::Io(e),
+    };
+    let afd = match crate::sys::fd::async_fd(dup, Interest::READABLE) {
+        Ok(a) => a,
+        Err(e) => return Ended::Io(e),
+    };
+    let mut decoder = LineDecoder::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let ack_timeout = Duration::from_millis(plane.cfg.ack_timeout_ms);
+    let mut tick = tokio::time::interval(
+        (ack_timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(500)),
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut guard = tokio::select! {
+            g = afd.readable() => match g {
+                Ok(g) => g,
+                Err(e) => return Ended::Io(e),
+            },
+            _ = tick.tick() => {
+                if slot.oldest_unacked().is_some_and(|age| age > ack_timeout) {
+                    slot.set_inactive();
+                    let _ = crate::sys::process::kill_group(slot.pid, libc::SIGKILL);
+                    return Ended::Hung;
+                }
+                continue;
+            }
+        };
+        // Drain everything readable now.
+        loop {
+            let mut fds = Vec::new();
+            let (n, truncated) =
+                match recv_with_fds(afd.get_ref().as_fd(), &mut buf, &mut fds, true) {
+                    Ok(r) => r,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        guard.clear_ready();
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                        return Ended::Closed
+                    }
+                    Err(e) => return Ended::Io(e),
+                };
+            if n == 0 {
+                return Ended::Closed;
+            }
+            let result = match slot.proto {
+                SlotProto::Herd => on_herd(slot, plane, &buf[..n], truncated, fds.len()),
+                SlotProto::Node => {
+                    // Node workers never send us descriptors; any arriving are closed.
+                    drop(fds);
+                    decoder.feed(&buf[..n]);
+                    on_node(slot, plane, host, &mut decoder)
+                }
+            };
+            if let Err(why) = result {
+                return Ended::Protocol(why);
+            }
+        }
+    }
+}
+
+fn on_herd(
+    slot: &Slot,
+    plane: &DataPlane,
+    msg: &[u8],
+    truncated: bool,
+    nfds: usize,
+) -> Result<(), String> {
+    if truncated || msg.len() > MAX_MSG {
+        return Err("oversized message".into());
+    }
+    if nfds > 0 {
+        return Err(format!(
+            "worker sent {nfds} descriptor(s); workers never send descriptors"
+        ));
+    }
+    match Msg::decode(msg).map_err(|e| e.to_string())? {
+        Msg::Ready => plane.pool.slot_ready(slot),
+        Msg::Acked(ids) => slot.acked(&ids),
+        Msg::Done(ids) => slot.done(ids.len()),
+        other => return Err(format!("{other:?} is not a worker message")),
+    }
+    Ok(())
+}
+
+fn on_node(
+    slot: &Slot,
+    plane: &DataPlane,
+    host: &str,
+    decoder: &mut LineDecoder,
+) -> Result<(), String> {
+    for msg in decoder.by_ref() {
+        let msg = match msg {
+            Ok(m) => m,
+            // A line we cannot read is the app's own `process.send` payload
+            // (an over-long or non-JSON message): skip it, the decoder
+            // resynchronises at the next newline.
+            Err(e) => {
+                crate::daemon::log(format_args!(
+                    "instance {}: skipped a channel message: {e}",
+                    slot.instance_id
+                ));
+                continue;
+            }
+        };
+        let reply = match msg {
+            FromWorker::QueryServer {
+                seq,
+                port,
+                address,
+                data,
+                raw,
+                ..
+            } => {
+                let bind_host = address.as_deref().filter(|a| !a.is_empty()).unwrap_or(host);
+                match plane.listen(bind_host, port) {
+                    Ok(addr) => {
+                        // Node's own key form, unique per server in the worker.
+                        let key = node::server_key(&raw);
+                        slot.set_node_key(key.clone());
+                        Some(node::query_server_reply(seq, &key, &data, addr))
+                    }
+                    Err(e) => {
+                        crate::daemon::log(format_args!(
+                            "instance {}: listen({port}) failed: {e}",
+                            slot.instance_id
+                        ));
+                        Some(node::query_server_error(seq, errno_of(&e)))
+                    }
+                }
+            }
+            FromWorker::QueryUnsupported {
+                seq, address_type, ..
+            } => {
+                crate::daemon::log(format_args!(
+                    "instance {}: listen on {address_type:?} is not supported in fdpass mode",
+                    slot.instance_id
+                ));
+                Some(node::query_server_error(seq, libc::EINVAL))
+            }
+            FromWorker::Listening { .. } => {
+                plane.pool.slot_ready(slot);
+                None
+            }
+            FromWorker::HandleAck => {
+                slot.node_handle_acked();
+                None
+            }
+            FromWorker::HandleNack => {
+                slot.node_handle_nacked();
+                None
+            }
+            FromWorker::Accepted { ack, accepted } => {
+                if let Some(fd) = slot.node_accepted(ack, accepted) {
+                    plane.pool.redispatch(vec![fd]);
+                }
+                None
+            }
+            // The worker closed its server: it takes no more connections.
+            FromWorker::Close { .. } => {
+                slot.set_inactive();
+                None
+            }
+            FromWorker::ExitedAfterDisconnect { seq } => Some(node::ack(seq)),
+            // A handle we never asked for: its fd is already closed; Node
+            // stalls every later message until it is acknowledged.
+            FromWorker::Handle { .. } => Some(node::handle_ack()),
+            FromWorker::Online
+            | FromWorker::Ready
+            | FromWorker::Message(_)
+            | FromWorker::Other(_) => None,
+        };
+        if let Some(bytes) = reply {
+            slot.send_raw(&bytes)
+                .map_err(|e| format!("cannot answer the worker: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn errno_of(e: &crate::accept::reuseport::BindError) -> i32 {
+    match e {
+        crate::accept::reuseport::BindError::InUse { .. } => libc::EADDRINUSE,
+        crate::accept::reuseport::BindError::BadHost(_) => libc::EINVAL,
+        crate::accept::reuseport::BindError::SecondPort { .. } => libc::EADDRINUSE,
+        crate::accept::reuseport::BindError::Other { source, .. } => {
+            source.raw_os_error().unwrap_or(libc::EINVAL)
+        }
+    }
+}

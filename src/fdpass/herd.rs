@@ -1,0 +1,132 @@
+//! herd's worker protocol (docs/PROTOCOL.md): `SOCK_SEQPACKET` messages, one
+//! kind byte followed by little-endian `u64` connection ids.
+//!
+//! | kind | direction | payload | fds |
+//! |---|---|---|---|
+//! | `C` | daemon → worker | ids of the connections attached | one per id, same order |
+//! | `S` | daemon → worker | — (stop taking new connections, finish, exit) | — |
+//! | `R` | worker → daemon | — (ready: send me connections) | — |
+//! | `A` | worker → daemon | ids received (the daemon closes its copies) | — |
+//! | `D` | worker → daemon | ids closed (in-flight goes down) | — |
+
+/// Most ids in one message (the fd limit per message).
+pub const MAX_IDS: usize = crate::sys::fdpass::MAX_FDS_PER_MSG;
+/// Largest valid message.
+pub const MAX_MSG: usize = 1 + MAX_IDS * 8;
+
+/// One message of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    /// Connections (their fds travel with the message).
+    Conns(Vec<u64>),
+    /// Stop accepting, drain, exit.
+    Stop,
+    /// The worker is ready.
+    Ready,
+    /// The worker has these connections.
+    Acked(Vec<u64>),
+    /// The worker closed these connections.
+    Done(Vec<u64>),
+}
+
+/// A message that is not valid herd protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtoError {
+    /// Empty datagram.
+    #[error("empty message")]
+    Empty,
+    /// Unknown kind byte.
+    #[error("unknown message kind {0:#04x}")]
+    UnknownKind(u8),
+    /// Payload is not a whole number of ids, too long, or has a payload where none belongs.
+    #[error("bad payload length {0} for this message kind")]
+    BadLength(usize),
+}
+
+impl Msg {
+    /// Serializes into `out` (cleared first).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.clear();
+        let (kind, ids): (u8, &[u64]) = match self {
+            Msg::Conns(ids) => (b'C', ids),
+            Msg::Stop => (b'S', &[]),
+            Msg::Ready => (b'R', &[]),
+            Msg::Acked(ids) => (b'A', ids),
+            Msg::Done(ids) => (b'D', ids),
+        };
+        out.push(kind);
+        for id in ids {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+    }
+
+    /// Serializes into a new buffer.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(1 + 8 * 4);
+        self.encode_into(&mut v);
+        v
+    }
+
+    /// Parses one message.
+    pub fn decode(buf: &[u8]) -> Result<Msg, ProtoError> {
+        let (&kind, rest) = buf.split_first().ok_or(ProtoError::Empty)?;
+        let ids = || -> Result<Vec<u64>, ProtoError> {
+            if rest.is_empty() || rest.len() % 8 != 0 || rest.len() / 8 > MAX_IDS {
+                return Err(ProtoError::BadLength(rest.len()));
+            }
+            Ok(rest
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect())
+        };
+        let bare = |m: Msg| {
+            if rest.is_empty() {
+                Ok(m)
+            } else {
+                Err(ProtoError::BadLength(rest.len()))
+            }
+        };
+        match kind {
+            b'C' => Ok(Msg::Conns(ids()?)),
+            b'A' => Ok(Msg::Acked(ids()?)),
+            b'D' => Ok(Msg::Done(ids()?)),
+            b'S' => bare(Msg::Stop),
+            b'R' => bare(Msg::Ready),
+            k => Err(ProtoError::UnknownKind(k)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        for m in [
+            Msg::Conns(vec![1, u64::MAX]),
+            Msg::Stop,
+            Msg::Ready,
+            Msg::Acked(vec![7]),
+            Msg::Done(vec![3, 4, 5]),
+        ] {
+            assert_eq!(Msg::decode(&m.encode()).unwrap(), m);
+        }
+        assert_eq!(Msg::Ready.encode(), b"R");
+        assert_eq!(Msg::Acked(vec![1]).encode(), b"A\x01\0\0\0\0\0\0\0");
+    }
+
+    #[test]
+    fn rejects_bad_frames() {
+        assert_eq!(Msg::decode(b""), Err(ProtoError::Empty));
+        assert_eq!(Msg::decode(b"Z"), Err(ProtoError::UnknownKind(b'Z')));
+        assert_eq!(Msg::decode(b"A\x01\x02"), Err(ProtoError::BadLength(2)));
+        assert_eq!(Msg::decode(b"A"), Err(ProtoError::BadLength(0)));
+        assert_eq!(Msg::decode(b"Rx"), Err(ProtoError::BadLength(1)));
+        let too_many = Msg::Acked((0..=MAX_IDS as u64).collect()).encode();
+        assert!(matches!(
+            Msg::decode(&too_many),
+            Err(ProtoError::BadLength(_))
+        ));
+    }
+}

@@ -1,0 +1,746 @@
+//! The io_uring acceptor backend: one ring per acceptor thread (the caller
+//! runs one thread per core, pinned), a multishot `IORING_OP_ACCEPT` on the
+//! daemon's listening socket, and a poll on the [`Stopper`] eventfd so the
+//! loop wakes up to exit. It has the same shape as `epoll.rs`, which is the
+//! fallback when [`probe`] says io_uring cannot be used (Docker's default
+//! seccomp profile, `kernel.io_uring_disabled`, kernels before 5.19).
+//!
+//! One multishot accept request keeps producing a completion per connection
+//! until something ends it (an error, a full completion queue); every
+//! completion without `IORING_CQE_F_MORE` is re-armed, so the steady state is
+//! one `io_uring_enter` per batch of connections and no submission at all.
+//! Single-shot mode ([`AcceptOptions::multishot`] = false) re-submits an
+//! `Accept` after every completion; it exists to measure what multishot buys.
+//!
+//! **Setup flags.** Each ring tries, in order, `SINGLE_ISSUER|DEFER_TASKRUN`,
+//! `SINGLE_ISSUER|COOP_TASKRUN`, `COOP_TASKRUN`, then none, taking the first
+//! the kernel accepts. `SINGLE_ISSUER` (6.0) promises that only the creating
+//! thread submits, which lets the kernel drop some cross-thread
+//! synchronisation and is what `DEFER_TASKRUN` builds on; herd keeps the
+//! promise because `accept_loop` creates, uses and drops its ring on one
+//! thread. `DEFER_TASKRUN` (6.1) runs completion work (installing the
+//! accepted fd, posting the CQE) only when the thread asks for completions
+//! (`io_uring_enter` with `GETEVENTS`, which every wait here passes), so a
+//! burst of connections is completed in one batch on the acceptor's own
+//! core and the thread is never interrupted for it — the best fit for a
+//! pinned thread that only waits on its ring. `COOP_TASKRUN` (5.19) is the
+//! weaker fallback: no inter-processor interrupt to push that work onto a
+//! thread running in user space; it runs at the thread's next kernel entry.
+//! On the 6.18 kernel this was written on, [`probe`] reports all three flags
+//! accepted and multishot accept available, so rings run with
+//! `SINGLE_ISSUER|DEFER_TASKRUN`.
+//!
+//! Accepted fds carry `SOCK_CLOEXEC` and are left blocking: workers decide.
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
+
+use super::epoll::{
+    annotate, check_listening, classify_accept_error, AcceptError, AcceptStats, Stopper, BACKOFF,
+};
+
+/// What io_uring features this kernel offers the acceptor, from [`probe`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UringFeatures {
+    /// `IORING_OP_ACCEPT` with `IORING_ACCEPT_MULTISHOT` (Linux 5.19+).
+    pub multishot_accept: bool,
+    /// `IORING_SETUP_SINGLE_ISSUER` was accepted (Linux 6.0+).
+    pub single_issuer: bool,
+    /// `IORING_SETUP_DEFER_TASKRUN` (with `SINGLE_ISSUER`) was accepted (6.1+).
+    pub defer_taskrun: bool,
+    /// `IORING_SETUP_COOP_TASKRUN` was accepted (5.19+).
+    pub coop_taskrun: bool,
+}
+
+impl fmt::Display for UringFeatures {
+    /// One line for `herd show` and logs, e.g.
+    /// `multishot accept; setup flags SINGLE_ISSUER DEFER_TASKRUN COOP_TASKRUN`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let accept = if self.multishot_accept {
+            "multishot"
+        } else {
+            "single-shot only"
+        };
+        write!(f, "{accept} accept; setup flags")?;
+        let flags = [
+            (self.single_issuer, " SINGLE_ISSUER"),
+            (self.defer_taskrun, " DEFER_TASKRUN"),
+            (self.coop_taskrun, " COOP_TASKRUN"),
+        ];
+        let mut any = false;
+        for (on, name) in flags {
+            if on {
+                f.write_str(name)?;
+                any = true;
+            }
+        }
+        if !any {
+            f.write_str(" (none)")?;
+        }
+        Ok(())
+    }
+}
+
+/// How [`accept_loop`] accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptOptions {
+    /// `true`: one multishot accept, re-armed only when the kernel ends it.
+    /// `false`: re-submit a single-shot accept after every completion (for
+    /// comparison, and for kernels without multishot accept).
+    pub multishot: bool,
+    /// Submission queue size (the completion queue is twice that); clamped
+    /// to 8..=4096. The loop keeps at most three requests in flight, so this
+    /// mostly sizes how many completions one wake-up can batch.
+    pub ring_entries: u32,
+}
+
+impl Default for AcceptOptions {
+    fn default() -> Self {
+        Self {
+            multishot: true,
+            ring_entries: 256,
+        }
+    }
+}
+
+/// Setup flags to try, as our own bits (the crate's are private).
+const SINGLE_ISSUER: u8 = 1;
+const DEFER_TASKRUN: u8 = 2 | SINGLE_ISSUER; // the kernel requires both
+const COOP_TASKRUN: u8 = 4;
+/// What an acceptor ring tries, best first.
+const RING_SETUPS: [u8; 4] = [DEFER_TASKRUN, SINGLE_ISSUER | COOP_TASKRUN, COOP_TASKRUN, 0];
+const PROBE_ENTRIES: u32 = 4;
+
+fn build_ring(entries: u32, flags: u8) -> io::Result<IoUring> {
+    let mut b = IoUring::<squeue::Entry, cqueue::Entry>::builder();
+    // The daemon forks workers while acceptors run: keep the ring's
+    // mappings out of the children.
+    b.dontfork();
+    if flags & SINGLE_ISSUER != 0 {
+        b.setup_single_issuer();
+    }
+    if flags & DEFER_TASKRUN == DEFER_TASKRUN {
+        b.setup_defer_taskrun();
+    }
+    if flags & COOP_TASKRUN != 0 {
+        b.setup_coop_taskrun();
+    }
+    b.build(entries)
+}
+
+/// Explains an `io_uring_setup` failure, naming the likely cause.
+fn setup_error(e: &io::Error) -> String {
+    let hint = match e.raw_os_error() {
+        Some(libc::EPERM) => {
+            let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled");
+            match sysctl.as_deref().map(str::trim) {
+                Ok("2") => " (sysctl kernel.io_uring_disabled=2)",
+                Ok("1") => " (kernel.io_uring_disabled=1 and not in kernel.io_uring_group)",
+                _ => " (seccomp? Docker's default profile blocks io_uring)",
+            }
+        }
+        Some(libc::ENOSYS) => " (kernel built without io_uring, or a seccomp filter)",
+        Some(libc::ENOMEM) => " (RLIMIT_MEMLOCK too low? kernels before 5.12 charge rings to it)",
+        _ => "",
+    };
+    format!("io_uring_setup: {e}{hint}")
+}
+
+/// The running kernel's release string, e.g. `6.18.44-fc-v657`.
+fn kernel_release() -> String {
+    // SAFETY: utsname is plain data (char arrays); all-zero is valid.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname fills `u`, which outlives the call.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return String::from("unknown");
+    }
+    let bytes: Vec<u8> = u
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// `(major, minor)` of a release string like `6.18.44-fc-v657`.
+fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split('.');
+    let num = |s: Option<&str>| -> Option<u32> {
+        let s = s?;
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        s[..end].parse().ok()
+    };
+    Some((num(parts.next())?, num(parts.next())?))
+}
+
+/// Why io_uring cannot be used here, or `Ok` with what the kernel supports.
+///
+/// Creates a small ring (the call seccomp or `kernel.io_uring_disabled`
+/// refuse), asks the kernel which opcodes it knows (the accept loop needs
+/// `ACCEPT`, `POLL_ADD`, `TIMEOUT` and `ASYNC_CANCEL`; multishot accept
+/// additionally needs Linux 5.19, which the opcode probe cannot tell), and
+/// tries each setup flag on a throwaway ring.
+pub fn probe() -> Result<UringFeatures, String> {
+    let ring = build_ring(PROBE_ENTRIES, 0).map_err(|e| setup_error(&e))?;
+    let release = kernel_release();
+    let mut p = Probe::new();
+    ring.submitter()
+        .register_probe(&mut p)
+        .map_err(|e| format!("io_uring_register(PROBE): {e} (kernel {release} older than 5.6?)"))?;
+    let needed = [
+        (opcode::Accept::CODE, "IORING_OP_ACCEPT"),
+        (opcode::PollAdd::CODE, "IORING_OP_POLL_ADD"),
+        (opcode::Timeout::CODE, "IORING_OP_TIMEOUT"),
+        (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
+    ];
+    for (code, name) in needed {
+        if !p.is_supported(code) {
+            return Err(format!("io_uring on kernel {release} lacks {name}"));
+        }
+    }
+    let multishot_accept = p.is_supported(opcode::AcceptMulti::CODE)
+        && kernel_version(&release).is_some_and(|v| v >= (5, 19));
+    let accepts = |flags| build_ring(PROBE_ENTRIES, flags).is_ok();
+    Ok(UringFeatures {
+        multishot_accept,
+        single_issuer: accepts(SINGLE_ISSUER),
+        defer_taskrun: accepts(DEFER_TASKRUN),
+        coop_taskrun: accepts(COOP_TASKRUN),
+    })
+}
+
+const TAG_ACCEPT: u64 = 1;
+const TAG_STOP: u64 = 2;
+const TAG_BACKOFF: u64 = 3;
+const TAG_CANCEL: u64 = 4;
+/// How long a stopping loop waits for its cancelled accept to report back
+/// (it hands over connections accepted meanwhile rather than leak them).
+const STOP_DRAIN: Duration = Duration::from_secs(2);
+
+/// The requests an acceptor ring ever submits.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Accept,
+    StopPoll,
+    Backoff,
+    CancelAccept,
+}
+
+/// Where the one accept request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AcceptState {
+    Armed,
+    BackingOff,
+    Ended,
+}
+
+/// A ring plus the only entries it submits, all built up front so the
+/// memory they point at is owned here.
+struct AcceptRing<'a> {
+    // Dropped first: tearing the ring down cancels whatever is in flight.
+    ring: IoUring,
+    accept: squeue::Entry,
+    stop_poll: squeue::Entry,
+    backoff: squeue::Entry,
+    cancel: squeue::Entry,
+    /// Read by the kernel when `backoff` is submitted; boxed so its address
+    /// survives moves of this struct.
+    _backoff_ts: Box<types::Timespec>,
+    /// The listener and stop eventfd named by the entries stay open as long
+    /// as this ring exists.
+    _fds: PhantomData<BorrowedFd<'a>>,
+}
+
+impl<'a> AcceptRing<'a> {
+    fn new(listener: BorrowedFd<'a>, stop: &'a Stopper, opts: AcceptOptions) -> io::Result<Self> {
+        let entries = opts.ring_entries.clamp(8, 4096);
+        let mut last = io::Error::from_raw_os_error(libc::EINVAL);
+        let mut built = None;
+        for f in RING_SETUPS {
+            match build_ring(entries, f) {
+                Ok(r) => {
+                    built = Some(r);
+                    break;
+                }
+                // EINVAL: this kernel does not know a flag; try fewer.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = e,
+                Err(e) => return Err(io::Error::new(e.kind(), setup_error(&e))),
+            }
+        }
+        let ring = built.ok_or_else(|| io::Error::new(last.kind(), setup_error(&last)))?;
+        let lfd = types::Fd(listener.as_raw_fd());
+        let accept = if opts.multishot {
+            opcode::AcceptMulti::new(lfd)
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+        } else {
+            opcode::Accept::new(lfd, std::ptr::null_mut(), std::ptr::null_mut())
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+        };
+        let backoff_ts = Box::new(types::Timespec::from(BACKOFF));
+        let stop_fd = types::Fd(stop.as_fd().as_raw_fd());
+        Ok(Self {
+            ring,
+            accept: accept.user_data(TAG_ACCEPT),
+            stop_poll: opcode::PollAdd::new(stop_fd, libc::POLLIN as u32)
+                .build()
+                .user_data(TAG_STOP),
+            backoff: opcode::Timeout::new(&*backoff_ts)
+                .build()
+                .user_data(TAG_BACKOFF),
+            cancel: opcode::AsyncCancel::new(TAG_ACCEPT)
+                .build()
+                .user_data(TAG_CANCEL),
+            _backoff_ts: backoff_ts,
+            _fds: PhantomData,
+        })
+    }
+
+    /// Queues one request; it reaches the kernel with the next [`Self::wait`].
+    fn push(&mut self, op: Op) -> io::Result<()> {
+        let e = match op {
+            Op::Accept => &self.accept,
+            Op::StopPoll => &self.stop_poll,
+            Op::Backoff => &self.backoff,
+            Op::CancelAccept => &self.cancel,
+        };
+        // SAFETY: the entries were built in `new` and point at no memory but
+        // `_backoff_ts`, a heap Timespec owned by `self` (the kernel copies
+        // it when the timeout is submitted anyway). The fds they name are
+        // borrowed for `'a`, which outlives `self` and hence the ring, whose
+        // drop cancels anything still in flight. Accept passes null address
+        // pointers, which the kernel treats as "no peer address".
+        unsafe { self.ring.submission().push(e) }
+            .map_err(|_| io::Error::other("io_uring submission queue full"))
+    }
+
+    /// Submits what is queued and waits for at least one completion, or
+    /// until `timeout` passes. Interruptions count as a (spurious) wake-up.
+    fn wait(&self, timeout: Option<&types::Timespec>) -> io::Result<()> {
+        let r = match timeout {
+            None => self.ring.submit_and_wait(1),
+            Some(ts) => {
+                let args = types::SubmitArgs::new().timespec(ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+        };
+        match r {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::ETIME | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(annotate("io_uring_enter", e)),
+        }
+    }
+}
+
+/// Accepts connections on `listener` until `stop` is stopped, handing each
+/// one (blocking, `SOCK_CLOEXEC`) to `on_accept`. Builds its own ring, so
+/// call it on the thread that should own the ring (one per core). Several
+/// threads may run it on one listener; each connection goes to exactly one.
+///
+/// All completions of a wake-up are handled as one batch. Transient accept
+/// errors (`EMFILE`, `ENFILE`, `ECONNABORTED`, `ENOBUFS`, `ENOMEM`, …) are
+/// counted in [`AcceptStats::errors`] and survived — after a 10 ms pause
+/// (an io_uring timeout, so a stop is still seen) for the resource ones —
+/// then the accept is re-armed; any other error ends the loop with `Err`
+/// (`EINVAL` from a multishot accept means the kernel lacks it: see
+/// [`probe`]). On stop the accept is cancelled and connections the kernel
+/// accepted meanwhile are still handed over; connections not yet accepted
+/// stay in the listener's backlog.
+pub fn accept_loop(
+    listener: BorrowedFd<'_>,
+    stop: &Stopper,
+    opts: AcceptOptions,
+    mut on_accept: impl FnMut(OwnedFd),
+) -> io::Result<AcceptStats> {
+    check_listening(listener)?;
+    let mut r = AcceptRing::new(listener, stop, opts)?;
+    let drain_tick = types::Timespec::from(Duration::from_millis(100));
+    r.push(Op::StopPoll)?;
+    r.push(Op::Accept)?;
+    let mut state = AcceptState::Armed;
+    let mut stop_deadline: Option<Instant> = None;
+    let mut stats = AcceptStats::default();
+    loop {
+        r.wait(stop_deadline.map(|_| &drain_tick))?;
+        let mut stop_seen = false;
+        let mut back_off = false;
+        for cqe in r.ring.completion() {
+            let res = cqe.result();
+            match cqe.user_data() {
+                TAG_ACCEPT => {
+                    if !cqueue::more(cqe.flags()) {
+                        state = AcceptState::Ended;
+                    }
+                    if res >= 0 {
+                        stats.accepted += 1;
+                        // SAFETY: a non-negative accept result is a new fd
+                        // the kernel just installed for us; nothing else
+                        // owns it.
+                        on_accept(unsafe { OwnedFd::from_raw_fd(res) });
+                        continue;
+                    }
+                    let errno = -res;
+                    if errno == libc::ECANCELED {
+                        // Our own cancel when stopping; otherwise unexpected
+                        // but harmless: count it and re-arm.
+                        stats.errors += u64::from(stop_deadline.is_none());
+                        continue;
+                    }
+                    match classify_accept_error(errno) {
+                        AcceptError::Retry => stats.errors += 1,
+                        AcceptError::BackOff => {
+                            stats.errors += 1;
+                            back_off = true;
+                        }
+                        AcceptError::Fatal => {
+                            let e = io::Error::from_raw_os_error(errno);
+                            let call = match (errno, opts.multishot) {
+                                (libc::EINVAL, true) => "io_uring multishot accept (Linux 5.19+)",
+                                _ => "io_uring accept",
+                            };
+                            return Err(annotate(call, e));
+                        }
+                    }
+                }
+                TAG_STOP if res < 0 => {
+                    let e = io::Error::from_raw_os_error(-res);
+                    return Err(annotate("io_uring poll on the stop eventfd", e));
+                }
+                TAG_STOP => stop_seen = true,
+                TAG_BACKOFF if state == AcceptState::BackingOff => state = AcceptState::Ended,
+                // The cancel's own result does not matter: the accept's final
+                // completion says when it is gone.
+                _ => {}
+            }
+        }
+
+        if stop_seen && stop_deadline.is_none() {
+            stop_deadline = Some(Instant::now() + STOP_DRAIN);
+            if state == AcceptState::Armed {
+                r.push(Op::CancelAccept)?;
+            }
+        }
+        if let Some(deadline) = stop_deadline {
+            // Past the deadline (never seen in practice) the ring's drop
+            // cancels the accept instead.
+            if state != AcceptState::Armed || Instant::now() >= deadline {
+                return Ok(stats);
+            }
+            continue;
+        }
+        if state == AcceptState::Ended {
+            if back_off {
+                r.push(Op::Backoff)?;
+                state = AcceptState::BackingOff;
+            } else {
+                r.push(Op::Accept)?;
+                state = AcceptState::Armed;
+                stats.rearms += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::epoll::tests::{
+        connect_n, count_test, emfile_test, listener, stop_midstream_test, thread_cpu, Acceptors,
+        Runner,
+    };
+    use std::net::TcpStream;
+    use std::sync::Arc;
+
+    /// Skips the test loudly when io_uring (or multishot accept, when
+    /// `multishot` is asked for) is not available here.
+    macro_rules! require_uring {
+        ($multishot:expr) => {
+            match probe() {
+                Err(why) => {
+                    eprintln!("SKIP: io_uring unavailable: {why}");
+                    return;
+                }
+                Ok(f) if $multishot && !f.multishot_accept => {
+                    eprintln!(
+                        "SKIP: multishot accept unavailable on kernel {}",
+                        kernel_release()
+                    );
+                    return;
+                }
+                Ok(f) => f,
+            }
+        };
+    }
+
+    fn runner(multishot: bool) -> Runner {
+        Arc::new(move |l, s, cb| {
+            accept_loop(
+                l,
+                s,
+                AcceptOptions {
+                    multishot,
+                    ring_entries: 64,
+                },
+                cb,
+            )
+        })
+    }
+
+    #[test]
+    fn probe_reports_features() {
+        let f = require_uring!(false);
+        let release = kernel_release();
+        eprintln!("io_uring on {release}: {f} ({f:?})");
+        if kernel_version(&release).is_some_and(|v| v >= (6, 1)) {
+            assert!(
+                f.multishot_accept && f.single_issuer && f.defer_taskrun && f.coop_taskrun,
+                "{f:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn setup_errors_say_why() {
+        let e = setup_error(&io::Error::from_raw_os_error(libc::EPERM));
+        assert!(
+            e.starts_with("io_uring_setup: Operation not permitted"),
+            "{e}"
+        );
+        assert!(
+            e.contains("seccomp") || e.contains("io_uring_disabled"),
+            "{e}"
+        );
+        let e = setup_error(&io::Error::from_raw_os_error(libc::ENOSYS));
+        assert!(e.contains("without io_uring"), "{e}");
+    }
+
+    #[test]
+    fn kernel_versions_parse() {
+        assert_eq!(kernel_version("6.18.44-fc-v657"), Some((6, 18)));
+        assert_eq!(kernel_version("5.19.0"), Some((5, 19)));
+        assert_eq!(kernel_version("6.1-rc3"), Some((6, 1)));
+        assert_eq!(kernel_version("garbage"), None);
+    }
+
+    #[test]
+    fn multishot_accepts_1000() {
+        require_uring!(true);
+        count_test("uring multishot x1", &listener(), 1, 1000, runner(true));
+    }
+
+    #[test]
+    fn single_shot_accepts_1000() {
+        require_uring!(false);
+        count_test("uring single-shot x1", &listener(), 1, 1000, runner(false));
+    }
+
+    #[test]
+    fn two_multishot_rings_share_one_listener() {
+        require_uring!(true);
+        count_test("uring multishot x2", &listener(), 2, 2000, runner(true));
+    }
+
+    #[test]
+    fn works_on_a_nonblocking_listener() {
+        // The epoll backend makes the shared listener O_NONBLOCK; io_uring
+        // must still wait for connections (not fail with EAGAIN) and hand
+        // out blocking fds.
+        require_uring!(true);
+        let l = listener();
+        l.set_nonblocking(true).unwrap();
+        count_test(
+            "uring multishot on O_NONBLOCK listener",
+            &l,
+            1,
+            200,
+            runner(true),
+        );
+        count_test(
+            "uring single-shot on O_NONBLOCK listener",
+            &l,
+            1,
+            200,
+            runner(false),
+        );
+    }
+
+    #[test]
+    fn stop_midstream_loses_nothing() {
+        require_uring!(true);
+        stop_midstream_test("uring multishot", runner(true));
+        stop_midstream_test("uring single-shot", runner(false));
+    }
+
+    #[test]
+    fn survives_emfile() {
+        require_uring!(true);
+        emfile_test("sys::uring::tests::survives_emfile", runner(true));
+    }
+
+    #[test]
+    fn single_shot_survives_emfile() {
+        require_uring!(false);
+        emfile_test(
+            "sys::uring::tests::single_shot_survives_emfile",
+            runner(false),
+        );
+    }
+
+    #[test]
+    fn stops_when_idle() {
+        require_uring!(true);
+        let acc = Acceptors::spawn(&listener(), 2, runner(true));
+        for (r, _) in acc.finish() {
+            assert_eq!(r.unwrap(), AcceptStats::default());
+        }
+    }
+
+    #[test]
+    fn not_a_listener_is_refused_clearly() {
+        require_uring!(false);
+        let l = listener();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let stop = Stopper::new().unwrap();
+        let e = accept_loop(c.as_fd(), &stop, AcceptOptions::default(), |_| {}).unwrap_err();
+        assert!(e.to_string().contains("not listening"), "{e}");
+    }
+
+    /// Pins the calling thread to `cpu` (benchmark only).
+    fn pin(cpu: usize) {
+        // SAFETY: cpu_set_t is plain data; all-zero is an empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `cpu` < CPU_SETSIZE on any machine this runs on; `set` is
+        // initialised and we pass its real size.
+        unsafe {
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+
+    /// One benchmark run's measurements.
+    struct Measured {
+        /// Client start (streaming) or acceptor start (burst) to last accept.
+        wall: Duration,
+        /// Acceptor thread CPU up to the last accept, closes included.
+        cpu: Duration,
+        /// The part of `cpu` spent closing accepted fds.
+        close_cpu: Duration,
+        stats: AcceptStats,
+    }
+
+    /// One acceptor thread pinned to CPU 1 and a client (this thread)
+    /// pinned to CPU 0 that connects and closes `n` times: while the
+    /// acceptor runs (`burst` false), or all before it starts, filling the
+    /// backlog (`burst` true, n <= somaxconn), which makes the acceptor the
+    /// bottleneck. The acceptor keeps the fds and closes them in batches of
+    /// 512, timing the closes separately, so the accept path's own CPU can
+    /// be told apart from `close` (which a real dispatcher also pays).
+    fn bench_one(run: &Runner, n: u64, burst: bool) -> Measured {
+        let l = listener();
+        let addr = l.local_addr().unwrap();
+        let stop = Arc::new(Stopper::new().unwrap());
+        let (stop2, run) = (stop.clone(), run.clone());
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<Instant>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = std::thread::spawn(move || {
+            pin(1);
+            let t0 = go_rx.recv().unwrap();
+            let mut held = Vec::with_capacity(512);
+            let (mut close_cpu, mut count, mut last) = (Duration::ZERO, 0, None);
+            let cpu0 = thread_cpu();
+            let r = run(l.as_fd(), &stop2, &mut |fd| {
+                held.push(fd);
+                count += 1;
+                if held.len() == 512 || count == n {
+                    let t = thread_cpu();
+                    held.clear();
+                    close_cpu += thread_cpu() - t;
+                }
+                if count == n {
+                    last = Some((t0.elapsed(), thread_cpu() - cpu0));
+                    stop2.stop();
+                }
+            });
+            let _ = tx.send((r, last, close_cpu));
+        });
+        pin(0);
+        if burst {
+            connect_n(addr, n);
+            go_tx.send(Instant::now()).unwrap();
+        } else {
+            go_tx.send(Instant::now()).unwrap();
+            connect_n(addr, n);
+        }
+        let got = rx.recv_timeout(Duration::from_secs(60));
+        stop.stop();
+        let (r, last, close_cpu) = got.expect("acceptor did not finish in 60 s");
+        h.join().unwrap();
+        let (wall, cpu) = last.expect("not all connections accepted");
+        Measured {
+            wall,
+            cpu,
+            close_cpu,
+            stats: r.unwrap(),
+        }
+    }
+
+    /// Not a timed test: prints connections/s and acceptor CPU per
+    /// connection for each backend, streaming (20k connect+close from one
+    /// client thread) and burst (drain a backlog of 4000). Run with
+    /// `cargo test --release --lib sys::uring::tests::accept_throughput
+    /// -- --ignored --nocapture --test-threads=1` on an idle machine.
+    #[test]
+    #[ignore]
+    fn accept_throughput() {
+        require_uring!(true);
+        let opts = |multishot| AcceptOptions {
+            multishot,
+            ..AcceptOptions::default()
+        };
+        let epoll: Runner = Arc::new(|l, s, cb| crate::sys::epoll::accept_loop(l, s, cb));
+        let modes: [(&str, Runner); 3] = [
+            (
+                "uring multishot",
+                Arc::new(move |l, s, cb| accept_loop(l, s, opts(true), cb)),
+            ),
+            (
+                "uring single-shot",
+                Arc::new(move |l, s, cb| accept_loop(l, s, opts(false), cb)),
+            ),
+            ("epoll", epoll),
+        ];
+        for (burst, n) in [(false, 20_000), (true, 4_000)] {
+            for round in 1..=3 {
+                for (name, run) in &modes {
+                    let m = bench_one(run, n, burst);
+                    let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+                    eprintln!(
+                        "{} {round} {name:>17}: {:>6.0} conn/s, acceptor CPU {:.2} us/conn \
+                         (accept path {:.2}, close {:.2}), rearms {}, errors {}",
+                        if burst { "burst " } else { "stream" },
+                        n as f64 / m.wall.as_secs_f64(),
+                        per(m.cpu),
+                        per(m.cpu - m.close_cpu),
+                        per(m.close_cpu),
+                        m.stats.rearms,
+                        m.stats.errors
+                    );
+                }
+            }
+        }
+    }
+}

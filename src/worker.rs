@@ -1,0 +1,166 @@
+//! The worker side of herd's `fdpass` protocol, for Rust workers (and a
+//! reference for any other language: docs/PROTOCOL.md).
+//!
+//! herd starts the worker with `HERD_CHANNEL_FD=3`, a `SOCK_SEQPACKET` unix
+//! socket. The worker says it is ready, then receives accepted TCP
+//! connections as descriptors, acknowledges them (so the daemon drops its
+//! copies) and reports when it closes them (so least-connections dispatch
+//! knows its load).
+//!
+//! ```no_run
+//! let chan = herd::worker::Channel::from_env()?.expect("run me under herd --mode fdpass");
+//! loop {
+//!     match chan.recv(false)? {
+//!         herd::worker::Received::Conns(conns) => for c in conns {
+//!             // serve c.stream …, then:
+//!             chan.done(&[c.id])?;
+//!         },
+//!         herd::worker::Received::WouldBlock => {}
+//!         herd::worker::Received::Stop | herd::worker::Received::Closed => break,
+//!     }
+//! }
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::cell::Cell;
+use std::io;
+use std::net::TcpStream;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use crate::fdpass::herd::{Msg, MAX_MSG};
+use crate::sys::fdpass::{recv_with_fds, send_with_fds};
+
+/// The environment variable naming the channel's descriptor.
+pub const CHANNEL_ENV: &str = "HERD_CHANNEL_FD";
+
+/// One connection handed over by the daemon.
+#[derive(Debug)]
+pub struct Conn {
+    /// The daemon's id for it; report it to [`Channel::done`] when closed.
+    pub id: u64,
+    /// The accepted socket (blocking mode, close-on-exec).
+    pub stream: TcpStream,
+}
+
+/// What one [`Channel::recv`] got.
+#[derive(Debug)]
+pub enum Received {
+    /// New connections (already acknowledged to the daemon).
+    Conns(Vec<Conn>),
+    /// Non-blocking receive found nothing.
+    WouldBlock,
+    /// The daemon asks the worker to stop taking connections and exit once
+    /// the ones it has are finished.
+    Stop,
+    /// The daemon closed the channel.
+    Closed,
+}
+
+/// The worker's end of the channel.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+    ready_sent: Cell<bool>,
+}
+
+impl Channel {
+    /// Takes the channel named by `HERD_CHANNEL_FD`, if set.
+    pub fn from_env() -> io::Result<Option<Channel>> {
+        let Some(v) = std::env::var_os(CHANNEL_ENV) else {
+            return Ok(None);
+        };
+        let n: i32 = v.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{CHANNEL_ENV}={v:?} is not a descriptor number"),
+            )
+        })?;
+        let fd = crate::sys::fd::take_inherited_socket(n, libc::SOCK_SEQPACKET)?;
+        Ok(Some(Channel::from_fd(fd)))
+    }
+
+    /// Wraps an already-open channel descriptor (tests, custom launchers).
+    pub fn from_fd(fd: OwnedFd) -> Channel {
+        Channel {
+            fd,
+            ready_sent: Cell::new(false),
+        }
+    }
+
+    /// Puts the channel in non-blocking mode (for event loops).
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        crate::sys::fdpass::set_nonblocking(self.fd.as_fd(), on)
+    }
+
+    /// Tells the daemon the worker is ready. [`Channel::recv`] does this on
+    /// first use; call it earlier if readiness comes before the first receive.
+    pub fn ready(&self) -> io::Result<()> {
+        if !self.ready_sent.replace(true) {
+            self.send(&Msg::Ready)?;
+        }
+        Ok(())
+    }
+
+    fn send(&self, m: &Msg) -> io::Result<()> {
+        send_with_fds(self.fd.as_fd(), &m.encode(), &[], false).map(|_| ())
+    }
+
+    /// Receives the next message. Connections are acknowledged before this
+    /// returns: from then on they are the worker's alone.
+    pub fn recv(&self, nonblocking: bool) -> io::Result<Received> {
+        self.ready()?;
+        let mut buf = [0u8; MAX_MSG + 1];
+        let mut fds = Vec::new();
+        let (n, truncated) = match recv_with_fds(self.fd.as_fd(), &mut buf, &mut fds, nonblocking) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Received::WouldBlock),
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(Received::Closed);
+        }
+        let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
+        if truncated {
+            return Err(bad("oversized message from the daemon".into()));
+        }
+        match Msg::decode(&buf[..n]).map_err(|e| bad(e.to_string()))? {
+            Msg::Conns(ids) => {
+                if ids.len() != fds.len() {
+                    return Err(bad(format!(
+                        "{} ids but {} descriptors",
+                        ids.len(),
+                        fds.len()
+                    )));
+                }
+                self.send(&Msg::Acked(ids.clone()))?;
+                Ok(Received::Conns(
+                    ids.into_iter()
+                        .zip(fds)
+                        .map(|(id, fd)| Conn {
+                            id,
+                            stream: TcpStream::from(fd),
+                        })
+                        .collect(),
+                ))
+            }
+            Msg::Stop => Ok(Received::Stop),
+            other => Err(bad(format!(
+                "unexpected message from the daemon: {other:?}"
+            ))),
+        }
+    }
+
+    /// Reports connections closed.
+    pub fn done(&self, ids: &[u64]) -> io::Result<()> {
+        for chunk in ids.chunks(crate::fdpass::herd::MAX_IDS) {
+            self.send(&Msg::Done(chunk.to_vec()))?;
+        }
+        Ok(())
+    }
+}
+
+impl AsFd for Channel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

@@ -1,0 +1,264 @@
+//! fdpass mode: the daemon accepts (io_uring multishot, or epoll) and passes
+//! each connection to a worker over its channel.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use herd::bench::load::{self, LoadMode, LoadSpec};
+use herd::metrics::fairness;
+
+use crate::harness::*;
+use crate::reuseport::start_hello_mode;
+
+const T: Duration = Duration::from_secs(15);
+
+fn addr(port: u16) -> SocketAddr {
+    ([127, 0, 0, 1], port).into()
+}
+
+fn environ(pid: i64) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    raw.split(|b| *b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+/// Requests served by each pid over `n` connection-per-request requests.
+fn load_n(port: u16, n: u64, connections: usize) -> load::LoadResult {
+    load::run(&LoadSpec {
+        addr: addr(port),
+        connections,
+        duration: Duration::from_secs(30),
+        mode: LoadMode::ConnPerRequest,
+        max_requests: Some(n),
+        threads: 2,
+    })
+    .unwrap()
+}
+
+fn both_workers_serve(h: &TestHome, expect_io: &str) {
+    let port = free_port();
+    let l = start_hello_mode(h, port, "fdpass", &["-i", "2"]);
+    for i in &l {
+        assert_eq!(i["distribution"], "fdpass");
+        assert!(
+            i["io"].as_str().unwrap().starts_with(expect_io),
+            "io: {}",
+            i["io"]
+        );
+        assert_eq!(i["policy"], "least-conn");
+        let env = environ(i["pid"].as_i64().unwrap());
+        assert!(env.contains(&"HERD_CHANNEL_FD=3".to_string()), "{env:?}");
+        assert!(
+            !env.iter().any(|e| e.starts_with("LISTEN_FDS=")),
+            "no listener passed in fdpass mode"
+        );
+    }
+    let want: BTreeSet<String> = pids(&l).iter().map(|p| p.to_string()).collect();
+    let r = load_n(port, 2000, 8);
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
+    assert_eq!(r.requests, 2000);
+    let seen: BTreeSet<String> = r.per_worker.keys().cloned().collect();
+    assert_eq!(seen, want);
+    let l = h.list();
+    let dispatched: u64 = l.iter().map(|i| i["dispatched"].as_u64().unwrap()).sum();
+    assert!(
+        dispatched >= 2000,
+        "every connection went through the daemon: {dispatched}"
+    );
+    assert!(l.iter().all(|i| i["in_rotation"] == true));
+}
+
+#[test]
+fn hello_workers_serve_through_io_uring() {
+    match std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
+        Ok(v) if v.trim() != "0" => {
+            eprintln!(
+                "SKIP: io_uring is disabled on this host (io_uring_disabled={})",
+                v.trim()
+            );
+            return;
+        }
+        _ => {}
+    }
+    let h = TestHome::new();
+    both_workers_serve(&h, "io_uring");
+}
+
+#[test]
+fn hello_workers_serve_through_epoll_fallback() {
+    let h = TestHome::new().with_env("HERD_IO", "epoll");
+    both_workers_serve(&h, "epoll (forced by HERD_IO=epoll)");
+}
+
+/// Regression guard for dispatch fairness: 10,000 connections over two
+/// workers must spread evenly (wide margin: Jain ≥ 0.95).
+fn fairness(policy: &str) {
+    let h = TestHome::new();
+    let port = free_port();
+    start_hello_mode(&h, port, "fdpass", &["-i", "2", "--policy", policy]);
+    let r = load_n(port, 10_000, 16);
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
+    let counts: Vec<f64> = r.per_worker.values().map(|&c| c as f64).collect();
+    assert_eq!(counts.len(), 2, "{:?}", r.per_worker);
+    let j = fairness::jain(&counts);
+    assert!(j >= 0.95, "{policy}: Jain {j} over {:?}", r.per_worker);
+}
+
+#[test]
+fn fairness_least_conn() {
+    fairness("least-conn");
+}
+
+#[test]
+fn fairness_round_robin() {
+    fairness("round-robin");
+}
+
+#[test]
+fn fairness_p2c() {
+    fairness("p2c");
+}
+
+fn signal(pid: i64, sig: &str) {
+    assert!(std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Connections sent to a worker that dies before acknowledging them are
+/// re-dispatched: a worker is frozen (SIGSTOP) so it holds some, then killed.
+#[test]
+fn killed_worker_loses_no_connection() {
+    let h = TestHome::new();
+    let port = free_port();
+    let l = start_hello_mode(&h, port, "fdpass", &["-i", "2", "--policy", "round-robin"]);
+    let victim = l[0]["pid"].as_i64().unwrap();
+    signal(victim, "-STOP");
+    let burst = std::thread::spawn(move || load_n(port, 200, 8));
+    // Wait until the frozen worker holds connections, then kill it.
+    let deadline = Instant::now() + T;
+    while h.list()[0]["in_flight"].as_u64().unwrap_or(0) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the frozen worker never got a connection"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal(victim, "-KILL");
+    let r = burst.join().unwrap();
+    assert_eq!(r.errors.total(), 0, "connections lost: {:?}", r.errors);
+    assert_eq!(r.requests, 200);
+    assert!(
+        !r.per_worker.contains_key(&victim.to_string()),
+        "the frozen worker served nothing"
+    );
+}
+
+/// A worker that stops acknowledging is taken out of rotation and killed
+/// after the ack timeout; what it held is served by the others.
+#[test]
+fn hung_worker_is_replaced_and_its_connections_served() {
+    let h = TestHome::new();
+    let port = free_port();
+    let l = start_hello_mode(
+        &h,
+        port,
+        "fdpass",
+        &["-i", "2", "--policy", "round-robin", "--ack-timeout", "1s"],
+    );
+    let victim = l[0]["pid"].as_i64().unwrap();
+    signal(victim, "-STOP");
+    let t0 = Instant::now();
+    let r = load_n(port, 40, 4);
+    let log = std::fs::read_to_string(h.root.join("herd.log")).unwrap_or_default();
+    assert_eq!(r.errors.total(), 0, "{:?}\n{log}", r.errors);
+    assert_eq!(r.requests, 40);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "the held connections waited for the ack timeout"
+    );
+    let l = h.wait_for("replacement", T, |l| {
+        l[0]["status"] == "online" && l[0]["pid"].as_i64().is_some_and(|p| p != victim)
+    });
+    assert_eq!(l[0]["restarts"], 1);
+}
+
+/// Workers that break the protocol get their channel closed; the daemon and
+/// every other app keep going.
+#[test]
+fn bad_frames_from_a_worker_close_its_channel_only() {
+    let h = TestHome::new();
+    let port = free_port();
+    start_hello_mode(&h, port, "fdpass", &["-i", "1"]);
+    for how in [
+        "garbage",
+        "oversized",
+        "fd-without-message",
+        "ready-then-garbage",
+    ] {
+        h.run(&[
+            "start",
+            &app("scripts/bad-worker.py"),
+            "-i",
+            "1",
+            "--name",
+            how,
+            "--port",
+            &free_port().to_string(),
+            "--host",
+            "127.0.0.1",
+            "--",
+            how,
+        ])
+        .ok();
+    }
+    // Each bad worker reports that the daemon closed its channel.
+    let deadline = Instant::now() + T;
+    for how in [
+        "garbage",
+        "oversized",
+        "fd-without-message",
+        "ready-then-garbage",
+    ] {
+        let log = h.run(&["show", how, "--json"]).ok().json()[0]["out_log"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("channel closed by daemon") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{how}: channel not closed; log: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let r = load_n(port, 100, 4);
+    assert_eq!(r.errors.total(), 0);
+    h.run(&["ping"]).ok();
+}
+
+#[test]
+fn bad_mode_policy_and_io_values() {
+    let h = TestHome::new();
+    let script = app("scripts/sleep.sh");
+    h.run(&["start", &script, "-i", "2", "--mode", "carrier-pigeon"])
+        .fails_with("`carrier-pigeon` for --mode");
+    h.run(&["start", &script, "-i", "2", "--policy", "random"])
+        .fails_with("`random` for --policy");
+    h.run(&["start", &script, "-i", "2", "--acceptors", "0"])
+        .fails_with("`0` for --acceptors");
+    h.run(&["start", &script, "-i", "2", "--backlog", "lots"])
+        .fails_with("`lots` for --backlog");
+    let bad = TestHome::new().with_env("HERD_IO", "smoke-signals");
+    bad.run(&["start", &script, "-i", "2"])
+        .fails_with("HERD_IO=`smoke-signals`");
+    assert!(bad.list().is_empty());
+}
