@@ -134,6 +134,9 @@ async fn channel_loop(chan: crate::worker::Channel) -> io::Result<()> {
 struct Responses {
     keep_alive: Box<[u8]>,
     close: Box<[u8]>,
+    /// Artificial service time per response batch (`herd bench --skew-ms`):
+    /// set on one instance to model a slow worker.
+    delay: Option<Duration>,
 }
 
 impl Responses {
@@ -151,8 +154,18 @@ impl Responses {
         Responses {
             keep_alive: build(""),
             close: build("Connection: close\r\n"),
+            delay: slow_delay(),
         }
     }
+}
+
+/// `HERD_HELLO_DELAY_MS=N` with `HERD_HELLO_SLOW_INSTANCE=I`: instance I
+/// (its `NODE_APP_INSTANCE`) waits N ms before each response.
+fn slow_delay() -> Option<Duration> {
+    let ms: u64 = std::env::var("HERD_HELLO_DELAY_MS").ok()?.parse().ok()?;
+    let slow = std::env::var("HERD_HELLO_SLOW_INSTANCE").ok()?;
+    let me = std::env::var("NODE_APP_INSTANCE").ok()?;
+    (slow == me && ms > 0).then(|| Duration::from_millis(ms))
 }
 
 async fn accept_loop(listener: StdTcpListener) -> io::Result<()> {
@@ -317,6 +330,9 @@ async fn connection(mut sock: TcpStream, responses: Arc<Responses>) {
             close = true;
         }
         if !out.is_empty() {
+            if let Some(d) = responses.delay {
+                tokio::time::sleep(d).await;
+            }
             if sock.write_all(&out).await.is_err() {
                 return;
             }

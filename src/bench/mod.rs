@@ -6,6 +6,7 @@
 
 pub mod hello;
 pub mod load;
+mod report;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,6 +18,8 @@ use serde_json::{json, Value};
 
 use crate::cli::bench::BenchArgs;
 use crate::cli::client::{self, Autostart};
+use crate::accept::pool::Policy;
+use crate::accept::{Mode, PlaneConfig};
 use crate::config::{self, AppSpec, ExecMode, Instances};
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -114,13 +117,15 @@ fn cpu_ticks(pid: i32) -> u64 {
     crate::supervisor::procstat::read(pid).map_or(0, |(t, _)| t)
 }
 
-/// Runs the benchmark described by `a`.
-pub fn run(a: &BenchArgs) -> Result<()> {
-    let instances = Instances::parse(&a.instances)?;
-    let secs = config::parse_duration_ms(
-        "--duration",
-        &format!("{}s", a.duration.trim_end_matches('s')),
-    )?;
+/// What one bench run loads.
+struct Plan {
+    modes: Vec<Option<Mode>>,
+    scenarios: Vec<LoadMode>,
+    duration: Duration,
+}
+
+fn plan(a: &BenchArgs) -> Result<Plan> {
+    let secs = config::parse_duration_ms("--duration", &format!("{}s", a.duration.trim_end_matches('s')))?;
     if secs == 0 || a.connections == 0 || a.threads == 0 {
         return Err(Error::InvalidArg {
             what: "--duration/--connections/--threads".into(),
@@ -128,7 +133,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             expected: "positive numbers".into(),
         });
     }
-    let modes: Vec<LoadMode> = match a.scenario.as_str() {
+    let scenarios = match a.scenario.as_str() {
         "all" => vec![LoadMode::ConnPerRequest, LoadMode::KeepAlive],
         "close" => vec![LoadMode::ConnPerRequest],
         "keepalive" => vec![LoadMode::KeepAlive],
@@ -140,24 +145,126 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             })
         }
     };
+    let modes = if a.target.is_some() {
+        vec![None]
+    } else if a.mode == "all" {
+        vec![Some(Mode::Fdpass), Some(Mode::Reuseport), Some(Mode::Shared)]
+    } else {
+        vec![Some(Mode::parse(&a.mode).ok_or_else(|| Error::InvalidArg {
+            what: "--mode".into(),
+            value: a.mode.clone(),
+            expected: "`fdpass`, `reuseport`, `shared` or `all`".into(),
+        })?)]
+    };
+    Ok(Plan { modes, scenarios, duration: Duration::from_millis(secs) })
+}
+
+/// Runs the benchmark described by `a`.
+pub fn run(a: &BenchArgs) -> Result<()> {
+    let plan = plan(a)?;
+    let policy = Policy::parse(&a.policy).ok_or_else(|| Error::InvalidArg {
+        what: "--policy".into(),
+        value: a.policy.clone(),
+        expected: "`least-conn`, `round-robin` or `p2c`".into(),
+    })?;
+    let instances = Instances::parse(&a.instances)?;
+    let mut runs = Vec::new();
+    for mode in &plan.modes {
+        runs.push(match (mode, &a.target) {
+            (None, Some(target)) => run_target(a, &plan, target)?,
+            (Some(mode), _) => run_mode(a, &plan, *mode, policy, instances)?,
+            (None, None) => unreachable!("plan() gives a mode unless --target is set"),
+        });
+    }
+    let report = json!({
+        "herd_version": crate::protocol::HERD_VERSION,
+        "machine": { "cpus": crate::sys::allowed_cpus().len(), "kernel": kernel() },
+        "config": {
+            "app": a.target.as_ref().map(|t| format!("external {t}"))
+                .unwrap_or_else(|| a.app.clone().unwrap_or_else(|| "herd hello (built-in)".into())),
+            "connections": a.connections, "threads": a.threads,
+            "duration_s": plan.duration.as_secs_f64(), "pinned": !a.no_pin, "skew_ms": a.skew_ms,
+        },
+        "runs": runs,
+    });
+    if a.json {
+        crate::cli::output::print_json(&report)
+    } else {
+        crate::cli::output::write_stdout(&report::render(&report))
+    }
+}
+
+fn load(a: &BenchArgs, plan: &Plan, addr: SocketAddr, daemon_pid: Option<i32>) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for &mode in &plan.scenarios {
+        let ticks0 = daemon_pid.map_or(0, cpu_ticks);
+        let r = load::run(&LoadSpec {
+            addr,
+            connections: a.connections,
+            duration: plan.duration,
+            mode,
+            max_requests: None,
+            threads: a.threads,
+        })
+        .map_err(|e| Error::io("running the load", e))?;
+        let mut v = r.to_json();
+        if let Some(pid) = daemon_pid {
+            let cpu_us = (cpu_ticks(pid) - ticks0) * 1_000_000 / crate::sys::clock_ticks();
+            v["daemon_cpu_ms"] = json!(cpu_us / 1000);
+            if mode == LoadMode::ConnPerRequest && r.requests > 0 {
+                // One connection per request: the daemon's cost per connection.
+                v["daemon_cpu_us_per_conn"] = json!(cpu_us as f64 / r.requests as f64);
+            }
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+fn run_target(a: &BenchArgs, plan: &Plan, target: &str) -> Result<Value> {
+    let addr: SocketAddr = target.parse().map_err(|_| Error::InvalidArg {
+        what: "--target".into(),
+        value: target.into(),
+        expected: "HOST:PORT with a numeric address, e.g. 127.0.0.1:3000".into(),
+    })?;
+    wait_serving(addr)?;
+    Ok(json!({ "mode": "external", "target": target, "scenarios": load(a, plan, addr, None)? }))
+}
+
+fn run_mode(a: &BenchArgs, plan: &Plan, mode: Mode, policy: Policy, instances: Instances) -> Result<Value> {
     let daemon = BenchDaemon::start()?;
     let port = free_port()?;
-    let exe: PathBuf = std::env::current_exe().map_err(|e| Error::io("locating herd", e))?;
+    let (script, interpreter, args) = match &a.app {
+        Some(app) => {
+            let script = std::env::current_dir().map_err(|e| Error::io("cwd", e))?.join(app);
+            if !script.is_file() {
+                return Err(Error::ScriptNotFound { path: script });
+            }
+            let interp = config::interpreter_for(&script).map(str::to_string);
+            (script, interp, vec![])
+        }
+        None => (std::env::current_exe().map_err(|e| Error::io("locating herd", e))?, None, vec!["hello".into()]),
+    };
+    let mut env = BTreeMap::new();
+    if a.skew_ms > 0 {
+        env.insert("HERD_HELLO_DELAY_MS".to_string(), a.skew_ms.to_string());
+        env.insert("HERD_HELLO_SLOW_INSTANCE".to_string(), "0".to_string());
+    }
     let spec = AppSpec {
-        name: "hello".into(),
-        script: exe,
-        interpreter: None,
+        name: "bench".into(),
+        cwd: script.parent().map(PathBuf::from).unwrap_or_else(std::env::temp_dir),
+        script,
+        interpreter,
         interpreter_args: vec![],
-        args: vec!["hello".into()],
-        cwd: std::env::temp_dir(),
-        env: BTreeMap::new(),
-        base_env: std::env::vars().filter(|(k, _)| k == "PATH").collect(),
+        args,
+        env,
+        base_env: std::env::vars().filter(|(k, _)| k == "PATH" || k == "HOME").collect(),
         exec_mode: ExecMode::Cluster,
         instances,
         port: Some(port),
         host: "127.0.0.1".into(),
-        mode: crate::accept::Mode::Reuseport,
-        plane: Default::default(),
+        mode,
+        plane: PlaneConfig { policy, multishot: !a.no_multishot, ..PlaneConfig::default() },
         pin: !a.no_pin,
         autorestart: true,
         kill_timeout_ms: config::DEFAULT_KILL_TIMEOUT_MS,
@@ -165,10 +272,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         max_restarts: config::DEFAULT_MAX_RESTARTS,
         restart_delay_ms: 0,
     };
-    let workers: Vec<InstanceInfo> = match daemon.call(&Request::Start {
-        spec: Box::new(spec),
-        force: false,
-    })? {
+    let workers: Vec<InstanceInfo> = match daemon.call(&Request::Start { spec: Box::new(spec), force: false })? {
         Response::Done { instances, .. } => instances,
         other => return Err(client::unexpected(&other)),
     };
@@ -178,39 +282,36 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     };
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     wait_serving(addr)?;
-
-    let mut results = Vec::new();
-    for mode in modes {
-        let ticks0 = cpu_ticks(daemon_pid);
-        let r = load::run(&LoadSpec {
-            addr,
-            connections: a.connections,
-            duration: Duration::from_millis(secs),
-            mode,
-            max_requests: None,
-            threads: a.threads,
-        })
-        .map_err(|e| Error::io("running the load", e))?;
-        let daemon_cpu_ms = (cpu_ticks(daemon_pid) - ticks0) * 1000 / crate::sys::clock_ticks();
-        results.push((r, daemon_cpu_ms));
-    }
-    let report = json!({
-        "herd_version": crate::protocol::HERD_VERSION,
-        "machine": { "cpus": crate::sys::allowed_cpus().len(), "kernel": kernel() },
-        "config": { "mode": "reuseport", "instances": workers.len(), "connections": a.connections,
-                    "threads": a.threads, "duration_s": secs as f64 / 1000.0, "pinned": !a.no_pin },
+    wait_all_in_rotation(&daemon, mode)?;
+    let scenarios = load(a, plan, addr, Some(daemon_pid))?;
+    let info = workers.first();
+    Ok(json!({
+        "mode": mode.as_str(),
+        "policy": (mode == Mode::Fdpass).then(|| policy.as_str()),
+        "multishot": (mode == Mode::Fdpass).then_some(!a.no_multishot),
+        "io": info.and_then(|w| w.io.clone()),
         "workers": workers.iter().map(|w| json!({"id": w.id, "pid": w.pid, "core": w.core})).collect::<Vec<_>>(),
-        "scenarios": results.iter().map(|(r, cpu)| {
-            let mut v = r.to_json();
-            v["daemon_cpu_ms"] = json!(cpu);
-            v
-        }).collect::<Vec<_>>(),
-    });
-    drop(daemon);
-    if a.json {
-        crate::cli::output::print_json(&report)
-    } else {
-        crate::cli::output::write_stdout(&render(&report, &workers))
+        "scenarios": scenarios,
+    }))
+}
+
+/// fdpass: waits until every worker said it is ready, so a slow starter
+/// (Node) does not skew the first seconds.
+fn wait_all_in_rotation(daemon: &BenchDaemon, mode: Mode) -> Result<()> {
+    if mode != Mode::Fdpass {
+        return Ok(());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Response::Instances { instances } = daemon.call(&Request::List)? {
+            if instances.iter().all(|i| i.in_rotation) {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Protocol("not every worker became ready within 10 s".into()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -221,10 +322,7 @@ fn wait_serving(addr: SocketAddr) -> Result<()> {
         match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() > deadline => {
-                return Err(Error::io(
-                    format!("hello workers never answered on {addr}"),
-                    e,
-                ))
+                return Err(Error::io(format!("nothing answered on {addr}"), e))
             }
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
@@ -232,50 +330,5 @@ fn wait_serving(addr: SocketAddr) -> Result<()> {
 }
 
 fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-fn render(report: &Value, workers: &[InstanceInfo]) -> String {
-    let cfg = &report["config"];
-    let mut out = format!(
-        "herd bench: {} hello workers (reuseport, {}), {} connections, {} s per scenario, {} CPUs, kernel {}\n",
-        cfg["instances"],
-        if cfg["pinned"] == json!(true) { "pinned" } else { "not pinned" },
-        cfg["connections"],
-        cfg["duration_s"],
-        report["machine"]["cpus"],
-        report["machine"]["kernel"].as_str().unwrap_or("?"),
-    );
-    let by_pid: BTreeMap<String, &InstanceInfo> = workers
-        .iter()
-        .filter_map(|w| w.pid.map(|p| (p.to_string(), w)))
-        .collect();
-    for s in report["scenarios"].as_array().into_iter().flatten() {
-        let lat = &s["latency_us"];
-        out.push_str(&format!(
-            "\n{}\n  requests {}  errors {}  {:.0} req/s  daemon cpu {} ms\n  latency µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n  fairness   Jain {:.4}  max/mean {:.3}\n  per worker:",
-            s["mode"].as_str().unwrap_or("?"),
-            s["requests"],
-            s["errors"]["total"],
-            s["rps"].as_f64().unwrap_or(0.0),
-            s["daemon_cpu_ms"],
-            lat["p50"], lat["p90"], lat["p99"], lat["p999"], lat["max"],
-            s["fairness"]["jain"].as_f64().unwrap_or(0.0),
-            s["fairness"]["max_over_mean"].as_f64().unwrap_or(0.0),
-        ));
-        for (pid, n) in s["per_worker"].as_object().into_iter().flatten() {
-            let label = by_pid.get(pid).map_or(format!("pid {pid}"), |w| {
-                format!(
-                    "[{}] pid {pid}{}",
-                    w.id,
-                    w.core.map_or(String::new(), |c| format!(" core {c}"))
-                )
-            });
-            out.push_str(&format!("\n    {label}: {n}"));
-        }
-        out.push('\n');
-    }
-    out
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
 }

@@ -7,15 +7,10 @@ use crate::error::Result;
 /// Options of `herd bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Instances of the hello worker: a number, `max`, 0 or -N (as `start -i`).
-    #[arg(
-        short = 'i',
-        long = "instances",
-        default_value = "max",
-        allow_hyphen_values = true
-    )]
+    /// Instances of the app: a number, `max`, 0 or -N (as `start -i`).
+    #[arg(short = 'i', long = "instances", default_value = "max", allow_hyphen_values = true)]
     pub instances: String,
-    /// Seconds of load per scenario (connection-per-request, then keep-alive).
+    /// Seconds of load per scenario.
     #[arg(short = 'd', long, default_value = "3", value_name = "SECONDS")]
     pub duration: String,
     /// Concurrent client connections.
@@ -24,9 +19,30 @@ pub struct BenchArgs {
     /// Load-generator threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// Scenarios to run: `close` (a connection per request), `keepalive`, or `all`.
+    /// Scenarios: `close` (a connection per request), `keepalive`, or `all`.
     #[arg(long, default_value = "all")]
     pub scenario: String,
+    /// Distribution mode: `fdpass`, `reuseport`, `shared`, or `all` (side by side).
+    #[arg(long, default_value = "fdpass")]
+    pub mode: String,
+    /// fdpass dispatch policy: `least-conn`, `round-robin`, `p2c`.
+    #[arg(long, default_value = "least-conn")]
+    pub policy: String,
+    /// fdpass: single-shot accept instead of multishot.
+    #[arg(long = "no-multishot")]
+    pub no_multishot: bool,
+    /// Make instance 0 of the hello worker this many ms slower per response
+    /// (the skewed scenario: does dispatch route around a slow worker?).
+    #[arg(long = "skew-ms", default_value_t = 0)]
+    pub skew_ms: u64,
+    /// Benchmark this app instead of the built-in hello worker (e.g.
+    /// `bench-apps/node/app.js`); it must serve HTTP on `PORT`.
+    #[arg(long, value_name = "SCRIPT")]
+    pub app: Option<String>,
+    /// Only load an already running server at HOST:PORT (e.g. one started
+    /// by PM2), with the same load generator and report.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["app", "skew_ms"])]
+    pub target: Option<String>,
     /// Do not pin workers to cores.
     #[arg(long = "no-pin")]
     pub no_pin: bool,
