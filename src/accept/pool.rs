@@ -62,6 +62,14 @@ pub enum SlotProto {
     Node,
 }
 
+/// Node handles sent ahead of their NODE_HANDLE_ACK. Node's *sending* side
+/// keeps one handle in flight (`_handleQueue` in internal/child_process);
+/// its receiving side takes any number, one per `recvmsg`, as long as each
+/// `sendmsg` carries one fd (verified live with 8, 64 and 200 back to back,
+/// Node 20.20.2; see `fdpass::node` tests). A small window removes the
+/// round trip per connection without letting a slow worker hoard handles.
+pub const NODE_HANDLE_WINDOW: usize = 8;
+
 /// Upper bound of connections held while no worker is ready; beyond it new
 /// connections are closed (the kernel backlog is the better buffer).
 const MAX_ORPHANS: usize = 65_536;
@@ -73,8 +81,9 @@ struct SlotState {
     queue: VecDeque<OwnedFd>,
     /// Sent, not yet acknowledged: (id or Node seq, fd, when sent).
     unacked: VecDeque<(u64, OwnedFd, Instant)>,
-    /// Node: a handle was sent and its NODE_HANDLE_ACK has not come back.
-    node_handle_in_flight: bool,
+    /// Node: seqs of handles sent whose NODE_HANDLE_ACK has not come back,
+    /// oldest first (Node answers in order).
+    node_handles_in_flight: VecDeque<u64>,
     /// Node: the server key from queryServer.
     node_key: Option<String>,
     /// Reusable encode buffer.
@@ -191,24 +200,24 @@ impl Slot {
                 }
             }
             SlotProto::Node => {
-                if st.node_handle_in_flight || st.queue.is_empty() {
-                    return;
-                }
                 let Some(key) = st.node_key.clone() else {
                     return;
                 };
-                let seq = st.next_id;
-                let msg = crate::fdpass::node::newconn(&key, seq);
-                let fd = st.queue.pop_front().expect("checked non-empty");
-                match send_all_with_fd(self.chan.as_fd(), &msg, &fd) {
-                    Ok(()) => {
-                        st.next_id += 1;
-                        st.node_handle_in_flight = true;
-                        st.unacked.push_back((seq, fd, Instant::now()));
-                    }
-                    Err(_) => {
-                        st.queue.push_front(fd);
-                        self.dead.store(true, Ordering::Release);
+                while st.node_handles_in_flight.len() < NODE_HANDLE_WINDOW {
+                    let Some(fd) = st.queue.pop_front() else { return };
+                    let seq = st.next_id;
+                    let msg = crate::fdpass::node::newconn(&key, seq);
+                    match send_all_with_fd(self.chan.as_fd(), &msg, &fd) {
+                        Ok(()) => {
+                            st.next_id += 1;
+                            st.node_handles_in_flight.push_back(seq);
+                            st.unacked.push_back((seq, fd, Instant::now()));
+                        }
+                        Err(_) => {
+                            st.queue.push_front(fd);
+                            self.dead.store(true, Ordering::Release);
+                            return;
+                        }
                     }
                 }
             }
@@ -254,23 +263,23 @@ impl Slot {
             });
     }
 
-    /// Node `NODE_HANDLE_ACK`: the next handle may go.
+    /// Node `NODE_HANDLE_ACK`: the oldest handle arrived; another may go.
     pub fn node_handle_acked(&self) {
         let mut st = self.lock();
-        st.node_handle_in_flight = false;
+        st.node_handles_in_flight.pop_front();
         self.flush_locked(&mut st);
     }
 
-    /// Node `NODE_HANDLE_NACK`: the worker could not take the handle; send
+    /// Node `NODE_HANDLE_NACK`: the oldest handle did not arrive whole; send
     /// it again.
     pub fn node_handle_nacked(&self) {
         let mut st = self.lock();
-        if st.node_handle_in_flight {
-            if let Some((_, fd, _)) = st.unacked.pop_back() {
+        if let Some(seq) = st.node_handles_in_flight.pop_front() {
+            if let Some(pos) = st.unacked.iter().position(|(id, _, _)| *id == seq) {
+                let (_, fd, _) = st.unacked.remove(pos).expect("position is valid");
                 st.queue.push_front(fd);
             }
         }
-        st.node_handle_in_flight = false;
         self.flush_locked(&mut st);
     }
 

@@ -400,9 +400,18 @@ async fn one_request(
     };
     let response = Response {
         ok: (200..300).contains(&head.status),
-        server_closes: head.close || head.content_length.is_none(),
+        server_closes: head.close || (head.content_length.is_none() && !head.chunked),
     };
     let end = match head.content_length {
+        _ if head.chunked => loop {
+            // Node's default for `res.end(body)` without a length.
+            match chunked_end(buf, head.head_len) {
+                Ok(Some(end)) => break end,
+                Ok(None) if buf.len() > MAX_RESPONSE => return Err(Failure::Other),
+                Ok(None) => read_more(sock, buf).await?,
+                Err(()) => return Err(Failure::Other),
+            }
+        },
         Some(len) => {
             let end = usize::try_from(len)
                 .ok()
@@ -459,8 +468,44 @@ struct Head {
     head_len: usize,
     status: u16,
     content_length: Option<u64>,
+    chunked: bool,
     worker: Option<(usize, usize)>,
     close: bool,
+}
+
+/// Where a chunked body starting at `from` ends (after the last chunk and
+/// its terminating blank line; trailers are skipped): `Ok(None)` if it is
+/// not all there yet, `Err` if it is malformed.
+fn chunked_end(buf: &[u8], mut from: usize) -> Result<Option<usize>, ()> {
+    loop {
+        let Some(nl) = buf[from..].windows(2).position(|w| w == b"\r\n") else {
+            return Ok(None);
+        };
+        let line = &buf[from..from + nl];
+        let hex = line.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+        let size = usize::from_str_radix(std::str::from_utf8(hex).map_err(|_| ())?, 16).map_err(|_| ())?;
+        from += nl + 2;
+        if size == 0 {
+            // Trailers (usually none), then an empty line.
+            loop {
+                let Some(nl) = buf[from..].windows(2).position(|w| w == b"\r\n") else {
+                    return Ok(None);
+                };
+                from += nl + 2;
+                if nl == 0 {
+                    return Ok(Some(from));
+                }
+            }
+        }
+        let next = from.checked_add(size).and_then(|e| e.checked_add(2)).ok_or(())?;
+        if buf.len() < next {
+            return Ok(None);
+        }
+        if &buf[next - 2..next] != b"\r\n" {
+            return Err(());
+        }
+        from = next;
+    }
 }
 
 /// Parses the response head at the start of `buf`: `Ok(None)` if it is not
@@ -490,6 +535,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ()> {
         head_len,
         status,
         content_length: None,
+        chunked: false,
         worker: None,
         close: status_line.starts_with(b"HTTP/1.0"),
     };
@@ -506,6 +552,8 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ()> {
                 .and_then(|s| s.parse().ok())
                 .ok_or(())?;
             head.content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            head.chunked = value.eq_ignore_ascii_case(b"chunked");
         } else if name.eq_ignore_ascii_case(b"x-worker") {
             let lead = raw.len() - raw.trim_ascii_start().len();
             let from = start + colon + 1 + lead;
@@ -544,6 +592,17 @@ mod tests {
         assert_eq!(head.status, 503);
         assert!(head.close);
         assert_eq!(head.worker, None);
+    }
+
+    #[test]
+    fn chunked_bodies() {
+        let body = b"c\r\nhello world\n\r\n0\r\n\r\nNEXT";
+        assert_eq!(chunked_end(body, 0), Ok(Some(body.len() - 4)));
+        assert_eq!(chunked_end(&body[..10], 0), Ok(None));
+        assert_eq!(chunked_end(b"0\r\n", 0), Ok(None));
+        assert_eq!(chunked_end(b"zz\r\n", 0), Err(()));
+        let head = parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap().unwrap();
+        assert!(head.chunked);
     }
 
     #[test]
