@@ -159,18 +159,25 @@ pub struct DataPlane {
     pub io: Io,
     /// The settings it was made with.
     pub cfg: PlaneConfig,
+    /// Default address for listeners a Node worker asks for.
+    pub host: String,
     cpus: Vec<usize>,
     listener: Mutex<Option<(SocketAddr, Arc<Socket>)>>,
     acceptors: Mutex<Vec<Acceptor>>,
     /// Connections accepted.
     pub accepted: Arc<AtomicU64>,
+    /// Acceptor threads hold this weak handle (a strong one would keep the
+    /// plane, and so the threads, alive forever).
+    me: std::sync::Weak<DataPlane>,
 }
 
 impl DataPlane {
     /// A plane with no listener yet.
-    pub fn new(cfg: PlaneConfig, cpus: Vec<usize>) -> Result<Arc<DataPlane>, String> {
+    pub fn new(cfg: PlaneConfig, cpus: Vec<usize>, host: String) -> Result<Arc<DataPlane>, String> {
         let io = io_backend()?;
-        Ok(Arc::new(DataPlane {
+        Ok(Arc::new_cyclic(|me| DataPlane {
+            me: me.clone(),
+            host,
             pool: Arc::new(Pool::new(cfg.policy)),
             io,
             cfg,
@@ -227,12 +234,13 @@ impl DataPlane {
                     continue;
                 }
             };
-            let (sock, pool, stop, io, accepted) = (
+            let (sock, pool, stop, io, accepted, me) = (
                 sock.clone(),
                 self.pool.clone(),
                 stopper.clone(),
                 self.io.clone(),
                 self.accepted.clone(),
+                self.me.clone(),
             );
             let cpu = (!self.cpus.is_empty()).then(|| self.cpus[i % self.cpus.len()]);
             let multishot = self.cfg.multishot;
@@ -245,7 +253,11 @@ impl DataPlane {
                     use std::os::fd::AsFd;
                     let on_accept = |fd| {
                         accepted.fetch_add(1, Ordering::Relaxed);
-                        pool.dispatch(fd);
+                        if let Some(slot) = pool.dispatch(fd) {
+                            if let Some(plane) = me.upgrade() {
+                                crate::fdpass::channel::drain_from_acceptor(&slot, &plane);
+                            }
+                        }
                     };
                     let res = match io {
                         Io::Uring(_) => crate::sys::uring::accept_loop(

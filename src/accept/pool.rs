@@ -100,6 +100,8 @@ pub struct Slot {
     pub proto: SlotProto,
     chan: OwnedFd,
     state: Mutex<SlotState>,
+    /// Read side of the channel; see `fdpass::channel::drain`.
+    pub reader: Mutex<crate::fdpass::channel::Reader>,
     /// Connections dispatched and not yet closed (herd) / not yet accepted (Node).
     pub in_flight: AtomicU32,
     /// Connections dispatched to it, ever.
@@ -124,6 +126,7 @@ impl Slot {
             proto,
             chan,
             state: Mutex::new(SlotState::default()),
+            reader: Mutex::new(Default::default()),
             in_flight: AtomicU32::new(0),
             dispatched: AtomicU64::new(0),
             active: AtomicBool::new(false),
@@ -407,7 +410,7 @@ impl Pool {
         self.redispatched
             .fetch_add(fds.len() as u64, Ordering::Relaxed);
         for fd in fds {
-            self.dispatch(fd);
+            let _ = self.dispatch(fd);
         }
     }
 
@@ -425,24 +428,25 @@ impl Pool {
             .drain(..)
             .collect();
         for fd in held {
-            self.dispatch(fd);
+            let _ = self.dispatch(fd);
         }
     }
 
-    /// Hands one accepted connection to a worker chosen by the policy.
-    pub fn dispatch(&self, mut fd: OwnedFd) {
+    /// Hands one accepted connection to a worker chosen by the policy;
+    /// returns that worker (`None`: held until one is ready).
+    pub fn dispatch(&self, mut fd: OwnedFd) -> Option<Arc<Slot>> {
         self.dispatches.fetch_add(1, Ordering::Relaxed);
         for _ in 0..8 {
             let Some(slot) = self.pick() else { break };
             match slot.deliver(fd) {
-                Deliver::Ok => return,
+                Deliver::Ok => return Some(slot),
                 Deliver::Dead(back) => fd = back,
             }
         }
         let mut orphans = self.orphans.lock().unwrap_or_else(|p| p.into_inner());
         if orphans.len() >= MAX_ORPHANS {
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            return; // fd closes here
+            return None; // fd closes here
         }
         orphans.push_back(fd);
         drop(orphans);
@@ -450,6 +454,7 @@ impl Pool {
         if self.pick().is_some() {
             self.flush_orphans();
         }
+        None
     }
 
     /// Connections held while no worker is ready.

@@ -7,7 +7,6 @@
 //! `accept::pool`); this task only flushes queues as acknowledgements free
 //! room.
 
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,11 +31,37 @@ pub enum Ended {
     Io(std::io::Error),
 }
 
+/// How long the control-plane task waits after handling a burst before it
+/// looks at the channel again. Under load, acceptor threads drain channels
+/// right after each dispatch (they are awake anyway), so this bounds the
+/// control-plane wakeups to about one per millisecond per worker instead of
+/// two per connection.
+const COALESCE: Duration = Duration::from_millis(1);
+
+/// The per-slot read state: receive buffer and Node's line decoder. Held by
+/// whoever is draining the channel (the slot's task or an acceptor thread).
+pub struct Reader {
+    decoder: LineDecoder,
+    buf: Box<[u8]>,
+}
+
+impl Default for Reader {
+    fn default() -> Self {
+        Reader { decoder: LineDecoder::new(), buf: vec![0u8; 64 * 1024].into_boxed_slice() }
+    }
+}
+
 /// Serves one slot until its channel ends, then removes it from the pool
-/// (re-dispatching what it held). `host` is where Node `listen()` calls bind.
-pub async fn serve(slot: Arc<Slot>, plane: Arc<DataPlane>, host: String) -> Ended {
-    let ended = run(&slot, &plane, &host).await;
-    match &ended {
+/// (re-dispatching what it held).
+pub async fn serve(slot: Arc<Slot>, plane: Arc<DataPlane>) -> Ended {
+    let ended = run(&slot, &plane).await;
+    report(&slot, &plane, &ended);
+    plane.pool.remove(&slot);
+    ended
+}
+
+fn report(slot: &Slot, plane: &DataPlane, ended: &Ended) {
+    match ended {
         Ended::Closed => {}
         Ended::Protocol(why) => crate::daemon::log(format_args!(
             "instance {} (pid {}) broke the channel protocol: {why}; channel closed",
@@ -48,71 +73,91 @@ pub async fn serve(slot: Arc<Slot>, plane: Arc<DataPlane>, host: String) -> Ende
         )),
         Ended::Io(e) => crate::daemon::log(format_args!("instance {} channel error: {e}", slot.instance_id)),
     }
-    plane.pool.remove(&slot);
-    ended
 }
 
-async fn run(slot: &Arc<Slot>, plane: &Arc<DataPlane>, host: &str) -> Ended {
-    let dup = match slot.chan().try_clone_to_owned() {
+/// Called by an acceptor thread right after it dispatched to `slot`: reads
+/// whatever the worker sent meanwhile (acks, closes) without waiting. A
+/// broken channel is shut and removed here; the slot's task then sees EOF.
+pub fn drain_from_acceptor(slot: &Arc<Slot>, plane: &DataPlane) {
+    if let Err(ended) = drain(slot, plane) {
+        if !matches!(ended, Ended::Closed) {
+            report(slot, plane, &ended);
+            plane.pool.remove(slot);
+        }
+    }
+}
+
+/// Reads and handles every message available now. `Ok` when the channel is
+/// empty (or someone else is draining it).
+pub fn drain(slot: &Slot, plane: &DataPlane) -> Result<(), Ended> {
+    let Ok(mut guard) = slot.reader.try_lock() else { return Ok(()) };
+    let reader: &mut Reader = &mut guard;
+    loop {
+        let mut fds = Vec::new();
+        let (n, truncated) = match recv_with_fds(slot.chan(), &mut reader.buf, &mut fds, true) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Err(Ended::Closed),
+            Err(e) => return Err(Ended::Io(e)),
+        };
+        if n == 0 {
+            return Err(Ended::Closed);
+        }
+        let result = match slot.proto {
+            SlotProto::Herd => on_herd(slot, plane, &reader.buf[..n], truncated, fds.len()),
+            SlotProto::Node => {
+                // Node workers never send us descriptors; any arriving are closed.
+                drop(fds);
+                reader.decoder.feed(&reader.buf[..n]);
+                on_node(slot, plane, &mut reader.decoder)
+            }
+        };
+        result.map_err(Ended::Protocol)?;
+    }
+}
+
+async fn run(slot: &Arc<Slot>, plane: &Arc<DataPlane>) -> Ended {
+    let mut dup = match slot.chan().try_clone_to_owned() {
         Ok(d) => d,
         Err(e) => return Ended::Io(e),
     };
-    let afd = match crate::sys::fd::async_fd(dup, Interest::READABLE) {
-        Ok(a) => a,
-        Err(e) => return Ended::Io(e),
-    };
-    let mut decoder = LineDecoder::new();
-    let mut buf = vec![0u8; 64 * 1024];
     let ack_timeout = Duration::from_millis(plane.cfg.ack_timeout_ms);
     let mut tick = tokio::time::interval(
         (ack_timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(500)),
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut guard = tokio::select! {
-            g = afd.readable() => match g {
-                Ok(g) => g,
-                Err(e) => return Ended::Io(e),
-            },
-            _ = tick.tick() => {
+        // Registered only while waiting: the runtime's epoll is edge
+        // triggered, so a registration left in place would wake this thread
+        // for every message even while we deliberately wait (COALESCE).
+        let afd = match crate::sys::fd::async_fd(dup, Interest::READABLE) {
+            Ok(a) => a,
+            Err(e) => return Ended::Io(e),
+        };
+        let readable = tokio::select! {
+            g = afd.readable() => g.map(|_| true),
+            _ = tick.tick() => Ok(false),
+        };
+        dup = afd.into_inner();
+        match readable {
+            Ok(true) => {
+                if let Err(ended) = drain(slot, plane) {
+                    return ended;
+                }
+                tokio::time::sleep(COALESCE).await;
+            }
+            Ok(false) => {
                 if slot.oldest_unacked().is_some_and(|age| age > ack_timeout) {
                     slot.set_inactive();
                     let _ = crate::sys::process::kill_group(slot.pid, libc::SIGKILL);
                     return Ended::Hung;
                 }
-                continue;
-            }
-        };
-        // Drain everything readable now.
-        loop {
-            let mut fds = Vec::new();
-            let (n, truncated) =
-                match recv_with_fds(afd.get_ref().as_fd(), &mut buf, &mut fds, true) {
-                    Ok(r) => r,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        guard.clear_ready();
-                        break;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                        return Ended::Closed
-                    }
-                    Err(e) => return Ended::Io(e),
-                };
-            if n == 0 {
-                return Ended::Closed;
-            }
-            let result = match slot.proto {
-                SlotProto::Herd => on_herd(slot, plane, &buf[..n], truncated, fds.len()),
-                SlotProto::Node => {
-                    // Node workers never send us descriptors; any arriving are closed.
-                    drop(fds);
-                    decoder.feed(&buf[..n]);
-                    on_node(slot, plane, host, &mut decoder)
+                // The acceptor may have seen the end first.
+                if slot.is_dead() {
+                    return Ended::Closed;
                 }
-            };
-            if let Err(why) = result {
-                return Ended::Protocol(why);
             }
+            Err(e) => return Ended::Io(e),
         }
     }
 }
@@ -141,12 +186,8 @@ fn on_herd(
     Ok(())
 }
 
-fn on_node(
-    slot: &Slot,
-    plane: &DataPlane,
-    host: &str,
-    decoder: &mut LineDecoder,
-) -> Result<(), String> {
+fn on_node(slot: &Slot, plane: &DataPlane, decoder: &mut LineDecoder) -> Result<(), String> {
+    let host = plane.host.as_str();
     for msg in decoder.by_ref() {
         let msg = match msg {
             Ok(m) => m,

@@ -170,7 +170,7 @@ impl Supervisor {
                     listeners = vec![Some(one); n as usize];
                 }
                 (Mode::Fdpass, port) => {
-                    let p = DataPlane::new(spec.plane.clone(), self.cpus.clone())
+                    let p = DataPlane::new(spec.plane.clone(), self.cpus.clone(), spec.host.clone())
                         .map_err(|e| refuse(e, "unset HERD_IO, or use --mode reuseport"))?;
                     if let Some(port) = port {
                         p.listen(&spec.host, port).map_err(bind_refusal)?;
@@ -336,7 +336,7 @@ impl Supervisor {
                     let slot = Arc::new(Slot::new(id, spawned.pid, proto, fd));
                     plane.pool.add(slot.clone());
                     inst.slot = Some(slot.clone());
-                    tokio::task::spawn_local(channel::serve(slot, plane, inst.app.host.clone()));
+                    tokio::task::spawn_local(channel::serve(slot, plane));
                 }
                 crate::daemon::log(format_args!(
                     "{} [{id}] online, pid {}",
