@@ -207,7 +207,9 @@ impl Slot {
                     return;
                 };
                 while st.node_handles_in_flight.len() < NODE_HANDLE_WINDOW {
-                    let Some(fd) = st.queue.pop_front() else { return };
+                    let Some(fd) = st.queue.pop_front() else {
+                        return;
+                    };
                     let seq = st.next_id;
                     let msg = crate::fdpass::node::newconn(&key, seq);
                     match send_all_with_fd(self.chan.as_fd(), &msg, &fd) {

@@ -482,8 +482,13 @@ fn chunked_end(buf: &[u8], mut from: usize) -> Result<Option<usize>, ()> {
             return Ok(None);
         };
         let line = &buf[from..from + nl];
-        let hex = line.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
-        let size = usize::from_str_radix(std::str::from_utf8(hex).map_err(|_| ())?, 16).map_err(|_| ())?;
+        let hex = line
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(hex).map_err(|_| ())?, 16).map_err(|_| ())?;
         from += nl + 2;
         if size == 0 {
             // Trailers (usually none), then an empty line.
@@ -497,7 +502,10 @@ fn chunked_end(buf: &[u8], mut from: usize) -> Result<Option<usize>, ()> {
                 }
             }
         }
-        let next = from.checked_add(size).and_then(|e| e.checked_add(2)).ok_or(())?;
+        let next = from
+            .checked_add(size)
+            .and_then(|e| e.checked_add(2))
+            .ok_or(())?;
         if buf.len() < next {
             return Ok(None);
         }
@@ -601,7 +609,9 @@ mod tests {
         assert_eq!(chunked_end(&body[..10], 0), Ok(None));
         assert_eq!(chunked_end(b"0\r\n", 0), Ok(None));
         assert_eq!(chunked_end(b"zz\r\n", 0), Err(()));
-        let head = parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap().unwrap();
+        let head = parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert!(head.chunked);
     }
 

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::cli::bench::BenchArgs;
-use crate::cli::client::{self, Autostart};
 use crate::accept::pool::Policy;
 use crate::accept::{Mode, PlaneConfig};
+use crate::cli::bench::BenchArgs;
+use crate::cli::client::{self, Autostart};
 use crate::config::{self, AppSpec, ExecMode, Instances};
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -125,7 +125,10 @@ struct Plan {
 }
 
 fn plan(a: &BenchArgs) -> Result<Plan> {
-    let secs = config::parse_duration_ms("--duration", &format!("{}s", a.duration.trim_end_matches('s')))?;
+    let secs = config::parse_duration_ms(
+        "--duration",
+        &format!("{}s", a.duration.trim_end_matches('s')),
+    )?;
     if secs == 0 || a.connections == 0 || a.threads == 0 {
         return Err(Error::InvalidArg {
             what: "--duration/--connections/--threads".into(),
@@ -148,15 +151,25 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
     let modes = if a.target.is_some() {
         vec![None]
     } else if a.mode == "all" {
-        vec![Some(Mode::Fdpass), Some(Mode::Reuseport), Some(Mode::Shared)]
+        vec![
+            Some(Mode::Fdpass),
+            Some(Mode::Reuseport),
+            Some(Mode::Shared),
+        ]
     } else {
-        vec![Some(Mode::parse(&a.mode).ok_or_else(|| Error::InvalidArg {
-            what: "--mode".into(),
-            value: a.mode.clone(),
-            expected: "`fdpass`, `reuseport`, `shared` or `all`".into(),
+        vec![Some(Mode::parse(&a.mode).ok_or_else(|| {
+            Error::InvalidArg {
+                what: "--mode".into(),
+                value: a.mode.clone(),
+                expected: "`fdpass`, `reuseport`, `shared` or `all`".into(),
+            }
         })?)]
     };
-    Ok(Plan { modes, scenarios, duration: Duration::from_millis(secs) })
+    Ok(Plan {
+        modes,
+        scenarios,
+        duration: Duration::from_millis(secs),
+    })
 }
 
 /// Runs the benchmark described by `a`.
@@ -194,7 +207,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     }
 }
 
-fn load(a: &BenchArgs, plan: &Plan, addr: SocketAddr, daemon_pid: Option<i32>) -> Result<Vec<Value>> {
+fn load(
+    a: &BenchArgs,
+    plan: &Plan,
+    addr: SocketAddr,
+    daemon_pid: Option<i32>,
+) -> Result<Vec<Value>> {
     let mut out = Vec::new();
     for &mode in &plan.scenarios {
         let ticks0 = daemon_pid.map_or(0, cpu_ticks);
@@ -231,19 +249,31 @@ fn run_target(a: &BenchArgs, plan: &Plan, target: &str) -> Result<Value> {
     Ok(json!({ "mode": "external", "target": target, "scenarios": load(a, plan, addr, None)? }))
 }
 
-fn run_mode(a: &BenchArgs, plan: &Plan, mode: Mode, policy: Policy, instances: Instances) -> Result<Value> {
+fn run_mode(
+    a: &BenchArgs,
+    plan: &Plan,
+    mode: Mode,
+    policy: Policy,
+    instances: Instances,
+) -> Result<Value> {
     let daemon = BenchDaemon::start()?;
     let port = free_port()?;
     let (script, interpreter, args) = match &a.app {
         Some(app) => {
-            let script = std::env::current_dir().map_err(|e| Error::io("cwd", e))?.join(app);
+            let script = std::env::current_dir()
+                .map_err(|e| Error::io("cwd", e))?
+                .join(app);
             if !script.is_file() {
                 return Err(Error::ScriptNotFound { path: script });
             }
             let interp = config::interpreter_for(&script).map(str::to_string);
             (script, interp, vec![])
         }
-        None => (std::env::current_exe().map_err(|e| Error::io("locating herd", e))?, None, vec!["hello".into()]),
+        None => (
+            std::env::current_exe().map_err(|e| Error::io("locating herd", e))?,
+            None,
+            vec!["hello".into()],
+        ),
     };
     let mut env = BTreeMap::new();
     if a.skew_ms > 0 {
@@ -252,19 +282,28 @@ fn run_mode(a: &BenchArgs, plan: &Plan, mode: Mode, policy: Policy, instances: I
     }
     let spec = AppSpec {
         name: "bench".into(),
-        cwd: script.parent().map(PathBuf::from).unwrap_or_else(std::env::temp_dir),
+        cwd: script
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir),
         script,
         interpreter,
         interpreter_args: vec![],
         args,
         env,
-        base_env: std::env::vars().filter(|(k, _)| k == "PATH" || k == "HOME").collect(),
+        base_env: std::env::vars()
+            .filter(|(k, _)| k == "PATH" || k == "HOME")
+            .collect(),
         exec_mode: ExecMode::Cluster,
         instances,
         port: Some(port),
         host: "127.0.0.1".into(),
         mode,
-        plane: PlaneConfig { policy, multishot: !a.no_multishot, ..PlaneConfig::default() },
+        plane: PlaneConfig {
+            policy,
+            multishot: !a.no_multishot,
+            ..PlaneConfig::default()
+        },
         pin: !a.no_pin,
         autorestart: true,
         kill_timeout_ms: config::DEFAULT_KILL_TIMEOUT_MS,
@@ -272,7 +311,10 @@ fn run_mode(a: &BenchArgs, plan: &Plan, mode: Mode, policy: Policy, instances: I
         max_restarts: config::DEFAULT_MAX_RESTARTS,
         restart_delay_ms: 0,
     };
-    let workers: Vec<InstanceInfo> = match daemon.call(&Request::Start { spec: Box::new(spec), force: false })? {
+    let workers: Vec<InstanceInfo> = match daemon.call(&Request::Start {
+        spec: Box::new(spec),
+        force: false,
+    })? {
         Response::Done { instances, .. } => instances,
         other => return Err(client::unexpected(&other)),
     };
@@ -309,7 +351,9 @@ fn wait_all_in_rotation(daemon: &BenchDaemon, mode: Mode) -> Result<()> {
             }
         }
         if Instant::now() > deadline {
-            return Err(Error::Protocol("not every worker became ready within 10 s".into()));
+            return Err(Error::Protocol(
+                "not every worker became ready within 10 s".into(),
+            ));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -330,5 +374,7 @@ fn wait_serving(addr: SocketAddr) -> Result<()> {
 }
 
 fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }

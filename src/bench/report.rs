@@ -24,7 +24,19 @@ pub fn render(report: &Value) -> String {
         report["machine"]["cpus"],
         report["machine"]["kernel"].as_str().unwrap_or("?"),
     );
-    let header = ["mode", "scenario", "req/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "Jain", "max/mean", "errors", "daemon µs/conn"];
+    let header = [
+        "mode",
+        "scenario",
+        "req/s",
+        "p50 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "max µs",
+        "Jain",
+        "max/mean",
+        "errors",
+        "daemon µs/conn",
+    ];
     let mut rows = Vec::new();
     let mut details = String::new();
     for run in report["runs"].as_array().into_iter().flatten() {
@@ -32,7 +44,11 @@ pub fn render(report: &Value) -> String {
             Some(p) => format!(
                 "{} ({p}{})",
                 run["mode"].as_str().unwrap_or("?"),
-                if run["multishot"] == Value::Bool(false) { ", single-shot" } else { "" }
+                if run["multishot"] == Value::Bool(false) {
+                    ", single-shot"
+                } else {
+                    ""
+                }
             ),
             None => run["mode"].as_str().unwrap_or("?").to_string(),
         };
@@ -60,7 +76,11 @@ pub fn render(report: &Value) -> String {
                 .flatten()
                 .map(|(pid, n)| format!("pid {pid}: {n}"))
                 .collect();
-            details.push_str(&format!("{mode} {}: {}\n", s["mode"].as_str().unwrap_or("?"), per.join(", ")));
+            details.push_str(&format!(
+                "{mode} {}: {}\n",
+                s["mode"].as_str().unwrap_or("?"),
+                per.join(", ")
+            ));
         }
     }
     out.push_str(&crate::cli::output::table(&header, &rows));

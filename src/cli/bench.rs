@@ -8,7 +8,12 @@ use crate::error::Result;
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Instances of the app: a number, `max`, 0 or -N (as `start -i`).
-    #[arg(short = 'i', long = "instances", default_value = "max", allow_hyphen_values = true)]
+    #[arg(
+        short = 'i',
+        long = "instances",
+        default_value = "max",
+        allow_hyphen_values = true
+    )]
     pub instances: String,
     /// Seconds of load per scenario.
     #[arg(short = 'd', long, default_value = "3", value_name = "SECONDS")]

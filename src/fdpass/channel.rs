@@ -47,7 +47,10 @@ pub struct Reader {
 
 impl Default for Reader {
     fn default() -> Self {
-        Reader { decoder: LineDecoder::new(), buf: vec![0u8; 64 * 1024].into_boxed_slice() }
+        Reader {
+            decoder: LineDecoder::new(),
+            buf: vec![0u8; 64 * 1024].into_boxed_slice(),
+        }
     }
 }
 
@@ -90,7 +93,9 @@ pub fn drain_from_acceptor(slot: &Arc<Slot>, plane: &DataPlane) {
 /// Reads and handles every message available now. `Ok` when the channel is
 /// empty (or someone else is draining it).
 pub fn drain(slot: &Slot, plane: &DataPlane) -> Result<(), Ended> {
-    let Ok(mut guard) = slot.reader.try_lock() else { return Ok(()) };
+    let Ok(mut guard) = slot.reader.try_lock() else {
+        return Ok(());
+    };
     let reader: &mut Reader = &mut guard;
     loop {
         let mut fds = Vec::new();

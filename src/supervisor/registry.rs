@@ -170,8 +170,9 @@ impl Supervisor {
                     listeners = vec![Some(one); n as usize];
                 }
                 (Mode::Fdpass, port) => {
-                    let p = DataPlane::new(spec.plane.clone(), self.cpus.clone(), spec.host.clone())
-                        .map_err(|e| refuse(e, "unset HERD_IO, or use --mode reuseport"))?;
+                    let p =
+                        DataPlane::new(spec.plane.clone(), self.cpus.clone(), spec.host.clone())
+                            .map_err(|e| refuse(e, "unset HERD_IO, or use --mode reuseport"))?;
                     if let Some(port) = port {
                         p.listen(&spec.host, port).map_err(bind_refusal)?;
                     }

@@ -94,8 +94,8 @@ fn hello_workers_serve_through_epoll_fallback() {
 
 /// Regression guard for dispatch fairness: 10,000 connections over two
 /// workers must spread evenly (wide margin: Jain ≥ 0.95).
-fn fairness(policy: &str) {
-    let h = TestHome::new();
+fn fairness(policy: &str, io: &str) {
+    let h = TestHome::new().with_env("HERD_IO", io);
     let port = free_port();
     start_hello_mode(&h, port, "fdpass", &["-i", "2", "--policy", policy]);
     let r = load_n(port, 10_000, 16);
@@ -108,17 +108,22 @@ fn fairness(policy: &str) {
 
 #[test]
 fn fairness_least_conn() {
-    fairness("least-conn");
+    fairness("least-conn", "");
 }
 
 #[test]
 fn fairness_round_robin() {
-    fairness("round-robin");
+    fairness("round-robin", "");
 }
 
 #[test]
 fn fairness_p2c() {
-    fairness("p2c");
+    fairness("p2c", "");
+}
+
+#[test]
+fn fairness_least_conn_epoll() {
+    fairness("least-conn", "epoll");
 }
 
 fn signal(pid: i64, sig: &str) {
@@ -133,7 +138,16 @@ fn signal(pid: i64, sig: &str) {
 /// re-dispatched: a worker is frozen (SIGSTOP) so it holds some, then killed.
 #[test]
 fn killed_worker_loses_no_connection() {
-    let h = TestHome::new();
+    killed_worker_loses_nothing("");
+}
+
+#[test]
+fn killed_worker_loses_no_connection_epoll() {
+    killed_worker_loses_nothing("epoll");
+}
+
+fn killed_worker_loses_nothing(io: &str) {
+    let h = TestHome::new().with_env("HERD_IO", io);
     let port = free_port();
     let l = start_hello_mode(&h, port, "fdpass", &["-i", "2", "--policy", "round-robin"]);
     let victim = l[0]["pid"].as_i64().unwrap();
