@@ -78,39 +78,29 @@ fn socket_for(addr: SocketAddr, reuseport: bool) -> io::Result<Socket> {
 /// reuseport bind would silently *join* another process's group and steal
 /// part of its traffic.
 pub fn bind_group(host: &str, port: u16, n: usize) -> Result<Vec<Socket>, BindError> {
-    let ip: IpAddr = host
-        .parse()
-        .map_err(|_| BindError::BadHost(host.to_string()))?;
-    let addr = SocketAddr::new(ip, port);
-    let map = |e: io::Error| {
-        if e.kind() == io::ErrorKind::AddrInUse {
-            BindError::InUse {
-                host: host.to_string(),
-                port,
-            }
-        } else {
-            BindError::Other { addr, source: e }
-        }
-    };
-    drop(socket_for(addr, false).map_err(map)?);
+    let (addr, map) = target(host, port)?;
+    drop(socket_for(addr, false).map_err(&map)?);
     let backlog = somaxconn();
     (0..n.max(1))
         .map(|_| {
-            let s = socket_for(addr, true).map_err(map)?;
-            s.listen(backlog).map_err(map)?;
+            let s = socket_for(addr, true).map_err(&map)?;
+            s.listen(backlog).map_err(&map)?;
             Ok(s)
         })
         .collect()
 }
 
-/// One plain listener (no SO_REUSEPORT): `fdpass` mode's listener owned by
-/// the daemon, and `shared` mode's listener inherited by every worker.
-pub fn bind_one(host: &str, port: u16, backlog: Option<i32>) -> Result<Socket, BindError> {
+/// The address for `host:port`, and how to turn a socket error on it into a
+/// [`BindError`] that names the port.
+fn target(
+    host: &str,
+    port: u16,
+) -> Result<(SocketAddr, impl Fn(io::Error) -> BindError + '_), BindError> {
     let ip: IpAddr = host
         .parse()
         .map_err(|_| BindError::BadHost(host.to_string()))?;
     let addr = SocketAddr::new(ip, port);
-    let map = |e: io::Error| {
+    let map = move |e: io::Error| {
         if e.kind() == io::ErrorKind::AddrInUse {
             BindError::InUse {
                 host: host.to_string(),
@@ -120,8 +110,15 @@ pub fn bind_one(host: &str, port: u16, backlog: Option<i32>) -> Result<Socket, B
             BindError::Other { addr, source: e }
         }
     };
-    let s = socket_for(addr, false).map_err(map)?;
-    s.listen(backlog.unwrap_or_else(somaxconn)).map_err(map)?;
+    Ok((addr, map))
+}
+
+/// One plain listener (no SO_REUSEPORT): `fdpass` mode's listener owned by
+/// the daemon, and `shared` mode's listener inherited by every worker.
+pub fn bind_one(host: &str, port: u16, backlog: Option<i32>) -> Result<Socket, BindError> {
+    let (addr, map) = target(host, port)?;
+    let s = socket_for(addr, false).map_err(&map)?;
+    s.listen(backlog.unwrap_or_else(somaxconn)).map_err(&map)?;
     Ok(s)
 }
 

@@ -122,6 +122,46 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// A new, not yet launched instance; its logs go to `logs`.
+    pub fn new(
+        id: u32,
+        app: Arc<AppSpec>,
+        index: u32,
+        app_instances: u32,
+        core: Option<usize>,
+        listener: Option<Arc<Socket>>,
+        logs: &std::path::Path,
+    ) -> Instance {
+        let port = listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .and_then(|a| a.as_socket())
+            .map(|a| a.port());
+        Instance {
+            id,
+            out_log: logs.join(format!("{}-out-{id}.log", app.name)),
+            err_log: logs.join(format!("{}-error-{id}.log", app.name)),
+            app,
+            index,
+            app_instances,
+            status: Status::Launching,
+            pid: None,
+            core,
+            listener,
+            plane: None,
+            slot: None,
+            port,
+            restarts: 0,
+            unstable_restarts: 0,
+            created_at: SystemTime::now(),
+            started: None,
+            last_exit: None,
+            last_error: None,
+            generation: 0,
+            stats: Default::default(),
+        }
+    }
+
     /// A process was started.
     pub fn on_launched(&mut self, pid: i32) {
         self.pid = Some(pid);
@@ -211,29 +251,15 @@ mod tests {
             max_restarts: 2,
             restart_delay_ms: 0,
         };
-        Instance {
-            id: 0,
-            app: Arc::new(app),
-            index: 0,
-            app_instances: 1,
-            status: Status::Launching,
-            pid: None,
-            core: None,
-            listener: None,
-            plane: None,
-            slot: None,
-            port: None,
-            restarts: 0,
-            unstable_restarts: 0,
-            created_at: SystemTime::now(),
-            started: None,
-            last_exit: None,
-            last_error: None,
-            generation: 0,
-            stats: Default::default(),
-            out_log: "/dev/null".into(),
-            err_log: "/dev/null".into(),
-        }
+        Instance::new(
+            0,
+            Arc::new(app),
+            0,
+            1,
+            None,
+            None,
+            std::path::Path::new("/nonexistent"),
+        )
     }
 
     #[test]

@@ -284,37 +284,9 @@ impl Supervisor {
         n: u32,
         listener: Option<Arc<socket2::Socket>>,
     ) -> Instance {
-        let port = listener
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
-            .and_then(|a| a.as_socket())
-            .map(|a| a.port());
         let core =
             (app.pin && !self.cpus.is_empty()).then(|| self.cpus[index as usize % self.cpus.len()]);
-        let logs = self.home.logs();
-        Instance {
-            id,
-            app: app.clone(),
-            index,
-            app_instances: n,
-            status: Status::Launching,
-            pid: None,
-            core,
-            listener,
-            plane: None,
-            slot: None,
-            port,
-            restarts: 0,
-            unstable_restarts: 0,
-            created_at: SystemTime::now(),
-            started: None,
-            last_exit: None,
-            last_error: None,
-            generation: 0,
-            stats: Default::default(),
-            out_log: logs.join(format!("{}-out-{id}.log", app.name)),
-            err_log: logs.join(format!("{}-error-{id}.log", app.name)),
-        }
+        Instance::new(id, app.clone(), index, n, core, listener, &self.home.logs())
     }
 
     /// Forks the instance's process and starts watching it.

@@ -12,13 +12,12 @@ pub const LISTEN_FDS_START: i32 = 3;
 /// to really be a listening socket before we own it, so a stray fd 3 (say, a
 /// file the shell left open) is refused instead of misused.
 pub fn listen_fds_listener() -> io::Result<Option<TcpListener>> {
-    let fds: u32 = match std::env::var("LISTEN_FDS")
+    let passed = std::env::var("LISTEN_FDS")
         .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        Some(n) if n >= 1 => n,
-        _ => return Ok(None),
-    };
+        .and_then(|v| v.parse::<u32>().ok());
+    if passed.is_none_or(|n| n < 1) {
+        return Ok(None);
+    }
     let pid_ok = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|v| v.parse::<u32>().ok())
@@ -26,29 +25,16 @@ pub fn listen_fds_listener() -> io::Result<Option<TcpListener>> {
     if !pid_ok {
         return Ok(None);
     }
-    let _ = fds;
-    let mut accepting: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `accepting`, which
-    // lives across the call; an invalid fd only yields EBADF.
-    let rc = unsafe {
-        libc::getsockopt(
-            LISTEN_FDS_START,
-            libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
-            (&mut accepting as *mut libc::c_int).cast(),
-            &mut len,
-        )
+    let accepting = sockopt_int(LISTEN_FDS_START, libc::SO_ACCEPTCONN);
+    let accepting = match accepting {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("LISTEN_FDS is set but fd 3 is not a socket: {e}"),
+            ))
+        }
     };
-    if rc != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "LISTEN_FDS is set but fd 3 is not a socket: {}",
-                io::Error::last_os_error()
-            ),
-        ));
-    }
     if accepting == 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -72,25 +58,12 @@ pub fn take_inherited_socket(fd: i32, sock_type: i32) -> io::Result<OwnedFd> {
             format!("bad fd number {fd}"),
         ));
     }
-    let mut ty: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `ty`, which outlives
-    // the call; an fd that is not open or not a socket only yields an error.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut ty as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::new(
+    let ty = sockopt_int(fd, libc::SO_TYPE).map_err(|e| {
+        io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("fd {fd} is not a socket: {}", io::Error::last_os_error()),
-        ));
-    }
+            format!("fd {fd} is not a socket: {e}"),
+        )
+    })?;
     if ty != sock_type {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -100,6 +73,28 @@ pub fn take_inherited_socket(fd: i32, sock_type: i32) -> io::Result<OwnedFd> {
     // SAFETY: the fd is open (getsockopt succeeded) and was passed to this
     // process to own by the protocol that named it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads an integer `SOL_SOCKET` option of `fd` (which need not be open:
+/// a bad fd is an error, not undefined behaviour).
+fn sockopt_int(fd: i32, opt: i32) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`, which outlives
+    // the call; an fd that is not open or not a socket only yields an error.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v)
 }
 
 /// Registers an owned descriptor with the current tokio runtime.
