@@ -163,6 +163,8 @@ pub struct DataPlane {
     pub host: String,
     cpus: Vec<usize>,
     listener: Mutex<Option<(SocketAddr, Arc<Socket>)>>,
+    /// Further ports (Node side servers), shared with the workers.
+    extra: Mutex<std::collections::BTreeMap<u16, Arc<Socket>>>,
     acceptors: Mutex<Vec<Acceptor>>,
     /// Connections accepted.
     pub accepted: Arc<AtomicU64>,
@@ -183,6 +185,7 @@ impl DataPlane {
             cfg,
             cpus,
             listener: Mutex::new(None),
+            extra: Mutex::new(Default::default()),
             acceptors: Mutex::new(Vec::new()),
             accepted: Arc::new(AtomicU64::new(0)),
         }))
@@ -285,6 +288,23 @@ impl DataPlane {
                 Err(e) => crate::daemon::log(format_args!("cannot start acceptor thread {i}: {e}")),
             }
         }
+    }
+
+    /// A plain listener for a *second* port a Node worker asks for. It is
+    /// handed to the workers themselves (Node's shared-handle scheduling):
+    /// herd dispatches only the app's first port. Bound once per port.
+    pub fn shared_listener(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<Arc<Socket>, reuseport::BindError> {
+        let mut extra = self.extra.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = extra.get(&port) {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(reuseport::bind_one(host, port, self.cfg.backlog)?);
+        extra.insert(port, s.clone());
+        Ok(s)
     }
 
     /// Stops the acceptors and closes the listener.

@@ -217,12 +217,24 @@ fn on_node(slot: &Slot, plane: &DataPlane, decoder: &mut LineDecoder) -> Result<
                 ..
             } => {
                 let bind_host = address.as_deref().filter(|a| !a.is_empty()).unwrap_or(host);
+                // Node's own key form, unique per server in the worker.
+                let key = node::server_key(&raw);
                 match plane.listen(bind_host, port) {
                     Ok(addr) => {
-                        // Node's own key form, unique per server in the worker.
-                        let key = node::server_key(&raw);
                         slot.set_node_key(key.clone());
                         Some(node::query_server_reply(seq, &key, &data, addr))
+                    }
+                    Err(crate::accept::reuseport::BindError::SecondPort { .. }) => {
+                        match plane.shared_listener(bind_host, port) {
+                            Ok(sock) => {
+                                let reply = node::query_server_reply_shared(seq, &key, &data);
+                                use std::os::fd::AsFd;
+                                slot.send_node_handle(&reply, sock.as_fd())
+                                    .map_err(|e| format!("cannot hand over listener: {e}"))?;
+                                None
+                            }
+                            Err(e) => Some(node::query_server_error(seq, errno_of(&e))),
+                        }
                     }
                     Err(e) => {
                         crate::daemon::log(format_args!(

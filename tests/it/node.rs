@@ -119,3 +119,46 @@ fn express_app_answered_by_both_pids() {
     let h2 = TestHome::new();
     serve_by_both(&h2, &app("express/app.js"), "express", "reuseport");
 }
+
+/// A second server in the app (a metrics or admin port) keeps working in
+/// fdpass mode: herd hands that listener to the workers (Node's shared
+/// handle) while it dispatches the main port itself.
+#[test]
+fn side_server_on_a_second_port_works_in_fdpass() {
+    if !node_available() {
+        return;
+    }
+    let h = TestHome::new();
+    let (main, side) = (free_port(), free_port());
+    let side_env = format!("SIDE_PORT={side}");
+    h.run(&[
+        "start",
+        &app("node/two-servers.js"),
+        "-i",
+        "2",
+        "--port",
+        &main.to_string(),
+        "--host",
+        "127.0.0.1",
+        "--env",
+        &side_env,
+    ])
+    .ok();
+    let l = h.wait_for("2 in rotation", T, |l| {
+        l.len() == 2 && l.iter().all(|i| i["in_rotation"] == true)
+    });
+    let want: BTreeSet<String> = pids(&l).iter().map(|p| p.to_string()).collect();
+    wait_http(side, T);
+    let main_seen = distinct_responders(main, 50, Some("x-worker"));
+    assert_eq!(
+        main_seen, want,
+        "the main port is dispatched to both workers"
+    );
+    let side_seen = distinct_responders(side, 50, Some("x-worker"));
+    assert!(
+        side_seen.is_subset(&want) && !side_seen.is_empty(),
+        "{side_seen:?}"
+    );
+    let errors = std::fs::read_to_string(l[0]["err_log"].as_str().unwrap()).unwrap_or_default();
+    assert!(!errors.contains("Error"), "{errors}");
+}

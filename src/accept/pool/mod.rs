@@ -70,6 +70,9 @@ pub enum SlotProto {
 /// round trip per connection without letting a slow worker hoard handles.
 pub const NODE_HANDLE_WINDOW: usize = 8;
 
+/// Marks a handle in flight that is not a connection (see `send_node_handle`).
+const NOT_A_CONNECTION: u64 = u64::MAX;
+
 /// Upper bound of connections held while no worker is ready; beyond it new
 /// connections are closed (the kernel backlog is the better buffer).
 const MAX_ORPHANS: usize = 65_536;
@@ -212,7 +215,7 @@ impl Slot {
                     };
                     let seq = st.next_id;
                     let msg = crate::fdpass::node::newconn(&key, seq);
-                    match send_all_with_fd(self.chan.as_fd(), &msg, &fd) {
+                    match send_all_with_fd(self.chan.as_fd(), &msg, fd.as_fd()) {
                         Ok(()) => {
                             st.next_id += 1;
                             st.node_handles_in_flight.push_back(seq);
@@ -268,6 +271,20 @@ impl Slot {
             });
     }
 
+    /// Node: sends a message carrying a handle that is not a connection (a
+    /// shared listener). It takes a place in the handle window so the
+    /// NODE_HANDLE_ACK it causes is matched to it.
+    pub fn send_node_handle(
+        &self,
+        bytes: &[u8],
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> std::io::Result<()> {
+        let mut st = self.lock();
+        send_all_with_fd(self.chan.as_fd(), bytes, fd)?;
+        st.node_handles_in_flight.push_back(NOT_A_CONNECTION);
+        Ok(())
+    }
+
     /// Node `NODE_HANDLE_ACK`: the oldest handle arrived; another may go.
     pub fn node_handle_acked(&self) {
         let mut st = self.lock();
@@ -279,7 +296,11 @@ impl Slot {
     /// it again.
     pub fn node_handle_nacked(&self) {
         let mut st = self.lock();
-        if let Some(seq) = st.node_handles_in_flight.pop_front() {
+        if let Some(seq) = st
+            .node_handles_in_flight
+            .pop_front()
+            .filter(|&s| s != NOT_A_CONNECTION)
+        {
             if let Some(pos) = st.unacked.iter().position(|(id, _, _)| *id == seq) {
                 let (_, fd, _) = st.unacked.remove(pos).expect("position is valid");
                 st.queue.push_front(fd);
@@ -334,10 +355,10 @@ fn send_all(sock: std::os::fd::BorrowedFd<'_>, mut bytes: &[u8]) -> std::io::Res
 fn send_all_with_fd(
     sock: std::os::fd::BorrowedFd<'_>,
     bytes: &[u8],
-    fd: &OwnedFd,
+    fd: std::os::fd::BorrowedFd<'_>,
 ) -> std::io::Result<()> {
     loop {
-        match send_with_fds(sock, bytes, &[fd.as_fd()], false) {
+        match send_with_fds(sock, bytes, &[fd], false) {
             Ok(n) => return send_all(sock, &bytes[n..]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_writable(sock)?,
             Err(e) => return Err(e),

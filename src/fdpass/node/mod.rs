@@ -436,6 +436,20 @@ pub fn newconn(key: &str, seq: u64) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The answer to a `queryServer` that hands the worker the listening socket
+/// itself (Node's `SharedHandle` scheduling): sent with the listener's fd in
+/// the same `sendmsg`. The worker then accepts on it directly. herd uses it
+/// for a second port of one app, so apps with a side server (metrics,
+/// websockets) keep working.
+pub fn query_server_reply_shared(seq: u64, key: &str, data: &Value) -> Vec<u8> {
+    format!(
+        "{{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":\
+         {{\"cmd\":\"NODE_CLUSTER\",\"errno\":0,\"key\":{},\"ack\":{seq},\"data\":{data}}}}}\n",
+        js(key)
+    )
+    .into_bytes()
+}
+
 /// Asks the worker to close its servers, finish its connections, close the
 /// channel and (if nothing else keeps it alive) exit 0.
 pub fn disconnect() -> Vec<u8> {
