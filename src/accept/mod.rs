@@ -302,7 +302,14 @@ impl DataPlane {
         if let Some(s) = extra.get(&port) {
             return Ok(s.clone());
         }
-        let s = Arc::new(reuseport::bind_one(host, port, self.cfg.backlog)?);
+        let s = reuseport::bind_one(host, port, self.cfg.backlog)?;
+        // Every worker accepts on it: a blocking accept in the worker that
+        // loses the race would freeze its whole event loop.
+        s.set_nonblocking(true).map_err(|e| reuseport::BindError::Other {
+            addr: (std::net::Ipv4Addr::UNSPECIFIED, port).into(),
+            source: e,
+        })?;
+        let s = Arc::new(s);
         extra.insert(port, s.clone());
         Ok(s)
     }
