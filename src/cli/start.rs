@@ -50,17 +50,17 @@ pub struct StartArgs {
     #[arg(long, value_name = "PORT", allow_hyphen_values = true)]
     pub port: Option<String>,
     /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0")]
-    pub host: String,
+    #[arg(long, value_name = "ADDR")]
+    pub host: Option<String>,
     /// How connections reach the instances of a cluster app: `fdpass` (the
     /// daemon accepts and passes each connection to a worker), `reuseport`
     /// (a SO_REUSEPORT listener per worker) or `shared` (one listener, the
     /// workers race).
-    #[arg(long, default_value = "fdpass", value_name = "MODE")]
-    pub mode: String,
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
     /// fdpass dispatch policy: `least-conn`, `round-robin` or `p2c`.
-    #[arg(long, default_value = "least-conn", value_name = "POLICY")]
-    pub policy: String,
+    #[arg(long, value_name = "POLICY")]
+    pub policy: Option<String>,
     /// fdpass acceptor threads (default: one per usable CPU).
     #[arg(long, value_name = "N")]
     pub acceptors: Option<String>,
@@ -69,8 +69,8 @@ pub struct StartArgs {
     pub backlog: Option<String>,
     /// fdpass: a worker that holds a connection unacknowledged this long is
     /// hung: out of rotation, killed, its connections re-dispatched.
-    #[arg(long = "ack-timeout", value_name = "DURATION", default_value = "5s")]
-    pub ack_timeout: String,
+    #[arg(long = "ack-timeout", value_name = "DURATION")]
+    pub ack_timeout: Option<String>,
     /// fdpass: use single-shot accept instead of multishot (for comparison).
     #[arg(long = "no-multishot")]
     pub no_multishot: bool,
@@ -81,17 +81,17 @@ pub struct StartArgs {
     #[arg(long = "no-autorestart")]
     pub no_autorestart: bool,
     /// Delay between SIGINT and SIGKILL on stop (ms or `2s`).
-    #[arg(long = "kill-timeout", value_name = "DURATION", default_value = "1600")]
-    pub kill_timeout: String,
+    #[arg(long = "kill-timeout", value_name = "DURATION")]
+    pub kill_timeout: Option<String>,
     /// Runs shorter than this count as unstable (ms or `1s`).
-    #[arg(long = "min-uptime", value_name = "DURATION", default_value = "1000")]
-    pub min_uptime: String,
+    #[arg(long = "min-uptime", value_name = "DURATION")]
+    pub min_uptime: Option<String>,
     /// Unstable restarts before the app is marked errored.
-    #[arg(long = "max-restarts", value_name = "N", default_value_t = config::DEFAULT_MAX_RESTARTS)]
-    pub max_restarts: u32,
+    #[arg(long = "max-restarts", value_name = "N")]
+    pub max_restarts: Option<String>,
     /// Delay before an automatic restart (ms or `1s`).
-    #[arg(long = "restart-delay", value_name = "DURATION", default_value = "0")]
-    pub restart_delay: String,
+    #[arg(long = "restart-delay", value_name = "DURATION")]
+    pub restart_delay: Option<String>,
     /// Start another copy even if this app already runs.
     #[arg(short = 'f', long)]
     pub force: bool,
@@ -103,20 +103,259 @@ pub struct StartArgs {
     pub args: Vec<String>,
 }
 
-/// Builds the [`AppSpec`] from flags and the caller's environment.
-pub fn spec_from_args(a: &StartArgs) -> Result<AppSpec> {
-    let cur = std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
-    let cwd = match &a.cwd {
-        Some(c) => cur.join(c),
-        None => cur,
-    };
-    if !cwd.is_dir() {
-        return Err(Error::InvalidArg {
-            what: "--cwd".into(),
-            value: cwd.display().to_string(),
-            expected: "an existing directory".into(),
-        });
+/// The flags of `herd start`, parsed and checked; `None` where not given,
+/// so an ecosystem file's value is only overridden by a flag the user typed.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    instances: Option<Instances>,
+    name: Option<String>,
+    /// `Some(None)`: `--interpreter none`.
+    interpreter: Option<Option<String>>,
+    interpreter_args: Option<Vec<String>>,
+    cwd: Option<PathBuf>,
+    env: BTreeMap<String, String>,
+    port: Option<u16>,
+    host: Option<String>,
+    mode: Option<crate::accept::Mode>,
+    policy: Option<crate::accept::pool::Policy>,
+    acceptors: Option<usize>,
+    backlog: Option<i32>,
+    multishot: Option<bool>,
+    ack_timeout_ms: Option<u64>,
+    pin: Option<bool>,
+    autorestart: Option<bool>,
+    kill_timeout_ms: Option<u64>,
+    min_uptime_ms: Option<u64>,
+    max_restarts: Option<u32>,
+    restart_delay_ms: Option<u64>,
+    args: Vec<String>,
+}
+
+fn bad(what: &str, value: &str, expected: &str) -> Error {
+    Error::InvalidArg {
+        what: what.into(),
+        value: value.into(),
+        expected: expected.into(),
     }
+}
+
+fn positive(what: &str, v: &Option<String>, max: i64) -> Result<Option<i64>> {
+    v.as_deref()
+        .map(|s| match s.trim().parse::<i64>() {
+            Ok(n) if n >= 1 && n <= max => Ok(n),
+            _ => Err(bad(what, s, &format!("a whole number from 1 to {max}"))),
+        })
+        .transpose()
+}
+
+fn duration(what: &str, v: &Option<String>) -> Result<Option<u64>> {
+    v.as_deref()
+        .map(|s| config::parse_duration_ms(what, s))
+        .transpose()
+}
+
+impl Overrides {
+    /// Parses and checks every flag. `env_names` collects `--env NAME`
+    /// (an ecosystem environment) apart from `--env KEY=VALUE`.
+    pub fn parse(a: &StartArgs, env_names: &mut Vec<String>) -> Result<Overrides> {
+        let cur =
+            std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
+        let cwd = a.cwd.as_ref().map(|c| cur.join(c));
+        if let Some(c) = &cwd {
+            if !c.is_dir() {
+                return Err(bad(
+                    "--cwd",
+                    &c.display().to_string(),
+                    "an existing directory",
+                ));
+            }
+        }
+        if let Some(n) = &a.name {
+            config::validate_name(n)?;
+        }
+        let mut env = BTreeMap::new();
+        for pair in &a.env {
+            if pair.contains('=') {
+                let (k, v) = config::parse_env_pair(pair)?;
+                env.insert(k, v);
+            } else if !pair.is_empty()
+                && pair
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                env_names.push(pair.clone());
+            } else {
+                return Err(bad(
+                    "--env",
+                    pair,
+                    "KEY=VALUE, or an ecosystem environment name like `production`",
+                ));
+            }
+        }
+        let port = match (&a.port, env.get("PORT")) {
+            (Some(p), _) => Some(config::parse_port(p)?),
+            (None, Some(p)) => Some(
+                config::parse_port(p)
+                    .map_err(|_| bad("--env PORT", p, "a port number from 1 to 65535"))?,
+            ),
+            (None, None) => None,
+        };
+        let interpreter = match a.interpreter.as_deref() {
+            Some("none") => Some(None),
+            Some(i) if !i.is_empty() => Some(Some(i.to_string())),
+            Some(_) => {
+                return Err(bad(
+                    "--interpreter",
+                    "",
+                    "an interpreter name or path, or `none`",
+                ))
+            }
+            None => None,
+        };
+        let mode = a
+            .mode
+            .as_deref()
+            .map(|m| {
+                crate::accept::Mode::parse(m)
+                    .ok_or_else(|| bad("--mode", m, "`fdpass`, `reuseport` or `shared`"))
+            })
+            .transpose()?;
+        let policy = a
+            .policy
+            .as_deref()
+            .map(|p| {
+                crate::accept::pool::Policy::parse(p)
+                    .ok_or_else(|| bad("--policy", p, "`least-conn`, `round-robin` or `p2c`"))
+            })
+            .transpose()?;
+        if let Some(h) = &a.host {
+            if h.parse::<std::net::IpAddr>().is_err() {
+                return Err(bad(
+                    "--host",
+                    h,
+                    "an IP address such as 0.0.0.0, 127.0.0.1 or ::",
+                ));
+            }
+        }
+        Ok(Overrides {
+            instances: a.instances.as_deref().map(Instances::parse).transpose()?,
+            name: a.name.clone(),
+            interpreter,
+            interpreter_args: a
+                .node_args
+                .as_deref()
+                .map(|s| s.split_whitespace().map(String::from).collect()),
+            cwd,
+            env,
+            port,
+            host: a.host.clone(),
+            mode,
+            policy,
+            acceptors: positive("--acceptors", &a.acceptors, 1024)?.map(|n| n as usize),
+            backlog: positive("--backlog", &a.backlog, i32::MAX as i64)?.map(|n| n as i32),
+            multishot: a.no_multishot.then_some(false),
+            ack_timeout_ms: duration("--ack-timeout", &a.ack_timeout)?.map(|ms| ms.max(1)),
+            pin: a.no_pin.then_some(false),
+            autorestart: a.no_autorestart.then_some(false),
+            kill_timeout_ms: duration("--kill-timeout", &a.kill_timeout)?,
+            min_uptime_ms: duration("--min-uptime", &a.min_uptime)?,
+            max_restarts: a
+                .max_restarts
+                .as_deref()
+                .map(|s| {
+                    s.trim()
+                        .parse::<u32>()
+                        .map_err(|_| bad("--max-restarts", s, "a whole number (0 or more)"))
+                })
+                .transpose()?,
+            restart_delay_ms: duration("--restart-delay", &a.restart_delay)?,
+            args: a.args.clone(),
+        })
+    }
+
+    /// Applies the flags the user gave over `spec` (file values or defaults).
+    pub fn apply(&self, spec: &mut AppSpec) {
+        if let Some(i) = self.instances {
+            spec.instances = i;
+            spec.exec_mode = ExecMode::Cluster;
+        }
+        if let Some(n) = &self.name {
+            spec.name = n.clone();
+        }
+        if let Some(i) = &self.interpreter {
+            spec.interpreter = i.clone();
+        }
+        if let Some(a) = &self.interpreter_args {
+            spec.interpreter_args = a.clone();
+        }
+        spec.env
+            .extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(p) = self.port {
+            spec.port = Some(p);
+            spec.exec_mode = ExecMode::Cluster;
+        }
+        if let Some(h) = &self.host {
+            spec.host = h.clone();
+        }
+        if let Some(m) = self.mode {
+            spec.mode = m;
+        }
+        if let Some(p) = self.policy {
+            spec.plane.policy = p;
+        }
+        if self.acceptors.is_some() {
+            spec.plane.acceptors = self.acceptors;
+        }
+        if self.backlog.is_some() {
+            spec.plane.backlog = self.backlog;
+        }
+        if let Some(m) = self.multishot {
+            spec.plane.multishot = m;
+        }
+        if let Some(t) = self.ack_timeout_ms {
+            spec.plane.ack_timeout_ms = t;
+        }
+        if let Some(p) = self.pin {
+            spec.pin = p;
+        }
+        if let Some(a) = self.autorestart {
+            spec.autorestart = a;
+        }
+        if let Some(t) = self.kill_timeout_ms {
+            spec.kill_timeout_ms = t;
+        }
+        if let Some(t) = self.min_uptime_ms {
+            spec.min_uptime_ms = t;
+        }
+        if let Some(n) = self.max_restarts {
+            spec.max_restarts = n;
+        }
+        if let Some(t) = self.restart_delay_ms {
+            spec.restart_delay_ms = t;
+        }
+        if !self.args.is_empty() {
+            spec.args = self.args.clone();
+        }
+    }
+}
+
+/// Builds the [`AppSpec`] for a script from flags and the caller's environment.
+pub fn spec_from_args(a: &StartArgs) -> Result<AppSpec> {
+    let mut env_names = Vec::new();
+    let o = Overrides::parse(a, &mut env_names)?;
+    if let Some(n) = env_names.first() {
+        return Err(bad(
+            "--env",
+            n,
+            "KEY=VALUE (environment names like `production` select an `env_<name>` block of an ecosystem file)",
+        ));
+    }
+    let cwd = match &o.cwd {
+        Some(c) => c.clone(),
+        None => {
+            std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?
+        }
+    };
     let script = cwd.join(&a.script);
     if !script.is_file() {
         return Err(Error::ScriptNotFound { path: script });
@@ -124,100 +363,9 @@ pub fn spec_from_args(a: &StartArgs) -> Result<AppSpec> {
     let script = script
         .canonicalize()
         .map_err(|e| Error::io(format!("resolving {}", script.display()), e))?;
-    let name = a
-        .name
-        .clone()
-        .unwrap_or_else(|| config::default_name(&script));
-    config::validate_name(&name)?;
-    let instances = a.instances.as_deref().map(Instances::parse).transpose()?;
-    let mut env = BTreeMap::new();
-    for pair in &a.env {
-        let (k, v) = config::parse_env_pair(pair)?;
-        env.insert(k, v);
-    }
-    let port = match (&a.port, env.get("PORT")) {
-        (Some(p), _) => Some(config::parse_port(p)?),
-        (None, Some(p)) => Some(config::parse_port(p).map_err(|_| Error::InvalidArg {
-            what: "--env PORT".into(),
-            value: p.clone(),
-            expected: "a port number from 1 to 65535".into(),
-        })?),
-        (None, None) => None,
-    };
-    let interpreter = match a.interpreter.as_deref() {
-        Some("none") => None,
-        Some(i) if !i.is_empty() => Some(i.to_string()),
-        Some(_) => {
-            return Err(Error::InvalidArg {
-                what: "--interpreter".into(),
-                value: String::new(),
-                expected: "an interpreter name or path, or `none`".into(),
-            })
-        }
-        None => config::interpreter_for(&script).map(str::to_string),
-    };
-    let mode = crate::accept::Mode::parse(&a.mode).ok_or_else(|| Error::InvalidArg {
-        what: "--mode".into(),
-        value: a.mode.clone(),
-        expected: "`fdpass`, `reuseport` or `shared`".into(),
-    })?;
-    let policy =
-        crate::accept::pool::Policy::parse(&a.policy).ok_or_else(|| Error::InvalidArg {
-            what: "--policy".into(),
-            value: a.policy.clone(),
-            expected: "`least-conn`, `round-robin` or `p2c`".into(),
-        })?;
-    let positive = |what: &str, v: &Option<String>, max: i64| -> Result<Option<i64>> {
-        v.as_deref()
-            .map(|s| match s.trim().parse::<i64>() {
-                Ok(n) if n >= 1 && n <= max => Ok(n),
-                _ => Err(Error::InvalidArg {
-                    what: what.into(),
-                    value: s.into(),
-                    expected: format!("a whole number from 1 to {max}"),
-                }),
-            })
-            .transpose()
-    };
-    let acceptors = positive("--acceptors", &a.acceptors, 1024)?.map(|n| n as usize);
-    let backlog = positive("--backlog", &a.backlog, i32::MAX as i64)?.map(|n| n as i32);
-    let exec_mode = if instances.is_some() || port.is_some() {
-        ExecMode::Cluster
-    } else {
-        ExecMode::Fork
-    };
-    Ok(AppSpec {
-        name,
-        script,
-        interpreter,
-        interpreter_args: a
-            .node_args
-            .as_deref()
-            .map(|s| s.split_whitespace().map(String::from).collect())
-            .unwrap_or_default(),
-        args: a.args.clone(),
-        cwd,
-        env,
-        base_env: std::env::vars().collect(),
-        exec_mode,
-        instances: instances.unwrap_or(Instances::Count(1)),
-        port,
-        host: a.host.clone(),
-        mode,
-        plane: crate::accept::PlaneConfig {
-            policy,
-            acceptors,
-            backlog,
-            multishot: !a.no_multishot,
-            ack_timeout_ms: config::parse_duration_ms("--ack-timeout", &a.ack_timeout)?.max(1),
-        },
-        pin: !a.no_pin,
-        autorestart: !a.no_autorestart,
-        kill_timeout_ms: config::parse_duration_ms("--kill-timeout", &a.kill_timeout)?,
-        min_uptime_ms: config::parse_duration_ms("--min-uptime", &a.min_uptime)?,
-        max_restarts: a.max_restarts,
-        restart_delay_ms: config::parse_duration_ms("--restart-delay", &a.restart_delay)?,
-    })
+    let mut spec = AppSpec::new(config::default_name(&script), script, cwd);
+    o.apply(&mut spec);
+    Ok(spec)
 }
 
 /// Runs `herd start`.

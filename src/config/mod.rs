@@ -2,6 +2,8 @@
 //! today; ecosystem files and herd.toml next) turns into, plus the parsers for
 //! PM2's value forms (`-i max`, durations).
 
+pub mod ecosystem;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -123,6 +125,36 @@ pub struct AppSpec {
     pub max_restarts: u32,
     /// Delay before an automatic restart.
     pub restart_delay_ms: u64,
+}
+
+impl AppSpec {
+    /// An app with herd's defaults (PM2's where PM2 has one): fork mode, one
+    /// instance, interpreter by extension, the caller's environment
+    /// inherited, pinned, autorestart, fdpass for cluster mode.
+    pub fn new(name: String, script: PathBuf, cwd: PathBuf) -> AppSpec {
+        AppSpec {
+            name,
+            interpreter: interpreter_for(&script).map(str::to_string),
+            script,
+            interpreter_args: Vec::new(),
+            args: Vec::new(),
+            cwd,
+            env: BTreeMap::new(),
+            base_env: std::env::vars().collect(),
+            exec_mode: ExecMode::Fork,
+            instances: Instances::Count(1),
+            port: None,
+            host: "0.0.0.0".into(),
+            mode: crate::accept::Mode::default(),
+            plane: crate::accept::PlaneConfig::default(),
+            pin: true,
+            autorestart: true,
+            kill_timeout_ms: DEFAULT_KILL_TIMEOUT_MS,
+            min_uptime_ms: DEFAULT_MIN_UPTIME_MS,
+            max_restarts: DEFAULT_MAX_RESTARTS,
+            restart_delay_ms: 0,
+        }
+    }
 }
 
 /// The interpreter PM2 would pick for a script, by extension.

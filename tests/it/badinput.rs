@@ -67,7 +67,7 @@ fn bad_flags_and_values() {
         "--port",
         &free_port().to_string(),
     ])
-    .fails_with("--host `nowhere`");
+    .fails_with("`nowhere` for --host");
     h.run(&["start", "does-not-exist.js"])
         .fails_with("does-not-exist.js` not found");
     h.run(&["start", &script, "--cwd", "/no/such/dir"])

@@ -149,7 +149,6 @@ fn side_server_on_a_second_port_works_in_fdpass() {
     });
     let want: BTreeSet<String> = pids(&l).iter().map(|p| p.to_string()).collect();
     wait_http(side, T);
-    eprintln!("main port {main}, side port {side}");
     let main_seen = distinct_responders(main, 50, Some("x-worker"));
     assert_eq!(
         main_seen, want,
