@@ -305,10 +305,11 @@ impl DataPlane {
         let s = reuseport::bind_one(host, port, self.cfg.backlog)?;
         // Every worker accepts on it: a blocking accept in the worker that
         // loses the race would freeze its whole event loop.
-        s.set_nonblocking(true).map_err(|e| reuseport::BindError::Other {
-            addr: (std::net::Ipv4Addr::UNSPECIFIED, port).into(),
-            source: e,
-        })?;
+        s.set_nonblocking(true)
+            .map_err(|e| reuseport::BindError::Other {
+                addr: (std::net::Ipv4Addr::UNSPECIFIED, port).into(),
+                source: e,
+            })?;
         let s = Arc::new(s);
         extra.insert(port, s.clone());
         Ok(s)

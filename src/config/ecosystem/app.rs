@@ -1,0 +1,572 @@
+//! One app object of an ecosystem file → [`AppConfig`]: every key looked up
+//! in [`keys`], every value checked against its form, relative paths
+//! resolved, `env` merged with `env_<name>`. Problems are collected, not
+//! returned at the first one, so a file's errors all show at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::keys::{self, Support};
+use super::units::{self, resolve, show, which};
+use super::{AppConfig, Watch};
+use crate::accept::pool::Policy;
+use crate::accept::Mode;
+use crate::config::{default_name, interpreter_for, validate_name, ExecMode, Instances};
+
+/// What the whole file shares.
+pub(super) struct FileCtx<'a> {
+    /// The file as the user named it, for messages.
+    pub label: &'a str,
+    /// The file's directory (absolute): relative paths start here.
+    pub dir: &'a Path,
+    /// `--env <name>`.
+    pub env_name: Option<&'a str>,
+}
+
+/// The result of converting one app.
+pub(super) struct Outcome {
+    /// The app, when it had no errors.
+    pub app: Option<AppConfig>,
+    /// The name the file gives it (before `append_env_to_name`), if any.
+    pub file_name: Option<String>,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// The keys of one app object, by canonical name, with the spelling used.
+struct Fields<'v> {
+    label: String,
+    by_key: HashMap<&'static str, (&'v str, &'v Value)>,
+    errors: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl<'v> Fields<'v> {
+    fn get(&self, key: &'static str) -> Option<(&'v str, &'v Value)> {
+        // PM2 treats `null` as absent.
+        self.by_key.get(key).copied().filter(|(_, v)| !v.is_null())
+    }
+
+    fn bad(&mut self, key: &'static str, expected: &str) {
+        if let Some((spelling, value)) = self.by_key.get(key) {
+            let msg = format!(
+                "{}: key `{spelling}`: value `{}`: expected {expected}",
+                self.label,
+                show(value)
+            );
+            self.errors.push(msg);
+        }
+    }
+
+    fn warn(&mut self, msg: String) {
+        self.warnings.push(format!("{}: {msg}", self.label));
+    }
+
+    /// A key's value through `parse`, or an error naming `expected`.
+    fn with<T>(
+        &mut self,
+        key: &'static str,
+        expected: &str,
+        parse: impl FnOnce(&'v Value) -> Option<T>,
+    ) -> Option<T> {
+        let (_, v) = self.get(key)?;
+        let parsed = parse(v);
+        if parsed.is_none() {
+            self.bad(key, expected);
+        }
+        parsed
+    }
+
+    fn string(&mut self, key: &'static str) -> Option<String> {
+        self.with(key, "a string", |v| v.as_str().map(str::to_string))
+    }
+
+    fn boolean(&mut self, key: &'static str) -> Option<bool> {
+        self.with(key, "`true` or `false`", Value::as_bool)
+    }
+
+    fn duration(&mut self, key: &'static str) -> Option<u64> {
+        self.with(key, units::DURATION, units::duration_ms)
+    }
+
+    /// An array of scalars, or one string split like a shell would.
+    fn words(&mut self, key: &'static str) -> Vec<String> {
+        let Some((_, v)) = self.get(key) else {
+            return Vec::new();
+        };
+        let expected = "a list of strings, or one string of space-separated words";
+        match v {
+            Value::Array(items) => {
+                let words: Option<Vec<String>> = items.iter().map(units::scalar_text).collect();
+                words.unwrap_or_else(|| {
+                    self.bad(key, expected);
+                    Vec::new()
+                })
+            }
+            Value::String(s) => units::split_words(s).unwrap_or_else(|missing| {
+                self.bad(key, &format!("{expected} ({missing} is missing)"));
+                Vec::new()
+            }),
+            _ => {
+                self.bad(key, expected);
+                Vec::new()
+            }
+        }
+    }
+
+    /// An environment variable's name (`instance_var`, `increment_var`).
+    fn var_name(&mut self, key: &'static str) -> Option<String> {
+        self.with(key, "an environment variable name", |v| {
+            v.as_str()
+                .filter(|s| env_name_ok(s) && !s.contains(char::is_whitespace))
+                .map(str::to_string)
+        })
+    }
+
+    /// A path, resolved against `base`; `NULL` means /dev/null, as in PM2.
+    fn path(&mut self, key: &'static str, base: &Path) -> Option<PathBuf> {
+        self.with(key, "a path", |v| v.as_str().filter(|s| !s.is_empty()))
+            .map(|s| match s {
+                "NULL" | "/dev/null" => PathBuf::from("/dev/null"),
+                s => resolve(base, s),
+            })
+    }
+
+    /// A user or group: a name or a number.
+    fn principal(&mut self, key: &'static str) -> Option<String> {
+        self.with(key, "a name or a number", |v| match v {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) if n.is_u64() => Some(n.to_string()),
+            _ => None,
+        })
+    }
+}
+
+fn env_name_ok(s: &str) -> bool {
+    !s.is_empty() && !s.contains(['=', '\0'])
+}
+
+/// Converts the app at `index` (0-based) of the file.
+pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>) -> Outcome {
+    let file_name = obj.get("name").and_then(Value::as_str).map(str::to_string);
+    let label = match (&file_name, obj.get("script").and_then(Value::as_str)) {
+        (Some(n), _) => format!("{}: app `{n}`", ctx.label),
+        (None, Some(s)) => format!("{}: app `{}`", ctx.label, default_name(Path::new(s))),
+        (None, None) => format!("{}: app #{}", ctx.label, index + 1),
+    };
+    let mut f = Fields {
+        label,
+        by_key: HashMap::new(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+
+    // Sort the keys out: known (by any spelling), env_<name>, unknown.
+    let mut env_sets: BTreeMap<&str, (&str, &Value)> = BTreeMap::new();
+    for (spelling, value) in obj {
+        if let Some(set) = spelling.strip_prefix("env_").filter(|s| !s.is_empty()) {
+            env_sets.insert(set, (spelling, value));
+            continue;
+        }
+        let Some(key) = keys::lookup(spelling) else {
+            let hint = match keys::suggest(spelling) {
+                Some(s) => format!(" (did you mean `{s}`?)"),
+                None => String::new(),
+            };
+            f.warn(format!(
+                "unknown key `{spelling}` ignored: not a PM2 or herd key{hint}"
+            ));
+            continue;
+        };
+        match f.by_key.get(key.name) {
+            Some((other, _)) => {
+                let (keep, drop) = if spelling == key.name {
+                    (spelling.as_str(), *other)
+                } else {
+                    (*other, spelling.as_str())
+                };
+                f.warn(format!(
+                    "keys `{keep}` and `{drop}` set the same thing; using `{keep}`"
+                ));
+                if spelling == key.name {
+                    f.by_key.insert(key.name, (spelling, value));
+                }
+            }
+            None => {
+                f.by_key.insert(key.name, (spelling, value));
+            }
+        }
+        if let Support::Ignored(why) = key.support {
+            f.warn(format!("key `{spelling}` accepted and ignored: {why}"));
+        }
+    }
+    let pending: Vec<&'static str> = keys::KEYS
+        .iter()
+        .filter(|k| k.support == Support::Pending && f.get(k.name).is_some())
+        .map(|k| k.name)
+        .collect();
+
+    // Where and what.
+    let cwd = f
+        .with("cwd", "a directory", |v| {
+            v.as_str().filter(|s| !s.is_empty())
+        })
+        .map(|s| resolve(ctx.dir, s))
+        .unwrap_or_else(|| ctx.dir.to_path_buf());
+    if !cwd.is_dir() {
+        let expected = format!(
+            "an existing directory: there is none at {} (a relative cwd starts at the file's directory)",
+            cwd.display()
+        );
+        f.bad("cwd", &expected);
+    }
+    let script = script(&mut f, &cwd);
+    let name = match f.get("name") {
+        Some(_) => f.with("name", "a string (the app's name)", |v| {
+            v.as_str().map(str::to_string)
+        }),
+        None => script.as_deref().map(default_name),
+    };
+    let name = name.and_then(|n| match validate_name(&n) {
+        Ok(()) => Some(n),
+        Err(e) => {
+            let expected = match &e {
+                crate::error::Error::InvalidArg { expected, .. } => expected.clone(),
+                other => other.to_string(),
+            };
+            match f.get("name") {
+                Some(_) => f.bad("name", &expected),
+                None => f.errors.push(format!(
+                    "{}: the name taken from the script, `{n}`, is not usable: expected {expected}; set `name`",
+                    f.label
+                )),
+            }
+            None
+        }
+    });
+    let append_env = f.boolean("append_env_to_name").unwrap_or(false);
+    let name = match (name, ctx.env_name) {
+        (Some(n), Some(env)) if append_env => Some(format!("{n}-{env}")),
+        (n, _) => n,
+    };
+    let args = f.words("args");
+    let interpreter = match f.string("interpreter") {
+        Some(i) if i == "none" => None,
+        Some(i) if i.is_empty() => {
+            f.bad(
+                "interpreter",
+                "a program (`node`, `python3`, a path) or `none`",
+            );
+            None
+        }
+        Some(i) => Some(i),
+        None => script
+            .as_deref()
+            .and_then(interpreter_for)
+            .map(str::to_string),
+    };
+    let interpreter_args = f.words("interpreter_args");
+    let env = env(&mut f, &env_sets, ctx.env_name);
+
+    // How many and how connections reach them.
+    let instances = f.with(
+        "instances",
+        "`max`, a whole number, 0 (= max) or -N (= max minus N)",
+        |v| match v {
+            Value::String(s) => Instances::parse(s).ok(),
+            Value::Number(n) => n
+                .as_i64()
+                .and_then(|i| Instances::parse(&i.to_string()).ok()),
+            _ => None,
+        },
+    );
+    let exec_mode = f.get("exec_mode").and_then(|(_, v)| {
+        let mode = match v.as_str() {
+            Some("fork" | "fork_mode") => Some(ExecMode::Fork),
+            Some("cluster" | "cluster_mode") => Some(ExecMode::Cluster),
+            _ => None,
+        };
+        if mode.is_none() {
+            let guess = v.as_str().and_then(|s| {
+                ["cluster", "fork"]
+                    .into_iter()
+                    .find(|m| strsim::damerau_levenshtein(&s.to_ascii_lowercase(), m) <= 2)
+            });
+            let expected = match guess {
+                Some(g) => format!("`fork` or `cluster` (did you mean `{g}`?)"),
+                None => "`fork` or `cluster` (or `fork_mode`, `cluster_mode`)".to_string(),
+            };
+            f.bad("exec_mode", &expected);
+        }
+        mode
+    });
+    let port = f.with("port", "a port number from 1 to 65535", |v| {
+        units::scalar_text(v)
+            .filter(|_| !v.is_boolean())
+            .and_then(|s| crate::config::parse_port(&s).ok())
+    });
+    let mode = f.with("mode", "`fdpass`, `reuseport` or `shared`", |v| {
+        v.as_str().and_then(Mode::parse)
+    });
+    let policy = f.with("policy", "`least-conn`, `round-robin` or `p2c`", |v| {
+        v.as_str().and_then(Policy::parse)
+    });
+    let pin = f.boolean("pin");
+    let force = f.boolean("force");
+
+    // Restart policy.
+    let autorestart = f.boolean("autorestart");
+    let kill_timeout_ms = f.duration("kill_timeout");
+    let min_uptime_ms = f.duration("min_uptime");
+    let max_restarts = f.with("max_restarts", "a whole number, 0 or more", |v| match v {
+        Value::String(s) => s.trim().parse().ok(),
+        v => v.as_u64().and_then(|n| u32::try_from(n).ok()),
+    });
+    let restart_delay_ms = f.duration("restart_delay");
+    let exp_backoff_restart_delay_ms = f.duration("exp_backoff_restart_delay");
+    let max_memory_restart_bytes = f.with("max_memory_restart", units::SIZE, units::size_bytes);
+    let stop_exit_codes = f
+        .with(
+            "stop_exit_codes",
+            "an exit code or a list of exit codes (0 to 255)",
+            |v| {
+                let code = |v: &Value| v.as_u64().filter(|c| *c <= 255).map(|c| c as i32);
+                match v {
+                    Value::Array(items) => items.iter().map(code).collect(),
+                    v => code(v).map(|c| vec![c]),
+                }
+            },
+        )
+        .unwrap_or_default();
+    let listen_timeout_ms = f.duration("listen_timeout");
+    let wait_ready = f.boolean("wait_ready");
+    let shutdown_with_message = f.boolean("shutdown_with_message");
+    let cron_restart = f
+        .with(
+            "cron_restart",
+            "a cron pattern of 5 or 6 fields (`0 3 * * *`), a nickname like `@daily`, or 0 (off)",
+            |v| match v {
+                Value::Number(n) if n.as_u64() == Some(0) => Some(None),
+                Value::String(s) if s.trim() == "0" => Some(None),
+                Value::String(s) if units::cron_shape_ok(s) => Some(Some(s.trim().to_string())),
+                _ => None,
+            },
+        )
+        .flatten();
+
+    // Watch.
+    let watch = f
+        .with(
+            "watch",
+            "`true`, `false`, a path or a list of paths",
+            |v| match v {
+                Value::Bool(false) => Some(Watch::Off),
+                Value::Bool(true) => Some(Watch::On),
+                Value::String(s) if !s.is_empty() => Some(Watch::Paths(vec![resolve(&cwd, s)])),
+                Value::Array(items) if items.is_empty() => Some(Watch::On),
+                Value::Array(items) => items
+                    .iter()
+                    .map(|i| {
+                        i.as_str()
+                            .filter(|s| !s.is_empty())
+                            .map(|s| resolve(&cwd, s))
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .map(Watch::Paths),
+                _ => None,
+            },
+        )
+        .unwrap_or(Watch::Off);
+    let ignore_watch = f.words("ignore_watch");
+    let watch_delay_ms = f.duration("watch_delay");
+
+    // Logs.
+    let disable_logs = f.boolean("disable_logs").unwrap_or(false);
+    let devnull = || disable_logs.then(|| PathBuf::from("/dev/null"));
+    let out_file = f.path("out_file", &cwd).or_else(devnull);
+    let error_file = f.path("error_file", &cwd).or_else(devnull);
+    let log_file = match f.get("log_file") {
+        Some((spelling, Value::Bool(true))) => {
+            f.warn(format!(
+                "key `{spelling}`: `true` (a combined log in herd's log folder) is not supported yet; give a path to get a combined log"
+            ));
+            None
+        }
+        Some((_, Value::Bool(false))) => None,
+        Some(_) => f.path("log_file", &cwd),
+        None => None,
+    };
+    let pid_file = f.path("pid_file", &cwd);
+    let time = f.boolean("time");
+    let log_date_format = f.string("log_date_format");
+    let merge_logs = f.boolean("merge_logs");
+    let log_type = match f.string("log_type") {
+        Some(t) if t == "json" => Some(t),
+        Some(t) => {
+            f.warn(format!(
+                "key `log_type`: `{t}` ignored: herd knows only `json` (plain lines are the default)"
+            ));
+            None
+        }
+        None => None,
+    };
+
+    // Identity.
+    let instance_var = f.var_name("instance_var");
+    let increment_var = f.var_name("increment_var");
+    let namespace = f.string("namespace");
+    let uid = f.principal("uid");
+    let gid = f.principal("gid");
+
+    let app = match (name, script) {
+        (Some(name), Some(script)) if f.errors.is_empty() => Some(AppConfig {
+            name,
+            script,
+            args,
+            interpreter,
+            interpreter_args,
+            cwd,
+            instances,
+            exec_mode,
+            env,
+            port,
+            mode,
+            policy,
+            pin,
+            force,
+            autorestart,
+            kill_timeout_ms,
+            min_uptime_ms,
+            max_restarts,
+            restart_delay_ms,
+            exp_backoff_restart_delay_ms,
+            max_memory_restart_bytes,
+            watch,
+            ignore_watch,
+            watch_delay_ms,
+            out_file,
+            error_file,
+            log_file,
+            pid_file,
+            time,
+            log_date_format,
+            merge_logs,
+            log_type,
+            stop_exit_codes,
+            listen_timeout_ms,
+            wait_ready,
+            shutdown_with_message,
+            instance_var,
+            increment_var,
+            cron_restart,
+            namespace,
+            uid,
+            gid,
+            pending,
+        }),
+        _ => None,
+    };
+    Outcome {
+        app,
+        file_name,
+        errors: f.errors,
+        warnings: f.warnings,
+    }
+}
+
+/// `script`: required; resolved against `cwd`, or looked up in PATH when it
+/// is a bare program name that is not a file there (PM2 does the same).
+fn script(f: &mut Fields<'_>, cwd: &Path) -> Option<PathBuf> {
+    let Some((_, v)) = f.get("script") else {
+        f.errors.push(format!(
+            "{}: key `script` is missing: expected the path of the script or program to run",
+            f.label
+        ));
+        return None;
+    };
+    let Some(s) = v.as_str().filter(|s| !s.is_empty()) else {
+        f.bad("script", "a path (the script or program to run)");
+        return None;
+    };
+    let path = resolve(cwd, s);
+    if path.is_file() {
+        return Some(path);
+    }
+    if let Some(found) = which(s) {
+        return Some(found);
+    }
+    f.bad(
+        "script",
+        &format!(
+            "an existing file: there is none at {} (relative paths start at the app's cwd, by default the file's directory)",
+            path.display()
+        ),
+    );
+    None
+}
+
+/// `env`, with `env_<name>` merged over it when `--env <name>` is given.
+/// Every `env_*` set is checked, chosen or not.
+fn env(
+    f: &mut Fields<'_>,
+    sets: &BTreeMap<&str, (&str, &Value)>,
+    env_name: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut env = match f.by_key.get("env").copied() {
+        Some((spelling, v)) => env_vars(f, spelling, v),
+        None => BTreeMap::new(),
+    };
+    let mut chosen = None;
+    for (set, (spelling, v)) in sets {
+        let vars = env_vars(f, spelling, v);
+        if Some(*set) == env_name {
+            chosen = Some(vars);
+        }
+    }
+    match (env_name, chosen) {
+        (Some(_), Some(over)) => env.extend(over),
+        (Some(name), None) => f.warn(format!(
+            "--env {name}: there is no `env_{name}`; using `env` only"
+        )),
+        (None, _) => {}
+    }
+    env
+}
+
+/// One `env` / `env_<name>` map, values as the process will see them.
+fn env_vars(f: &mut Fields<'_>, spelling: &str, v: &Value) -> BTreeMap<String, String> {
+    let label = f.label.clone();
+    let Value::Object(vars) = v else {
+        if !v.is_null() {
+            f.errors.push(format!(
+                "{label}: key `{spelling}`: value `{}`: expected a map of NAME: value",
+                show(v)
+            ));
+        }
+        return BTreeMap::new();
+    };
+    let mut out = BTreeMap::new();
+    for (name, value) in vars {
+        if !env_name_ok(name) {
+            f.errors.push(format!(
+                "{label}: key `{spelling}`: variable name `{name}`: expected a name without `=`"
+            ));
+            continue;
+        }
+        match units::scalar_text(value) {
+            Some(text) if !text.contains('\0') => {
+                out.insert(name.clone(), text);
+            }
+            _ if value.is_null() => f.warnings.push(format!(
+                "{label}: key `{spelling}`: variable `{name}` is null and is not set"
+            )),
+            _ => f.errors.push(format!(
+                "{label}: key `{spelling}`: variable `{name}`: value `{}`: expected a string, number or boolean",
+                show(value)
+            )),
+        }
+    }
+    out
+}
