@@ -280,40 +280,33 @@ fn run_mode(
         env.insert("HERD_HELLO_DELAY_MS".to_string(), a.skew_ms.to_string());
         env.insert("HERD_HELLO_SLOW_INSTANCE".to_string(), "0".to_string());
     }
-    let spec = AppSpec {
-        name: "bench".into(),
-        cwd: script
-            .parent()
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir),
-        script,
-        interpreter,
-        interpreter_args: vec![],
-        args,
-        env,
-        base_env: std::env::vars()
-            .filter(|(k, _)| k == "PATH" || k == "HOME")
-            .collect(),
-        exec_mode: ExecMode::Cluster,
-        instances,
-        port: Some(port),
-        host: "127.0.0.1".into(),
-        mode,
-        plane: PlaneConfig {
-            policy,
-            multishot: !a.no_multishot,
-            ..PlaneConfig::default()
-        },
-        pin: !a.no_pin,
-        autorestart: true,
-        kill_timeout_ms: config::DEFAULT_KILL_TIMEOUT_MS,
-        min_uptime_ms: config::DEFAULT_MIN_UPTIME_MS,
-        max_restarts: config::DEFAULT_MAX_RESTARTS,
-        restart_delay_ms: 0,
+    let cwd = script
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let mut spec = AppSpec::new("bench".into(), script, cwd);
+    spec.interpreter = interpreter;
+    spec.args = args;
+    spec.env = env;
+    // A clean environment: only what finding programs needs.
+    spec.base_env = std::env::vars()
+        .filter(|(k, _)| k == "PATH" || k == "HOME")
+        .collect();
+    spec.exec_mode = ExecMode::Cluster;
+    spec.instances = instances;
+    spec.port = Some(port);
+    spec.host = "127.0.0.1".into();
+    spec.mode = mode;
+    spec.plane = PlaneConfig {
+        policy,
+        multishot: !a.no_multishot,
+        ..PlaneConfig::default()
     };
+    spec.pin = !a.no_pin;
     let workers: Vec<InstanceInfo> = match daemon.call(&Request::Start {
         spec: Box::new(spec),
         force: false,
+        existing: Default::default(),
     })? {
         Response::Done { instances, .. } => instances,
         other => return Err(client::unexpected(&other)),

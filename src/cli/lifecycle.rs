@@ -1,17 +1,21 @@
-//! `herd stop|restart|delete <id|name|all>…`.
+//! `herd stop|restart|delete <id|name|all|ecosystem file>…`.
 
 use clap::Args;
 
 use super::client;
-use crate::error::Result;
+use crate::config::ecosystem;
+use crate::error::{Error, Result};
 use crate::protocol::{Request, Response};
 
-/// Targets: ids, app names or `all`, several allowed (as in PM2).
+/// Targets: ids, app names, `all`, or ecosystem files (several allowed).
 #[derive(Debug, Args)]
 pub struct TargetArgs {
-    /// Ids, names or `all`.
-    #[arg(required = true, value_name = "ID|NAME|all")]
+    /// Ids, names, `all`, or an ecosystem file (acts on the apps it names).
+    #[arg(required = true, value_name = "ID|NAME|all|FILE")]
     pub targets: Vec<String>,
+    /// With a file: only these apps (comma-separated).
+    #[arg(long, value_name = "APPS")]
+    pub only: Vec<String>,
     /// Print the affected instances as JSON.
     #[arg(long)]
     pub json: bool,
@@ -28,11 +32,40 @@ pub enum Verb {
     Delete,
 }
 
+/// Replaces each ecosystem file among `targets` by the names of its apps.
+pub fn expand_files(targets: &[String], only: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for t in targets {
+        let path = std::path::Path::new(t);
+        if ecosystem::is_config_file(path) && path.is_file() {
+            let loaded = ecosystem::load(path, None, only).map_err(config_error)?;
+            out.extend(loaded.apps.into_iter().map(|a| a.name));
+        } else {
+            out.push(t.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// An ecosystem file's errors as one reportable error (every line shown).
+pub fn config_error(e: ecosystem::ConfigError) -> Error {
+    Error::Remote {
+        message: e.to_string(),
+        hint: e.hint.clone(),
+    }
+}
+
 /// Runs a lifecycle verb.
 pub fn run(verb: Verb, a: TargetArgs) -> Result<()> {
-    let targets = a.targets.clone();
+    let targets = expand_files(&a.targets, &a.only)?;
     let (req, done) = match verb {
-        Verb::Stop => (Request::Stop { targets }, "stopped"),
+        Verb::Stop => (
+            Request::Stop {
+                targets,
+                missing_ok: true,
+            },
+            "stopped",
+        ),
         Verb::Restart => (Request::Restart { targets }, "restarted"),
         Verb::Delete => (Request::Delete { targets }, "deleted"),
     };

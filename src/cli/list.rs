@@ -163,7 +163,12 @@ fn describe(i: &InstanceInfo) -> String {
             "inherited env".into(),
             format!("{} variables", i.inherited_env),
         ],
+        vec!["config file".into(), opt(i.config_file.clone())],
+        vec!["stop exit codes".into(), format!("{:?}", i.stop_exit_codes)],
     ];
+    for (k, v) in &i.pending_config {
+        rows.push(vec![format!("{k} (not acted on yet)"), v.to_string()]);
+    }
     for (k, v) in &i.env {
         let shown = if is_secret(k) {
             "[redacted]".to_string()

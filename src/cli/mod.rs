@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod config;
 pub mod daemon;
 pub mod lifecycle;
 pub mod list;
@@ -46,6 +47,8 @@ pub enum Command {
     Ping(daemon::PingArgs),
     /// Stop every app, then the daemon.
     Kill,
+    /// Check an ecosystem file: `herd config check ecosystem.config.js --env production`.
+    Config(config::ConfigArgs),
     /// Run the daemon in the foreground.
     Daemon(daemon::DaemonArgs),
     /// Benchmark: start the built-in hello worker on every core, load it,
@@ -68,6 +71,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Delete(a) => lifecycle::run(lifecycle::Verb::Delete, a),
         Command::Ping(a) => daemon::ping(a),
         Command::Kill => daemon::kill(),
+        Command::Config(a) => config::run(a),
         Command::Daemon(a) => daemon::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Hello => crate::bench::hello_main(),

@@ -6,14 +6,15 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::client;
-use crate::config::{self, AppSpec, ExecMode, Instances};
+use crate::config::{self, ecosystem, AppSpec, ExecMode, Instances};
 use crate::error::{Error, Result};
-use crate::protocol::{Request, Response};
+use crate::protocol::{OnExisting, Request, Response};
 
 /// Options of `herd start`, named as in PM2.
 #[derive(Debug, Args)]
 pub struct StartArgs {
-    /// Script or executable to run.
+    /// Script or executable to run, or an ecosystem file
+    /// (`ecosystem.config.js`, `.json`, `.yaml`, `herd.toml`).
     pub script: String,
     /// Instances: a number, `max` (one per CPU), 0 (= max) or -N (= max - N).
     /// Implies cluster mode.
@@ -42,7 +43,9 @@ pub struct StartArgs {
     /// Working directory of the app (default: the current directory).
     #[arg(long)]
     pub cwd: Option<PathBuf>,
-    /// Set an environment variable for the app (repeatable).
+    /// Set an environment variable for the app (`--env KEY=VAL`, repeatable),
+    /// or pick an ecosystem file's environment (`--env production` merges
+    /// `env_production` over `env`).
     #[arg(long = "env", value_name = "KEY=VAL")]
     pub env: Vec<String>,
     /// Port herd listens on for the app (cluster mode, one SO_REUSEPORT
@@ -95,6 +98,13 @@ pub struct StartArgs {
     /// Start another copy even if this app already runs.
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// With an ecosystem file: start only these apps (comma-separated).
+    #[arg(long, value_name = "APPS")]
+    pub only: Vec<String>,
+    /// Restart apps that already run with the new spec and environment
+    /// (otherwise running apps are left alone when starting a file).
+    #[arg(long = "update-env")]
+    pub update_env: bool,
     /// Print the resulting instances as JSON.
     #[arg(long)]
     pub json: bool,
@@ -368,25 +378,102 @@ pub fn spec_from_args(a: &StartArgs) -> Result<AppSpec> {
     Ok(spec)
 }
 
+/// The apps of an ecosystem file as specs: file values, then the flags the
+/// user typed. Prints the file's warnings (unknown keys, keys read but not
+/// acted on yet) to stderr.
+pub fn specs_from_file(a: &StartArgs, file: &std::path::Path) -> Result<(Vec<AppSpec>, bool)> {
+    let mut env_names = Vec::new();
+    let o = Overrides::parse(a, &mut env_names)?;
+    if env_names.len() > 1 {
+        return Err(bad("--env", &env_names.join(", "), "one environment name"));
+    }
+    let loaded = ecosystem::load(file, env_names.first().map(String::as_str), &a.only)
+        .map_err(super::lifecycle::config_error)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    if o.name.is_some() && loaded.apps.len() > 1 {
+        return Err(bad(
+            "--name",
+            o.name.as_deref().unwrap_or(""),
+            "no --name with a file of several apps (use --only)",
+        ));
+    }
+    let mut force = a.force;
+    let specs = loaded
+        .apps
+        .iter()
+        .map(|c| {
+            if !c.pending.is_empty() {
+                eprintln!(
+                    "warning: {}: app `{}`: {} read but not acted on yet",
+                    loaded.file.display(),
+                    c.name,
+                    c.pending
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            force |= c.force.unwrap_or(false);
+            let mut spec = AppSpec::from_config(c, &loaded.file);
+            o.apply(&mut spec);
+            spec
+        })
+        .collect();
+    Ok((specs, force))
+}
+
 /// Runs `herd start`.
 pub fn run(a: StartArgs) -> Result<()> {
-    let spec = spec_from_args(&a)?;
-    let name = spec.name.clone();
-    match client::call(&Request::Start {
-        spec: Box::new(spec),
-        force: a.force,
-    })? {
-        Response::Done { instances, notes } => {
-            if a.json {
-                return super::output::print_json(&instances);
-            }
-            for n in &notes {
-                eprintln!("[herd] {n}");
-            }
-            let ids: Vec<String> = instances.iter().map(|i| i.id.to_string()).collect();
-            println!("[herd] started `{name}` (id {})", ids.join(", "));
-            super::list::print_table()
+    let path = std::path::Path::new(&a.script);
+    let (specs, force, existing) = if ecosystem::is_config_file(path) && path.is_file() {
+        let (specs, force) = specs_from_file(&a, path)?;
+        let existing = if a.update_env {
+            OnExisting::Update
+        } else {
+            OnExisting::Skip
+        };
+        (specs, force, existing)
+    } else {
+        if !a.only.is_empty() {
+            return Err(bad(
+                "--only",
+                &a.only.join(","),
+                "an ecosystem file to pick apps from",
+            ));
         }
-        other => Err(client::unexpected(&other)),
+        let existing = if a.update_env {
+            OnExisting::Update
+        } else {
+            OnExisting::Refuse
+        };
+        (vec![spec_from_args(&a)?], a.force, existing)
+    };
+    let mut all = Vec::new();
+    for spec in specs {
+        let name = spec.name.clone();
+        match client::call(&Request::Start {
+            spec: Box::new(spec),
+            force,
+            existing,
+        })? {
+            Response::Done { instances, notes } => {
+                for n in &notes {
+                    eprintln!("[herd] {n}");
+                }
+                if !instances.is_empty() && !a.json {
+                    let ids: Vec<String> = instances.iter().map(|i| i.id.to_string()).collect();
+                    println!("[herd] started `{name}` (id {})", ids.join(", "));
+                }
+                all.extend(instances);
+            }
+            other => return Err(client::unexpected(&other)),
+        }
     }
+    if a.json {
+        return super::output::print_json(&all);
+    }
+    super::list::print_table()
 }

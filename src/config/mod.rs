@@ -125,6 +125,33 @@ pub struct AppSpec {
     pub max_restarts: u32,
     /// Delay before an automatic restart.
     pub restart_delay_ms: u64,
+    /// Exit codes that mean "done": no automatic restart (`stop_exit_codes`).
+    #[serde(default)]
+    pub stop_exit_codes: Vec<i32>,
+    /// stdout log path (`out_file`); default `$HERD_HOME/logs/<name>-out-<id>.log`.
+    #[serde(default)]
+    pub out_file: Option<PathBuf>,
+    /// stderr log path (`error_file`).
+    #[serde(default)]
+    pub error_file: Option<PathBuf>,
+    /// All instances write the same `out_file`/`error_file` (no `-<id>`).
+    #[serde(default)]
+    pub merge_logs: bool,
+    /// Name of the variable holding the instance index (`instance_var`,
+    /// default `NODE_APP_INSTANCE`).
+    #[serde(default)]
+    pub instance_var: Option<String>,
+    /// A numeric variable incremented per instance (`increment_var`: e.g.
+    /// `PORT` → 3000, 3001, …).
+    #[serde(default)]
+    pub increment_var: Option<String>,
+    /// Ecosystem keys that were read but that herd does not act on yet,
+    /// with their resolved values (shown by `herd show`).
+    #[serde(default)]
+    pub pending: BTreeMap<String, serde_json::Value>,
+    /// The ecosystem file the app came from, if any.
+    #[serde(default)]
+    pub config_file: Option<PathBuf>,
 }
 
 impl AppSpec {
@@ -153,7 +180,68 @@ impl AppSpec {
             min_uptime_ms: DEFAULT_MIN_UPTIME_MS,
             max_restarts: DEFAULT_MAX_RESTARTS,
             restart_delay_ms: 0,
+            stop_exit_codes: Vec::new(),
+            out_file: None,
+            error_file: None,
+            merge_logs: false,
+            instance_var: None,
+            increment_var: None,
+            pending: BTreeMap::new(),
+            config_file: None,
         }
+    }
+
+    /// The app an ecosystem file describes, on herd's defaults. Cluster mode
+    /// when the file says so, or gives `instances` or a `port`.
+    pub fn from_config(c: &ecosystem::AppConfig, file: &Path) -> AppSpec {
+        let mut s = AppSpec::new(c.name.clone(), c.script.clone(), c.cwd.clone());
+        s.interpreter = c.interpreter.clone();
+        s.interpreter_args = c.interpreter_args.clone();
+        s.args = c.args.clone();
+        s.env = c.env.clone();
+        let port_from_env = c
+            .env
+            .get("PORT")
+            .and_then(|p| p.parse::<u16>().ok())
+            .filter(|&p| p > 0);
+        s.port = c.port.or(port_from_env);
+        s.exec_mode = match c.exec_mode {
+            Some(m) => m,
+            None if c.instances.is_some() || s.port.is_some() => ExecMode::Cluster,
+            None => ExecMode::Fork,
+        };
+        if let Some(i) = c.instances {
+            s.instances = i;
+        }
+        if let Some(m) = c.mode {
+            s.mode = m;
+        }
+        if let Some(p) = c.policy {
+            s.plane.policy = p;
+        }
+        s.pin = c.pin.unwrap_or(s.pin);
+        s.autorestart = c.autorestart.unwrap_or(s.autorestart);
+        s.kill_timeout_ms = c.kill_timeout_ms.unwrap_or(s.kill_timeout_ms);
+        s.min_uptime_ms = c.min_uptime_ms.unwrap_or(s.min_uptime_ms);
+        s.max_restarts = c.max_restarts.unwrap_or(s.max_restarts);
+        s.restart_delay_ms = c.restart_delay_ms.unwrap_or(s.restart_delay_ms);
+        s.stop_exit_codes = c.stop_exit_codes.clone();
+        s.out_file = c.out_file.clone();
+        s.error_file = c.error_file.clone();
+        s.merge_logs = c.merge_logs.unwrap_or(false);
+        s.instance_var = c.instance_var.clone();
+        s.increment_var = c.increment_var.clone();
+        s.config_file = Some(file.to_path_buf());
+        // Keep the values of keys read but not acted on, for `herd show`.
+        let all = serde_json::to_value(c).unwrap_or_default();
+        for key in &c.pending {
+            let v = [key.to_string(), format!("{key}_ms"), format!("{key}_bytes")]
+                .iter()
+                .find_map(|k| all.get(k).cloned())
+                .unwrap_or(serde_json::Value::Null);
+            s.pending.insert(key.to_string(), v);
+        }
+        s
     }
 }
 

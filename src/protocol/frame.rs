@@ -107,10 +107,11 @@ mod tests {
     #[test]
     fn round_trip() {
         let bytes = encode(&Request::Stop {
+            missing_ok: false,
             targets: vec!["api".into(), "3".into()],
         });
         let back: Request = read_sync(&mut &bytes[..], MAX_REQUEST).unwrap();
-        assert!(matches!(back, Request::Stop { targets } if targets == ["api", "3"]));
+        assert!(matches!(back, Request::Stop { targets, .. } if targets == ["api", "3"]));
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub enum Request {
         spec: Box<AppSpec>,
         /// Start another copy even if an app with this script runs (`-f`).
         force: bool,
+        /// What to do when the app already runs.
+        #[serde(default)]
+        existing: OnExisting,
     },
     /// Every instance.
     List,
@@ -69,6 +72,10 @@ pub enum Request {
     Stop {
         /// Ids, names or `all`.
         targets: Vec<String>,
+        /// An app name that is not in the list is a note, not an error
+        /// (`herd stop api` before the first deploy).
+        #[serde(default)]
+        missing_ok: bool,
     },
     /// Stop then start instances.
     Restart {
@@ -82,6 +89,19 @@ pub enum Request {
     },
     /// Stop everything, then the daemon exits.
     Kill,
+}
+
+/// What `start` does with an app of that name that already runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnExisting {
+    /// Refuse: "already running" (`herd start app.js`, as PM2).
+    #[default]
+    Refuse,
+    /// Leave it alone, start only its stopped instances (ecosystem files).
+    Skip,
+    /// Restart it with the new spec (`--update-env`).
+    Update,
 }
 
 /// The daemon's answer to one [`Request`].
@@ -206,6 +226,12 @@ pub struct InstanceInfo {
     pub kill_timeout_ms: u64,
     /// Instances in the app.
     pub instances: u32,
+    /// The ecosystem file the app came from.
+    pub config_file: Option<String>,
+    /// Ecosystem keys read but not acted on yet, with their values.
+    pub pending_config: BTreeMap<String, serde_json::Value>,
+    /// Exit codes that end the app without a restart.
+    pub stop_exit_codes: Vec<i32>,
     /// stdout log path.
     pub out_log: String,
     /// stderr log path.

@@ -59,7 +59,14 @@ pub fn environment(inst: &Instance) -> Vec<(String, String)> {
     ] {
         env.remove(k);
     }
-    env.insert("NODE_APP_INSTANCE".into(), inst.index.to_string());
+    let instance_var = app.instance_var.as_deref().unwrap_or("NODE_APP_INSTANCE");
+    env.insert(instance_var.into(), inst.index.to_string());
+    if let Some(var) = &app.increment_var {
+        // PM2's increment_var: instance i gets the base value + i.
+        if let Some(base) = env.get(var).and_then(|v| v.trim().parse::<i64>().ok()) {
+            env.insert(var.clone(), (base + i64::from(inst.index)).to_string());
+        }
+    }
     env.insert("pm_id".into(), inst.id.to_string());
     env.insert("name".into(), app.name.clone());
     env.insert("HERD_APP_NAME".into(), app.name.clone());

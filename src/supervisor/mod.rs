@@ -137,10 +137,22 @@ impl Instance {
             .and_then(|l| l.local_addr().ok())
             .and_then(|a| a.as_socket())
             .map(|a| a.port());
+        let log = |custom: &Option<std::path::PathBuf>, kind: &str| match custom {
+            // PM2: one file per instance unless merged (or only one instance).
+            Some(p)
+                if app.merge_logs
+                    || app_instances == 1
+                    || p == std::path::Path::new("/dev/null") =>
+            {
+                p.clone()
+            }
+            Some(p) => with_suffix(p, id),
+            None => logs.join(format!("{}-{kind}-{id}.log", app.name)),
+        };
         Instance {
             id,
-            out_log: logs.join(format!("{}-out-{id}.log", app.name)),
-            err_log: logs.join(format!("{}-error-{id}.log", app.name)),
+            out_log: log(&app.out_file, "out"),
+            err_log: log(&app.error_file, "error"),
             app,
             index,
             app_instances,
@@ -180,7 +192,8 @@ impl Instance {
         self.last_exit = Some(exit);
         self.generation += 1;
         let was = self.status;
-        if was == Status::Stopping || !self.app.autorestart {
+        let done = matches!(exit, ExitStatus::Code(c) if self.app.stop_exit_codes.contains(&c));
+        if was == Status::Stopping || !self.app.autorestart || done {
             self.status = Status::Stopped;
             return AfterExit::Stay;
         }
@@ -223,34 +236,28 @@ impl Instance {
     }
 }
 
+/// `app.log` → `app-3.log` (PM2's per-instance naming of custom log paths).
+fn with_suffix(p: &std::path::Path, id: u32) -> std::path::PathBuf {
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match p.extension() {
+        Some(ext) => format!("{stem}-{id}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{id}"),
+    };
+    p.with_file_name(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ExecMode, Instances};
 
     fn inst(autorestart: bool) -> Instance {
-        let app = AppSpec {
-            name: "t".into(),
-            script: "/bin/true".into(),
-            interpreter: None,
-            interpreter_args: vec![],
-            args: vec![],
-            cwd: "/".into(),
-            env: Default::default(),
-            base_env: Default::default(),
-            exec_mode: ExecMode::Fork,
-            instances: Instances::Count(1),
-            port: None,
-            host: "0.0.0.0".into(),
-            mode: Default::default(),
-            plane: Default::default(),
-            pin: false,
-            autorestart,
-            kill_timeout_ms: 1600,
-            min_uptime_ms: 1000,
-            max_restarts: 2,
-            restart_delay_ms: 0,
-        };
+        let mut app = AppSpec::new("t".into(), "/bin/true".into(), "/".into());
+        app.autorestart = autorestart;
+        app.max_restarts = 2;
+        app.pin = false;
         Instance::new(
             0,
             Arc::new(app),
@@ -278,6 +285,27 @@ mod tests {
         assert_eq!(i.on_exit(ExitStatus::Code(1), now), AfterExit::Stay);
         assert_eq!(i.status, Status::Errored);
         assert_eq!(i.last_exit, Some(ExitStatus::Code(1)));
+    }
+
+    #[test]
+    fn stop_exit_codes_mean_done() {
+        let mut i = inst(true);
+        Arc::get_mut(&mut i.app).unwrap().stop_exit_codes = vec![0, 3];
+        i.on_launched(5);
+        assert_eq!(
+            i.on_exit(ExitStatus::Code(3), Instant::now()),
+            AfterExit::Stay
+        );
+        assert_eq!(i.status, Status::Stopped);
+        i.on_launched(6);
+        assert!(matches!(
+            i.on_exit(ExitStatus::Code(1), Instant::now()),
+            AfterExit::RestartIn(_)
+        ));
+        assert_eq!(
+            with_suffix(std::path::Path::new("/l/api.log"), 3),
+            std::path::Path::new("/l/api-3.log")
+        );
     }
 
     #[test]

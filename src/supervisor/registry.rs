@@ -21,7 +21,7 @@ use crate::config::{AppSpec, ExecMode};
 use crate::error::Error;
 use crate::fdpass::channel;
 use crate::home::Home;
-use crate::protocol::InstanceInfo;
+use crate::protocol::{InstanceInfo, OnExisting};
 use crate::sys::process::{self, ExitStatus};
 use crate::sys::spawn::Spawned;
 
@@ -33,8 +33,17 @@ fn refuse(message: impl Into<String>, hint: impl Into<String>) -> Error {
     }
 }
 
-/// The ids a start touched, and notes for the user.
-pub type Started = (Vec<u32>, Vec<String>);
+/// What a start did: instances launched, running instances that now carry a
+/// new spec and must be restarted by the caller (`--update-env`), notes.
+#[derive(Debug, Default)]
+pub struct Started {
+    /// Instances launched.
+    pub ids: Vec<u32>,
+    /// Running instances to restart with their new spec.
+    pub restart: Vec<u32>,
+    /// One line per thing worth telling.
+    pub notes: Vec<String>,
+}
 
 /// Owns every instance of every app.
 pub struct Supervisor {
@@ -81,6 +90,17 @@ impl Supervisor {
 
     /// Resolves `all`, ids and names to ids (deduplicated, in order).
     pub fn resolve(&self, targets: &[String]) -> Result<Vec<u32>, Error> {
+        self.resolve_lenient(targets, false).map(|(ids, _)| ids)
+    }
+
+    /// Like [`Self::resolve`]; with `missing_ok`, names not in the list are
+    /// returned apart instead of failing (ids must still exist).
+    pub fn resolve_lenient(
+        &self,
+        targets: &[String],
+        missing_ok: bool,
+    ) -> Result<(Vec<u32>, Vec<String>), Error> {
+        let mut missing = Vec::new();
         if targets.is_empty() {
             return Err(refuse("no target given", "name an app, an id, or `all`"));
         }
@@ -104,7 +124,9 @@ impl Supervisor {
                     .filter(|i| i.app.name == *t)
                     .map(|i| i.id)
                     .collect();
-                if v.is_empty() {
+                if v.is_empty() && missing_ok {
+                    missing.push(t.clone());
+                } else if v.is_empty() {
                     return Err(refuse(
                         format!("no app named `{t}`"),
                         "see `herd list` for names",
@@ -118,12 +140,17 @@ impl Supervisor {
                 }
             }
         }
-        Ok(ids)
+        Ok((ids, missing))
     }
 
     /// Starts an app, or the stopped instances of an app already known.
     /// Returns the ids involved and notes for the user.
-    pub fn start_app(self: &Rc<Self>, spec: AppSpec, force: bool) -> Result<Started, Error> {
+    pub fn start_app(
+        self: &Rc<Self>,
+        spec: AppSpec,
+        force: bool,
+        existing: OnExisting,
+    ) -> Result<Started, Error> {
         crate::config::validate_name(&spec.name)?;
         if !spec.script.is_file() {
             return Err(Error::ScriptNotFound {
@@ -137,7 +164,7 @@ impl Supervisor {
             ));
         }
         if !force {
-            if let Some(r) = self.start_existing(&spec)? {
+            if let Some(r) = self.start_existing(&spec, existing)? {
                 return Ok(r);
             }
         }
@@ -215,13 +242,21 @@ impl Supervisor {
                 notes.push(format!("instance {id} failed to start: {e}"));
             }
         }
-        Ok((ids, notes))
+        Ok(Started {
+            ids,
+            restart: Vec::new(),
+            notes,
+        })
     }
 
     /// PM2's rule for a name already in the list: same script → start its
     /// stopped instances (or refuse if all run); other script → refuse.
-    fn start_existing(self: &Rc<Self>, spec: &AppSpec) -> Result<Option<Started>, Error> {
-        let (ids, stopped): (Vec<u32>, Vec<u32>) = {
+    fn start_existing(
+        self: &Rc<Self>,
+        spec: &AppSpec,
+        existing: OnExisting,
+    ) -> Result<Option<Started>, Error> {
+        let (running, stopped): (Vec<u32>, Vec<u32>) = {
             let table = self.table.borrow();
             let same: Vec<&Instance> = table
                 .instances
@@ -241,16 +276,12 @@ impl Supervisor {
                     "pick another --name, or `herd delete` the other app first",
                 ));
             }
-            let ids = same.iter().map(|i| i.id).collect();
-            let stopped = same
-                .iter()
-                .filter(|i| !i.status.is_running())
+            same.iter()
                 .map(|i| i.id)
-                .collect();
-            (ids, stopped)
+                .partition(|id| table.instances[id].status.is_running())
         };
-        if stopped.is_empty() {
-            let list = ids
+        if stopped.is_empty() && existing == OnExisting::Refuse {
+            let list = running
                 .iter()
                 .map(u32::to_string)
                 .collect::<Vec<_>>()
@@ -263,17 +294,46 @@ impl Supervisor {
                 ),
             ));
         }
+        // Stopped instances start with the new spec (e.g. another --env);
+        // running ones get it only when they are to be restarted.
+        let app = Arc::new(spec.clone());
         let mut notes = Vec::new();
-        for &id in &stopped {
-            if let Some(inst) = self.table.borrow_mut().instances.get_mut(&id) {
-                inst.status = Status::Launching;
-                inst.unstable_restarts = 0;
+        {
+            let mut table = self.table.borrow_mut();
+            for id in &stopped {
+                if let Some(inst) = table.instances.get_mut(id) {
+                    inst.app = app.clone();
+                    inst.status = Status::Launching;
+                    inst.unstable_restarts = 0;
+                }
             }
+            if existing == OnExisting::Update {
+                for id in &running {
+                    if let Some(inst) = table.instances.get_mut(id) {
+                        inst.app = app.clone();
+                    }
+                }
+            }
+        }
+        for &id in &stopped {
             if let Err(e) = self.launch_instance(id) {
                 notes.push(format!("instance {id} failed to start: {e}"));
             }
         }
-        Ok(Some((stopped, notes)))
+        let mut restart = Vec::new();
+        match existing {
+            OnExisting::Update => restart = running,
+            OnExisting::Skip if !running.is_empty() => notes.push(format!(
+                "app `{}` is already running: left alone (--update-env restarts it with the new environment)",
+                spec.name
+            )),
+            _ => {}
+        }
+        Ok(Some(Started {
+            ids: stopped,
+            restart,
+            notes,
+        }))
     }
 
     fn new_instance(
@@ -581,6 +641,9 @@ fn to_info(inst: &mut Instance) -> InstanceInfo {
         autorestart: app.autorestart,
         kill_timeout_ms: app.kill_timeout_ms,
         instances: inst.app_instances,
+        config_file: app.config_file.as_ref().map(|p| p.display().to_string()),
+        pending_config: app.pending.clone(),
+        stop_exit_codes: app.stop_exit_codes.clone(),
         out_log: inst.out_log.to_string_lossy().into_owned(),
         err_log: inst.err_log.to_string_lossy().into_owned(),
     }

@@ -5,6 +5,7 @@
 mod harness;
 
 mod badinput;
+mod ecosystem;
 mod fdpass;
 mod lifecycle;
 mod node;

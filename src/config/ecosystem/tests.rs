@@ -123,14 +123,7 @@ fn pm2_docs_my_cluster_app() {
     assert_eq!(app.time, Some(true));
     assert_eq!(
         app.pending,
-        [
-            "max_memory_restart",
-            "watch",
-            "out_file",
-            "error_file",
-            "log_file",
-            "time"
-        ]
+        ["max_memory_restart", "watch", "log_file", "time"]
     );
 }
 
@@ -252,7 +245,6 @@ fn every_key_of_the_all_keys_app() {
         pending: vec![
             "exp_backoff_restart_delay",
             "max_memory_restart",
-            "stop_exit_codes",
             "listen_timeout",
             "wait_ready",
             "shutdown_with_message",
@@ -260,16 +252,11 @@ fn every_key_of_the_all_keys_app() {
             "watch",
             "ignore_watch",
             "watch_delay",
-            "out_file",
-            "error_file",
             "log_file",
             "pid_file",
             "time",
             "log_date_format",
-            "merge_logs",
             "log_type",
-            "instance_var",
-            "increment_var",
             "namespace",
             "uid",
             "gid",

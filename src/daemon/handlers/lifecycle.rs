@@ -4,12 +4,20 @@ use crate::daemon::Context;
 use crate::error::Error;
 use crate::protocol::Response;
 
-pub(super) async fn stop(ctx: &Context, targets: &[String]) -> Result<Response, Error> {
-    let ids = ctx.sup.resolve(targets)?;
+pub(super) async fn stop(
+    ctx: &Context,
+    targets: &[String],
+    missing_ok: bool,
+) -> Result<Response, Error> {
+    let (ids, missing) = ctx.sup.resolve_lenient(targets, missing_ok)?;
     ctx.sup.stop(&ids).await;
+    let notes = missing
+        .iter()
+        .map(|n| format!("no app named `{n}` is running: nothing to stop"))
+        .collect();
     Ok(Response::Done {
         instances: ctx.sup.info(&ids),
-        notes: vec![],
+        notes,
     })
 }
 

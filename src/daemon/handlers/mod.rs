@@ -16,10 +16,17 @@ use crate::protocol::{Request, Response};
 pub async fn handle(ctx: &Context, req: Request) -> Response {
     let result = match req {
         Request::Ping => Ok(ping::ping(ctx)),
-        Request::Start { spec, force } => start::start(ctx, *spec, force),
+        Request::Start {
+            spec,
+            force,
+            existing,
+        } => start::start(ctx, *spec, force, existing).await,
         Request::List => Ok(list::list(ctx)),
         Request::Show { target } => list::show(ctx, &target),
-        Request::Stop { targets } => lifecycle::stop(ctx, &targets).await,
+        Request::Stop {
+            targets,
+            missing_ok,
+        } => lifecycle::stop(ctx, &targets, missing_ok).await,
         Request::Restart { targets } => lifecycle::restart(ctx, &targets).await,
         Request::Delete { targets } => lifecycle::delete(ctx, &targets).await,
         Request::Kill => Ok(kill::kill(ctx).await),

@@ -3,12 +3,23 @@
 use crate::config::AppSpec;
 use crate::daemon::Context;
 use crate::error::Error;
-use crate::protocol::Response;
+use crate::protocol::{OnExisting, Response};
 
-pub(super) fn start(ctx: &Context, spec: AppSpec, force: bool) -> Result<Response, Error> {
-    let (ids, notes) = ctx.sup.start_app(spec, force)?;
+pub(super) async fn start(
+    ctx: &Context,
+    spec: AppSpec,
+    force: bool,
+    existing: OnExisting,
+) -> Result<Response, Error> {
+    let mut started = ctx.sup.start_app(spec, force, existing)?;
+    if !started.restart.is_empty() {
+        started
+            .notes
+            .extend(ctx.sup.restart(&started.restart).await);
+        started.ids.extend(&started.restart);
+    }
     Ok(Response::Done {
-        instances: ctx.sup.info(&ids),
-        notes,
+        instances: ctx.sup.info(&started.ids),
+        notes: started.notes,
     })
 }
