@@ -162,7 +162,7 @@ pub struct DataPlane {
     /// Default address for listeners a Node worker asks for.
     pub host: String,
     cpus: Vec<usize>,
-    listener: Mutex<Option<(SocketAddr, Arc<Socket>)>>,
+    listener: Mutex<Option<(SocketAddr, Vec<Arc<Socket>>)>>,
     /// Further ports (Node side servers), shared with the workers.
     extra: Mutex<std::collections::BTreeMap<u16, Arc<Socket>>>,
     acceptors: Mutex<Vec<Acceptor>>,
@@ -214,22 +214,25 @@ impl DataPlane {
                 wanted: port,
             });
         }
-        let sock = reuseport::bind_one(host, port, self.cfg.backlog)?;
-        let addr = sock
+        // One SO_REUSEPORT listener per acceptor thread: the kernel spreads
+        // connections over the acceptors, so accept work is shared by the
+        // cores instead of landing on whichever ring wins a shared socket.
+        let n = self.cfg.acceptors.unwrap_or(self.cpus.len()).max(1);
+        let group = reuseport::bind_group_with(host, port, n, self.cfg.backlog)?;
+        let addr = group[0]
             .local_addr()
             .ok()
             .and_then(|a| a.as_socket())
             .unwrap_or_else(|| ([0, 0, 0, 0], port).into());
-        let sock = Arc::new(sock);
-        self.start_acceptors(&sock);
-        *l = Some((addr, sock));
+        let group: Vec<Arc<Socket>> = group.into_iter().map(Arc::new).collect();
+        self.start_acceptors(&group);
+        *l = Some((addr, group));
         Ok(addr)
     }
 
-    fn start_acceptors(&self, sock: &Arc<Socket>) {
-        let n = self.cfg.acceptors.unwrap_or(self.cpus.len()).max(1);
+    fn start_acceptors(&self, group: &[Arc<Socket>]) {
         let mut acceptors = self.acceptors.lock().unwrap_or_else(|p| p.into_inner());
-        for i in 0..n {
+        for (i, sock) in group.iter().enumerate() {
             let stopper = match Stopper::new() {
                 Ok(s) => Arc::new(s),
                 Err(e) => {
@@ -256,10 +259,14 @@ impl DataPlane {
                     use std::os::fd::AsFd;
                     let on_accept = |fd| {
                         accepted.fetch_add(1, Ordering::Relaxed);
-                        if let Some(slot) = pool.dispatch(fd) {
-                            if let Some(plane) = me.upgrade() {
-                                crate::fdpass::channel::drain_from_acceptor(&slot, &plane);
-                            }
+                        let plane = me.upgrade();
+                        // Fresh in-flight counts for the pick: one worker in
+                        // turn before, the chosen one after.
+                        if let (Some(slot), Some(plane)) = (pool.next_to_drain(), &plane) {
+                            crate::fdpass::channel::drain_from_acceptor(&slot, plane);
+                        }
+                        if let (Some(slot), Some(plane)) = (pool.dispatch(fd), &plane) {
+                            crate::fdpass::channel::drain_from_acceptor(&slot, plane);
                         }
                     };
                     let res = match io {

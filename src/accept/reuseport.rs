@@ -78,16 +78,33 @@ fn socket_for(addr: SocketAddr, reuseport: bool) -> io::Result<Socket> {
 /// reuseport bind would silently *join* another process's group and steal
 /// part of its traffic.
 pub fn bind_group(host: &str, port: u16, n: usize) -> Result<Vec<Socket>, BindError> {
+    bind_group_with(host, port, n, None)
+}
+
+/// [`bind_group`] with a backlog (default somaxconn). Port 0 picks a free
+/// port for the first socket and binds the rest of the group to it.
+pub fn bind_group_with(
+    host: &str,
+    port: u16,
+    n: usize,
+    backlog: Option<i32>,
+) -> Result<Vec<Socket>, BindError> {
     let (addr, map) = target(host, port)?;
-    drop(socket_for(addr, false).map_err(&map)?);
-    let backlog = somaxconn();
-    (0..n.max(1))
-        .map(|_| {
-            let s = socket_for(addr, true).map_err(&map)?;
-            s.listen(backlog).map_err(&map)?;
-            Ok(s)
-        })
-        .collect()
+    if port != 0 {
+        drop(socket_for(addr, false).map_err(&map)?);
+    }
+    let backlog = backlog.unwrap_or_else(somaxconn);
+    let mut group: Vec<Socket> = Vec::with_capacity(n.max(1));
+    let mut at = addr;
+    for _ in 0..n.max(1) {
+        let s = socket_for(at, true).map_err(&map)?;
+        s.listen(backlog).map_err(&map)?;
+        if let Some(bound) = s.local_addr().ok().and_then(|a| a.as_socket()) {
+            at = bound;
+        }
+        group.push(s);
+    }
+    Ok(group)
 }
 
 /// The address for `host:port`, and how to turn a socket error on it into a

@@ -157,6 +157,9 @@ fn describe(i: &InstanceInfo) -> String {
         vec!["memory".into(), human_bytes(i.memory_bytes)],
         vec!["autorestart".into(), i.autorestart.to_string()],
         vec!["kill timeout".into(), format!("{} ms", i.kill_timeout_ms)],
+        vec!["min uptime".into(), format!("{} ms", i.min_uptime_ms)],
+        vec!["max restarts".into(), i.max_restarts.to_string()],
+        vec!["restart delay".into(), format!("{} ms", i.restart_delay_ms)],
         vec!["out log".into(), i.out_log.clone()],
         vec!["error log".into(), i.err_log.clone()],
         vec![

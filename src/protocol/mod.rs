@@ -224,6 +224,12 @@ pub struct InstanceInfo {
     pub autorestart: bool,
     /// SIGINT → SIGKILL delay.
     pub kill_timeout_ms: u64,
+    /// Runs shorter than this are unstable.
+    pub min_uptime_ms: u64,
+    /// Unstable restarts before `errored`.
+    pub max_restarts: u32,
+    /// Delay before an automatic restart.
+    pub restart_delay_ms: u64,
     /// Instances in the app.
     pub instances: u32,
     /// The ecosystem file the app came from.

@@ -112,6 +112,40 @@ fn pm2_docs_cluster_file_starts_shows_and_serves() {
         assert!(show.contains(needle), "show lacks {needle}: {show}");
     }
     assert_eq!(get(port, "/env/NODE_ENV"), "production");
+
+    // The second file of PM2's docs, with --env production, beside it.
+    let port2 = free_port();
+    let api = dir.join("api-server.config.js");
+    h.run(&[
+        "start",
+        api.to_str().unwrap(),
+        "--env",
+        "production",
+        "--port",
+        &port2.to_string(),
+        "--host",
+        "127.0.0.1",
+    ])
+    .ok();
+    h.wait_for("api-server in rotation", T, |l| {
+        l.iter()
+            .filter(|i| i["name"] == "api-server" && i["in_rotation"] == true)
+            .count()
+            == cpus
+    });
+    assert_eq!(get(port2, "/env/NODE_ENV"), "production");
+    let show = h.run(&["show", "api-server", "--json"]).ok().json();
+    assert_eq!(
+        show[0]["pending_config"]["log_date_format"],
+        "YYYY-MM-DD HH:mm:ss Z"
+    );
+    assert_eq!(
+        show[0]["pending_config"]["ignore_watch"],
+        serde_json::json!(["node_modules", "logs"])
+    );
+    assert_eq!(show[0]["instances"].as_u64().unwrap() as usize, cpus);
+    assert_eq!(show[0]["min_uptime_ms"], 10_000);
+    assert_eq!(show[0]["max_restarts"], 10);
 }
 
 #[test]

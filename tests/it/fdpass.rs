@@ -95,7 +95,7 @@ fn hello_workers_serve_through_epoll_fallback() {
 /// Regression guard for dispatch fairness: 10,000 connections over two
 /// workers must spread evenly (wide margin: Jain ≥ 0.95).
 fn fairness(policy: &str, io: &str) {
-    let h = TestHome::new().with_env("HERD_IO", io);
+    let h = TestHome::exclusive().with_env("HERD_IO", io);
     let port = free_port();
     start_hello_mode(&h, port, "fdpass", &["-i", "2", "--policy", policy]);
     let r = load_n(port, 10_000, 16);
@@ -103,6 +103,10 @@ fn fairness(policy: &str, io: &str) {
     let counts: Vec<f64> = r.per_worker.values().map(|&c| c as f64).collect();
     assert_eq!(counts.len(), 2, "{:?}", r.per_worker);
     let j = fairness::jain(&counts);
+    eprintln!(
+        "FAIRNESS {policy} {io}: Jain {j:.4} over {:?}",
+        r.per_worker
+    );
     assert!(j >= 0.95, "{policy}: Jain {j} over {:?}", r.per_worker);
 }
 

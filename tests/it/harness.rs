@@ -14,10 +14,29 @@ pub const HERD: &str = env!("CARGO_BIN_EXE_herd");
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// Tests that measure fairness or timing run alone: they take this gate
+/// exclusively, every other test shares it. (Least-connections dispatch
+/// rightly favours a worker that gets more CPU, so a fairness figure taken
+/// while other tests load the same two cores measures the neighbours.)
+static GATE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+thread_local! {
+    /// Whether this test thread already holds the gate (a test with two
+    /// homes must not queue for it twice behind a waiting exclusive test).
+    static HOLDS_GATE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+enum Gate {
+    None,
+    Shared(#[allow(dead_code)] std::sync::RwLockReadGuard<'static, ()>),
+    Exclusive(#[allow(dead_code)] std::sync::RwLockWriteGuard<'static, ()>),
+}
+
 /// A private herd home for one test.
 pub struct TestHome {
     pub root: PathBuf,
     env: Vec<(String, String)>,
+    gate: Gate,
 }
 
 /// What a CLI call printed.
@@ -68,6 +87,25 @@ impl Run {
 
 impl TestHome {
     pub fn new() -> TestHome {
+        let gate = if HOLDS_GATE.get() {
+            Gate::None
+        } else {
+            HOLDS_GATE.set(true);
+            Gate::Shared(GATE.read().unwrap_or_else(|p| p.into_inner()))
+        };
+        TestHome::with_gate(gate)
+    }
+
+    /// A home for a test that must not share the machine with other tests.
+    pub fn exclusive() -> TestHome {
+        assert!(!HOLDS_GATE.get(), "take the exclusive home first");
+        HOLDS_GATE.set(true);
+        TestHome::with_gate(Gate::Exclusive(
+            GATE.write().unwrap_or_else(|p| p.into_inner()),
+        ))
+    }
+
+    fn with_gate(gate: Gate) -> TestHome {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let root = std::env::temp_dir().join(format!("herd-it-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
@@ -75,6 +113,7 @@ impl TestHome {
         TestHome {
             root,
             env: Vec::new(),
+            gate,
         }
     }
 
@@ -171,6 +210,9 @@ impl Drop for TestHome {
             }
         }
         let _ = std::fs::remove_dir_all(&self.root);
+        if !matches!(self.gate, Gate::None) {
+            HOLDS_GATE.set(false);
+        }
     }
 }
 

@@ -382,6 +382,7 @@ pub struct Pool {
     slots: RwLock<Vec<Arc<Slot>>>,
     policy: Policy,
     rr: AtomicUsize,
+    drain_turn: AtomicUsize,
     orphans: Mutex<VecDeque<OwnedFd>>,
     /// Connections dispatched (including re-dispatches).
     pub dispatches: AtomicU64,
@@ -398,6 +399,7 @@ impl Pool {
             slots: RwLock::new(Vec::new()),
             policy,
             rr: AtomicUsize::new(0),
+            drain_turn: AtomicUsize::new(0),
             orphans: Mutex::new(VecDeque::new()),
             dispatches: AtomicU64::new(0),
             redispatched: AtomicU64::new(0),
@@ -478,6 +480,18 @@ impl Pool {
             self.flush_orphans();
         }
         None
+    }
+
+    /// One slot in turn (each call the next), for acceptor threads to drain
+    /// before they pick: least-conn compares every worker's in-flight count,
+    /// so no worker's closes may wait long unread.
+    pub fn next_to_drain(&self) -> Option<Arc<Slot>> {
+        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        if slots.is_empty() {
+            return None;
+        }
+        let k = self.drain_turn.fetch_add(1, Ordering::Relaxed);
+        Some(slots[k % slots.len()].clone())
     }
 
     /// Connections held while no worker is ready.
