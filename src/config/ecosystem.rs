@@ -28,7 +28,7 @@
 mod app;
 mod keys;
 mod node;
-mod units;
+pub(crate) mod units;
 
 #[cfg(test)]
 mod tests;

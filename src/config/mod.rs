@@ -298,20 +298,7 @@ pub fn parse_duration_ms(what: &str, s: &str) -> Result<u64> {
         value: s.into(),
         expected: "milliseconds (`1600`) or a duration like `1600ms`, `2s`, `1m`".into(),
     };
-    let t = s.trim();
-    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60_000)
-    } else if let Some(n) = t.strip_suffix('h') {
-        (n, 3_600_000)
-    } else {
-        (t, 1)
-    };
-    let n: u64 = num.trim().parse().map_err(|_| bad())?;
-    n.checked_mul(mult).ok_or_else(bad)
+    ecosystem::units::duration_str_ms(s).ok_or_else(bad)
 }
 
 /// Parses a `--port` value: 1 to 65535.

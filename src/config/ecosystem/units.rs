@@ -55,7 +55,8 @@ pub(super) fn duration_ms(v: &Value) -> Option<u64> {
     }
 }
 
-fn duration_str_ms(s: &str) -> Option<u64> {
+/// A duration string (`1600`, `1600ms`, `2s`, `1.5m`, `1h`) in milliseconds.
+pub(crate) fn duration_str_ms(s: &str) -> Option<u64> {
     let t = s.trim();
     let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
         (n, 1.0)
