@@ -159,6 +159,17 @@ fn describe(i: &InstanceInfo) -> String {
         vec!["kill timeout".into(), format!("{} ms", i.kill_timeout_ms)],
         vec!["min uptime".into(), format!("{} ms", i.min_uptime_ms)],
         vec!["max restarts".into(), i.max_restarts.to_string()],
+        vec![
+            "max memory restart".into(),
+            opt(i.max_memory_restart.map(human_bytes)),
+        ],
+        vec![
+            "memory restarts".into(),
+            match i.last_memory_rss {
+                Some(rss) => format!("{} (last at {})", i.memory_restarts, human_bytes(rss)),
+                None => i.memory_restarts.to_string(),
+            },
+        ],
         vec!["restart delay".into(), format!("{} ms", i.restart_delay_ms)],
         vec!["out log".into(), i.out_log.clone()],
         vec!["error log".into(), i.err_log.clone()],

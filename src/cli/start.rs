@@ -95,6 +95,13 @@ pub struct StartArgs {
     /// Delay before an automatic restart (ms or `1s`).
     #[arg(long = "restart-delay", value_name = "DURATION")]
     pub restart_delay: Option<String>,
+    /// Restart an instance when the RSS of its whole process tree exceeds
+    /// this (`300M`, `1G`); checked every --memory-check-interval.
+    #[arg(long = "max-memory-restart", value_name = "SIZE")]
+    pub max_memory_restart: Option<String>,
+    /// How often --max-memory-restart samples the RSS (default 250ms).
+    #[arg(long = "memory-check-interval", value_name = "DURATION")]
+    pub memory_check_interval: Option<String>,
     /// Start another copy even if this app already runs.
     #[arg(short = 'f', long)]
     pub force: bool,
@@ -138,6 +145,8 @@ pub struct Overrides {
     min_uptime_ms: Option<u64>,
     max_restarts: Option<u32>,
     restart_delay_ms: Option<u64>,
+    max_memory_restart: Option<u64>,
+    memory_check_ms: Option<u64>,
     args: Vec<String>,
 }
 
@@ -279,6 +288,13 @@ impl Overrides {
                 })
                 .transpose()?,
             restart_delay_ms: duration("--restart-delay", &a.restart_delay)?,
+            max_memory_restart: a
+                .max_memory_restart
+                .as_deref()
+                .map(|s| config::parse_size("--max-memory-restart", s))
+                .transpose()?,
+            memory_check_ms: duration("--memory-check-interval", &a.memory_check_interval)?
+                .map(|ms| ms.max(10)),
             args: a.args.clone(),
         })
     }
@@ -342,6 +358,12 @@ impl Overrides {
         }
         if let Some(t) = self.restart_delay_ms {
             spec.restart_delay_ms = t;
+        }
+        if self.max_memory_restart.is_some() {
+            spec.max_memory_restart = self.max_memory_restart;
+        }
+        if let Some(ms) = self.memory_check_ms {
+            spec.memory_check_ms = ms;
         }
         if !self.args.is_empty() {
             spec.args = self.args.clone();

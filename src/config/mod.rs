@@ -152,6 +152,31 @@ pub struct AppSpec {
     /// The ecosystem file the app came from, if any.
     #[serde(default)]
     pub config_file: Option<PathBuf>,
+    /// Restart an instance whose process tree's RSS exceeds this.
+    #[serde(default)]
+    pub max_memory_restart: Option<u64>,
+    /// How often that RSS is sampled.
+    #[serde(default = "default_memory_check_ms")]
+    pub memory_check_ms: u64,
+}
+
+/// Default RSS sampling period for `max_memory_restart`: fast enough to act
+/// within a few hundred ms (PM2 samples every 30 s), cheap (a few /proc reads).
+pub const DEFAULT_MEMORY_CHECK_MS: u64 = 250;
+
+fn default_memory_check_ms() -> u64 {
+    DEFAULT_MEMORY_CHECK_MS
+}
+
+/// Parses a size like PM2's `max_memory_restart`: `300M`, `1G`, `512K`, bytes.
+pub fn parse_size(what: &str, s: &str) -> Result<u64> {
+    ecosystem::units::size_bytes(&serde_json::Value::String(s.to_string())).ok_or_else(|| {
+        Error::InvalidArg {
+            what: what.into(),
+            value: s.into(),
+            expected: "bytes or a size with K, M or G (`512K`, `300M`, `1G`)".into(),
+        }
+    })
 }
 
 impl AppSpec {
@@ -188,6 +213,8 @@ impl AppSpec {
             increment_var: None,
             pending: BTreeMap::new(),
             config_file: None,
+            max_memory_restart: None,
+            memory_check_ms: DEFAULT_MEMORY_CHECK_MS,
         }
     }
 
@@ -232,6 +259,7 @@ impl AppSpec {
         s.instance_var = c.instance_var.clone();
         s.increment_var = c.increment_var.clone();
         s.config_file = Some(file.to_path_buf());
+        s.max_memory_restart = c.max_memory_restart_bytes;
         // Keep the values of keys read but not acted on, for `herd show`.
         let all = serde_json::to_value(c).unwrap_or_default();
         for key in &c.pending {

@@ -226,6 +226,12 @@ pub struct InstanceInfo {
     pub kill_timeout_ms: u64,
     /// Runs shorter than this are unstable.
     pub min_uptime_ms: u64,
+    /// RSS cap of the process tree, bytes.
+    pub max_memory_restart: Option<u64>,
+    /// Restarts caused by the RSS cap.
+    pub memory_restarts: u32,
+    /// The tree RSS seen at the last memory restart, bytes.
+    pub last_memory_rss: Option<u64>,
     /// Unstable restarts before `errored`.
     pub max_restarts: u32,
     /// Delay before an automatic restart.

@@ -111,6 +111,10 @@ pub struct Instance {
     pub last_exit: Option<ExitStatus>,
     /// Why the last launch failed, if it did.
     pub last_error: Option<String>,
+    /// Restarts caused by `max_memory_restart`.
+    pub memory_restarts: u32,
+    /// The tree RSS that caused the last memory restart.
+    pub last_memory_rss: Option<u64>,
     /// Bumped on every launch and stop, so stale timers can tell they are stale.
     pub generation: u64,
     /// CPU/memory bookkeeping.
@@ -169,6 +173,8 @@ impl Instance {
             started: None,
             last_exit: None,
             last_error: None,
+            memory_restarts: 0,
+            last_memory_rss: None,
             generation: 0,
             stats: Default::default(),
         }

@@ -55,3 +55,62 @@ mod tests {
         assert!(rss > 100 * 1024, "rss {rss}");
     }
 }
+
+/// Resident memory of `pid` and all its descendants, in bytes: what
+/// `max_memory_restart` caps (an app that forks workers or spawns helpers
+/// cannot hide memory in its children). Walks `/proc/<p>/task/*/children`.
+pub fn tree_rss(pid: i32) -> u64 {
+    let page = crate::sys::page_size();
+    let mut total = 0;
+    let mut stack = vec![pid];
+    let mut seen = 0usize;
+    while let Some(p) = stack.pop() {
+        seen += 1;
+        if seen > 4096 {
+            break; // a fork bomb is not worth walking
+        }
+        if let Ok(statm) = std::fs::read_to_string(format!("/proc/{p}/statm")) {
+            if let Some(rss) = statm
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                total += rss * page;
+            }
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            if let Ok(children) = std::fs::read_to_string(t.path().join("children")) {
+                stack.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<i32>().ok()),
+                );
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tree_tests {
+    #[test]
+    fn tree_includes_children() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let me = std::process::id() as i32;
+        let alone = super::read(child.id() as i32).unwrap().1;
+        let tree = super::tree_rss(me);
+        let own = super::read(me).unwrap().1;
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            tree >= own + alone / 2,
+            "tree {tree} own {own} child {alone}"
+        );
+    }
+}

@@ -375,6 +375,15 @@ impl Supervisor {
                     "{} [{id}] online, pid {}",
                     inst.app.name, spawned.pid
                 ));
+                if let Some(cap) = inst.app.max_memory_restart {
+                    let every = Duration::from_millis(inst.app.memory_check_ms);
+                    tokio::task::spawn_local(self.clone().watch_memory(
+                        id,
+                        spawned.pid,
+                        cap,
+                        every,
+                    ));
+                }
                 drop(table);
                 self.bump();
                 tokio::task::spawn_local(self.clone().watch_exit(id, spawned));
@@ -409,6 +418,44 @@ impl Supervisor {
             }
         };
         self.on_exit(id, pid, status);
+    }
+
+    /// Samples the RSS of the instance's process tree every `every` and
+    /// restarts it when it exceeds `cap`. Ends with the process.
+    async fn watch_memory(self: Rc<Self>, id: u32, pid: i32, cap: u64, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            {
+                let table = self.table.borrow();
+                match table.instances.get(&id) {
+                    Some(i) if i.pid == Some(pid) && i.status == Status::Online => {}
+                    _ => return,
+                }
+            }
+            let rss = super::procstat::tree_rss(pid);
+            if rss <= cap {
+                continue;
+            }
+            {
+                let mut table = self.table.borrow_mut();
+                let Some(inst) = table.instances.get_mut(&id) else {
+                    return;
+                };
+                inst.memory_restarts += 1;
+                inst.last_memory_rss = Some(rss);
+                crate::daemon::log(format_args!(
+                    "{} [{id}] pid {pid} uses {} MiB (cap {} MiB): restarting (memory restart #{})",
+                    inst.app.name,
+                    rss >> 20,
+                    cap >> 20,
+                    inst.memory_restarts
+                ));
+            }
+            self.restart(&[id]).await;
+            return;
+        }
     }
 
     fn on_exit(self: &Rc<Self>, id: u32, pid: i32, status: ExitStatus) {
@@ -641,6 +688,9 @@ fn to_info(inst: &mut Instance) -> InstanceInfo {
         autorestart: app.autorestart,
         kill_timeout_ms: app.kill_timeout_ms,
         min_uptime_ms: app.min_uptime_ms,
+        max_memory_restart: app.max_memory_restart,
+        memory_restarts: inst.memory_restarts,
+        last_memory_rss: inst.last_memory_rss,
         max_restarts: app.max_restarts,
         restart_delay_ms: app.restart_delay_ms,
         instances: inst.app_instances,

@@ -275,3 +275,47 @@ fn ping_starts_the_daemon_and_answers() {
     assert_eq!(out["pid"].as_i64().unwrap() as i32, h.daemon_pid().unwrap());
     assert_eq!(out["version"], env!("CARGO_PKG_VERSION"));
 }
+
+/// max_memory_restart acts within a few samples (250 ms by default; PM2
+/// checks every 30 s): a leaking app is restarted and the restart counted.
+#[test]
+fn memory_cap_restarts_a_leaking_app() {
+    if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP: node is not installed; the leaking app cannot run");
+        return;
+    }
+    let h = TestHome::new();
+    h.run(&[
+        "start",
+        &app("node/leak.js"),
+        "--name",
+        "leak",
+        "--env",
+        "LEAK_MB_PER_SEC=100",
+        "--max-memory-restart",
+        "120M",
+    ])
+    .ok();
+    let l = h.wait_for("a memory restart", T, |l| {
+        l[0]["memory_restarts"].as_u64().unwrap_or(0) >= 1
+    });
+    let seen = l[0]["last_memory_rss"].as_u64().unwrap();
+    assert!(seen > 120 << 20, "restarted only above the cap: {seen}");
+    assert!(l[0]["restarts"].as_u64().unwrap() >= 1);
+    assert_eq!(l[0]["max_memory_restart"], 120u64 << 20);
+    let show = h.run(&["show", "leak"]).ok().stdout;
+    assert!(show.contains("memory restarts"), "{show}");
+    h.run(&[
+        "start",
+        &app("node/leak.js"),
+        "--name",
+        "x",
+        "--max-memory-restart",
+        "1X",
+    ])
+    .fails_with("`1X` for --max-memory-restart");
+}

@@ -68,7 +68,7 @@ pub(super) static KEYS: &[Key] = &[
     key("max_restarts", &[], Acted),
     key("restart_delay", &[], Acted),
     key("exp_backoff_restart_delay", &[], Pending),
-    key("max_memory_restart", &[], Pending),
+    key("max_memory_restart", &[], Acted),
     key("stop_exit_codes", &[], Acted),
     key("listen_timeout", &[], Pending),
     key("wait_ready", &[], Pending),

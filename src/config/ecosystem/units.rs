@@ -75,7 +75,7 @@ pub(crate) fn duration_str_ms(s: &str) -> Option<u64> {
 /// A size in bytes: a number (bytes) or a string `1024`, `512K`, `300M`,
 /// `1G`, `1.5g`, `300MB` (K/M/G are powers of 1024, as in PM2). Zero is not
 /// a size anyone means.
-pub(super) fn size_bytes(v: &Value) -> Option<u64> {
+pub(crate) fn size_bytes(v: &Value) -> Option<u64> {
     let bytes = match v {
         Value::Number(_) => whole(v)?,
         Value::String(s) => {
