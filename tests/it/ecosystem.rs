@@ -103,8 +103,8 @@ fn pm2_docs_cluster_file_starts_shows_and_serves() {
     let show = h.run(&["show", "my-cluster-app"]).ok().stdout;
     for needle in [
         "watch",
-        "max_memory_restart",
-        "1073741824",
+        "max memory restart",
+        "1.0gb",
         "NODE_ENV",
         "production",
         "my-cluster-app.config.js",

@@ -121,10 +121,7 @@ fn pm2_docs_my_cluster_app() {
     assert_eq!(app.out_file, Some(dir.join("logs/out.log")));
     assert_eq!(app.log_file, Some(dir.join("logs/combined.log")));
     assert_eq!(app.time, Some(true));
-    assert_eq!(
-        app.pending,
-        ["max_memory_restart", "watch", "log_file", "time"]
-    );
+    assert_eq!(app.pending, ["watch", "log_file", "time"]);
 }
 
 #[test]
@@ -244,7 +241,6 @@ fn every_key_of_the_all_keys_app() {
         gid: Some("33".into()),
         pending: vec![
             "exp_backoff_restart_delay",
-            "max_memory_restart",
             "listen_timeout",
             "wait_ready",
             "shutdown_with_message",
