@@ -95,6 +95,10 @@ pub struct StartArgs {
     /// Delay before an automatic restart (ms or `1s`).
     #[arg(long = "restart-delay", value_name = "DURATION")]
     pub restart_delay: Option<String>,
+    /// Exponential backoff for automatic restarts: this delay, ×1.5 after
+    /// each restart, at most 15 s (PM2's `--exp-backoff-restart-delay`).
+    #[arg(long = "exp-backoff-restart-delay", value_name = "DURATION")]
+    pub exp_backoff_restart_delay: Option<String>,
     /// Restart an instance when the RSS of its whole process tree exceeds
     /// this (`300M`, `1G`); checked every --memory-check-interval.
     #[arg(long = "max-memory-restart", value_name = "SIZE")]
@@ -147,6 +151,7 @@ pub struct Overrides {
     restart_delay_ms: Option<u64>,
     max_memory_restart: Option<u64>,
     memory_check_ms: Option<u64>,
+    exp_backoff_ms: Option<u64>,
     args: Vec<String>,
 }
 
@@ -293,6 +298,8 @@ impl Overrides {
                 .as_deref()
                 .map(|s| config::parse_size("--max-memory-restart", s))
                 .transpose()?,
+            exp_backoff_ms: duration("--exp-backoff-restart-delay", &a.exp_backoff_restart_delay)?
+                .map(|ms| ms.max(1)),
             memory_check_ms: duration("--memory-check-interval", &a.memory_check_interval)?
                 .map(|ms| ms.max(10)),
             args: a.args.clone(),
@@ -361,6 +368,9 @@ impl Overrides {
         }
         if self.max_memory_restart.is_some() {
             spec.max_memory_restart = self.max_memory_restart;
+        }
+        if self.exp_backoff_ms.is_some() {
+            spec.exp_backoff_restart_delay_ms = self.exp_backoff_ms;
         }
         if let Some(ms) = self.memory_check_ms {
             spec.memory_check_ms = ms;

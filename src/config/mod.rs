@@ -155,6 +155,9 @@ pub struct AppSpec {
     /// Restart an instance whose process tree's RSS exceeds this.
     #[serde(default)]
     pub max_memory_restart: Option<u64>,
+    /// Exponential backoff base for automatic restarts (×1.5, cap 15 s).
+    #[serde(default)]
+    pub exp_backoff_restart_delay_ms: Option<u64>,
     /// How often that RSS is sampled.
     #[serde(default = "default_memory_check_ms")]
     pub memory_check_ms: u64,
@@ -214,6 +217,7 @@ impl AppSpec {
             pending: BTreeMap::new(),
             config_file: None,
             max_memory_restart: None,
+            exp_backoff_restart_delay_ms: None,
             memory_check_ms: DEFAULT_MEMORY_CHECK_MS,
         }
     }
@@ -260,6 +264,7 @@ impl AppSpec {
         s.increment_var = c.increment_var.clone();
         s.config_file = Some(file.to_path_buf());
         s.max_memory_restart = c.max_memory_restart_bytes;
+        s.exp_backoff_restart_delay_ms = c.exp_backoff_restart_delay_ms;
         // Keep the values of keys read but not acted on, for `herd show`.
         let all = serde_json::to_value(c).unwrap_or_default();
         for key in &c.pending {

@@ -54,6 +54,11 @@ impl Status {
     }
 }
 
+/// Longest exponential-backoff restart delay (PM2: 15 s).
+pub const BACKOFF_CAP_MS: u64 = 15_000;
+/// Uptime after which the backoff starts over (PM2: 30 s).
+pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(30);
+
 /// What to do after a process exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterExit {
@@ -113,6 +118,8 @@ pub struct Instance {
     pub last_error: Option<String>,
     /// Restarts caused by `max_memory_restart`.
     pub memory_restarts: u32,
+    /// Current exponential-backoff delay (0: none yet).
+    pub backoff_ms: u64,
     /// The tree RSS that caused the last memory restart.
     pub last_memory_rss: Option<u64>,
     /// Bumped on every launch and stop, so stale timers can tell they are stale.
@@ -174,6 +181,7 @@ impl Instance {
             last_exit: None,
             last_error: None,
             memory_restarts: 0,
+            backoff_ms: 0,
             last_memory_rss: None,
             generation: 0,
             stats: Default::default(),
@@ -213,7 +221,20 @@ impl Instance {
             self.unstable_restarts = 0;
         }
         self.status = Status::WaitingRestart;
-        AfterExit::RestartIn(Duration::from_millis(self.app.restart_delay_ms))
+        let mut delay = self.app.restart_delay_ms;
+        if let Some(base) = self.app.exp_backoff_restart_delay_ms {
+            // PM2's exponential backoff: base, ×1.5 per restart, at most 15 s,
+            // back to the base after 30 s of stable running.
+            if uptime >= BACKOFF_RESET_AFTER {
+                self.backoff_ms = 0;
+            }
+            self.backoff_ms = match self.backoff_ms {
+                0 => base,
+                b => (b + b / 2).min(BACKOFF_CAP_MS),
+            };
+            delay = delay.max(self.backoff_ms);
+        }
+        AfterExit::RestartIn(Duration::from_millis(delay))
     }
 
     /// Asks the instance to stop.
@@ -291,6 +312,33 @@ mod tests {
         assert_eq!(i.on_exit(ExitStatus::Code(1), now), AfterExit::Stay);
         assert_eq!(i.status, Status::Errored);
         assert_eq!(i.last_exit, Some(ExitStatus::Code(1)));
+    }
+
+    #[test]
+    fn exponential_backoff_grows_caps_and_resets() {
+        let mut i = inst(true);
+        Arc::get_mut(&mut i.app)
+            .unwrap()
+            .exp_backoff_restart_delay_ms = Some(100);
+        Arc::get_mut(&mut i.app).unwrap().max_restarts = 100;
+        let t0 = Instant::now();
+        let mut delays = Vec::new();
+        for _ in 0..16 {
+            i.on_launched(7);
+            match i.on_exit(ExitStatus::Code(1), t0) {
+                AfterExit::RestartIn(d) => delays.push(d.as_millis() as u64),
+                AfterExit::Stay => panic!("stopped"),
+            }
+        }
+        assert_eq!(&delays[..4], &[100, 150, 225, 337]);
+        assert_eq!(*delays.last().unwrap(), BACKOFF_CAP_MS);
+        // 30 s of stable running: back to the base.
+        i.on_launched(8);
+        let later = i.started.unwrap().1 + BACKOFF_RESET_AFTER;
+        assert_eq!(
+            i.on_exit(ExitStatus::Code(1), later),
+            AfterExit::RestartIn(Duration::from_millis(100))
+        );
     }
 
     #[test]

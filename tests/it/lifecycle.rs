@@ -322,3 +322,36 @@ fn memory_cap_restarts_a_leaking_app() {
     ])
     .fails_with("`1X` for --max-memory-restart");
 }
+
+/// A crash loop under exponential backoff: the waits grow (50, 75, 112,
+/// 168 ms …) and the app still ends `errored` after max_restarts.
+#[test]
+fn crash_loop_with_exponential_backoff() {
+    let h = TestHome::new();
+    let t0 = std::time::Instant::now();
+    h.run(&[
+        "start",
+        &app("scripts/crash.sh"),
+        "--max-restarts",
+        "4",
+        "--exp-backoff-restart-delay",
+        "50",
+    ])
+    .ok();
+    let l = h.wait_for("errored", T, |l| l[0]["status"] == "errored");
+    assert_eq!(l[0]["restarts"], 4);
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(50 + 75 + 112 + 168),
+        "backoff waits: {waited:?}"
+    );
+    h.run(&[
+        "start",
+        &app("scripts/crash.sh"),
+        "--name",
+        "y",
+        "--exp-backoff-restart-delay",
+        "never",
+    ])
+    .fails_with("`never` for --exp-backoff-restart-delay");
+}

@@ -67,7 +67,7 @@ pub(super) static KEYS: &[Key] = &[
     key("min_uptime", &[], Acted),
     key("max_restarts", &[], Acted),
     key("restart_delay", &[], Acted),
-    key("exp_backoff_restart_delay", &[], Pending),
+    key("exp_backoff_restart_delay", &[], Acted),
     key("max_memory_restart", &[], Acted),
     key("stop_exit_codes", &[], Acted),
     key("listen_timeout", &[], Pending),
