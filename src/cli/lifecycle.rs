@@ -1,4 +1,4 @@
-//! `herd stop|restart|delete <id|name|all|ecosystem file>…`.
+//! `herd stop|restart|delete|reset <id|name|all|ecosystem file>…`.
 
 use clap::Args;
 
@@ -30,6 +30,8 @@ pub enum Verb {
     Restart,
     /// `herd delete`.
     Delete,
+    /// `herd reset`.
+    Reset,
 }
 
 /// Replaces each ecosystem file among `targets` by the names of its apps.
@@ -68,6 +70,7 @@ pub fn run(verb: Verb, a: TargetArgs) -> Result<()> {
         ),
         Verb::Restart => (Request::Restart { targets }, "restarted"),
         Verb::Delete => (Request::Delete { targets }, "deleted"),
+        Verb::Reset => (Request::Reset { targets }, "reset counters of"),
     };
     match client::call(&req)? {
         Response::Done { instances, notes } => {

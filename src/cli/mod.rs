@@ -45,6 +45,8 @@ pub enum Command {
     Delete(lifecycle::TargetArgs),
     /// Is the daemon alive? Starts it if not, like `pm2 ping`.
     Ping(daemon::PingArgs),
+    /// Zero the restart counters of instances.
+    Reset(lifecycle::TargetArgs),
     /// Stop every app, then the daemon.
     Kill,
     /// Check an ecosystem file: `herd config check ecosystem.config.js --env production`.
@@ -70,6 +72,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Restart(a) => lifecycle::run(lifecycle::Verb::Restart, a),
         Command::Delete(a) => lifecycle::run(lifecycle::Verb::Delete, a),
         Command::Ping(a) => daemon::ping(a),
+        Command::Reset(a) => lifecycle::run(lifecycle::Verb::Reset, a),
         Command::Kill => daemon::kill(),
         Command::Config(a) => config::run(a),
         Command::Daemon(a) => daemon::run(a),

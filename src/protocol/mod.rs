@@ -87,6 +87,11 @@ pub enum Request {
         /// Ids, names or `all`.
         targets: Vec<String>,
     },
+    /// Zero the restart counters of instances (`herd reset`).
+    Reset {
+        /// Ids, names or `all`.
+        targets: Vec<String>,
+    },
     /// Stop everything, then the daemon exits.
     Kill,
 }

@@ -603,6 +603,22 @@ impl Supervisor {
         infos
     }
 
+    /// Zeroes the restart counters of `ids` (PM2's `reset`).
+    pub fn reset(&self, ids: &[u32]) {
+        let mut table = self.table.borrow_mut();
+        for id in ids {
+            if let Some(i) = table.instances.get_mut(id) {
+                i.restarts = 0;
+                i.unstable_restarts = 0;
+                i.memory_restarts = 0;
+                i.last_memory_rss = None;
+                i.backoff_ms = 0;
+            }
+        }
+        drop(table);
+        self.bump();
+    }
+
     /// Snapshots of `ids`, with CPU and memory sampled now.
     pub fn info(&self, ids: &[u32]) -> Vec<InstanceInfo> {
         let mut table = self.table.borrow_mut();

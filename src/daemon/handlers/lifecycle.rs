@@ -1,4 +1,4 @@
-//! `herd stop|restart|delete <targets…>`.
+//! `herd stop|restart|delete|reset <targets…>`.
 
 use crate::daemon::Context;
 use crate::error::Error;
@@ -35,6 +35,15 @@ pub(super) async fn delete(ctx: &Context, targets: &[String]) -> Result<Response
     let instances = ctx.sup.delete(&ids).await;
     Ok(Response::Done {
         instances,
+        notes: vec![],
+    })
+}
+
+pub(super) fn reset(ctx: &Context, targets: &[String]) -> Result<Response, Error> {
+    let ids = ctx.sup.resolve(targets)?;
+    ctx.sup.reset(&ids);
+    Ok(Response::Done {
+        instances: ctx.sup.info(&ids),
         notes: vec![],
     })
 }

@@ -29,6 +29,7 @@ pub async fn handle(ctx: &Context, req: Request) -> Response {
         } => lifecycle::stop(ctx, &targets, missing_ok).await,
         Request::Restart { targets } => lifecycle::restart(ctx, &targets).await,
         Request::Delete { targets } => lifecycle::delete(ctx, &targets).await,
+        Request::Reset { targets } => lifecycle::reset(ctx, &targets),
         Request::Kill => Ok(kill::kill(ctx).await),
     };
     result.unwrap_or_else(|e: Error| Response::Error {
