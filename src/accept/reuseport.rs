@@ -107,6 +107,15 @@ pub fn bind_group_with(
     Ok(group)
 }
 
+/// One more listener for a reuseport group herd already owns on
+/// `host:port` (`herd scale` adding an instance).
+pub fn join_group(host: &str, port: u16) -> Result<Socket, BindError> {
+    let (addr, map) = target(host, port)?;
+    let s = socket_for(addr, true).map_err(&map)?;
+    s.listen(somaxconn()).map_err(&map)?;
+    Ok(s)
+}
+
 /// The address for `host:port`, and how to turn a socket error on it into a
 /// [`BindError`] that names the port.
 fn target(

@@ -88,3 +88,35 @@ pub fn run(verb: Verb, a: TargetArgs) -> Result<()> {
         other => Err(client::unexpected(&other)),
     }
 }
+
+/// Options of `herd scale`.
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// App name.
+    pub app: String,
+    /// `N` instances, or `+N` / `-N`.
+    #[arg(allow_hyphen_values = true)]
+    pub to: String,
+    /// Print the app's instances as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `herd scale`.
+pub fn scale(a: ScaleArgs) -> Result<()> {
+    match client::call(&Request::Scale {
+        app: a.app,
+        to: a.to,
+    })? {
+        Response::Done { instances, notes } => {
+            if a.json {
+                return super::output::print_json(&instances);
+            }
+            for n in &notes {
+                println!("[herd] {n}");
+            }
+            super::list::print_table()
+        }
+        other => Err(client::unexpected(&other)),
+    }
+}

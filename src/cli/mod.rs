@@ -47,6 +47,8 @@ pub enum Command {
     Ping(daemon::PingArgs),
     /// Zero the restart counters of instances.
     Reset(lifecycle::TargetArgs),
+    /// Change the number of instances: `herd scale api 4`, `+2`, `-1`.
+    Scale(lifecycle::ScaleArgs),
     /// Stop every app, then the daemon.
     Kill,
     /// Check an ecosystem file: `herd config check ecosystem.config.js --env production`.
@@ -72,6 +74,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Restart(a) => lifecycle::run(lifecycle::Verb::Restart, a),
         Command::Delete(a) => lifecycle::run(lifecycle::Verb::Delete, a),
         Command::Ping(a) => daemon::ping(a),
+        Command::Scale(a) => lifecycle::scale(a),
         Command::Reset(a) => lifecycle::run(lifecycle::Verb::Reset, a),
         Command::Kill => daemon::kill(),
         Command::Config(a) => config::run(a),

@@ -87,6 +87,13 @@ pub enum Request {
         /// Ids, names or `all`.
         targets: Vec<String>,
     },
+    /// Change the number of instances of an app (`herd scale api 4|+2|-1`).
+    Scale {
+        /// App name.
+        app: String,
+        /// `N`, `+N` or `-N`.
+        to: String,
+    },
     /// Zero the restart counters of instances (`herd reset`).
     Reset {
         /// Ids, names or `all`.

@@ -603,6 +603,101 @@ impl Supervisor {
         infos
     }
 
+    /// Sets the number of instances of app `name` to `target` (at least 1).
+    /// New instances start like the existing ones (same spec, same port or
+    /// data plane). Removal takes the highest indexes out of rotation
+    /// first, then stops and deletes them. Returns the ids added or removed.
+    pub async fn scale(
+        self: &Rc<Self>,
+        name: &str,
+        target: u32,
+    ) -> Result<(Vec<u32>, Vec<u32>), Error> {
+        if target == 0 {
+            return Err(refuse(
+                "cannot scale to 0 instances",
+                format!("`herd stop {name}` stops the app"),
+            ));
+        }
+        let current: Vec<(u32, u32)> = {
+            let table = self.table.borrow();
+            let mut v: Vec<(u32, u32)> = table
+                .instances
+                .values()
+                .filter(|i| i.app.name == name)
+                .map(|i| (i.index, i.id))
+                .collect();
+            v.sort();
+            v
+        };
+        let Some(&(_, first_id)) = current.first() else {
+            return Err(refuse(
+                format!("no app named `{name}`"),
+                "see `herd list` for names",
+            ));
+        };
+        let n = current.len() as u32;
+        if target < n {
+            let gone: Vec<u32> = current[target as usize..]
+                .iter()
+                .map(|&(_, id)| id)
+                .collect();
+            {
+                let table = self.table.borrow();
+                for id in &gone {
+                    if let Some(slot) = table.instances.get(id).and_then(|i| i.slot.as_ref()) {
+                        slot.set_inactive();
+                    }
+                }
+            }
+            self.delete(&gone).await;
+            self.set_app_instances(name, target);
+            return Ok((Vec::new(), gone));
+        }
+        let (app, plane, shared, port) = {
+            let table = self.table.borrow();
+            let f = &table.instances[&first_id];
+            let shared = (f.app.mode == Mode::Shared)
+                .then(|| f.listener.clone())
+                .flatten();
+            (f.app.clone(), f.plane.clone(), shared, f.port)
+        };
+        let mut added = Vec::new();
+        for index in n..target {
+            let listener = match (&app.exec_mode, app.mode, port) {
+                (ExecMode::Cluster, Mode::Reuseport, Some(port)) => Some(Arc::new(
+                    reuseport::join_group(&app.host, port)
+                        .map_err(|e| refuse(e.to_string(), "free the port"))?,
+                )),
+                (ExecMode::Cluster, Mode::Shared, _) => shared.clone(),
+                _ => None,
+            };
+            let id = {
+                let mut table = self.table.borrow_mut();
+                let id = table.next_id;
+                table.next_id += 1;
+                let mut inst = self.new_instance(id, &app, index, target, listener);
+                inst.plane = plane.clone();
+                table.instances.insert(id, inst);
+                id
+            };
+            if let Err(e) = self.launch_instance(id) {
+                crate::daemon::log(format_args!(
+                    "{name} [{id}] failed to start while scaling: {e}"
+                ));
+            }
+            added.push(id);
+        }
+        self.set_app_instances(name, target);
+        Ok((added, Vec::new()))
+    }
+
+    fn set_app_instances(&self, name: &str, n: u32) {
+        let mut table = self.table.borrow_mut();
+        for i in table.instances.values_mut().filter(|i| i.app.name == name) {
+            i.app_instances = n;
+        }
+    }
+
     /// Zeroes the restart counters of `ids` (PM2's `reset`).
     pub fn reset(&self, ids: &[u32]) {
         let mut table = self.table.borrow_mut();

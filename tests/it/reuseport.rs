@@ -225,3 +225,53 @@ fn port_from_env_makes_a_cluster_app() {
     assert_eq!(l[0]["port"], port);
     wait_http(port, T);
 }
+
+/// `herd scale` adds and removes instances live; the serving pids follow.
+fn scale_in(mode: &str) {
+    let h = TestHome::new();
+    let port = free_port();
+    start_hello_mode(&h, port, mode, &["-i", "1"]);
+    h.run(&["scale", "hello", "+2"]).ok();
+    let l = h.wait_for("3 serving", T, |l| {
+        l.len() == 3
+            && l.iter()
+                .all(|i| i["status"] == "online" && (mode != "fdpass" || i["in_rotation"] == true))
+    });
+    assert!(l.iter().all(|i| i["instances"] == 3));
+    let want: BTreeSet<String> = pids(&l).iter().map(|p| p.to_string()).collect();
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let seen = distinct_responders(port, 60, Some("x-worker"));
+        assert!(seen.is_subset(&want), "{seen:?} vs {want:?}");
+        if seen == want {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all 3 serve: {seen:?}"
+        );
+    }
+    h.run(&["scale", "hello", "1"]).ok();
+    let l = h.list();
+    assert_eq!(l.len(), 1, "the highest indexes were removed");
+    assert_eq!(l[0]["instance"], 0);
+    let only = l[0]["pid"].as_i64().unwrap().to_string();
+    let seen = distinct_responders(port, 30, Some("x-worker"));
+    assert_eq!(seen, BTreeSet::from([only]));
+    h.run(&["scale", "hello", "0"])
+        .fails_with("cannot scale to 0");
+    h.run(&["scale", "hello", "lots"])
+        .fails_with("`lots` for scale");
+    h.run(&["scale", "nosuch", "2"])
+        .fails_with("no app named `nosuch`");
+}
+
+#[test]
+fn scale_fdpass() {
+    scale_in("fdpass");
+}
+
+#[test]
+fn scale_reuseport() {
+    scale_in("reuseport");
+}

@@ -6,6 +6,7 @@ mod kill;
 mod lifecycle;
 mod list;
 mod ping;
+mod scale;
 mod start;
 
 use super::Context;
@@ -29,6 +30,7 @@ pub async fn handle(ctx: &Context, req: Request) -> Response {
         } => lifecycle::stop(ctx, &targets, missing_ok).await,
         Request::Restart { targets } => lifecycle::restart(ctx, &targets).await,
         Request::Delete { targets } => lifecycle::delete(ctx, &targets).await,
+        Request::Scale { app, to } => scale::scale(ctx, &app, &to).await,
         Request::Reset { targets } => lifecycle::reset(ctx, &targets),
         Request::Kill => Ok(kill::kill(ctx).await),
     };
