@@ -355,3 +355,91 @@ fn crash_loop_with_exponential_backoff() {
     ])
     .fails_with("`never` for --exp-backoff-restart-delay");
 }
+
+/// 50 rapid crashes leave no zombie behind: every child is reaped as soon
+/// as its pidfd says it exited.
+#[test]
+fn no_zombies_after_rapid_crashes() {
+    let h = TestHome::new();
+    h.run(&[
+        "start",
+        &app("scripts/crash.sh"),
+        "--max-restarts",
+        "50",
+        "--min-uptime",
+        "10s",
+    ])
+    .ok();
+    let l = h.wait_for("errored after 50 restarts", Duration::from_secs(30), |l| {
+        l[0]["status"] == "errored"
+    });
+    assert_eq!(l[0]["restarts"], 50);
+    let daemon = h.daemon_pid().unwrap();
+    let children = std::fs::read_to_string(format!("/proc/{daemon}/task/{daemon}/children"))
+        .unwrap_or_default();
+    for pid in children.split_whitespace() {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .unwrap_or("");
+        assert_ne!(state, "Z", "zombie child {pid} of the daemon");
+    }
+}
+
+/// One app crash-looping does not disturb another app's serving.
+#[test]
+fn a_crash_loop_does_not_disturb_another_app() {
+    let h = TestHome::new();
+    let port = free_port();
+    h.run(&[
+        "start",
+        HERD,
+        "--interpreter",
+        "none",
+        "--name",
+        "steady",
+        "-i",
+        "2",
+        "--port",
+        &port.to_string(),
+        "--host",
+        "127.0.0.1",
+        "--",
+        "hello",
+    ])
+    .ok();
+    h.wait_for("steady", T, |l| {
+        l.len() == 2 && l.iter().all(|i| i["in_rotation"] == true)
+    });
+    h.run(&[
+        "start",
+        &app("scripts/crash.sh"),
+        "--name",
+        "loop",
+        "--max-restarts",
+        "1000",
+    ])
+    .ok();
+    let r = herd::bench::load::run(&herd::bench::load::LoadSpec {
+        addr: ([127, 0, 0, 1], port).into(),
+        connections: 4,
+        duration: Duration::from_secs(30),
+        mode: herd::bench::load::LoadMode::ConnPerRequest,
+        max_requests: Some(2000),
+        threads: 1,
+    })
+    .unwrap();
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
+    assert_eq!(r.requests, 2000);
+    let l = h.list();
+    let steady: Vec<_> = l.iter().filter(|i| i["name"] == "steady").collect();
+    assert!(steady
+        .iter()
+        .all(|i| i["restarts"] == 0 && i["status"] == "online"));
+    let crashing = l.iter().find(|i| i["name"] == "loop").unwrap();
+    assert!(
+        crashing["restarts"].as_u64().unwrap() > 0,
+        "the loop did crash meanwhile"
+    );
+}
