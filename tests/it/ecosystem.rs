@@ -25,17 +25,6 @@ fn copy_fixtures(h: &TestHome) -> PathBuf {
     dir
 }
 
-fn node_available() -> bool {
-    let ok = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIP: node is not installed; ecosystem .js files and the Node app cannot run");
-    }
-    ok
-}
-
 fn get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

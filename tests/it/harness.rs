@@ -325,3 +325,15 @@ pub fn app(rel: &str) -> String {
 pub fn pids(list: &[Value]) -> Vec<i64> {
     list.iter().filter_map(|i| i["pid"].as_i64()).collect()
 }
+
+/// Whether `node` runs here; prints a loud SKIP line when it does not.
+pub fn node_available() -> bool {
+    let ok = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIP: node is not installed; this Node test cannot run");
+    }
+    ok
+}

@@ -8,17 +8,6 @@ use crate::harness::*;
 
 const T: Duration = Duration::from_secs(20);
 
-fn node_available() -> bool {
-    let ok = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIP: node is not installed; the Node tests cannot run");
-    }
-    ok
-}
-
 fn serve_by_both(h: &TestHome, script: &str, name: &str, mode: &str) {
     let port = free_port();
     let p = port.to_string();
