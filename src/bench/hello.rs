@@ -87,6 +87,16 @@ async fn channel_loop(chan: crate::worker::Channel) -> io::Result<()> {
     let open = std::rc::Rc::new(std::cell::Cell::new(0usize));
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    // Test knob: while this file exists, a starting worker never says ready
+    // (reload tests use it to make a replacement that fails).
+    if let Some(f) = std::env::var_os("HERD_HELLO_NEVER_READY_IF") {
+        if std::path::Path::new(&f).exists() {
+            tokio::select! {
+                _ = sigint.recv() => return Ok(()),
+                _ = sigterm.recv() => return Ok(()),
+            }
+        }
+    }
     chan.ready()?;
     loop {
         let mut guard = tokio::select! {

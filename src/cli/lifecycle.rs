@@ -28,6 +28,8 @@ pub enum Verb {
     Stop,
     /// `herd restart`.
     Restart,
+    /// `herd reload`.
+    Reload,
     /// `herd delete`.
     Delete,
     /// `herd reset`.
@@ -69,6 +71,7 @@ pub fn run(verb: Verb, a: TargetArgs) -> Result<()> {
             "stopped",
         ),
         Verb::Restart => (Request::Restart { targets }, "restarted"),
+        Verb::Reload => (Request::Reload { targets }, "reloaded"),
         Verb::Delete => (Request::Delete { targets }, "deleted"),
         Verb::Reset => (Request::Reset { targets }, "reset counters of"),
     };

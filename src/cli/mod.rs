@@ -40,6 +40,10 @@ pub enum Command {
     Stop(lifecycle::TargetArgs),
     /// Stop and start instances again.
     Restart(lifecycle::TargetArgs),
+    /// Rolling zero-downtime reload (fdpass apps: the replacement serves
+    /// before the old process leaves; other modes are restarted).
+    #[command(visible_alias = "gracefulReload")]
+    Reload(lifecycle::TargetArgs),
     /// Stop instances and remove them from the list.
     #[command(visible_alias = "del")]
     Delete(lifecycle::TargetArgs),
@@ -72,6 +76,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Show(a) => list::show(a),
         Command::Stop(a) => lifecycle::run(lifecycle::Verb::Stop, a),
         Command::Restart(a) => lifecycle::run(lifecycle::Verb::Restart, a),
+        Command::Reload(a) => lifecycle::run(lifecycle::Verb::Reload, a),
         Command::Delete(a) => lifecycle::run(lifecycle::Verb::Delete, a),
         Command::Ping(a) => daemon::ping(a),
         Command::Scale(a) => lifecycle::scale(a),

@@ -95,6 +95,9 @@ pub struct StartArgs {
     /// Delay before an automatic restart (ms or `1s`).
     #[arg(long = "restart-delay", value_name = "DURATION")]
     pub restart_delay: Option<String>,
+    /// How long `herd reload` waits for a replacement to be ready (default 8s).
+    #[arg(long = "listen-timeout", value_name = "DURATION")]
+    pub listen_timeout: Option<String>,
     /// Exponential backoff for automatic restarts: this delay, ×1.5 after
     /// each restart, at most 15 s (PM2's `--exp-backoff-restart-delay`).
     #[arg(long = "exp-backoff-restart-delay", value_name = "DURATION")]
@@ -152,6 +155,7 @@ pub struct Overrides {
     max_memory_restart: Option<u64>,
     memory_check_ms: Option<u64>,
     exp_backoff_ms: Option<u64>,
+    listen_timeout_ms: Option<u64>,
     args: Vec<String>,
 }
 
@@ -298,6 +302,7 @@ impl Overrides {
                 .as_deref()
                 .map(|s| config::parse_size("--max-memory-restart", s))
                 .transpose()?,
+            listen_timeout_ms: duration("--listen-timeout", &a.listen_timeout)?.map(|ms| ms.max(1)),
             exp_backoff_ms: duration("--exp-backoff-restart-delay", &a.exp_backoff_restart_delay)?
                 .map(|ms| ms.max(1)),
             memory_check_ms: duration("--memory-check-interval", &a.memory_check_interval)?
@@ -368,6 +373,9 @@ impl Overrides {
         }
         if self.max_memory_restart.is_some() {
             spec.max_memory_restart = self.max_memory_restart;
+        }
+        if let Some(ms) = self.listen_timeout_ms {
+            spec.listen_timeout_ms = ms;
         }
         if self.exp_backoff_ms.is_some() {
             spec.exp_backoff_restart_delay_ms = self.exp_backoff_ms;

@@ -155,6 +155,9 @@ pub struct AppSpec {
     /// Restart an instance whose process tree's RSS exceeds this.
     #[serde(default)]
     pub max_memory_restart: Option<u64>,
+    /// How long a reload waits for a replacement to be ready (`listen_timeout`).
+    #[serde(default = "default_listen_timeout_ms")]
+    pub listen_timeout_ms: u64,
     /// Exponential backoff base for automatic restarts (×1.5, cap 15 s).
     #[serde(default)]
     pub exp_backoff_restart_delay_ms: Option<u64>,
@@ -166,6 +169,13 @@ pub struct AppSpec {
 /// Default RSS sampling period for `max_memory_restart`: fast enough to act
 /// within a few hundred ms (PM2 samples every 30 s), cheap (a few /proc reads).
 pub const DEFAULT_MEMORY_CHECK_MS: u64 = 250;
+
+/// Default wait for a reload's replacement to become ready.
+pub const DEFAULT_LISTEN_TIMEOUT_MS: u64 = 8000;
+
+fn default_listen_timeout_ms() -> u64 {
+    DEFAULT_LISTEN_TIMEOUT_MS
+}
 
 fn default_memory_check_ms() -> u64 {
     DEFAULT_MEMORY_CHECK_MS
@@ -218,6 +228,7 @@ impl AppSpec {
             config_file: None,
             max_memory_restart: None,
             exp_backoff_restart_delay_ms: None,
+            listen_timeout_ms: DEFAULT_LISTEN_TIMEOUT_MS,
             memory_check_ms: DEFAULT_MEMORY_CHECK_MS,
         }
     }
@@ -265,6 +276,7 @@ impl AppSpec {
         s.config_file = Some(file.to_path_buf());
         s.max_memory_restart = c.max_memory_restart_bytes;
         s.exp_backoff_restart_delay_ms = c.exp_backoff_restart_delay_ms;
+        s.listen_timeout_ms = c.listen_timeout_ms.unwrap_or(s.listen_timeout_ms);
         // Keep the values of keys read but not acted on, for `herd show`.
         let all = serde_json::to_value(c).unwrap_or_default();
         for key in &c.pending {

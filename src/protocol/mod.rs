@@ -82,6 +82,11 @@ pub enum Request {
         /// Ids, names or `all`.
         targets: Vec<String>,
     },
+    /// Rolling zero-downtime reload (fdpass apps; others are restarted).
+    Reload {
+        /// Ids, names or `all`.
+        targets: Vec<String>,
+    },
     /// Stop instances and forget them.
     Delete {
         /// Ids, names or `all`.

@@ -590,6 +590,98 @@ impl Supervisor {
         notes
     }
 
+    /// Rolling reload of `ids`, one instance at a time. fdpass instances are
+    /// replaced without dropping a connection: the replacement starts, the
+    /// old process leaves the rotation only once the replacement is ready,
+    /// is asked to finish (herd `S` / Node `disconnect`), and is stopped
+    /// after `kill_timeout`. If the replacement does not become ready within
+    /// the app's `listen_timeout`, it is killed and the old process keeps
+    /// serving. Instances of other modes are restarted (not zero-downtime).
+    pub async fn reload(self: &Rc<Self>, ids: &[u32]) -> Vec<String> {
+        let mut notes = Vec::new();
+        for &id in ids {
+            let old = {
+                let table = self.table.borrow();
+                table
+                    .instances
+                    .get(&id)
+                    .and_then(|i| match (i.status, i.pid, &i.slot, &i.plane) {
+                        (Status::Online, Some(pid), Some(slot), Some(_)) => Some((
+                            pid,
+                            slot.clone(),
+                            Duration::from_millis(i.app.kill_timeout_ms),
+                            Duration::from_millis(i.app.listen_timeout_ms),
+                        )),
+                        _ => None,
+                    })
+            };
+            let Some((old_pid, old_slot, kill_timeout, ready_timeout)) = old else {
+                notes.extend(self.restart(&[id]).await);
+                continue;
+            };
+            if let Err(e) = self.launch_instance(id) {
+                self.restore(id, old_pid, &old_slot);
+                notes.push(format!("instance {id}: the replacement did not start ({e}); the old process keeps serving"));
+                continue;
+            }
+            let new_slot = {
+                let mut table = self.table.borrow_mut();
+                let inst = table.instances.get_mut(&id).expect("launched above");
+                inst.restarts += 1;
+                inst.slot.clone()
+            };
+            let deadline = tokio::time::Instant::now() + ready_timeout;
+            let ready = loop {
+                match &new_slot {
+                    Some(s) if s.is_active() => break true,
+                    Some(s) if s.is_dead() => break false,
+                    None => break false,
+                    _ => {}
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    break false;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            };
+            if !ready {
+                if let Some(s) = &new_slot {
+                    let _ = process::kill_group(s.pid, libc::SIGKILL);
+                }
+                self.restore(id, old_pid, &old_slot);
+                notes.push(format!(
+                    "instance {id}: the replacement was not ready within {} ms (listen_timeout); it was stopped and the old process keeps serving",
+                    ready_timeout.as_millis()
+                ));
+                continue;
+            }
+            // Out of rotation first, then ask it to finish what it has.
+            old_slot.set_inactive();
+            let bye = match old_slot.proto {
+                crate::accept::pool::SlotProto::Herd => crate::fdpass::herd::Msg::Stop.encode(),
+                crate::accept::pool::SlotProto::Node => crate::fdpass::node::disconnect(),
+            };
+            let _ = old_slot.send_raw(&bye);
+            if !wait_gone(old_pid, kill_timeout).await {
+                let _ = process::kill_group(old_pid, libc::SIGINT);
+                if !wait_gone(old_pid, kill_timeout).await {
+                    let _ = process::kill_group(old_pid, libc::SIGKILL);
+                }
+            }
+        }
+        notes
+    }
+
+    /// Puts the previous process back as the instance's own (failed reload).
+    fn restore(&self, id: u32, pid: i32, slot: &Arc<Slot>) {
+        if let Some(inst) = self.table.borrow_mut().instances.get_mut(&id) {
+            inst.pid = Some(pid);
+            inst.slot = Some(slot.clone());
+            inst.status = Status::Online;
+            inst.generation += 1;
+        }
+        self.bump();
+    }
+
     /// Stops `ids` and removes them (their listeners close).
     pub async fn delete(self: &Rc<Self>, ids: &[u32]) -> Vec<InstanceInfo> {
         self.stop(ids).await;
@@ -721,6 +813,18 @@ impl Supervisor {
             .filter_map(|id| table.instances.get_mut(id).map(to_info))
             .collect()
     }
+}
+
+/// Waits until `pid` has exited (or is a zombie), at most `limit`.
+async fn wait_gone(pid: i32, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while process::alive(pid) {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
 }
 
 fn epoch_ms(t: SystemTime) -> u64 {

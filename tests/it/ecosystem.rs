@@ -196,6 +196,18 @@ fn env_selects_a_block_and_files_never_duplicate() {
     );
     assert_eq!(get(port, "/env/NODE_ENV"), "production");
     h.run(&["status"]).ok();
+    // reload <file> replaces every instance of the apps it names.
+    let before = pids(&h.list());
+    h.run(&["reload", file]).ok();
+    let after = h.wait_for("reloaded", T, |l| {
+        l.iter().all(|i| i["in_rotation"] == true)
+    });
+    assert!(
+        pids(&after).iter().all(|p| !before.contains(p)),
+        "{before:?} -> {:?}",
+        pids(&after)
+    );
+    assert_eq!(get(port, "/env/NODE_ENV"), "production");
     h.run(&["delete", file]).ok();
     assert!(h.list().is_empty());
 }

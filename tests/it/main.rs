@@ -10,4 +10,5 @@ mod fdpass;
 mod lifecycle;
 mod node;
 mod protocol;
+mod reload;
 mod reuseport;

@@ -70,7 +70,7 @@ pub(super) static KEYS: &[Key] = &[
     key("exp_backoff_restart_delay", &[], Acted),
     key("max_memory_restart", &[], Acted),
     key("stop_exit_codes", &[], Acted),
-    key("listen_timeout", &[], Pending),
+    key("listen_timeout", &[], Acted),
     key("wait_ready", &[], Pending),
     key("shutdown_with_message", &[], Pending),
     key("cron_restart", &["cron"], Pending),

@@ -240,7 +240,6 @@ fn every_key_of_the_all_keys_app() {
         uid: Some("www-data".into()),
         gid: Some("33".into()),
         pending: vec![
-            "listen_timeout",
             "wait_ready",
             "shutdown_with_message",
             "cron_restart",

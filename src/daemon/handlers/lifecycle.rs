@@ -1,4 +1,4 @@
-//! `herd stop|restart|delete|reset <targets…>`.
+//! `herd stop|restart|reload|delete|reset <targets…>`.
 
 use crate::daemon::Context;
 use crate::error::Error;
@@ -45,5 +45,14 @@ pub(super) fn reset(ctx: &Context, targets: &[String]) -> Result<Response, Error
     Ok(Response::Done {
         instances: ctx.sup.info(&ids),
         notes: vec![],
+    })
+}
+
+pub(super) async fn reload(ctx: &Context, targets: &[String]) -> Result<Response, Error> {
+    let ids = ctx.sup.resolve(targets)?;
+    let notes = ctx.sup.reload(&ids).await;
+    Ok(Response::Done {
+        instances: ctx.sup.info(&ids),
+        notes,
     })
 }

@@ -29,6 +29,7 @@ pub async fn handle(ctx: &Context, req: Request) -> Response {
             missing_ok,
         } => lifecycle::stop(ctx, &targets, missing_ok).await,
         Request::Restart { targets } => lifecycle::restart(ctx, &targets).await,
+        Request::Reload { targets } => lifecycle::reload(ctx, &targets).await,
         Request::Delete { targets } => lifecycle::delete(ctx, &targets).await,
         Request::Scale { app, to } => scale::scale(ctx, &app, &to).await,
         Request::Reset { targets } => lifecycle::reset(ctx, &targets),

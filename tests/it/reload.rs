@@ -1,0 +1,114 @@
+//! `herd reload`: rolling replacement with zero failed requests (fdpass).
+
+use std::time::Duration;
+
+use herd::bench::load::{self, LoadMode, LoadSpec};
+
+use crate::harness::*;
+use crate::reuseport::start_hello_mode;
+
+const T: Duration = Duration::from_secs(20);
+
+fn burst(port: u16, n: u64) -> std::thread::JoinHandle<load::LoadResult> {
+    std::thread::spawn(move || {
+        load::run(&LoadSpec {
+            addr: ([127, 0, 0, 1], port).into(),
+            connections: 4,
+            duration: Duration::from_secs(30),
+            mode: LoadMode::ConnPerRequest,
+            max_requests: Some(n),
+            threads: 1,
+        })
+        .unwrap()
+    })
+}
+
+#[test]
+fn reload_under_load_loses_no_request_rust_worker() {
+    let h = TestHome::new();
+    let port = free_port();
+    let before = pids(&start_hello_mode(&h, port, "fdpass", &["-i", "2"]));
+    let load = burst(port, 4000);
+    for _ in 0..5 {
+        h.run(&["reload", "hello"]).ok();
+    }
+    let r = load.join().unwrap();
+    assert_eq!(
+        r.errors.total(),
+        0,
+        "failed requests during reloads: {:?}",
+        r.errors
+    );
+    assert_eq!(r.requests, 4000);
+    let l = h.list();
+    assert!(
+        pids(&l).iter().all(|p| !before.contains(p)),
+        "every instance was replaced"
+    );
+    assert!(l
+        .iter()
+        .all(|i| i["restarts"] == 5 && i["in_rotation"] == true));
+}
+
+#[test]
+fn reload_under_load_loses_no_request_node_app() {
+    if !node_available() {
+        return;
+    }
+    let h = TestHome::new();
+    let port = free_port();
+    h.run(&[
+        "start",
+        &app("node/app.js"),
+        "-i",
+        "2",
+        "--port",
+        &port.to_string(),
+        "--host",
+        "127.0.0.1",
+    ])
+    .ok();
+    let before = pids(&h.wait_for("ready", T, |l| {
+        l.len() == 2 && l.iter().all(|i| i["in_rotation"] == true)
+    }));
+    let load = burst(port, 2000);
+    for _ in 0..3 {
+        h.run(&["gracefulReload", "app"]).ok();
+    }
+    let r = load.join().unwrap();
+    assert_eq!(
+        r.errors.total(),
+        0,
+        "failed requests during reloads: {:?}",
+        r.errors
+    );
+    assert_eq!(r.requests, 2000);
+    assert!(pids(&h.list()).iter().all(|p| !before.contains(p)));
+}
+
+#[test]
+fn a_replacement_that_never_gets_ready_leaves_the_old_one_serving() {
+    let h = TestHome::new();
+    let flag = h.root.join("never-ready");
+    let port = free_port();
+    let env = format!("HERD_HELLO_NEVER_READY_IF={}", flag.display());
+    let l = start_hello_mode(
+        &h,
+        port,
+        "fdpass",
+        &["-i", "1", "--env", &env, "--listen-timeout", "500ms"],
+    );
+    let old = l[0]["pid"].as_i64().unwrap();
+    std::fs::write(&flag, "").unwrap();
+    let r = h.run(&["reload", "hello"]).ok();
+    assert!(r.stderr.contains("was not ready"), "{}", r.stderr);
+    let l = h.list();
+    assert_eq!(
+        l[0]["pid"].as_i64(),
+        Some(old),
+        "the old process is still the instance"
+    );
+    assert_eq!(l[0]["in_rotation"], true);
+    let seen = distinct_responders(port, 10, Some("x-worker"));
+    assert_eq!(seen, std::collections::BTreeSet::from([old.to_string()]));
+}
