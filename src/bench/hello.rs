@@ -128,6 +128,7 @@ async fn channel_loop(chan: crate::worker::Channel) -> io::Result<()> {
                 }
                 Received::Closed => return Ok(()),
                 Received::Stop => {
+                    DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
                     // Finish what we have (bounded), then exit.
                     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
                     while open.get() > 0 && tokio::time::Instant::now() < deadline {
@@ -139,6 +140,10 @@ async fn channel_loop(chan: crate::worker::Channel) -> io::Result<()> {
         }
     }
 }
+
+/// Set when the daemon sends `Stop` (reload, scale down): every connection
+/// finishes its current request with `Connection: close`.
+static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The two canned responses, built once: the pid never changes.
 struct Responses {
@@ -315,7 +320,11 @@ async fn connection(mut sock: TcpStream, responses: Arc<Responses>) {
                 } => {
                     pos += head_len;
                     skip = body_len;
-                    if wants_close {
+                    // Draining (herd asked this worker to stop): answer the
+                    // request in flight with `Connection: close`, then close,
+                    // so keep-alive clients reconnect to another worker
+                    // instead of seeing a reset.
+                    if wants_close || DRAINING.load(std::sync::atomic::Ordering::Relaxed) {
                         out.extend_from_slice(&responses.close);
                         close = true;
                         break;
