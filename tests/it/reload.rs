@@ -112,3 +112,34 @@ fn a_replacement_that_never_gets_ready_leaves_the_old_one_serving() {
     let seen = distinct_responders(port, 10, Some("x-worker"));
     assert_eq!(seen, std::collections::BTreeSet::from([old.to_string()]));
 }
+
+/// Keep-alive clients see no error either: a worker told to stop answers its
+/// request in flight with `Connection: close` before it goes.
+#[test]
+fn reload_under_keep_alive_load_loses_no_request_rust_worker() {
+    let h = TestHome::new();
+    let port = free_port();
+    start_hello_mode(&h, port, "fdpass", &["-i", "2"]);
+    let load = std::thread::spawn(move || {
+        load::run(&LoadSpec {
+            addr: ([127, 0, 0, 1], port).into(),
+            connections: 4,
+            duration: Duration::from_secs(30),
+            mode: LoadMode::KeepAlive,
+            max_requests: Some(40_000),
+            threads: 1,
+        })
+        .unwrap()
+    });
+    for _ in 0..5 {
+        h.run(&["reload", "hello"]).ok();
+    }
+    let r = load.join().unwrap();
+    assert_eq!(
+        r.errors.total(),
+        0,
+        "failed keep-alive requests during reloads: {:?}",
+        r.errors
+    );
+    assert_eq!(r.requests, 40_000);
+}
