@@ -55,6 +55,9 @@ pub struct Supervisor {
     table: RefCell<Table>,
     /// Bumped on every state change; waiters re-check their condition.
     changed: watch::Sender<u64>,
+    /// Reloads run one at a time: a second `herd reload` waits for the
+    /// first instead of interleaving replacements of the same instances.
+    reload_lock: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -76,6 +79,7 @@ impl Supervisor {
             max_instances,
             table: RefCell::new(Table::default()),
             changed: watch::channel(0).0,
+            reload_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -598,6 +602,7 @@ impl Supervisor {
     /// the app's `listen_timeout`, it is killed and the old process keeps
     /// serving. Instances of other modes are restarted (not zero-downtime).
     pub async fn reload(self: &Rc<Self>, ids: &[u32]) -> Vec<String> {
+        let _one_at_a_time = self.reload_lock.lock().await;
         let mut notes = Vec::new();
         for &id in ids {
             let old = {

@@ -143,3 +143,30 @@ fn reload_under_keep_alive_load_loses_no_request_rust_worker() {
     );
     assert_eq!(r.requests, 40_000);
 }
+
+/// Two reloads at once do not interleave: the second waits for the first,
+/// and each instance is replaced exactly twice with nothing lost.
+#[test]
+fn concurrent_reloads_are_serialized() {
+    let h = TestHome::new();
+    let port = free_port();
+    start_hello_mode(&h, port, "fdpass", &["-i", "2"]);
+    let load = burst(port, 3000);
+    let a = h.cmd(&["reload", "hello"]).spawn().unwrap();
+    let b = h.cmd(&["reload", "hello"]).spawn().unwrap();
+    assert!(a.wait_with_output().unwrap().status.success());
+    assert!(b.wait_with_output().unwrap().status.success());
+    let r = load.join().unwrap();
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
+    let l = h.list();
+    assert_eq!(l.len(), 2);
+    assert!(
+        l.iter()
+            .all(|i| i["restarts"] == 2 && i["in_rotation"] == true),
+        "{l:#?}"
+    );
+    // Exactly the two current processes serve.
+    let want: std::collections::BTreeSet<String> = pids(&l).iter().map(|p| p.to_string()).collect();
+    let seen = distinct_responders(port, 40, Some("x-worker"));
+    assert!(seen.is_subset(&want), "{seen:?} vs {want:?}");
+}
