@@ -2,20 +2,15 @@
 //! each connection to a worker over its channel.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use herd::bench::load::{self, LoadMode, LoadSpec};
+use herd::bench::load::{self, LoadMode};
 use herd::metrics::fairness;
 
 use crate::harness::*;
 use crate::reuseport::start_hello_mode;
 
 const T: Duration = Duration::from_secs(15);
-
-fn addr(port: u16) -> SocketAddr {
-    ([127, 0, 0, 1], port).into()
-}
 
 fn environ(pid: i64) -> Vec<String> {
     let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
@@ -24,17 +19,9 @@ fn environ(pid: i64) -> Vec<String> {
         .collect()
 }
 
-/// Requests served by each pid over `n` connection-per-request requests.
+/// `n` connection-per-request requests from 2 load threads.
 fn load_n(port: u16, n: u64, connections: usize) -> load::LoadResult {
-    load::run(&LoadSpec {
-        addr: addr(port),
-        connections,
-        duration: Duration::from_secs(30),
-        mode: LoadMode::ConnPerRequest,
-        max_requests: Some(n),
-        threads: 2,
-    })
-    .unwrap()
+    crate::harness::load(port, LoadMode::ConnPerRequest, connections, 2, n)
 }
 
 fn both_workers_serve(h: &TestHome, expect_io: &str) {

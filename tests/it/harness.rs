@@ -337,3 +337,24 @@ pub fn node_available() -> bool {
     }
     ok
 }
+
+/// A bounded load from herd's own generator against 127.0.0.1:`port`:
+/// `n` requests over `connections` (30 s at most). Panics on I/O setup
+/// errors; request failures are in the result's `errors`.
+pub fn load(
+    port: u16,
+    mode: herd::bench::load::LoadMode,
+    connections: usize,
+    threads: usize,
+    n: u64,
+) -> herd::bench::load::LoadResult {
+    herd::bench::load::run(&herd::bench::load::LoadSpec {
+        addr: ([127, 0, 0, 1], port).into(),
+        connections,
+        duration: Duration::from_secs(30),
+        mode,
+        max_requests: Some(n),
+        threads,
+    })
+    .unwrap()
+}

@@ -421,15 +421,13 @@ fn a_crash_loop_does_not_disturb_another_app() {
         "1000",
     ])
     .ok();
-    let r = herd::bench::load::run(&herd::bench::load::LoadSpec {
-        addr: ([127, 0, 0, 1], port).into(),
-        connections: 4,
-        duration: Duration::from_secs(30),
-        mode: herd::bench::load::LoadMode::ConnPerRequest,
-        max_requests: Some(2000),
-        threads: 1,
-    })
-    .unwrap();
+    let r = load(
+        port,
+        herd::bench::load::LoadMode::ConnPerRequest,
+        4,
+        1,
+        2000,
+    );
     assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
     assert_eq!(r.requests, 2000);
     let l = h.list();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use herd::bench::load::{self, LoadMode, LoadSpec};
+use herd::bench::load::{self, LoadMode};
 
 use crate::harness::*;
 use crate::reuseport::start_hello_mode;
@@ -10,17 +10,7 @@ use crate::reuseport::start_hello_mode;
 const T: Duration = Duration::from_secs(20);
 
 fn burst(port: u16, n: u64) -> std::thread::JoinHandle<load::LoadResult> {
-    std::thread::spawn(move || {
-        load::run(&LoadSpec {
-            addr: ([127, 0, 0, 1], port).into(),
-            connections: 4,
-            duration: Duration::from_secs(30),
-            mode: LoadMode::ConnPerRequest,
-            max_requests: Some(n),
-            threads: 1,
-        })
-        .unwrap()
-    })
+    std::thread::spawn(move || load(port, LoadMode::ConnPerRequest, 4, 1, n))
 }
 
 #[test]
@@ -120,17 +110,8 @@ fn reload_under_keep_alive_load_loses_no_request_rust_worker() {
     let h = TestHome::new();
     let port = free_port();
     start_hello_mode(&h, port, "fdpass", &["-i", "2"]);
-    let load = std::thread::spawn(move || {
-        load::run(&LoadSpec {
-            addr: ([127, 0, 0, 1], port).into(),
-            connections: 4,
-            duration: Duration::from_secs(30),
-            mode: LoadMode::KeepAlive,
-            max_requests: Some(40_000),
-            threads: 1,
-        })
-        .unwrap()
-    });
+    let load =
+        std::thread::spawn(move || crate::harness::load(port, LoadMode::KeepAlive, 4, 1, 40_000));
     for _ in 0..5 {
         h.run(&["reload", "hello"]).ok();
     }
