@@ -501,37 +501,36 @@ impl Pool {
 
     fn pick(&self) -> Option<Arc<Slot>> {
         let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
-        let active: Vec<&Arc<Slot>> = slots.iter().filter(|s| s.is_active()).collect();
-        let n = active.len();
+        // Runs once per connection: walk the active slots in place rather
+        // than collecting them into a Vec.
+        let active = || slots.iter().filter(|s| s.is_active());
+        let n = active().count();
         if n == 0 {
             return None;
         }
         let turn = self.rr.fetch_add(1, Ordering::Relaxed);
         let load = |s: &Slot| s.in_flight.load(Ordering::Relaxed);
-        let chosen = match self.policy {
-            Policy::RoundRobin => active[turn % n],
-            Policy::LeastConn => {
-                // Start the scan at a rotating index so ties spread evenly.
-                let mut best = active[turn % n];
-                for k in 1..n {
-                    let s = active[(turn + k) % n];
-                    if load(s) < load(best) {
-                        best = s;
+        let chosen =
+            match self.policy {
+                Policy::RoundRobin => active().nth(turn % n)?,
+                // Start the scan at a rotating position so ties spread evenly;
+                // the first of equally loaded slots wins.
+                Policy::LeastConn => active()
+                    .cycle()
+                    .skip(turn % n)
+                    .take(n)
+                    .reduce(|best, s| if load(s) < load(best) { s } else { best })?,
+                Policy::P2c => {
+                    let r = xorshift(turn as u64);
+                    let a = active().nth((r % n as u64) as usize)?;
+                    let b = active().nth(((r >> 32) % n as u64) as usize)?;
+                    if load(b) < load(a) {
+                        b
+                    } else {
+                        a
                     }
                 }
-                best
-            }
-            Policy::P2c => {
-                let r = xorshift(turn as u64);
-                let a = active[(r % n as u64) as usize];
-                let b = active[((r >> 32) % n as u64) as usize];
-                if load(b) < load(a) {
-                    b
-                } else {
-                    a
-                }
-            }
-        };
+            };
         Some(chosen.clone())
     }
 
