@@ -4,7 +4,7 @@
 //! codes; everything else lives in these modules.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod accept; // how connections reach workers: reuseport listeners (fdpass next)
+pub mod accept; // how connections reach workers: the fdpass data plane, reuseport and shared listeners
 pub mod bench; // `herd bench`: the built-in hello worker, load generator, report
 pub mod cli; // argument parsing, one file per verb family, output formatting
 pub mod config; // AppSpec: what to run and how, resolved from CLI flags
@@ -12,6 +12,7 @@ pub mod daemon; // socket server, registry, request handlers, daemon lifecycle
 pub mod error; // the library's typed errors and their hints
 pub mod fdpass; // channels to workers: herd protocol + Node cluster protocol
 pub mod home; // $HERD_HOME layout: socket, pid, lock, logs
+pub mod logs; // app log capture from pipes, rotation, timestamps, tail/follow for `herd logs`
 pub mod metrics; // fairness indexes (and later counters, histograms, exporters)
 pub mod protocol; // request/response types, framing, version handshake
 pub mod supervisor; // instance state machine, spawning, restarts, process stats

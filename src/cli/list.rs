@@ -86,6 +86,7 @@ pub fn pm2_shape(i: &InstanceInfo) -> Value {
             "args": i.args,
             "pm_out_log_path": i.out_log,
             "pm_err_log_path": i.err_log,
+            "pm_log_path": i.combined_log,
             "autorestart": i.autorestart,
             "kill_timeout": i.kill_timeout_ms,
             "env": i.env,
@@ -173,6 +174,28 @@ fn describe(i: &InstanceInfo) -> String {
         vec!["restart delay".into(), format!("{} ms", i.restart_delay_ms)],
         vec!["out log".into(), i.out_log.clone()],
         vec!["error log".into(), i.err_log.clone()],
+        vec!["combined log".into(), opt(i.combined_log.clone())],
+        vec![
+            "log format".into(),
+            match &i.log_date_format {
+                Some(f) if i.log_format != "json" => format!("{} ({f})", i.log_format),
+                _ => i.log_format.clone(),
+            },
+        ],
+        vec![
+            "log rotation".into(),
+            match i.log_max_size {
+                Some(m) => format!("at {}, keep {}", human_bytes(m), i.log_retain),
+                None => "off".into(),
+            },
+        ],
+        vec![
+            "log bytes dropped".into(),
+            match &i.log_error {
+                Some(e) => format!("{} ({e})", i.log_dropped_bytes),
+                None => i.log_dropped_bytes.to_string(),
+            },
+        ],
         vec![
             "inherited env".into(),
             format!("{} variables", i.inherited_env),

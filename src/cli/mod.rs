@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod lifecycle;
 pub mod list;
+pub mod logs;
 pub mod output;
 pub mod start;
 
@@ -53,6 +54,14 @@ pub enum Command {
     Reset(lifecycle::TargetArgs),
     /// Change the number of instances: `herd scale api 4`, `+2`, `-1`.
     Scale(lifecycle::ScaleArgs),
+    /// Print the last lines of app logs, then follow them:
+    /// `herd logs api --lines 100`.
+    Logs(logs::LogsArgs),
+    /// Empty log files while apps keep writing (no target: all of them).
+    Flush(logs::FlushArgs),
+    /// Reopen every log file (after an external logrotate moved them).
+    #[command(name = "reloadLogs", visible_alias = "reload-logs")]
+    ReloadLogs,
     /// Stop every app, then the daemon.
     Kill,
     /// Check an ecosystem file: `herd config check ecosystem.config.js --env production`.
@@ -81,6 +90,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Ping(a) => daemon::ping(a),
         Command::Scale(a) => lifecycle::scale(a),
         Command::Reset(a) => lifecycle::run(lifecycle::Verb::Reset, a),
+        Command::Logs(a) => logs::logs(a),
+        Command::Flush(a) => logs::flush(a),
+        Command::ReloadLogs => logs::reload_logs(),
         Command::Kill => daemon::kill(),
         Command::Config(a) => config::run(a),
         Command::Daemon(a) => daemon::run(a),

@@ -109,6 +109,9 @@ pub struct StartArgs {
     /// How often --max-memory-restart samples the RSS (default 250ms).
     #[arg(long = "memory-check-interval", value_name = "DURATION")]
     pub memory_check_interval: Option<String>,
+    /// Log files, timestamps, rotation.
+    #[command(flatten)]
+    pub logs: super::logs::LogFlags,
     /// Start another copy even if this app already runs.
     #[arg(short = 'f', long)]
     pub force: bool,
@@ -156,6 +159,7 @@ pub struct Overrides {
     memory_check_ms: Option<u64>,
     exp_backoff_ms: Option<u64>,
     listen_timeout_ms: Option<u64>,
+    logs: super::logs::LogOverrides,
     args: Vec<String>,
 }
 
@@ -265,6 +269,7 @@ impl Overrides {
                 ));
             }
         }
+        let logs = super::logs::LogOverrides::parse(&a.logs, cwd.as_deref().unwrap_or(&cur))?;
         Ok(Overrides {
             instances: a.instances.as_deref().map(Instances::parse).transpose()?,
             name: a.name.clone(),
@@ -307,6 +312,7 @@ impl Overrides {
                 .map(|ms| ms.max(1)),
             memory_check_ms: duration("--memory-check-interval", &a.memory_check_interval)?
                 .map(|ms| ms.max(10)),
+            logs,
             args: a.args.clone(),
         })
     }
@@ -383,6 +389,7 @@ impl Overrides {
         if let Some(ms) = self.memory_check_ms {
             spec.memory_check_ms = ms;
         }
+        self.logs.apply(spec);
         if !self.args.is_empty() {
             spec.args = self.args.clone();
         }

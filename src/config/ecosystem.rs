@@ -204,6 +204,10 @@ pub struct AppConfig {
     pub merge_logs: Option<bool>,
     /// `log_type`: `json`.
     pub log_type: Option<String>,
+    /// `log_max_size` (herd): rotate log files at this size, in bytes.
+    pub log_max_size_bytes: Option<u64>,
+    /// `log_retain` (herd): rotated files kept.
+    pub log_retain: Option<u32>,
     /// `stop_exit_codes`: exits with these codes are not restarted.
     pub stop_exit_codes: Vec<i32>,
     /// `listen_timeout`.

@@ -137,6 +137,9 @@ pub struct AppSpec {
     /// All instances write the same `out_file`/`error_file` (no `-<id>`).
     #[serde(default)]
     pub merge_logs: bool,
+    /// Combined log, timestamps, JSON lines, rotation.
+    #[serde(default)]
+    pub logs: crate::logs::LogSettings,
     /// Name of the variable holding the instance index (`instance_var`,
     /// default `NODE_APP_INSTANCE`).
     #[serde(default)]
@@ -222,6 +225,7 @@ impl AppSpec {
             out_file: None,
             error_file: None,
             merge_logs: false,
+            logs: Default::default(),
             instance_var: None,
             increment_var: None,
             pending: BTreeMap::new(),
@@ -271,6 +275,15 @@ impl AppSpec {
         s.out_file = c.out_file.clone();
         s.error_file = c.error_file.clone();
         s.merge_logs = c.merge_logs.unwrap_or(false);
+        s.logs = crate::logs::LogSettings {
+            log_file: c.log_file.clone(),
+            date_format: c.log_date_format.clone().or_else(|| {
+                (c.time == Some(true)).then(|| crate::logs::date::TIME_DEFAULT.to_string())
+            }),
+            json: c.log_type.as_deref() == Some("json"),
+            max_size: c.log_max_size_bytes,
+            retain: c.log_retain,
+        };
         s.instance_var = c.instance_var.clone();
         s.increment_var = c.increment_var.clone();
         s.config_file = Some(file.to_path_buf());

@@ -12,8 +12,10 @@ pub mod server;
 
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Instant, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -27,35 +29,56 @@ pub struct DaemonOptions {
     pub background: bool,
 }
 
+/// The daemon log's path while the daemon runs in the background (its
+/// stderr is that file); `None` in the foreground, where nothing rotates.
+static DAEMON_LOG: OnceLock<PathBuf> = OnceLock::new();
+
+/// The daemon log rotates at this size (`HERD_DAEMON_LOG_MAX_SIZE` changes
+/// it), keeping [`DAEMON_LOG_RETAIN`] old files: PM2's pm2.log grows forever.
+pub const DAEMON_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
+/// Rotated daemon logs kept (`herd.log.1` … `herd.log.3`).
+pub const DAEMON_LOG_RETAIN: u32 = 3;
+
 /// Writes one timestamped line to the daemon log (its stderr, which is
-/// `$HERD_HOME/herd.log` when it runs in the background).
+/// `$HERD_HOME/herd.log` when it runs in the background), rotating it when
+/// it has grown past its limit.
 pub fn log(args: std::fmt::Arguments<'_>) {
-    let mut err = io::stderr().lock();
-    let _ = writeln!(err, "{} {args}", utc_timestamp(SystemTime::now()));
+    {
+        let mut err = io::stderr().lock();
+        let _ = writeln!(err, "{} {args}", utc_timestamp(SystemTime::now()));
+    }
+    if let Some(path) = DAEMON_LOG.get() {
+        let max = std::env::var("HERD_DAEMON_LOG_MAX_SIZE")
+            .ok()
+            .and_then(|v| crate::config::parse_size("HERD_DAEMON_LOG_MAX_SIZE", &v).ok())
+            .unwrap_or(DAEMON_LOG_MAX_SIZE);
+        if std::fs::metadata(path).is_ok_and(|m| m.len() >= max) {
+            rotate_daemon_log(path);
+        }
+    }
 }
 
-/// `2026-11-25T10:00:00.123Z` without a date crate (civil-from-days).
+fn rotate_daemon_log(path: &Path) {
+    use crate::logs::file::rotated;
+    let _ = std::fs::remove_file(rotated(path, DAEMON_LOG_RETAIN));
+    for k in (1..DAEMON_LOG_RETAIN).rev() {
+        let _ = std::fs::rename(rotated(path, k), rotated(path, k + 1));
+    }
+    if std::fs::rename(path, rotated(path, 1)).is_err() {
+        return;
+    }
+    if let Ok(f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = crate::sys::redirect_stderr(&f);
+    }
+}
+
+/// `2026-11-25T10:00:00.123Z`.
 pub fn utc_timestamp(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's days_from_civil inverse.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60,
-        d.subsec_millis()
-    )
+    crate::logs::date::iso_utc(t)
 }
 
 /// Shared by every connection task.
@@ -86,6 +109,7 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
     };
     if opts.background {
         let _ = crate::sys::process::setsid();
+        let _ = DAEMON_LOG.set(home.daemon_log());
     }
     // We hold the lock, so any socket or pid file left is from a dead daemon.
     let sock_path = home.sock();

@@ -104,6 +104,14 @@ pub enum Request {
         /// Ids, names or `all`.
         targets: Vec<String>,
     },
+    /// Empty the log files of instances (all when no target).
+    Flush {
+        /// Ids, names or `all`; empty: everything, the daemon log included.
+        #[serde(default)]
+        targets: Vec<String>,
+    },
+    /// Reopen every open log file (after an external logrotate moved them).
+    ReloadLogs,
     /// Stop everything, then the daemon exits.
     Kill,
 }
@@ -265,4 +273,26 @@ pub struct InstanceInfo {
     pub out_log: String,
     /// stderr log path.
     pub err_log: String,
+    /// Combined stdout+stderr log path (`log_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub combined_log: Option<String>,
+    /// How lines are written: `plain`, `time` (with `log_date_format`), `json`.
+    #[serde(default)]
+    pub log_format: String,
+    /// The `log_date_format` in use, if lines are stamped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_date_format: Option<String>,
+    /// Rotate at this size (`log_max_size`), keeping `log_retain` files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_max_size: Option<u64>,
+    /// Rotated files kept.
+    #[serde(default)]
+    pub log_retain: u32,
+    /// Output bytes the daemon could not write to this instance's log
+    /// files (disk full, permissions), since they were opened.
+    #[serde(default)]
+    pub log_dropped_bytes: u64,
+    /// Why writing a log file fails now, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_error: Option<String>,
 }

@@ -1,6 +1,6 @@
 //! Turns an [`Instance`] into a running process: resolves the executable,
 //! builds argv and the environment (PM2's variables plus herd's), opens the
-//! log files, hands over the listener as fd 3, and forks.
+//! log pipes, hands over the listener as fd 3, and forks.
 
 use std::ffi::OsStr;
 use std::fs::OpenOptions;
@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use super::Instance;
 use crate::accept::pool::SlotProto;
 use crate::home::Home;
+use crate::logs::capture::{Encoder, Stream};
+use crate::logs::date::DateFormat;
+use crate::logs::file::{self, LogFiles};
 use crate::sys::fdpass::{socketpair, PairKind};
 use crate::sys::spawn::{spawn, SpawnPlan, Spawned};
 
@@ -146,11 +149,53 @@ fn is_node(interp: &str) -> bool {
     base == "node" || base == "nodejs"
 }
 
-fn open_log(path: &Path) -> io::Result<std::fs::File> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+/// One output stream of a started process: the daemon's end of its pipe
+/// and where its lines go.
+pub struct Capture {
+    /// Read end (non-blocking).
+    pub pipe: OwnedFd,
+    /// How lines are written.
+    pub encoder: Encoder,
+    /// The files they go to.
+    pub files: Vec<file::Shared>,
+}
+
+/// The child's end of one stream: a pipe the daemon reads, or /dev/null
+/// when every destination is disabled.
+fn output(
+    inst: &Instance,
+    stream: Stream,
+    files: &LogFiles,
+    captures: &mut Vec<Capture>,
+) -> io::Result<OwnedFd> {
+    let own = match stream {
+        Stream::Out => &inst.out_log,
+        Stream::Err => &inst.err_log,
+    };
+    let settings = &inst.app.logs;
+    let rotation = settings.rotation();
+    let targets: Vec<file::Shared> = [Some(own), inst.combined_log.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter(|p| !crate::logs::is_null(p))
+        .map(|p| files.get(p, rotation))
+        .collect();
+    if targets.is_empty() {
+        return Ok(OpenOptions::new().write(true).open("/dev/null")?.into());
     }
-    OpenOptions::new().create(true).append(true).open(path)
+    let (read, write) = crate::sys::fd::pipe()?;
+    captures.push(Capture {
+        pipe: read,
+        encoder: Encoder::new(
+            stream,
+            &inst.app.name,
+            inst.id,
+            settings.date_format.as_deref().map(DateFormat::parse),
+            settings.json,
+        ),
+        files: targets,
+    });
+    Ok(write)
 }
 
 /// Which protocol an fdpass instance's channel speaks: Node's cluster IPC
@@ -168,10 +213,12 @@ pub struct Launched {
     pub spawned: Spawned,
     /// The daemon's end of the channel (non-blocking), for fdpass instances.
     pub chan: Option<(OwnedFd, SlotProto)>,
+    /// stdout and stderr pipes to copy into the log files.
+    pub captures: Vec<Capture>,
 }
 
 /// Starts the instance's process.
-pub fn launch(inst: &Instance, home: &Home) -> io::Result<Launched> {
+pub fn launch(inst: &Instance, home: &Home, files: &LogFiles) -> io::Result<Launched> {
     let (exe, argv) = command(inst, home)?;
     let chan = match inst.plane {
         Some(_) => {
@@ -187,8 +234,9 @@ pub fn launch(inst: &Instance, home: &Home) -> io::Result<Launched> {
         None => None,
     };
     let env = environment(inst);
-    let out = open_log(&inst.out_log)?;
-    let err = open_log(&inst.err_log)?;
+    let mut captures = Vec::with_capacity(2);
+    let out = output(inst, Stream::Out, files, &mut captures)?;
+    let err = output(inst, Stream::Err, files, &mut captures)?;
     let plan = SpawnPlan {
         program: exe.as_os_str(),
         args: argv.iter().map(OsStr::new).collect(),
@@ -207,8 +255,12 @@ pub fn launch(inst: &Instance, home: &Home) -> io::Result<Launched> {
         cpu: inst.core,
     };
     let spawned = spawn(&plan)?;
+    // Our copies of the write ends close here, so a pipe ends when the
+    // process (and whatever inherited its stdout) is gone.
+    drop((out, err));
     Ok(Launched {
         spawned,
         chan: chan.map(|(ours, proto, _theirs)| (ours, proto)),
+        captures,
     })
 }

@@ -130,6 +130,8 @@ pub struct Instance {
     pub out_log: PathBuf,
     /// stderr log.
     pub err_log: PathBuf,
+    /// Combined stdout+stderr log (`log_file`).
+    pub combined_log: Option<PathBuf>,
 }
 
 impl Instance {
@@ -148,22 +150,24 @@ impl Instance {
             .and_then(|l| l.local_addr().ok())
             .and_then(|a| a.as_socket())
             .map(|a| a.port());
-        let log = |custom: &Option<std::path::PathBuf>, kind: &str| match custom {
-            // PM2: one file per instance unless merged (or only one instance).
-            Some(p)
-                if app.merge_logs
-                    || app_instances == 1
-                    || p == std::path::Path::new("/dev/null") =>
-            {
+        // PM2: one file per instance unless merged (or only one instance).
+        let per_instance = |p: &PathBuf| {
+            if app.merge_logs || app_instances == 1 || crate::logs::is_null(p) {
                 p.clone()
+            } else {
+                with_suffix(p, id)
             }
-            Some(p) => with_suffix(p, id),
+        };
+        let log = |custom: &Option<PathBuf>, kind: &str| match custom {
+            Some(p) => per_instance(p),
+            None if app.merge_logs => logs.join(format!("{}-{kind}.log", app.name)),
             None => logs.join(format!("{}-{kind}-{id}.log", app.name)),
         };
         Instance {
             id,
             out_log: log(&app.out_file, "out"),
             err_log: log(&app.error_file, "error"),
+            combined_log: app.logs.log_file.as_ref().map(per_instance),
             app,
             index,
             app_instances,
@@ -186,6 +190,15 @@ impl Instance {
             generation: 0,
             stats: Default::default(),
         }
+    }
+
+    /// Every file this instance's output goes to (not /dev/null).
+    pub fn log_paths(&self) -> impl Iterator<Item = &std::path::Path> {
+        [Some(&self.out_log), Some(&self.err_log), self.combined_log.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+            .filter(|p| !crate::logs::is_null(p))
     }
 
     /// A process was started.

@@ -21,6 +21,8 @@ use crate::config::{AppSpec, ExecMode};
 use crate::error::Error;
 use crate::fdpass::channel;
 use crate::home::Home;
+use crate::logs::capture;
+use crate::logs::file::LogFiles;
 use crate::protocol::{InstanceInfo, OnExisting};
 use crate::sys::process::{self, ExitStatus};
 use crate::sys::spawn::Spawned;
@@ -58,6 +60,8 @@ pub struct Supervisor {
     /// Reloads run one at a time: a second `herd reload` waits for the
     /// first instead of interleaving replacements of the same instances.
     reload_lock: tokio::sync::Mutex<()>,
+    /// Log files open for the instances' output.
+    pub log_files: LogFiles,
 }
 
 #[derive(Default)]
@@ -80,7 +84,13 @@ impl Supervisor {
             table: RefCell::new(Table::default()),
             changed: watch::channel(0).0,
             reload_lock: tokio::sync::Mutex::new(()),
+            log_files: LogFiles::default(),
         })
+    }
+
+    /// The daemon's home.
+    pub fn home(&self) -> &Home {
+        &self.home
     }
 
     fn bump(&self) {
@@ -360,15 +370,22 @@ impl Supervisor {
             let Some(inst) = table.instances.get(&id) else {
                 return Ok(());
             };
-            launch::launch(inst, &self.home)
+            launch::launch(inst, &self.home, &self.log_files)
         };
         let mut table = self.table.borrow_mut();
         let Some(inst) = table.instances.get_mut(&id) else {
             return Ok(());
         };
         match result {
-            Ok(Launched { spawned, chan }) => {
+            Ok(Launched {
+                spawned,
+                chan,
+                captures,
+            }) => {
                 inst.on_launched(spawned.pid);
+                for c in captures {
+                    tokio::task::spawn_local(capture::pump(c.pipe, c.encoder, c.files));
+                }
                 if let (Some((fd, proto)), Some(plane)) = (chan, inst.plane.clone()) {
                     let slot = Arc::new(Slot::new(id, spawned.pid, proto, fd));
                     plane.pool.add(slot.clone());
@@ -811,11 +828,29 @@ impl Supervisor {
         self.bump();
     }
 
+    /// The log files `ids` write, each once.
+    pub fn log_paths(&self, ids: &[u32]) -> Vec<std::path::PathBuf> {
+        let table = self.table.borrow();
+        let mut paths: Vec<std::path::PathBuf> = ids
+            .iter()
+            .filter_map(|id| table.instances.get(id))
+            .flat_map(|i| i.log_paths().map(std::path::Path::to_path_buf))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    }
+
     /// Snapshots of `ids`, with CPU and memory sampled now.
     pub fn info(&self, ids: &[u32]) -> Vec<InstanceInfo> {
         let mut table = self.table.borrow_mut();
         ids.iter()
-            .filter_map(|id| table.instances.get_mut(id).map(to_info))
+            .filter_map(|id| {
+                table
+                    .instances
+                    .get_mut(id)
+                    .map(|i| to_info(i, &self.log_files))
+            })
             .collect()
     }
 }
@@ -837,11 +872,19 @@ fn epoch_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn to_info(inst: &mut Instance) -> InstanceInfo {
+fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
     let (cpu_percent, memory_bytes) = match (inst.status.is_running(), inst.pid) {
         (true, Some(pid)) => inst.stats.sample(pid),
         _ => (0.0, 0),
     };
+    let (mut log_dropped_bytes, mut log_error) = (0, None);
+    for path in inst.log_paths() {
+        if let Some(f) = files.find(path) {
+            let f = f.borrow();
+            log_dropped_bytes += f.dropped();
+            log_error = log_error.or_else(|| f.error().map(str::to_string));
+        }
+    }
     let app = &inst.app;
     let (exec, interpreter) = match &app.interpreter {
         Some(i) => (i.clone(), Some(i.clone())),
@@ -919,5 +962,20 @@ fn to_info(inst: &mut Instance) -> InstanceInfo {
         stop_exit_codes: app.stop_exit_codes.clone(),
         out_log: inst.out_log.to_string_lossy().into_owned(),
         err_log: inst.err_log.to_string_lossy().into_owned(),
+        combined_log: inst
+            .combined_log
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+        log_format: match (&app.logs.date_format, app.logs.json) {
+            (_, true) => "json",
+            (Some(_), false) => "time",
+            (None, false) => "plain",
+        }
+        .into(),
+        log_date_format: app.logs.date_format.clone(),
+        log_max_size: app.logs.max_size,
+        log_retain: app.logs.rotation().map_or(0, |r| r.retain),
+        log_dropped_bytes,
+        log_error,
     }
 }

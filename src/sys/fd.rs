@@ -1,8 +1,8 @@
-//! Descriptors handed to us by a parent: the systemd `LISTEN_FDS` protocol.
+//! Descriptors: the systemd `LISTEN_FDS` protocol, async registration, pipes.
 
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 /// The first descriptor of the `LISTEN_FDS` protocol.
 pub const LISTEN_FDS_START: i32 = 3;
@@ -106,4 +106,28 @@ pub fn async_fd(
     // to the same object for as long as it is registered.
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }
         .map_err(|e| e.into_parts().1)
+}
+
+/// `read(2)` into `buf`.
+pub fn read(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid, writable memory of `buf.len()` bytes and `fd`
+    // is an open descriptor for the duration of the call.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// A pipe `(read end, write end)`, both close-on-exec, the read end
+/// non-blocking (the daemon's side; the write end becomes a child's
+/// stdout or stderr, where dup2 clears close-on-exec).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the 2-element array.
+    super::cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded: both descriptors are new and owned by us.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    super::fdpass::set_nonblocking(r.as_fd(), true)?;
+    Ok((r, w))
 }

@@ -39,6 +39,14 @@ pub fn umask(mask: u32) -> u32 {
     unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
 
+/// Makes fd 2 refer to `file` (the daemon log after rotation).
+pub fn redirect_stderr(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 onto fd 2 with a descriptor that is open for the duration
+    // of the call; fd 2 is replaced atomically.
+    cvt(unsafe { libc::dup2(file.as_raw_fd(), 2) }).map(drop)
+}
+
 /// Kernel clock ticks per second (for /proc/<pid>/stat CPU times).
 pub fn clock_ticks() -> u64 {
     // SAFETY: sysconf has no memory preconditions.

@@ -8,6 +8,7 @@ mod badinput;
 mod ecosystem;
 mod fdpass;
 mod lifecycle;
+mod logs;
 mod node;
 mod protocol;
 mod reload;

@@ -5,6 +5,7 @@
 mod kill;
 mod lifecycle;
 mod list;
+mod logs;
 mod ping;
 mod scale;
 mod start;
@@ -33,6 +34,8 @@ pub async fn handle(ctx: &Context, req: Request) -> Response {
         Request::Delete { targets } => lifecycle::delete(ctx, &targets).await,
         Request::Scale { app, to } => scale::scale(ctx, &app, &to).await,
         Request::Reset { targets } => lifecycle::reset(ctx, &targets),
+        Request::Flush { targets } => logs::flush(ctx, &targets),
+        Request::ReloadLogs => Ok(logs::reload_logs(ctx)),
         Request::Kill => Ok(kill::kill(ctx).await),
     };
     result.unwrap_or_else(|e: Error| Response::Error {
