@@ -261,7 +261,13 @@ struct Printer {
 }
 
 impl Printer {
-    fn line(&mut self, w: &mut impl Write, s: &Source, line: &[u8], live: bool) -> std::io::Result<()> {
+    fn line(
+        &mut self,
+        w: &mut impl Write,
+        s: &Source,
+        line: &[u8],
+        live: bool,
+    ) -> std::io::Result<()> {
         let text = String::from_utf8_lossy(line);
         let stamp = match (&mut self.stamp, live) {
             (Some(st), true) => Some(st.now().to_string()),

@@ -166,7 +166,10 @@ impl Stamper {
     /// The current time, formatted.
     pub fn now(&mut self) -> &str {
         let now = SystemTime::now();
-        let ms = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+        let ms = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
         let key = match &self.fmt {
             Some(f) if !f.sub_second => ms / 1000,
             _ => ms,
@@ -213,16 +216,16 @@ mod tests {
             DateFormat::parse("YYYY-MM-DD HH:mm:ss Z").format(&t),
             format!("2026-03-07 14:05:09 {z}")
         );
-        assert_eq!(
-            DateFormat::parse("ZZ").format(&t),
-            z.replace(':', "")
-        );
+        assert_eq!(DateFormat::parse("ZZ").format(&t), z.replace(':', ""));
     }
 
     #[test]
     fn short_tokens_names_and_literals() {
         let t = at();
-        assert_eq!(DateFormat::parse("D/M/YY h:m:s a").format(&t), "7/3/26 2:5:9 pm");
+        assert_eq!(
+            DateFormat::parse("D/M/YY h:m:s a").format(&t),
+            "7/3/26 2:5:9 pm"
+        );
         assert_eq!(
             DateFormat::parse("dddd ddd dd d, MMMM MMM").format(&t),
             "Saturday Sat Sa 6, March Mar"

@@ -157,7 +157,12 @@ impl LogFile {
             .path
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| OpenOptions::new().create(true).append(true).open(&self.path));
+            .and_then(|()| {
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+            });
         match opened {
             Ok(f) => {
                 self.size = f.metadata().map_or(0, |m| m.len());
@@ -264,7 +269,12 @@ impl LogFiles {
 
     /// Reopens every open file (`herd reloadLogs`); returns how many.
     pub fn reopen_all(&self) -> usize {
-        let files: Vec<Shared> = self.open.borrow().values().filter_map(Weak::upgrade).collect();
+        let files: Vec<Shared> = self
+            .open
+            .borrow()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
         for f in &files {
             f.borrow_mut().reopen();
         }

@@ -194,11 +194,15 @@ impl Instance {
 
     /// Every file this instance's output goes to (not /dev/null).
     pub fn log_paths(&self) -> impl Iterator<Item = &std::path::Path> {
-        [Some(&self.out_log), Some(&self.err_log), self.combined_log.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(PathBuf::as_path)
-            .filter(|p| !crate::logs::is_null(p))
+        [
+            Some(&self.out_log),
+            Some(&self.err_log),
+            self.combined_log.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(PathBuf::as_path)
+        .filter(|p| !crate::logs::is_null(p))
     }
 
     /// A process was started.

@@ -98,16 +98,38 @@ pub fn tree_rss(pid: i32) -> u64 {
 mod tree_tests {
     #[test]
     fn tree_includes_children() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("5")
+        // A quiet tree (sh and its sleeping child), not this busy test
+        // process whose RSS moves while other tests run.
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "sleep 5 & wait"])
             .spawn()
             .unwrap();
-        let me = std::process::id() as i32;
-        let alone = super::read(child.id() as i32).unwrap().1;
-        let tree = super::tree_rss(me);
-        let own = super::read(me).unwrap().1;
-        let _ = child.kill();
-        let _ = child.wait();
+        let pid = sh.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let child = loop {
+            let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            let child = kids
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse::<i32>().ok());
+            if let Some(c) = child.filter(|&c| super::read(c).is_some_and(|r| r.1 > 0)) {
+                break c;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sh never started its child"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let own = super::read(pid).unwrap().1;
+        let alone = super::read(child).unwrap().1;
+        let tree = super::tree_rss(pid);
+        let _ = std::process::Command::new("kill")
+            .arg(child.to_string())
+            .status();
+        let _ = sh.kill();
+        let _ = sh.wait();
         assert!(
             tree >= own + alone / 2,
             "tree {tree} own {own} child {alone}"

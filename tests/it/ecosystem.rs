@@ -124,10 +124,8 @@ fn pm2_docs_cluster_file_starts_shows_and_serves() {
     });
     assert_eq!(get(port2, "/env/NODE_ENV"), "production");
     let show = h.run(&["show", "api-server", "--json"]).ok().json();
-    assert_eq!(
-        show[0]["pending_config"]["log_date_format"],
-        "YYYY-MM-DD HH:mm:ss Z"
-    );
+    assert_eq!(show[0]["log_date_format"], "YYYY-MM-DD HH:mm:ss Z");
+    assert_eq!(show[0]["log_format"], "time");
     assert_eq!(
         show[0]["pending_config"]["ignore_watch"],
         serde_json::json!(["node_modules", "logs"])

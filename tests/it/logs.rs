@@ -57,9 +57,13 @@ fn both_streams_plain_and_timestamped() {
     ])
     .ok();
     let l = started(&h, 2);
-    let out = wait_file(&path_of(&l[0], "out_log"), "3 lines", |s| s.lines().count() == 3);
+    let out = wait_file(&path_of(&l[0], "out_log"), "3 lines", |s| {
+        s.lines().count() == 3
+    });
     assert_eq!(out, "out 0\nout 1\nout 2\n");
-    let err = wait_file(&path_of(&l[0], "err_log"), "3 lines", |s| s.lines().count() == 3);
+    let err = wait_file(&path_of(&l[0], "err_log"), "3 lines", |s| {
+        s.lines().count() == 3
+    });
     assert_eq!(err, "err 0\nerr 1\nerr 2\n");
     // Default paths: $HERD_HOME/logs/<name>-out-<id>.log.
     assert_eq!(
@@ -111,11 +115,16 @@ fn date_format_json_and_combined_from_an_ecosystem_file() {
         let (stamp, msg) = rest.split_once(": ").expect(line);
         assert!(msg.starts_with("err "), "{line}");
         assert_eq!(stamp.len(), 16, "{line}");
-        assert_eq!((&stamp[2..3], &stamp[5..6], &stamp[13..14]), (".", ".", ":"));
+        assert_eq!(
+            (&stamp[2..3], &stamp[5..6], &stamp[13..14]),
+            (".", ".", ":")
+        );
     }
 
     // log_type json: one object per line, PM2's fields.
-    let out = wait_file(&path_of(&l[1], "out_log"), "2 lines", |s| s.lines().count() == 2);
+    let out = wait_file(&path_of(&l[1], "out_log"), "2 lines", |s| {
+        s.lines().count() == 2
+    });
     for (i, line) in out.lines().enumerate() {
         let v: serde_json::Value = serde_json::from_str(line).expect(line);
         assert_eq!(v["message"], format!("out {i}"));
@@ -144,7 +153,9 @@ fn logs_tail_with_and_without_trailing_newline() {
     h.run(&["start", &print_app(), "--name", "part", "--", "partial"])
         .ok();
     let l = started(&h, 2);
-    wait_file(&path_of(&l[0], "out_log"), "40 lines", |s| s.lines().count() == 40);
+    wait_file(&path_of(&l[0], "out_log"), "40 lines", |s| {
+        s.lines().count() == 40
+    });
     wait_file(&path_of(&l[1], "out_log"), "a b", |s| s == "a\nb\n");
 
     let r = h
@@ -155,32 +166,70 @@ fn logs_tail_with_and_without_trailing_newline() {
     let r = h.run(&["logs", "nl", "--nostream", "--err"]).ok();
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines.len(), 16, "{}", r.stdout);
-    assert!(lines[0].ends_with("nl-error-0.log last 15 lines:"), "{}", lines[0]);
+    assert!(
+        lines[0].ends_with("nl-error-0.log last 15 lines:"),
+        "{}",
+        lines[0]
+    );
     assert_eq!(lines[1], "0|nl | err 25");
     assert_eq!(lines[15], "0|nl | err 39");
 
     // The app ends its output without a newline: the last line still
     // counts. (The daemon holds `c` until the line ends or the app exits.)
     let r = h
-        .run(&["logs", "part", "--lines", "2", "--nostream", "--out", "--raw"])
+        .run(&[
+            "logs",
+            "part",
+            "--lines",
+            "2",
+            "--nostream",
+            "--out",
+            "--raw",
+        ])
         .ok();
     assert_eq!(r.stdout, "a\nb\n");
     h.run(&["stop", "part"]).ok();
-    wait_file(&path_of(&l[1], "out_log"), "flushed c", |s| s == "a\nb\nc\n");
+    wait_file(&path_of(&l[1], "out_log"), "flushed c", |s| {
+        s == "a\nb\nc\n"
+    });
     let r = h
-        .run(&["logs", "part", "--lines", "2", "--nostream", "--out", "--raw"])
+        .run(&[
+            "logs",
+            "part",
+            "--lines",
+            "2",
+            "--nostream",
+            "--out",
+            "--raw",
+        ])
         .ok();
     assert_eq!(r.stdout, "b\nc\n");
     // A file written without a final newline (not by herd) tails the same.
     std::fs::write(path_of(&l[1], "out_log"), "x\ny\nz").unwrap();
     let r = h
-        .run(&["logs", "part", "--lines", "2", "--nostream", "--out", "--raw"])
+        .run(&[
+            "logs",
+            "part",
+            "--lines",
+            "2",
+            "--nostream",
+            "--out",
+            "--raw",
+        ])
         .ok();
     assert_eq!(r.stdout, "y\nz\n");
 
     // --json: one object per line.
     let r = h
-        .run(&["logs", "nl", "--lines", "1", "--nostream", "--out", "--json"])
+        .run(&[
+            "logs",
+            "nl",
+            "--lines",
+            "1",
+            "--nostream",
+            "--out",
+            "--json",
+        ])
         .ok();
     let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
     assert_eq!(v["message"], "out 39");
@@ -273,10 +322,14 @@ fn flush_while_writing_and_rotation_at_the_size_limit() {
     let out = path_of(&l[1], "out_log");
     let rotated = |k: u32| PathBuf::from(format!("{}.{k}", out.display()));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while ![out.clone(), rotated(1)].iter().any(|p| {
-        std::fs::read_to_string(p).is_ok_and(|s| s.contains("flood line 00001999"))
-    }) {
-        assert!(Instant::now() < deadline, "the flood's last line never came");
+    while ![out.clone(), rotated(1)]
+        .iter()
+        .any(|p| std::fs::read_to_string(p).is_ok_and(|s| s.contains("flood line 00001999")))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the flood's last line never came"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     for p in [out.clone(), rotated(1), rotated(2)] {
@@ -291,8 +344,16 @@ fn flush_while_writing_and_rotation_at_the_size_limit() {
 #[test]
 fn a_one_megabyte_line_arrives_whole() {
     let h = TestHome::new();
-    h.run(&["start", &print_app(), "--name", "big", "--", "big", "1048576"])
-        .ok();
+    h.run(&[
+        "start",
+        &print_app(),
+        "--name",
+        "big",
+        "--",
+        "big",
+        "1048576",
+    ])
+    .ok();
     let l = started(&h, 1);
     let out = path_of(&l[0], "out_log");
     let s = wait_file(&out, "the 1 MB line", |s| s.len() > 1_048_576);

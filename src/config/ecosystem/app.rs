@@ -414,12 +414,14 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
     };
 
     let log_max_size_bytes = f.with("log_max_size", units::SIZE, units::size_bytes);
-    let log_retain = f.with("log_retain", "a whole number of rotated files, 0 or more", |v| {
-        match v {
+    let log_retain = f.with(
+        "log_retain",
+        "a whole number of rotated files, 0 or more",
+        |v| match v {
             Value::String(s) => s.trim().parse().ok(),
             v => v.as_u64().and_then(|n| u32::try_from(n).ok()),
-        }
-    });
+        },
+    );
 
     // Identity.
     let instance_var = f.var_name("instance_var");

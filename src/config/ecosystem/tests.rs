@@ -121,7 +121,7 @@ fn pm2_docs_my_cluster_app() {
     assert_eq!(app.out_file, Some(dir.join("logs/out.log")));
     assert_eq!(app.log_file, Some(dir.join("logs/combined.log")));
     assert_eq!(app.time, Some(true));
-    assert_eq!(app.pending, ["watch", "log_file", "time"]);
+    assert_eq!(app.pending, ["watch"]);
 }
 
 #[test]
@@ -248,11 +248,7 @@ fn every_key_of_the_all_keys_app() {
             "watch",
             "ignore_watch",
             "watch_delay",
-            "log_file",
             "pid_file",
-            "time",
-            "log_date_format",
-            "log_type",
             "namespace",
             "uid",
             "gid",
