@@ -61,6 +61,10 @@ impl Home {
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("herd.lock")
     }
+    /// The sd_notify datagram socket (`NOTIFY_SOCKET` of every app).
+    pub fn notify_sock(&self) -> PathBuf {
+        self.root.join("notify.sock")
+    }
     /// The daemon's own log.
     pub fn daemon_log(&self) -> PathBuf {
         self.root.join("herd.log")

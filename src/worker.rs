@@ -33,6 +33,18 @@ use crate::sys::fdpass::{recv_with_fds, send_with_fds};
 /// The environment variable naming the channel's descriptor.
 pub const CHANNEL_ENV: &str = "HERD_CHANNEL_FD";
 
+/// sd_notify(3) `READY=1`: tells herd (or systemd) that this process is
+/// ready, for workers that take a listener (`LISTEN_FDS`) rather than a
+/// channel. Returns false when no `NOTIFY_SOCKET` is set.
+pub fn notify_ready() -> io::Result<bool> {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(false);
+    };
+    let sock = std::os::unix::net::UnixDatagram::unbound()?;
+    sock.send_to(b"READY=1", path)?;
+    Ok(true)
+}
+
 /// One connection handed over by the daemon.
 #[derive(Debug)]
 pub struct Conn {

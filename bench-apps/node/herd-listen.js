@@ -26,6 +26,11 @@ if (ours && port > 0) {
       return listen.apply(this, args);
     }
     used = true;
+    // Tell herd (over the IPC channel it gives Node apps) that the app now
+    // serves on its socket: a reload hands over only after this.
+    this.once('listening', () => {
+      if (process.send) process.send({ cmd: 'NODE_HERD_LISTENING' });
+    });
     const cb = args.find((a) => typeof a === 'function');
     const opts = { fd: 3 };
     return cb ? listen.call(this, opts, cb) : listen.call(this, opts);

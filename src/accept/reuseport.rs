@@ -148,6 +148,19 @@ pub fn bind_one(host: &str, port: u16, backlog: Option<i32>) -> Result<Socket, B
     Ok(s)
 }
 
+/// Whether the kernel moves the queue of a closing reuseport listener to
+/// another listener of its group (`net.ipv4.tcp_migrate_req`, Linux ≥ 5.14)
+/// instead of resetting it. `None` when the kernel has no such setting.
+pub fn migrate_req() -> Option<bool> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req")
+        .ok()
+        .map(|v| v.trim() != "0")
+}
+
+/// The reload note for reuseport apps on a kernel that resets the queue of
+/// a closing listener.
+pub const MIGRATE_NOTE: &str = "reuseport: net.ipv4.tcp_migrate_req is 0, so connections queued on an old listener as it closes are reset (a few per thousand reloads under load); `sysctl -w net.ipv4.tcp_migrate_req=1` makes reuseport reloads lossless (fdpass and shared lose nothing either way)";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,7 +50,9 @@ pub fn run_on_port(port: u16) -> io::Result<()> {
 }
 
 /// Serves hello responses on an already bound and listening socket until
-/// SIGINT or SIGTERM, then returns `Ok(())`; open connections are dropped.
+/// SIGINT or SIGTERM. Then it accepts what is already queued, closes the
+/// listener, answers the requests in flight with `Connection: close`, and
+/// returns `Ok(())` once they are done (at most 10 s).
 ///
 /// Builds its own current-thread runtime, so call it from plain (non-async)
 /// code, as a worker's `main` does.
@@ -98,11 +100,21 @@ async fn channel_loop(chan: crate::worker::Channel) -> io::Result<()> {
         }
     }
     chan.ready()?;
+    // SIGINT/SIGTERM (`herd stop`) drains like `Stop` does.
+    let drain = |open: std::rc::Rc<std::cell::Cell<usize>>| async move {
+        DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Finish what we have (bounded), then exit.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while open.get() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    };
     loop {
         let mut guard = tokio::select! {
             g = readiness.readable() => g?,
-            _ = sigint.recv() => return Ok(()),
-            _ = sigterm.recv() => return Ok(()),
+            _ = sigint.recv() => return drain(open).await,
+            _ = sigterm.recv() => return drain(open).await,
         };
         loop {
             match chan.recv(true)? {
@@ -127,15 +139,7 @@ async fn channel_loop(chan: crate::worker::Channel) -> io::Result<()> {
                     break;
                 }
                 Received::Closed => return Ok(()),
-                Received::Stop => {
-                    DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
-                    // Finish what we have (bounded), then exit.
-                    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-                    while open.get() > 0 && tokio::time::Instant::now() < deadline {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    return Ok(());
-                }
+                Received::Stop => return drain(open).await,
             }
         }
     }
@@ -190,24 +194,49 @@ async fn accept_loop(listener: StdTcpListener) -> io::Result<()> {
     // is not lost to the default disposition (which would kill us uncleanly).
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let serve = |sock: TcpStream| {
+        // Responses are one small write each; Nagle would hold them back
+        // waiting for the client's delayed ACK.
+        let _ = sock.set_nodelay(true);
+        let (responses, open) = (Arc::clone(&responses), Arc::clone(&open));
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::spawn(async move {
+            connection(sock, responses).await;
+            open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        });
+    };
+    // Under herd with a listener (reuseport/shared): say we serve now.
+    let _ = crate::worker::notify_ready();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((sock, _peer)) => {
-                    // Responses are one small write each; Nagle would hold
-                    // them back waiting for the client's delayed ACK.
-                    let _ = sock.set_nodelay(true);
-                    tokio::spawn(connection(sock, Arc::clone(&responses)));
-                }
+                Ok((sock, _peer)) => serve(sock),
                 // Out of fds or memory, or the peer gave up before we
                 // accepted: none of these is the listener's fault. Back off
                 // briefly so EMFILE does not become a busy loop.
                 Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
             },
-            _ = sigint.recv() => return Ok(()),
-            _ = sigterm.recv() => return Ok(()),
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
         }
     }
+    // Stop: what the kernel already queued for us would be reset when the
+    // listener closes, so take it first; then finish what is in flight.
+    DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
+    let std_listener = listener.into_std()?;
+    while let Ok((sock, _)) = std_listener.accept() {
+        sock.set_nonblocking(true)?;
+        serve(TcpStream::from_std(sock)?);
+    }
+    drop(std_listener);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while open.load(std::sync::atomic::Ordering::Relaxed) > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
 }
 
 /// What the bytes at the front of a connection's buffer hold.

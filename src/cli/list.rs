@@ -128,6 +128,27 @@ fn describe(i: &InstanceInfo) -> String {
             opt(i.acceptors.map(|n| n.to_string())),
         ],
         vec!["in rotation".into(), i.in_rotation.to_string()],
+        vec![
+            "ready".into(),
+            format!(
+                "{}{}",
+                i.ready,
+                if i.wait_ready {
+                    " (wait_ready: the app's own signal)"
+                } else {
+                    ""
+                }
+            ),
+        ],
+        vec![
+            "stops with".into(),
+            if i.shutdown_with_message {
+                "message `shutdown`, then SIGKILL"
+            } else {
+                "SIGINT, then SIGKILL"
+            }
+            .into(),
+        ],
         vec!["dispatched".into(), i.dispatched.to_string()],
         vec!["in flight".into(), i.in_flight.to_string()],
         vec![

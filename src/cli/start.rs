@@ -95,6 +95,14 @@ pub struct StartArgs {
     /// Delay before an automatic restart (ms or `1s`).
     #[arg(long = "restart-delay", value_name = "DURATION")]
     pub restart_delay: Option<String>,
+    /// The app says when it is ready: `process.send('ready')` (Node) or
+    /// `READY=1` on `$NOTIFY_SOCKET` (sd_notify); no connections and no
+    /// reload hand-over before that.
+    #[arg(long = "wait-ready")]
+    pub wait_ready: bool,
+    /// Stop with the IPC message `shutdown` instead of SIGINT (Node apps).
+    #[arg(long = "shutdown-with-message")]
+    pub shutdown_with_message: bool,
     /// How long `herd reload` waits for a replacement to be ready (default 8s).
     #[arg(long = "listen-timeout", value_name = "DURATION")]
     pub listen_timeout: Option<String>,
@@ -159,6 +167,8 @@ pub struct Overrides {
     memory_check_ms: Option<u64>,
     exp_backoff_ms: Option<u64>,
     listen_timeout_ms: Option<u64>,
+    wait_ready: bool,
+    shutdown_with_message: bool,
     logs: super::logs::LogOverrides,
     args: Vec<String>,
 }
@@ -312,6 +322,8 @@ impl Overrides {
                 .map(|ms| ms.max(1)),
             memory_check_ms: duration("--memory-check-interval", &a.memory_check_interval)?
                 .map(|ms| ms.max(10)),
+            wait_ready: a.wait_ready,
+            shutdown_with_message: a.shutdown_with_message,
             logs,
             args: a.args.clone(),
         })
@@ -389,6 +401,8 @@ impl Overrides {
         if let Some(ms) = self.memory_check_ms {
             spec.memory_check_ms = ms;
         }
+        spec.wait_ready |= self.wait_ready;
+        spec.shutdown_with_message |= self.shutdown_with_message;
         self.logs.apply(spec);
         if !self.args.is_empty() {
             spec.args = self.args.clone();

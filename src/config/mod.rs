@@ -158,6 +158,15 @@ pub struct AppSpec {
     /// Restart an instance whose process tree's RSS exceeds this.
     #[serde(default)]
     pub max_memory_restart: Option<u64>,
+    /// The app says when it is ready (`process.send('ready')`, or
+    /// `READY=1` on `NOTIFY_SOCKET`); until then it gets no connections and
+    /// a reload waits (`wait_ready`).
+    #[serde(default)]
+    pub wait_ready: bool,
+    /// Stop by sending the message `shutdown` over the Node IPC channel
+    /// instead of SIGINT (`shutdown_with_message`).
+    #[serde(default)]
+    pub shutdown_with_message: bool,
     /// How long a reload waits for a replacement to be ready (`listen_timeout`).
     #[serde(default = "default_listen_timeout_ms")]
     pub listen_timeout_ms: u64,
@@ -233,6 +242,8 @@ impl AppSpec {
             max_memory_restart: None,
             exp_backoff_restart_delay_ms: None,
             listen_timeout_ms: DEFAULT_LISTEN_TIMEOUT_MS,
+            wait_ready: false,
+            shutdown_with_message: false,
             memory_check_ms: DEFAULT_MEMORY_CHECK_MS,
         }
     }
@@ -290,6 +301,8 @@ impl AppSpec {
         s.max_memory_restart = c.max_memory_restart_bytes;
         s.exp_backoff_restart_delay_ms = c.exp_backoff_restart_delay_ms;
         s.listen_timeout_ms = c.listen_timeout_ms.unwrap_or(s.listen_timeout_ms);
+        s.wait_ready = c.wait_ready.unwrap_or(false);
+        s.shutdown_with_message = c.shutdown_with_message.unwrap_or(false);
         // Keep the values of keys read but not acted on, for `herd show`.
         let all = serde_json::to_value(c).unwrap_or_default();
         for key in &c.pending {

@@ -161,10 +161,22 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
             started: Instant::now(),
             shutdown: tokio::sync::Notify::new(),
         });
+        match crate::sys::notify::bind(&ctx.sup.home().notify_sock()) {
+            Ok(sock) => {
+                tokio::task::spawn_local(crate::supervisor::ready::serve_notify(
+                    ctx.sup.clone(),
+                    sock,
+                ));
+            }
+            Err(e) => log(format_args!(
+                "cannot bind the notify socket: {e}; apps' READY=1 will not be heard"
+            )),
+        }
         server::serve(listener, ctx).await
     });
     let _ = std::fs::remove_file(home.sock());
     let _ = std::fs::remove_file(home.pid_file());
+    let _ = std::fs::remove_file(home.notify_sock());
     log(format_args!("herd daemon {} exits", std::process::id()));
     result
 }

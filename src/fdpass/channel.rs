@@ -255,7 +255,15 @@ fn on_node(slot: &Slot, plane: &DataPlane, decoder: &mut LineDecoder) -> Result<
                 Some(node::query_server_error(seq, libc::EINVAL))
             }
             FromWorker::Listening { .. } => {
-                plane.pool.slot_ready(slot);
+                if slot.note_signal(Slot::LISTENING) {
+                    plane.pool.slot_ready(slot);
+                }
+                None
+            }
+            FromWorker::Ready => {
+                if slot.note_signal(Slot::READY) {
+                    plane.pool.slot_ready(slot);
+                }
                 None
             }
             FromWorker::HandleAck => {
@@ -281,10 +289,7 @@ fn on_node(slot: &Slot, plane: &DataPlane, decoder: &mut LineDecoder) -> Result<
             // A handle we never asked for: its fd is already closed; Node
             // stalls every later message until it is acknowledged.
             FromWorker::Handle { .. } => Some(node::handle_ack()),
-            FromWorker::Online
-            | FromWorker::Ready
-            | FromWorker::Message(_)
-            | FromWorker::Other(_) => None,
+            FromWorker::Online | FromWorker::Message(_) | FromWorker::Other(_) => None,
         };
         if let Some(bytes) = reply {
             slot.send_raw(&bytes)

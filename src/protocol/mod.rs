@@ -292,6 +292,16 @@ pub struct InstanceInfo {
     /// files (disk full, permissions), since they were opened.
     #[serde(default)]
     pub log_dropped_bytes: u64,
+    /// The current process said it is ready (or, fdpass, is in rotation).
+    #[serde(default)]
+    pub ready: bool,
+    /// `wait_ready`: connections and reload hand-over wait for the app's
+    /// own ready signal.
+    #[serde(default)]
+    pub wait_ready: bool,
+    /// `shutdown_with_message`: stopped with the IPC message `shutdown`.
+    #[serde(default)]
+    pub shutdown_with_message: bool,
     /// Why writing a log file fails now, if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_error: Option<String>,

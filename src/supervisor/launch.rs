@@ -47,7 +47,7 @@ fn is_executable(p: &Path) -> bool {
 
 /// The full environment of an instance: inherited, then the app's `--env`,
 /// then what herd sets (PM2's names first, so unmodified apps find them).
-pub fn environment(inst: &Instance) -> Vec<(String, String)> {
+pub fn environment(inst: &Instance, home: &Home) -> Vec<(String, String)> {
     let app = &inst.app;
     let mut env: std::collections::BTreeMap<String, String> = app.base_env.clone();
     env.extend(app.env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -59,6 +59,7 @@ pub fn environment(inst: &Instance) -> Vec<(String, String)> {
         "LISTEN_FDNAMES",
         "NODE_UNIQUE_ID",
         "NODE_CHANNEL_FD",
+        "NOTIFY_SOCKET",
     ] {
         env.remove(k);
     }
@@ -82,6 +83,19 @@ pub fn environment(inst: &Instance) -> Vec<(String, String)> {
     if inst.listener.is_some() {
         env.insert("LISTEN_FDS".into(), "1".into());
         env.insert("LISTEN_FDNAMES".into(), app.name.clone());
+    }
+    // sd_notify(3): `READY=1` on this datagram socket says the app is ready
+    // (any language; herd's hello worker sends it).
+    env.insert(
+        "NOTIFY_SOCKET".into(),
+        home.notify_sock().to_string_lossy().into_owned(),
+    );
+    if inst.plane.is_none() && is_node_app(inst) {
+        // A plain IPC channel, as PM2 gives every Node app: process.send
+        // works (`wait_ready`'s 'ready'), and 'shutdown' can be sent.
+        let fd = if inst.listener.is_some() { "4" } else { "3" };
+        env.insert("NODE_CHANNEL_FD".into(), fd.into());
+        env.insert("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into());
     }
     if inst.plane.is_some() {
         match channel_proto(inst) {
@@ -198,6 +212,11 @@ fn output(
     Ok(write)
 }
 
+/// Whether the instance runs under node.
+pub fn is_node_app(inst: &Instance) -> bool {
+    inst.app.interpreter.as_deref().is_some_and(is_node)
+}
+
 /// Which protocol an fdpass instance's channel speaks: Node's cluster IPC
 /// for node apps, herd's own for everything else.
 pub fn channel_proto(inst: &Instance) -> SlotProto {
@@ -215,6 +234,8 @@ pub struct Launched {
     pub chan: Option<(OwnedFd, SlotProto)>,
     /// stdout and stderr pipes to copy into the log files.
     pub captures: Vec<Capture>,
+    /// The daemon's end of a Node app's IPC channel outside fdpass mode.
+    pub ipc: Option<OwnedFd>,
 }
 
 /// Starts the instance's process.
@@ -233,7 +254,15 @@ pub fn launch(inst: &Instance, home: &Home, files: &LogFiles) -> io::Result<Laun
         }
         None => None,
     };
-    let env = environment(inst);
+    let env = environment(inst, home);
+    let ipc = match inst.plane.is_none() && is_node_app(inst) {
+        true => {
+            let (ours, theirs) = socketpair(PairKind::Stream)?;
+            crate::sys::fdpass::set_nonblocking(ours.as_fd(), true)?;
+            Some((ours, theirs))
+        }
+        false => None,
+    };
     let mut captures = Vec::with_capacity(2);
     let out = output(inst, Stream::Out, files, &mut captures)?;
     let err = output(inst, Stream::Err, files, &mut captures)?;
@@ -247,9 +276,15 @@ pub fn launch(inst: &Instance, home: &Home, files: &LogFiles) -> io::Result<Laun
         cwd: inst.app.cwd.as_os_str(),
         stdout: out.as_fd(),
         stderr: err.as_fd(),
-        fd3: match &chan {
-            Some((_, _, theirs)) => Some(theirs.as_fd()),
-            None => inst.listener.as_deref().map(|s| s.as_fd()),
+        extra: match &chan {
+            Some((_, _, theirs)) => vec![theirs.as_fd()],
+            None => inst
+                .listener
+                .as_deref()
+                .map(|s| s.as_fd())
+                .into_iter()
+                .chain(ipc.as_ref().map(|(_, theirs)| theirs.as_fd()))
+                .collect(),
         },
         listen_pid: chan.is_none() && inst.listener.is_some(),
         cpu: inst.core,
@@ -262,5 +297,6 @@ pub fn launch(inst: &Instance, home: &Home, files: &LogFiles) -> io::Result<Laun
         spawned,
         chan: chan.map(|(ours, proto, _theirs)| (ours, proto)),
         captures,
+        ipc: ipc.map(|(ours, _theirs)| ours),
     })
 }

@@ -5,6 +5,7 @@
 
 pub mod launch;
 pub mod procstat;
+pub mod ready;
 pub mod registry;
 
 use std::path::PathBuf;
@@ -132,6 +133,11 @@ pub struct Instance {
     pub err_log: PathBuf,
     /// Combined stdout+stderr log (`log_file`).
     pub combined_log: Option<PathBuf>,
+    /// The current process said it is ready (Node preload `listening`,
+    /// `process.send('ready')`, `READY=1`); fdpass apps: see the slot.
+    pub ready: bool,
+    /// The daemon's end of a Node app's IPC channel (outside fdpass mode).
+    pub ipc: Option<ready::Ipc>,
 }
 
 impl Instance {
@@ -168,6 +174,8 @@ impl Instance {
             out_log: log(&app.out_file, "out"),
             err_log: log(&app.error_file, "error"),
             combined_log: app.logs.log_file.as_ref().map(per_instance),
+            ready: false,
+            ipc: None,
             app,
             index,
             app_instances,
@@ -208,6 +216,8 @@ impl Instance {
     /// A process was started.
     pub fn on_launched(&mut self, pid: i32) {
         self.pid = Some(pid);
+        self.ready = false;
+        self.ipc = None;
         self.status = Status::Online;
         self.started = Some((SystemTime::now(), Instant::now()));
         self.last_error = None;

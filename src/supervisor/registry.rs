@@ -381,13 +381,31 @@ impl Supervisor {
                 spawned,
                 chan,
                 captures,
+                ipc,
             }) => {
                 inst.on_launched(spawned.pid);
                 for c in captures {
                     tokio::task::spawn_local(capture::pump(c.pipe, c.encoder, c.files));
                 }
+                match ipc.map(super::ready::ipc) {
+                    Some(Ok(chan)) => {
+                        inst.ipc = Some(chan.clone());
+                        tokio::task::spawn_local(super::ready::read_node_ipc(
+                            self.clone(),
+                            id,
+                            spawned.pid,
+                            chan,
+                        ));
+                    }
+                    Some(Err(e)) => crate::daemon::log(format_args!(
+                        "{} [{id}] cannot watch its IPC channel: {e}",
+                        inst.app.name
+                    )),
+                    None => {}
+                }
                 if let (Some((fd, proto)), Some(plane)) = (chan, inst.plane.clone()) {
                     let slot = Arc::new(Slot::new(id, spawned.pid, proto, fd));
+                    slot.set_wait_ready(inst.app.wait_ready);
                     plane.pool.add(slot.clone());
                     inst.slot = Some(slot.clone());
                     tokio::task::spawn_local(channel::serve(slot, plane));
@@ -474,7 +492,26 @@ impl Supervisor {
                     inst.memory_restarts
                 ));
             }
-            self.restart(&[id]).await;
+            // Cluster apps: a replacement first, as a reload does, so the
+            // instance keeps serving; if that fails, a plain restart.
+            let cluster = self
+                .table
+                .borrow()
+                .instances
+                .get(&id)
+                .is_some_and(|i| i.app.exec_mode == ExecMode::Cluster);
+            if cluster {
+                self.reload(&[id]).await;
+            }
+            let still_old = self
+                .table
+                .borrow()
+                .instances
+                .get(&id)
+                .is_some_and(|i| i.pid == Some(pid));
+            if still_old {
+                self.restart(&[id]).await;
+            }
             return;
         }
     }
@@ -535,7 +572,7 @@ impl Supervisor {
                 };
                 match inst.begin_stop() {
                     StopAction::Signal(pid) => {
-                        let _ = process::kill_group(pid, libc::SIGINT);
+                        ask_to_stop(pid, &inst.app, inst.ipc.as_ref(), inst.slot.as_deref());
                         let timeout = Duration::from_millis(inst.app.kill_timeout_ms);
                         let generation = inst.generation;
                         let this = self.clone();
@@ -611,97 +648,271 @@ impl Supervisor {
         notes
     }
 
-    /// Rolling reload of `ids`, one instance at a time. fdpass instances are
-    /// replaced without dropping a connection: the replacement starts, the
-    /// old process leaves the rotation only once the replacement is ready,
-    /// is asked to finish (herd `S` / Node `disconnect`), and is stopped
-    /// after `kill_timeout`. If the replacement does not become ready within
-    /// the app's `listen_timeout`, it is killed and the old process keeps
-    /// serving. Instances of other modes are restarted (not zero-downtime).
+    /// Rolling reload of `ids`, one instance at a time, replacement first:
+    /// the replacement starts (a reuseport instance gets a new listener in
+    /// the group; a shared one the same listener), and only once it is ready
+    /// does the old process leave: fdpass takes it out of the rotation and
+    /// asks it to finish (herd `S` / Node `disconnect`); other modes stop
+    /// it (SIGINT, or `shutdown` with `shutdown_with_message`). It gets
+    /// `kill_timeout` to go, then SIGKILL. A replacement that is not ready
+    /// within `listen_timeout` is killed and the old process keeps serving.
     pub async fn reload(self: &Rc<Self>, ids: &[u32]) -> Vec<String> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let mut notes = Vec::new();
         for &id in ids {
-            let old = {
-                let table = self.table.borrow();
-                table
-                    .instances
-                    .get(&id)
-                    .and_then(|i| match (i.status, i.pid, &i.slot, &i.plane) {
-                        (Status::Online, Some(pid), Some(slot), Some(_)) => Some((
-                            pid,
-                            slot.clone(),
-                            Duration::from_millis(i.app.kill_timeout_ms),
-                            Duration::from_millis(i.app.listen_timeout_ms),
-                        )),
-                        _ => None,
-                    })
-            };
-            let Some((old_pid, old_slot, kill_timeout, ready_timeout)) = old else {
-                notes.extend(self.restart(&[id]).await);
-                continue;
-            };
-            if let Err(e) = self.launch_instance(id) {
-                self.restore(id, old_pid, &old_slot);
-                notes.push(format!("instance {id}: the replacement did not start ({e}); the old process keeps serving"));
-                continue;
-            }
-            let new_slot = {
-                let mut table = self.table.borrow_mut();
-                let inst = table.instances.get_mut(&id).expect("launched above");
-                inst.restarts += 1;
-                inst.slot.clone()
-            };
-            let deadline = tokio::time::Instant::now() + ready_timeout;
-            let ready = loop {
-                match &new_slot {
-                    Some(s) if s.is_active() => break true,
-                    Some(s) if s.is_dead() => break false,
-                    None => break false,
-                    _ => {}
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    break false;
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            };
-            if !ready {
-                if let Some(s) = &new_slot {
-                    let _ = process::kill_group(s.pid, libc::SIGKILL);
-                }
-                self.restore(id, old_pid, &old_slot);
-                notes.push(format!(
-                    "instance {id}: the replacement was not ready within {} ms (listen_timeout); it was stopped and the old process keeps serving",
-                    ready_timeout.as_millis()
-                ));
-                continue;
-            }
-            // Out of rotation first, then ask it to finish what it has.
-            old_slot.set_inactive();
-            let bye = match old_slot.proto {
-                crate::accept::pool::SlotProto::Herd => crate::fdpass::herd::Msg::Stop.encode(),
-                crate::accept::pool::SlotProto::Node => crate::fdpass::node::disconnect(),
-            };
-            let _ = old_slot.send_raw(&bye);
-            if !wait_gone(old_pid, kill_timeout).await {
-                let _ = process::kill_group(old_pid, libc::SIGINT);
-                if !wait_gone(old_pid, kill_timeout).await {
-                    let _ = process::kill_group(old_pid, libc::SIGKILL);
-                }
-            }
+            notes.extend(self.reload_one(id).await);
+        }
+        let reuseport = {
+            let table = self.table.borrow();
+            ids.iter()
+                .filter_map(|id| table.instances.get(id))
+                .any(|i| i.app.mode == Mode::Reuseport && i.app.exec_mode == ExecMode::Cluster)
+        };
+        if reuseport && reuseport::migrate_req() == Some(false) {
+            notes.push(reuseport::MIGRATE_NOTE.into());
         }
         notes
     }
 
-    /// Puts the previous process back as the instance's own (failed reload).
-    fn restore(&self, id: u32, pid: i32, slot: &Arc<Slot>) {
+    async fn reload_one(self: &Rc<Self>, id: u32) -> Option<String> {
+        let old = {
+            let table = self.table.borrow();
+            table
+                .instances
+                .get(&id)
+                .and_then(|i| match (i.status, i.pid) {
+                    (Status::Online, Some(pid)) => Some(Previous {
+                        pid,
+                        slot: i.slot.clone(),
+                        listener: i.listener.clone(),
+                        ipc: i.ipc.clone(),
+                        app: i.app.clone(),
+                        port: i.port,
+                    }),
+                    _ => None,
+                })
+        };
+        let Some(old) = old else {
+            return self.restart(&[id]).await.into_iter().next();
+        };
+        let app = old.app.clone();
+        if let (ExecMode::Cluster, Mode::Reuseport, Some(port)) =
+            (app.exec_mode, app.mode, old.port)
+        {
+            // The old listener stays in the group (and keeps its queue)
+            // until the old process has stopped.
+            match reuseport::join_group(&app.host, port) {
+                Ok(l) => self.set_listener(id, Some(Arc::new(l))),
+                Err(e) => {
+                    return Some(format!(
+                        "instance {id}: no listener for a replacement ({e}); the old process keeps serving"
+                    ))
+                }
+            }
+        }
+        let before = self.table.borrow().instances.get(&id).and_then(|i| i.pid);
+        if let Err(e) = self.launch_instance(id) {
+            self.restore(id, &old, before);
+            return Some(format!(
+                "instance {id}: the replacement did not start ({e}); the old process keeps serving"
+            ));
+        }
+        let new_pid = {
+            let mut table = self.table.borrow_mut();
+            match table.instances.get_mut(&id) {
+                Some(inst) => {
+                    inst.restarts += 1;
+                    inst.pid
+                }
+                None => None, // deleted meanwhile: `restore` stops the old one
+            }
+        };
+        let ready_timeout = Duration::from_millis(app.listen_timeout_ms);
+        if !self.replacement_ready(id, new_pid, ready_timeout).await {
+            if let Some(pid) = new_pid {
+                let _ = process::kill_group(pid, libc::SIGKILL);
+            }
+            self.restore(id, &old, new_pid);
+            return Some(format!(
+                "instance {id}: the replacement was not ready within {} ms (listen_timeout); it was stopped and the old process keeps serving",
+                ready_timeout.as_millis()
+            ));
+        }
+        let kill_timeout = Duration::from_millis(app.kill_timeout_ms);
+        let Previous {
+            pid: old_pid,
+            slot,
+            listener,
+            ipc,
+            ..
+        } = old;
+        // Our copy of a reuseport listener goes now: the old process holds
+        // the last one, so the socket leaves the group when it exits.
+        drop(listener);
+        match &slot {
+            Some(slot) => {
+                // Out of rotation first, then ask it to finish what it has.
+                slot.set_inactive();
+                let bye = match slot.proto {
+                    crate::accept::pool::SlotProto::Herd => crate::fdpass::herd::Msg::Stop.encode(),
+                    crate::accept::pool::SlotProto::Node => crate::fdpass::node::disconnect(),
+                };
+                let _ = slot.send_raw(&bye);
+                if wait_gone(old_pid, kill_timeout).await {
+                    return None;
+                }
+                let _ = process::kill_group(old_pid, libc::SIGINT);
+            }
+            None => ask_to_stop(old_pid, &app, ipc.as_ref(), None),
+        }
+        if !wait_gone(old_pid, kill_timeout).await {
+            let _ = process::kill_group(old_pid, libc::SIGKILL);
+        }
+        None
+    }
+
+    fn set_listener(&self, id: u32, listener: Option<Arc<socket2::Socket>>) {
         if let Some(inst) = self.table.borrow_mut().instances.get_mut(&id) {
-            inst.pid = Some(pid);
-            inst.slot = Some(slot.clone());
-            inst.status = Status::Online;
-            inst.generation += 1;
+            inst.listener = listener;
+        }
+    }
+
+    /// Waits until the reload's replacement `pid` of `id` is ready: an
+    /// fdpass slot in rotation; a signal (Node preload `listening`,
+    /// `process.send('ready')`, `READY=1`); or, for an app that sends none
+    /// and is not asked to (`wait_ready` off, not a Node server), up for
+    /// `min_uptime`. False if it dies or the time runs out.
+    async fn replacement_ready(&self, id: u32, pid: Option<i32>, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            {
+                let table = self.table.borrow();
+                let Some(inst) = table.instances.get(&id) else {
+                    return false;
+                };
+                if inst.pid != pid || inst.status != Status::Online {
+                    return false;
+                }
+                match &inst.slot {
+                    Some(s) if s.is_active() => return true,
+                    Some(s) if s.is_dead() => return false,
+                    Some(_) => {}
+                    None if inst.ready => return true,
+                    None => {
+                        let signals = inst.app.wait_ready
+                            || (inst.listener.is_some() && launch::is_node_app(inst));
+                        let stable = inst.app.min_uptime_ms.min(limit.as_millis() as u64);
+                        if !signals && inst.uptime_ms() >= stable {
+                            return true;
+                        }
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// A readiness signal from process `pid` of instance `id`.
+    pub fn on_signal(&self, id: u32, pid: i32, signal: super::ready::Signal) {
+        let mut table = self.table.borrow_mut();
+        let Some(inst) = table.instances.get_mut(&id).filter(|i| i.pid == Some(pid)) else {
+            return;
+        };
+        if inst.ready || (inst.app.wait_ready && signal != super::ready::Signal::Ready) {
+            return;
+        }
+        inst.ready = true;
+        drop(table);
+        self.bump();
+    }
+
+    /// `READY=1` on the notify socket from `pid`: the instance whose
+    /// process is `pid` or one of its ancestors.
+    pub fn on_notify_ready(&self, pid: i32) {
+        let owner = {
+            let table = self.table.borrow();
+            let mut p = pid;
+            let mut found = None;
+            for _ in 0..16 {
+                if let Some(i) = table.instances.values().find(|i| i.pid == Some(p)) {
+                    found = Some((i.id, p));
+                    break;
+                }
+                match crate::sys::notify::parent_of(p) {
+                    Some(pp) if pp > 1 => p = pp,
+                    _ => break,
+                }
+            }
+            found
+        };
+        if let Some((id, p)) = owner {
+            self.on_signal(id, p, super::ready::Signal::Ready);
+        }
+    }
+
+    /// Puts the previous process back as the instance's own (failed
+    /// reload). If the instance was deleted or taken over meanwhile (scale
+    /// down, delete, stop), the previous process is stopped instead: no
+    /// process may outlive its place in the table.
+    fn restore(&self, id: u32, old: &Previous, replacement: Option<i32>) {
+        let restored = match self.table.borrow_mut().instances.get_mut(&id) {
+            // Only if the slot is still the reload's: a stop, delete or
+            // automatic restart meanwhile owns the instance now.
+            Some(inst) if inst.pid == replacement || inst.pid.is_none() => {
+                inst.pid = Some(old.pid);
+                inst.slot = old.slot.clone();
+                inst.listener = old.listener.clone();
+                inst.ipc = old.ipc.clone();
+                inst.ready = true;
+                inst.status = Status::Online;
+                inst.generation += 1;
+                true
+            }
+            _ => false,
+        };
+        if !restored {
+            if let Some(slot) = &old.slot {
+                slot.set_inactive();
+            }
+            ask_to_stop(old.pid, &old.app, old.ipc.as_ref(), old.slot.as_deref());
+            let (pid, limit) = (old.pid, Duration::from_millis(old.app.kill_timeout_ms));
+            tokio::task::spawn_local(async move {
+                if !wait_gone(pid, limit).await {
+                    let _ = process::kill_group(pid, libc::SIGKILL);
+                }
+            });
         }
         self.bump();
+    }
+
+    /// Lets fdpass instances leaving for good (scale down) finish what they
+    /// have, as a reload does with the old process: out of the rotation,
+    /// herd `S` / Node `disconnect`, up to `kill_timeout` to exit by itself.
+    async fn retire(&self, ids: &[u32]) {
+        let leaving: Vec<(i32, Duration)> = {
+            let table = self.table.borrow();
+            ids.iter()
+                .filter_map(|id| table.instances.get(id))
+                .filter_map(|i| {
+                    let slot = i.slot.as_ref()?;
+                    slot.set_inactive();
+                    let bye = match slot.proto {
+                        crate::accept::pool::SlotProto::Herd => {
+                            crate::fdpass::herd::Msg::Stop.encode()
+                        }
+                        crate::accept::pool::SlotProto::Node => crate::fdpass::node::disconnect(),
+                    };
+                    let _ = slot.send_raw(&bye);
+                    Some((i.pid?, Duration::from_millis(i.app.kill_timeout_ms)))
+                })
+                .collect()
+        };
+        for (pid, limit) in leaving {
+            wait_gone(pid, limit).await;
+        }
     }
 
     /// Stops `ids` and removes them (their listeners close).
@@ -755,14 +966,9 @@ impl Supervisor {
                 .iter()
                 .map(|&(_, id)| id)
                 .collect();
-            {
-                let table = self.table.borrow();
-                for id in &gone {
-                    if let Some(slot) = table.instances.get(id).and_then(|i| i.slot.as_ref()) {
-                        slot.set_inactive();
-                    }
-                }
-            }
+            // Not in the middle of a reload: it would replace what leaves.
+            let _no_reload = self.reload_lock.lock().await;
+            self.retire(&gone).await;
             self.delete(&gone).await;
             self.set_app_instances(name, target);
             return Ok((Vec::new(), gone));
@@ -853,6 +1059,35 @@ impl Supervisor {
             })
             .collect()
     }
+}
+
+/// The process a reload replaces, kept until its replacement is ready.
+struct Previous {
+    pid: i32,
+    slot: Option<Arc<Slot>>,
+    listener: Option<Arc<socket2::Socket>>,
+    ipc: Option<super::ready::Ipc>,
+    app: Arc<AppSpec>,
+    port: Option<u16>,
+}
+
+/// Asks process group `pid` to stop: the IPC message `shutdown` when the app
+/// wants it (`shutdown_with_message`) and has a channel, else SIGINT.
+fn ask_to_stop(pid: i32, app: &AppSpec, ipc: Option<&super::ready::Ipc>, slot: Option<&Slot>) {
+    if app.shutdown_with_message {
+        let msg = serde_json::Value::from("shutdown");
+        let sent = match (ipc, slot) {
+            (Some(chan), _) => super::ready::send(chan, &msg).is_ok(),
+            (None, Some(slot)) if slot.proto == crate::accept::pool::SlotProto::Node => {
+                slot.send_raw(&crate::fdpass::node::message(&msg)).is_ok()
+            }
+            _ => false,
+        };
+        if sent {
+            return;
+        }
+    }
+    let _ = process::kill_group(pid, libc::SIGINT);
 }
 
 /// Waits until `pid` has exited (or is a zombie), at most `limit`.
@@ -977,5 +1212,8 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         log_retain: app.logs.rotation().map_or(0, |r| r.retain),
         log_dropped_bytes,
         log_error,
+        ready: inst.ready || inst.slot.as_ref().is_some_and(|s| s.is_active()),
+        wait_ready: app.wait_ready,
+        shutdown_with_message: app.shutdown_with_message,
     }
 }

@@ -11,6 +11,7 @@ pub mod epoll;
 pub mod fd;
 pub mod fdpass;
 pub mod lock;
+pub mod notify;
 pub mod process;
 pub mod spawn;
 pub mod uring;

@@ -30,8 +30,8 @@ pub struct SpawnPlan<'a> {
     pub stdout: BorrowedFd<'a>,
     /// Becomes fd 2.
     pub stderr: BorrowedFd<'a>,
-    /// Becomes fd 3 (a listener, or a channel to the daemon).
-    pub fd3: Option<BorrowedFd<'a>>,
+    /// Become fds 3, 4, … in order (a listener, a channel to the daemon).
+    pub extra: Vec<BorrowedFd<'a>>,
     /// Add `LISTEN_PID=<the child's pid>` (systemd protocol, with a listener as fd 3).
     pub listen_pid: bool,
     /// Pin the child to this CPU.
@@ -119,11 +119,36 @@ pub fn spawn(plan: &SpawnPlan<'_>) -> io::Result<Spawned> {
     };
 
     let parent_pid = std::process::id() as libc::pid_t;
+    // The child moves extra[i] onto 3 + i in order; a source numbered below
+    // 3 + extra.len() could be overwritten before it is moved, so those get
+    // a higher number first.
+    let high = 3 + plan.extra.len() as libc::c_int;
+    let mut lifted: Vec<OwnedFd> = Vec::new();
+    let mut extra = [0 as libc::c_int; MAX_EXTRA];
+    if plan.extra.len() > MAX_EXTRA {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors for the child",
+        ));
+    }
+    for (slot, fd) in extra.iter_mut().zip(&plan.extra) {
+        *slot = if fd.as_raw_fd() < high {
+            // SAFETY: F_DUPFD_CLOEXEC on a descriptor we borrow; the result is
+            // a new descriptor that we own.
+            let dup = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, high) })?;
+            // SAFETY: `dup` was just returned by fcntl and is owned by nobody else.
+            lifted.push(unsafe { OwnedFd::from_raw_fd(dup) });
+            dup
+        } else {
+            fd.as_raw_fd()
+        };
+    }
     let fds = ChildFds {
         stdin: devnull.as_raw_fd(),
         stdout: plan.stdout.as_raw_fd(),
         stderr: plan.stderr.as_raw_fd(),
-        listen: plan.fd3.map(|f| f.as_raw_fd()),
+        extra,
+        n_extra: plan.extra.len(),
     };
 
     // SAFETY: fork is sound here because the child runs only
@@ -167,11 +192,15 @@ pub fn spawn(plan: &SpawnPlan<'_>) -> io::Result<Spawned> {
     Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno_buf)))
 }
 
+/// Descriptors beyond 0..=2 a child can get.
+const MAX_EXTRA: usize = 4;
+
 struct ChildFds {
     stdin: libc::c_int,
     stdout: libc::c_int,
     stderr: libc::c_int,
-    listen: Option<libc::c_int>,
+    extra: [libc::c_int; MAX_EXTRA],
+    n_extra: usize,
 }
 
 /// Moves `src` to `dst` and makes sure `dst` survives exec.
@@ -265,8 +294,8 @@ unsafe fn child_after_fork(
         if !move_fd(fds.stdin, 0) || !move_fd(fds.stdout, 1) || !move_fd(fds.stderr, 2) {
             fail(err_fd);
         }
-        if let Some(l) = fds.listen {
-            if !move_fd(l, 3) {
+        for (i, &fd) in fds.extra[..fds.n_extra].iter().enumerate() {
+            if !move_fd(fd, 3 + i as libc::c_int) {
                 fail(err_fd);
             }
         }

@@ -11,5 +11,6 @@ mod lifecycle;
 mod logs;
 mod node;
 mod protocol;
+mod ready;
 mod reload;
 mod reuseport;

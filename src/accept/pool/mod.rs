@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -111,6 +111,11 @@ pub struct Slot {
     pub dispatched: AtomicU64,
     active: AtomicBool,
     dead: AtomicBool,
+    /// `wait_ready`: a Node worker joins the rotation on `process.send('ready')`
+    /// (after `listening`), not on `listening` alone.
+    wait_ready: AtomicBool,
+    /// Node readiness signals seen: [`Slot::LISTENING`] | [`Slot::READY`].
+    signals: AtomicU8,
 }
 
 /// Outcome of handing a connection to a slot.
@@ -134,7 +139,31 @@ impl Slot {
             dispatched: AtomicU64::new(0),
             active: AtomicBool::new(false),
             dead: AtomicBool::new(false),
+            wait_ready: AtomicBool::new(false),
+            signals: AtomicU8::new(0),
         }
+    }
+
+    /// The Node worker's server listens.
+    pub const LISTENING: u8 = 1;
+    /// The Node worker sent `process.send('ready')`.
+    pub const READY: u8 = 2;
+
+    /// Joins the rotation only on `process.send('ready')` (PM2's `wait_ready`).
+    pub fn set_wait_ready(&self, on: bool) {
+        self.wait_ready.store(on, Ordering::Release);
+    }
+
+    /// Records a readiness signal; true when the worker is now ready to be
+    /// sent connections (listening, and ready too under `wait_ready`).
+    pub fn note_signal(&self, signal: u8) -> bool {
+        let seen = self.signals.fetch_or(signal, Ordering::AcqRel) | signal;
+        let need = if self.wait_ready.load(Ordering::Acquire) {
+            Slot::LISTENING | Slot::READY
+        } else {
+            Slot::LISTENING
+        };
+        seen & need == need
     }
 
     /// The daemon's end of the channel.

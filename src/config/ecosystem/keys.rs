@@ -71,8 +71,8 @@ pub(super) static KEYS: &[Key] = &[
     key("max_memory_restart", &[], Acted),
     key("stop_exit_codes", &[], Acted),
     key("listen_timeout", &[], Acted),
-    key("wait_ready", &[], Pending),
-    key("shutdown_with_message", &[], Pending),
+    key("wait_ready", &[], Acted),
+    key("shutdown_with_message", &[], Acted),
     key("cron_restart", &["cron"], Pending),
     // Watch.
     key("watch", &[], Pending),

@@ -242,8 +242,6 @@ fn every_key_of_the_all_keys_app() {
         uid: Some("www-data".into()),
         gid: Some("33".into()),
         pending: vec![
-            "wait_ready",
-            "shutdown_with_message",
             "cron_restart",
             "watch",
             "ignore_watch",

@@ -317,7 +317,7 @@ fn live_node_worker_serves_connections_we_pass() {
         cwd: dir.as_os_str(),
         stdout: devnull.as_fd(),
         stderr: stderr.as_fd(),
-        fd3: Some(theirs.as_fd()),
+        extra: vec![theirs.as_fd()],
         listen_pid: false,
         cpu: None,
     })

@@ -1,0 +1,103 @@
+//! How an instance tells the daemon it is ready, outside the fdpass channel:
+//!
+//! * a Node app gets a plain IPC channel (as under PM2): the herd preload
+//!   reports that the app's server listens on herd's socket, and the app's
+//!   own `process.send('ready')` is PM2's `wait_ready` signal. The same
+//!   channel carries `shutdown` for `shutdown_with_message`.
+//! * any app may send `READY=1` to `$NOTIFY_SOCKET` (sd_notify(3)); the
+//!   kernel tells us the sender's pid, which is the instance's process or
+//!   one of its descendants.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::rc::Rc;
+
+use tokio::io::unix::AsyncFd;
+
+use super::registry::Supervisor;
+use crate::fdpass::node::{self, FromWorker, LineDecoder};
+use crate::sys::fd;
+
+/// A readiness signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// The app's server listens on herd's socket (the Node preload saw it).
+    Listening,
+    /// The app said it is ready: `process.send('ready')` or `READY=1`.
+    Ready,
+}
+
+/// The daemon's end of a Node app's IPC channel (outside fdpass mode).
+pub type Ipc = Rc<AsyncFd<OwnedFd>>;
+
+/// Registers the channel with the runtime.
+pub fn ipc(chan: OwnedFd) -> std::io::Result<Ipc> {
+    Ok(Rc::new(fd::async_fd(chan, tokio::io::Interest::READABLE)?))
+}
+
+/// Sends `value` as a message the app's `process.on('message')` receives.
+pub fn send(chan: &Ipc, value: &serde_json::Value) -> std::io::Result<()> {
+    let line = node::message(value);
+    crate::sys::fdpass::send_with_fds(chan.as_fd(), &line, &[], true).map(drop)
+}
+
+/// Reads a Node app's IPC channel until it closes, turning its messages
+/// into readiness signals for instance `id` (process `pid`).
+pub async fn read_node_ipc(sup: Rc<Supervisor>, id: u32, pid: i32, chan: Ipc) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut decoder = LineDecoder::new();
+    loop {
+        let Ok(mut guard) = chan.readable().await else {
+            return;
+        };
+        match guard.try_io(|c| fd::read(c.get_ref(), &mut buf)) {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => decoder.feed(&buf[..n]),
+            Err(_would_block) => continue,
+        }
+        for msg in decoder.by_ref() {
+            match msg {
+                Ok(FromWorker::Ready) => sup.on_signal(id, pid, Signal::Ready),
+                Ok(FromWorker::Other(v))
+                    if v.get("cmd").and_then(|c| c.as_str()) == Some("NODE_HERD_LISTENING") =>
+                {
+                    sup.on_signal(id, pid, Signal::Listening)
+                }
+                // Node waits for this before sending anything else.
+                Ok(FromWorker::Handle { .. }) => {
+                    let _ = crate::sys::fdpass::send_with_fds(
+                        chan.as_fd(),
+                        &node::handle_ack(),
+                        &[],
+                        true,
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Serves `$HERD_HOME/notify.sock` for the daemon's lifetime.
+pub async fn serve_notify(sup: Rc<Supervisor>, sock: OwnedFd) {
+    let sock = match fd::async_fd(sock, tokio::io::Interest::READABLE) {
+        Ok(s) => s,
+        Err(e) => {
+            crate::daemon::log(format_args!("notify socket: {e}; READY=1 is not heard"));
+            return;
+        }
+    };
+    let mut buf = [0u8; 4096];
+    loop {
+        let Ok(mut guard) = sock.readable().await else {
+            return;
+        };
+        if let Ok(Ok((n, Some(pid)))) =
+            guard.try_io(|s| crate::sys::notify::recv(s.get_ref().as_fd(), &mut buf))
+        {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            if text.lines().any(|l| l.trim() == "READY=1") {
+                sup.on_notify_ready(pid);
+            }
+        }
+    }
+}
