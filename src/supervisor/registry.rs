@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
+use super::auto::{Auto, Cause, Trigger, Wanted};
 use super::launch::{self, Launched};
 use super::{AfterExit, Instance, Status, StopAction};
 use crate::accept::pool::Slot;
@@ -58,6 +59,8 @@ pub struct Supervisor {
     /// Reloads run one at a time: a second `herd reload` waits for the
     /// first instead of interleaving replacements of the same instances.
     reload_lock: tokio::sync::Mutex<()>,
+    /// Watchers and cron tasks per app, and the instances the user stopped.
+    auto: RefCell<Auto>,
 }
 
 #[derive(Default)]
@@ -80,6 +83,7 @@ impl Supervisor {
             table: RefCell::new(Table::default()),
             changed: watch::channel(0).0,
             reload_lock: tokio::sync::Mutex::new(()),
+            auto: RefCell::new(Auto::default()),
         })
     }
 
@@ -167,6 +171,14 @@ impl Supervisor {
                 "give an existing directory",
             ));
         }
+        if let Some(p) = &spec.cron_restart {
+            crate::config::cron_schedule(p).map_err(|why| {
+                refuse(
+                    format!("invalid cron_restart `{p}`: {why}"),
+                    format!("give {}", crate::config::CRON_EXPECTED),
+                )
+            })?;
+        }
         if !force {
             if let Some(r) = self.start_existing(&spec, existing)? {
                 return Ok(r);
@@ -246,6 +258,7 @@ impl Supervisor {
                 notes.push(format!("instance {id} failed to start: {e}"));
             }
         }
+        self.sync_auto(&[app.name.clone()]);
         Ok(Started {
             ids,
             restart: Vec::new(),
@@ -319,11 +332,13 @@ impl Supervisor {
                 }
             }
         }
+        self.auto.borrow_mut().release(&stopped);
         for &id in &stopped {
             if let Err(e) = self.launch_instance(id) {
                 notes.push(format!("instance {id} failed to start: {e}"));
             }
         }
+        self.sync_auto(&[spec.name.clone()]);
         let mut restart = Vec::new();
         match existing {
             OnExisting::Update => restart = running,
@@ -574,10 +589,14 @@ impl Supervisor {
     }
 
     /// Stops then starts `ids` again (not zero-downtime; that is `reload`).
+    /// An instance the user stops meanwhile stays stopped.
     pub async fn restart(self: &Rc<Self>, ids: &[u32]) -> Vec<String> {
         self.stop(ids).await;
         let mut notes = Vec::new();
         for &id in ids {
+            if self.auto.borrow().is_held(id) {
+                continue;
+            }
             {
                 let mut table = self.table.borrow_mut();
                 let Some(inst) = table.instances.get_mut(&id) else {
@@ -687,7 +706,8 @@ impl Supervisor {
         self.bump();
     }
 
-    /// Stops `ids` and removes them (their listeners close).
+    /// Stops `ids` and removes them (their listeners close; an app left
+    /// without instances loses its watcher and cron task).
     pub async fn delete(self: &Rc<Self>, ids: &[u32]) -> Vec<InstanceInfo> {
         self.stop(ids).await;
         let infos = self.info(ids);
@@ -696,6 +716,8 @@ impl Supervisor {
             table.instances.remove(id);
         }
         drop(table);
+        self.auto.borrow_mut().release(ids);
+        self.sync_auto(&app_names(&infos));
         self.bump();
         infos
     }
@@ -785,6 +807,7 @@ impl Supervisor {
             added.push(id);
         }
         self.set_app_instances(name, target);
+        self.sync_auto(&[name.to_string()]);
         Ok((added, Vec::new()))
     }
 
@@ -814,10 +837,112 @@ impl Supervisor {
     /// Snapshots of `ids`, with CPU and memory sampled now.
     pub fn info(&self, ids: &[u32]) -> Vec<InstanceInfo> {
         let mut table = self.table.borrow_mut();
+        let auto = self.auto.borrow();
         ids.iter()
             .filter_map(|id| table.instances.get_mut(id).map(to_info))
+            .map(|mut i| {
+                auto.describe(&mut i);
+                i
+            })
             .collect()
     }
+
+    /// The user stops `ids`: watch and cron leave them alone (an app with
+    /// none left running loses its watcher and cron task) until they are
+    /// started, restarted or reloaded.
+    pub fn hold(self: &Rc<Self>, ids: &[u32]) {
+        self.auto.borrow_mut().hold(ids);
+        self.sync_auto(&self.names_of(ids));
+    }
+
+    /// The user starts `ids` again (restart, reload): watch and cron apply
+    /// to them again.
+    pub fn release(self: &Rc<Self>, ids: &[u32]) {
+        self.auto.borrow_mut().release(ids);
+        self.sync_auto(&self.names_of(ids));
+    }
+
+    /// The distinct app names of `ids`.
+    fn names_of(&self, ids: &[u32]) -> Vec<String> {
+        let table = self.table.borrow();
+        let mut names: Vec<String> = ids
+            .iter()
+            .filter_map(|id| table.instances.get(id).map(|i| i.app.name.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Arms, rearms or drops the watcher and cron task of each app in
+    /// `names` to match its spec and its instances (see `auto.rs`).
+    fn sync_auto(self: &Rc<Self>, names: &[String]) {
+        for name in names {
+            let wanted = {
+                let table = self.table.borrow();
+                let auto = self.auto.borrow();
+                let mine: Vec<&Instance> = table
+                    .instances
+                    .values()
+                    .filter(|i| i.app.name == *name)
+                    .collect();
+                let mut never = vec![self.home.logs()];
+                for i in &mine {
+                    never.extend([i.out_log.clone(), i.err_log.clone()]);
+                }
+                mine.iter()
+                    .find(|i| !auto.is_held(i.id))
+                    .and_then(|i| Wanted::of(&i.app, never))
+            };
+            let this = Rc::downgrade(self);
+            self.auto.borrow_mut().arm(name, wanted, || trigger(&this, name));
+        }
+    }
+
+    /// Restarts the instances of app `name` the user has not stopped.
+    async fn auto_restart(self: Rc<Self>, name: String, cause: Cause) {
+        let ids: Vec<u32> = {
+            let table = self.table.borrow();
+            let auto = self.auto.borrow();
+            table
+                .instances
+                .values()
+                .filter(|i| i.app.name == name && !auto.is_held(i.id))
+                .map(|i| i.id)
+                .collect()
+        };
+        if ids.is_empty() {
+            return;
+        }
+        for note in self.restart(&ids).await {
+            crate::daemon::log(format_args!("{name}: {cause:?} restart: {note}"));
+        }
+    }
+}
+
+/// The trigger of app `name`'s watcher or cron task. The restart runs as a
+/// task of its own, so that dropping the watcher or cron task (the app is
+/// stopped or deleted meanwhile) cannot cut a restart in half.
+fn trigger(sup: &std::rc::Weak<Supervisor>, name: &str) -> Trigger {
+    let sup = sup.clone();
+    let name = name.to_string();
+    Rc::new(move |cause| {
+        let sup = sup.upgrade();
+        let name = name.clone();
+        Box::pin(async move {
+            if let Some(sup) = sup {
+                let _ = tokio::task::spawn_local(sup.auto_restart(name, cause)).await;
+            }
+        })
+    })
+}
+
+/// The distinct app names of `infos`.
+fn app_names(infos: &[InstanceInfo]) -> Vec<String> {
+    let mut names: Vec<String> = infos.iter().map(|i| i.name.clone()).collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Waits until `pid` has exited (or is a zombie), at most `limit`.
@@ -919,5 +1044,16 @@ fn to_info(inst: &mut Instance) -> InstanceInfo {
         stop_exit_codes: app.stop_exit_codes.clone(),
         out_log: inst.out_log.to_string_lossy().into_owned(),
         err_log: inst.err_log.to_string_lossy().into_owned(),
+        watch: app
+            .watch
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect(),
+        ignore_watch: app.ignore_watch.clone(),
+        watch_delay_ms: (!app.watch.is_empty()).then_some(app.watch_delay_ms),
+        watching: false,
+        watch_error: None,
+        cron_restart: app.cron_restart.clone(),
+        cron_next_ms: None,
     }
 }

@@ -121,7 +121,7 @@ fn pm2_docs_my_cluster_app() {
     assert_eq!(app.out_file, Some(dir.join("logs/out.log")));
     assert_eq!(app.log_file, Some(dir.join("logs/combined.log")));
     assert_eq!(app.time, Some(true));
-    assert_eq!(app.pending, ["watch", "log_file", "time"]);
+    assert_eq!(app.pending, ["log_file", "time"], "watch is acted on");
 }
 
 #[test]
@@ -242,10 +242,6 @@ fn every_key_of_the_all_keys_app() {
         pending: vec![
             "wait_ready",
             "shutdown_with_message",
-            "cron_restart",
-            "watch",
-            "ignore_watch",
-            "watch_delay",
             "log_file",
             "pid_file",
             "time",
@@ -257,6 +253,15 @@ fn every_key_of_the_all_keys_app() {
         ],
     };
     assert_eq!(loaded.apps[0], want);
+    // PM2's docs write regexes in ignore_watch; herd says it takes globs.
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains(r"`\.log$` looks like a regular expression")),
+        "{:?}",
+        loaded.warnings
+    );
     let worker = &loaded.apps[1];
     assert_eq!(worker.interpreter, None, "interpreter: none");
     assert_eq!(worker.args, ["--queue", "default"]);
