@@ -12,3 +12,4 @@ mod node;
 mod protocol;
 mod reload;
 mod reuseport;
+mod watch;
