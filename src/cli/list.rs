@@ -219,7 +219,7 @@ fn watch_summary(i: &InstanceInfo) -> String {
     } else {
         "paused (stopped)"
     };
-    let mut ignore = vec!["node_modules, hidden names, herd logs".to_string()];
+    let mut ignore = vec!["node_modules, __pycache__, hidden names, herd's logs".to_string()];
     ignore.extend(i.ignore_watch.iter().cloned());
     let mut out = format!(
         "{state}: {}; ignore: {}; delay {} ms",

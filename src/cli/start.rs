@@ -115,7 +115,8 @@ pub struct StartArgs {
     pub watch: bool,
     /// Changes that do not restart the app: names (`logs`, `*.log`) or
     /// paths from the cwd (`./tmp`); comma- or space-separated, repeatable.
-    /// node_modules, hidden names and herd's logs are always ignored.
+    /// node_modules, __pycache__, hidden names and herd's logs are always
+    /// ignored.
     #[arg(long = "ignore-watch", value_name = "PATTERNS")]
     pub ignore_watch: Vec<String>,
     /// How long watched files must be quiet before the restart: seconds,

@@ -268,8 +268,8 @@ pub struct InstanceInfo {
     /// Paths whose changes restart the app (`watch`); absent when off.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub watch: Vec<String>,
-    /// `ignore_watch` patterns (herd also ignores `node_modules`, hidden
-    /// names and its own logs).
+    /// `ignore_watch` patterns (herd also ignores `node_modules`,
+    /// `__pycache__`, hidden names and its own logs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore_watch: Vec<String>,
     /// `watch_delay`, when watching.

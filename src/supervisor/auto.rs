@@ -45,15 +45,16 @@ pub struct Wanted {
 }
 
 impl Wanted {
-    /// What `app` asks for; `logs` are paths a watcher must never count
-    /// (herd's log directory, the app's log files). `None` when neither
+    /// What `app` asks for; a watcher never counts changes under `home`
+    /// (herd's) nor to `logs` (the app's log files). `None` when neither
     /// watch nor cron is on.
-    pub fn of(app: &AppSpec, logs: Vec<PathBuf>) -> Option<Wanted> {
+    pub fn of(app: &AppSpec, home: PathBuf, logs: Vec<PathBuf>) -> Option<Wanted> {
         let watch = (!app.watch.is_empty()).then(|| watch::Plan {
             roots: app.watch.clone(),
             cwd: app.cwd.clone(),
             patterns: app.ignore_watch.clone(),
-            always: logs,
+            always: vec![home],
+            logs,
             delay: Duration::from_millis(app.watch_delay_ms),
         });
         let cron = app.cron_restart.clone();

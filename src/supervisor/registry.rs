@@ -886,13 +886,14 @@ impl Supervisor {
                     .values()
                     .filter(|i| i.app.name == *name)
                     .collect();
-                let mut never = vec![self.home.logs()];
-                for i in &mine {
-                    never.extend([i.out_log.clone(), i.err_log.clone()]);
-                }
+                let logs = mine
+                    .iter()
+                    .flat_map(|i| [i.out_log.clone(), i.err_log.clone()])
+                    .collect();
+                let home = self.home.root().to_path_buf();
                 mine.iter()
                     .find(|i| !auto.is_held(i.id))
-                    .and_then(|i| Wanted::of(&i.app, never))
+                    .and_then(|i| Wanted::of(&i.app, home, logs))
             };
             let this = Rc::downgrade(self);
             self.auto.borrow_mut().arm(name, wanted, || trigger(&this, name));

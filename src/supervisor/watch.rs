@@ -27,9 +27,10 @@
 //! restart back forever. Changes seen while that restart is under way
 //! belong to it.
 //!
-//! **Ignore rules** ([`Ignore`]): always `node_modules`, hidden names
-//! (`.git`, editor swap files), herd's log directory and the app's own log
-//! files; then each `ignore_watch` pattern. A pattern without `/` is
+//! **Ignore rules** ([`Ignore`]): always `node_modules`, `__pycache__`,
+//! hidden names (`.git`, editor swap files), herd's home (its logs, socket
+//! and pid file) and the app's own log files (with rotated copies beside
+//! them); then each `ignore_watch` pattern. A pattern without `/` is
 //! matched against every name below the watched path (`logs`, `*.log`); a
 //! pattern with `/` is a path from the app's cwd (or absolute) and covers
 //! everything under it (`./tmp`, `public/uploads`, `src/**/*.gen.js`).
@@ -54,7 +55,7 @@ use tokio::sync::mpsc;
 use super::auto::{Cause, Trigger};
 
 /// Names ignored anywhere below a watched path, besides hidden names.
-const ALWAYS_IGNORED_NAMES: &[&str] = &["node_modules"];
+const ALWAYS_IGNORED_NAMES: &[&str] = &["node_modules", "__pycache__"];
 
 /// The shortest quiet time that ends a burst, whatever `watch_delay` says.
 pub const SETTLE: Duration = Duration::from_millis(100);
@@ -76,8 +77,11 @@ pub struct Plan {
     pub cwd: PathBuf,
     /// `ignore_watch`, as written.
     pub patterns: Vec<String>,
-    /// Paths never watched: herd's log directory, the app's log files.
+    /// Paths never counted, with everything under them: herd's home.
     pub always: Vec<PathBuf>,
+    /// The app's log files, never counted; nor are files beside them whose
+    /// names start with theirs (rotated copies).
+    pub logs: Vec<PathBuf>,
     /// `watch_delay`.
     pub delay: Duration,
 }
@@ -101,6 +105,7 @@ pub struct Ignore {
     /// Watched paths, longest first (the innermost root names a path).
     roots: Vec<PathBuf>,
     always: Vec<PathBuf>,
+    logs: Vec<PathBuf>,
     rules: Vec<Rule>,
 }
 
@@ -126,6 +131,7 @@ impl Ignore {
         Ignore {
             roots,
             always: plan.always.clone(),
+            logs: plan.logs.clone(),
             rules,
         }
     }
@@ -136,7 +142,9 @@ impl Ignore {
         let Some(root) = self.roots.iter().find(|r| path.starts_with(r)) else {
             return true;
         };
-        if self.always.iter().any(|a| path.starts_with(a)) {
+        if self.always.iter().any(|a| path.starts_with(a))
+            || self.logs.iter().any(|l| path == l || same_stem(path, l))
+        {
             return true;
         }
         let below = path.strip_prefix(root).unwrap_or(Path::new(""));
@@ -155,6 +163,13 @@ impl Ignore {
             Rule::Name(_) => false,
         })
     }
+}
+
+/// `app-out-0.log.1` beside `app-out-0.log`: a log file's rotated copy.
+fn same_stem(path: &Path, log: &Path) -> bool {
+    let name = |p: &Path| p.file_name().and_then(|n| n.to_str()).map(str::to_string);
+    path.parent() == log.parent()
+        && matches!((name(path), name(log)), (Some(p), Some(l)) if p.starts_with(&l))
 }
 
 /// The normal components of a path, as text.
@@ -547,7 +562,8 @@ mod tests {
             roots: vec!["/srv/app".into(), "/etc/app.conf".into()],
             cwd: "/srv/app".into(),
             patterns: patterns.iter().map(|p| p.to_string()).collect(),
-            always: vec!["/srv/app/logs/out-0.log".into(), "/home/u/.herd/logs".into()],
+            always: vec!["/home/u/.herd".into()],
+            logs: vec!["/srv/app/logs/out-0.log".into()],
             delay: Duration::ZERO,
         }
     }
@@ -570,7 +586,10 @@ mod tests {
             "/srv/app/.git/index",
             "/srv/app/src/.app.js.swp",
             "/srv/app/logs/out-0.log",
+            "/srv/app/logs/out-0.log.1",
+            "/srv/app/__pycache__/app.cpython-311.pyc",
             "/home/u/.herd/logs/api-out-0.log",
+            "/home/u/.herd/herd.log",
             "/etc/passwd",
             "/srv/other/file",
         ] {
