@@ -20,6 +20,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::{cron, watch};
 use crate::config::AppSpec;
+use crate::home::Home;
 use crate::protocol::InstanceInfo;
 
 /// Why herd restarts an app by itself.
@@ -45,15 +46,18 @@ pub struct Wanted {
 }
 
 impl Wanted {
-    /// What `app` asks for; a watcher never counts changes under `home`
-    /// (herd's) nor to `logs` (the app's log files). `None` when neither
-    /// watch nor cron is on.
-    pub fn of(app: &AppSpec, home: PathBuf, logs: Vec<PathBuf>) -> Option<Wanted> {
+    /// What `app` asks for; a watcher never counts what herd writes in
+    /// `home` nor the app's `logs`. `None` when neither watch nor cron is on.
+    pub fn of(app: &AppSpec, home: &Home, logs: Vec<PathBuf>) -> Option<Wanted> {
         let watch = (!app.watch.is_empty()).then(|| watch::Plan {
             roots: app.watch.clone(),
             cwd: app.cwd.clone(),
             patterns: app.ignore_watch.clone(),
-            always: vec![home],
+            always: [Some(home.logs()), home.node_preload().parent().map(PathBuf::from)]
+                .into_iter()
+                .flatten()
+                .collect(),
+            flat: vec![home.root().to_path_buf()],
             logs,
             delay: Duration::from_millis(app.watch_delay_ms),
         });

@@ -589,7 +589,9 @@ impl Supervisor {
     }
 
     /// Stops then starts `ids` again (not zero-downtime; that is `reload`).
-    /// An instance the user stops meanwhile stays stopped.
+    /// An instance the user stops meanwhile stays stopped, and one that a
+    /// concurrent restart (watch and cron at once, two `herd restart`s)
+    /// already started again is left to it rather than launched twice.
     pub async fn restart(self: &Rc<Self>, ids: &[u32]) -> Vec<String> {
         self.stop(ids).await;
         let mut notes = Vec::new();
@@ -602,6 +604,9 @@ impl Supervisor {
                 let Some(inst) = table.instances.get_mut(&id) else {
                     continue;
                 };
+                if inst.status.is_running() {
+                    continue;
+                }
                 inst.restarts += 1;
                 inst.unstable_restarts = 0;
                 inst.status = Status::Launching;
@@ -890,10 +895,9 @@ impl Supervisor {
                     .iter()
                     .flat_map(|i| [i.out_log.clone(), i.err_log.clone()])
                     .collect();
-                let home = self.home.root().to_path_buf();
                 mine.iter()
                     .find(|i| !auto.is_held(i.id))
-                    .and_then(|i| Wanted::of(&i.app, home, logs))
+                    .and_then(|i| Wanted::of(&i.app, &self.home, logs))
             };
             let this = Rc::downgrade(self);
             self.auto.borrow_mut().arm(name, wanted, || trigger(&this, name));

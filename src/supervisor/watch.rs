@@ -28,8 +28,9 @@
 //! belong to it.
 //!
 //! **Ignore rules** ([`Ignore`]): always `node_modules`, `__pycache__`,
-//! hidden names (`.git`, editor swap files), herd's home (its logs, socket
-//! and pid file) and the app's own log files (with rotated copies beside
+//! hidden names (`.git`, editor swap files), what herd writes in its home
+//! (the files directly in it, such as `herd.log`, and its `logs/` and
+//! `node/` folders) and the app's own log files (with rotated copies beside
 //! them); then each `ignore_watch` pattern. A pattern without `/` is
 //! matched against every name below the watched path (`logs`, `*.log`); a
 //! pattern with `/` is a path from the app's cwd (or absolute) and covers
@@ -77,8 +78,12 @@ pub struct Plan {
     pub cwd: PathBuf,
     /// `ignore_watch`, as written.
     pub patterns: Vec<String>,
-    /// Paths never counted, with everything under them: herd's home.
+    /// Paths never counted, with everything under them: herd's `logs/` and
+    /// `node/` folders.
     pub always: Vec<PathBuf>,
+    /// Folders whose files (not subfolders) never count: herd's home
+    /// (`herd.log`, `herd.sock`, `herd.pid`, the saved process list).
+    pub flat: Vec<PathBuf>,
     /// The app's log files, never counted; nor are files beside them whose
     /// names start with theirs (rotated copies).
     pub logs: Vec<PathBuf>,
@@ -105,6 +110,7 @@ pub struct Ignore {
     /// Watched paths, longest first (the innermost root names a path).
     roots: Vec<PathBuf>,
     always: Vec<PathBuf>,
+    flat: Vec<PathBuf>,
     logs: Vec<PathBuf>,
     rules: Vec<Rule>,
 }
@@ -131,6 +137,7 @@ impl Ignore {
         Ignore {
             roots,
             always: plan.always.clone(),
+            flat: plan.flat.clone(),
             logs: plan.logs.clone(),
             rules,
         }
@@ -143,6 +150,7 @@ impl Ignore {
             return true;
         };
         if self.always.iter().any(|a| path.starts_with(a))
+            || (self.flat.iter().any(|f| path.parent() == Some(f)) && !path.is_dir())
             || self.logs.iter().any(|l| path == l || same_stem(path, l))
         {
             return true;
@@ -562,7 +570,8 @@ mod tests {
             roots: vec!["/srv/app".into(), "/etc/app.conf".into()],
             cwd: "/srv/app".into(),
             patterns: patterns.iter().map(|p| p.to_string()).collect(),
-            always: vec!["/home/u/.herd".into()],
+            always: vec!["/srv/app/herd-home/logs".into()],
+            flat: vec!["/srv/app/herd-home".into()],
             logs: vec!["/srv/app/logs/out-0.log".into()],
             delay: Duration::ZERO,
         }
@@ -577,6 +586,7 @@ mod tests {
             "/srv/app/logs/other.log",
             "/srv/app",
             "/etc/app.conf",
+            "/srv/app/herd-home/apps/api.js",
         ] {
             assert!(!i.is_ignored(Path::new(seen)), "{seen} ignored");
         }
@@ -588,8 +598,8 @@ mod tests {
             "/srv/app/logs/out-0.log",
             "/srv/app/logs/out-0.log.1",
             "/srv/app/__pycache__/app.cpython-311.pyc",
-            "/home/u/.herd/logs/api-out-0.log",
-            "/home/u/.herd/herd.log",
+            "/srv/app/herd-home/logs/api-out-0.log",
+            "/srv/app/herd-home/herd.log",
             "/etc/passwd",
             "/srv/other/file",
         ] {

@@ -294,3 +294,71 @@ fn a_missing_watch_path_is_a_warning_and_the_app_runs() {
     write(&dir.join("src/a.js"), "x");
     restarted(&h, &i["pid"], 1);
 }
+
+/// Processes whose command line mentions `needle`.
+fn processes_running(needle: &str) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+                && alive(pid)
+        })
+        .collect()
+}
+
+// Regression: two restarts of one instance at once (a watch and a cron
+// restart, or two `herd restart`s) both launched it after the stop, leaving
+// an untracked second process running.
+#[test]
+fn concurrent_restarts_leave_one_process() {
+    let h = TestHome::new();
+    let dir = h.root.join("race");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("race.sh");
+    std::fs::copy(app("scripts/ignore-sigint.sh"), &script).unwrap();
+    let script = script.to_str().unwrap().to_string();
+    // It ignores SIGINT: each stop lasts the whole kill timeout, so the two
+    // restarts overlap.
+    h.run(&["start", &script, "--kill-timeout", "300"]).ok();
+    let before = online(&h);
+    let a = h.cmd(&["restart", "race"]).spawn().unwrap();
+    let b = h.cmd(&["restart", "race"]).spawn().unwrap();
+    for mut c in [a, b] {
+        assert!(c.wait().unwrap().success());
+    }
+    let after = h.wait_for("online again", T, |l| {
+        l[0]["status"] == "online" && l[0]["pid"] != before["pid"]
+    });
+    let pid = after[0]["pid"].as_i64().unwrap() as i32;
+    let running = processes_running(&script);
+    assert_eq!(running, vec![pid], "one process for one instance");
+}
+
+#[test]
+fn herds_own_files_never_restart_an_app_that_watches_them() {
+    // The app watches HERD_HOME itself: herd.log, the pid file and the
+    // app's own log in logs/ are written as it starts and restarts.
+    let h = TestHome::new();
+    std::fs::copy(app("scripts/sleep.sh"), h.root.join("sleep.sh")).unwrap();
+    std::fs::create_dir_all(h.root.join("src")).unwrap();
+    h.run(&[
+        "start",
+        h.root.join("sleep.sh").to_str().unwrap(),
+        "--cwd",
+        h.root.to_str().unwrap(),
+        "--watch",
+    ])
+    .ok();
+    let before = online(&h);
+    stays(&h, 0, Duration::from_millis(600));
+    // A file in a folder of its own still counts, once; the log lines that
+    // restart writes do not start another. (Files directly in HERD_HOME
+    // are herd's.)
+    write(&h.root.join("src/config.json"), "{}");
+    restarted(&h, &before["pid"], 1);
+    stays(&h, 1, Duration::from_millis(600));
+}
