@@ -214,11 +214,7 @@ fn watch_summary(i: &InstanceInfo) -> String {
             false => p.clone(),
         })
         .collect();
-    let state = if i.watching {
-        "on"
-    } else {
-        "paused (stopped)"
-    };
+    let state = if i.watching { "on" } else { "paused (stopped)" };
     let mut ignore = vec!["node_modules, __pycache__, hidden names, herd's logs".to_string()];
     ignore.extend(i.ignore_watch.iter().cloned());
     let mut out = format!(
@@ -239,8 +235,7 @@ fn cron_summary(i: &InstanceInfo) -> String {
         return "off".into();
     };
     match i.cron_next_ms.and_then(|ms| {
-        chrono::DateTime::from_timestamp_millis(ms as i64)
-            .map(|t| t.with_timezone(&chrono::Local))
+        chrono::DateTime::from_timestamp_millis(ms as i64).map(|t| t.with_timezone(&chrono::Local))
     }) {
         Some(t) => format!("{p}, next: {}", t.format("%Y-%m-%d %H:%M:%S %:z")),
         None => format!("{p}, paused (stopped)"),

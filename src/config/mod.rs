@@ -476,7 +476,10 @@ mod tests {
             " 0 3 * * * ",
         ] {
             assert!(cron_schedule(ok).is_ok(), "{ok} refused");
-            assert_eq!(parse_cron("--cron-restart", ok).unwrap().as_deref(), Some(ok.trim()));
+            assert_eq!(
+                parse_cron("--cron-restart", ok).unwrap().as_deref(),
+                Some(ok.trim())
+            );
         }
         for bad in [
             "* * * *",
@@ -489,7 +492,10 @@ mod tests {
             "",
         ] {
             let e = parse_cron("--cron-restart", bad).unwrap_err().to_string();
-            assert!(e.contains("--cron-restart") && e.contains(CRON_EXPECTED), "{bad}: {e}");
+            assert!(
+                e.contains("--cron-restart") && e.contains(CRON_EXPECTED),
+                "{bad}: {e}"
+            );
             assert!(!e.contains('\n'), "one line: {e}");
         }
         assert_eq!(parse_cron("--cron-restart", "0").unwrap(), None, "0 is off");

@@ -53,10 +53,13 @@ impl Wanted {
             roots: app.watch.clone(),
             cwd: app.cwd.clone(),
             patterns: app.ignore_watch.clone(),
-            always: [Some(home.logs()), home.node_preload().parent().map(PathBuf::from)]
-                .into_iter()
-                .flatten()
-                .collect(),
+            always: [
+                Some(home.logs()),
+                home.node_preload().parent().map(PathBuf::from),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             flat: vec![home.root().to_path_buf()],
             logs,
             delay: Duration::from_millis(app.watch_delay_ms),
@@ -116,14 +119,16 @@ impl Auto {
         }
         if armed.cron.as_ref().map(|(p, _)| p) != wanted.cron.as_ref() {
             armed.cron = None;
-            armed.cron = wanted.cron.and_then(|p| match cron::start(name, &p, trigger()) {
-                Ok(h) => Some((p, h)),
-                Err(why) => {
-                    // The CLI and start_app check patterns; this is a guard.
-                    crate::daemon::log(format_args!("{name}: cron `{p}` not armed: {why}"));
-                    None
-                }
-            });
+            armed.cron = wanted
+                .cron
+                .and_then(|p| match cron::start(name, &p, trigger()) {
+                    Ok(h) => Some((p, h)),
+                    Err(why) => {
+                        // The CLI and start_app check patterns; this is a guard.
+                        crate::daemon::log(format_args!("{name}: cron `{p}` not armed: {why}"));
+                        None
+                    }
+                });
         }
     }
 

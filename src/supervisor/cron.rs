@@ -82,9 +82,7 @@ async fn run(
             }
             tokio::time::sleep(left.min(MAX_SLEEP)).await;
         }
-        crate::daemon::log(format_args!(
-            "{name}: cron `{pattern}`: restarting (cron)"
-        ));
+        crate::daemon::log(format_args!("{name}: cron `{pattern}`: restarting (cron)"));
         trigger(Cause::Cron).await;
     }
 }
@@ -113,7 +111,10 @@ mod tests {
         let at_three = crate::config::cron_schedule("0 3 * * *").unwrap();
         let next = next_after(&at_three, at(10, 0, 0, 0)).unwrap();
         assert_eq!((next.hour(), next.minute(), next.second()), (3, 0, 0));
-        assert_eq!(next.date_naive(), at(10, 0, 0, 0).date_naive().succ_opt().unwrap());
+        assert_eq!(
+            next.date_naive(),
+            at(10, 0, 0, 0).date_naive().succ_opt().unwrap()
+        );
         let daily = crate::config::cron_schedule("@daily").unwrap();
         let next = next_after(&daily, at(23, 59, 59, 999)).unwrap();
         assert_eq!((next.hour(), next.minute(), next.second()), (0, 0, 0));

@@ -258,7 +258,7 @@ impl Supervisor {
                 notes.push(format!("instance {id} failed to start: {e}"));
             }
         }
-        self.sync_auto(&[app.name.clone()]);
+        self.sync_auto(std::slice::from_ref(&app.name));
         Ok(Started {
             ids,
             restart: Vec::new(),
@@ -338,7 +338,7 @@ impl Supervisor {
                 notes.push(format!("instance {id} failed to start: {e}"));
             }
         }
-        self.sync_auto(&[spec.name.clone()]);
+        self.sync_auto(std::slice::from_ref(&spec.name));
         let mut restart = Vec::new();
         match existing {
             OnExisting::Update => restart = running,
@@ -900,7 +900,9 @@ impl Supervisor {
                     .and_then(|i| Wanted::of(&i.app, &self.home, logs))
             };
             let this = Rc::downgrade(self);
-            self.auto.borrow_mut().arm(name, wanted, || trigger(&this, name));
+            self.auto
+                .borrow_mut()
+                .arm(name, wanted, || trigger(&this, name));
         }
     }
 

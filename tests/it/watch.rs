@@ -122,7 +122,10 @@ fn a_change_restarts_the_app_and_counts() {
     h.run(&["delete", "w"]).ok();
     let deadline = Instant::now() + T;
     while notify_threads(&h) > 0 {
-        assert!(Instant::now() < deadline, "notify's thread outlived `delete`");
+        assert!(
+            Instant::now() < deadline,
+            "notify's thread outlived `delete`"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -215,7 +218,10 @@ fn cron_every_second_restarts_and_counts() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    assert!(next + 1000 >= now_ms && next <= now_ms + 2000, "{next} vs {now_ms}");
+    assert!(
+        next + 1000 >= now_ms && next <= now_ms + 2000,
+        "{next} vs {now_ms}"
+    );
 
     let start = Instant::now();
     let after = h.wait_for("a cron restart", Duration::from_millis(2500), |l| {
@@ -286,10 +292,16 @@ fn a_missing_watch_path_is_a_warning_and_the_app_runs() {
     h.run(&["start", file.to_str().unwrap()]).ok();
     let i = online(&h);
     assert!(
-        i["watch_error"].as_str().is_some_and(|e| e.contains("not-there")),
+        i["watch_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not-there")),
         "{i:#?}"
     );
-    assert!(daemon_log(&h).contains("lost: watch: "), "{}", daemon_log(&h));
+    assert!(
+        daemon_log(&h).contains("lost: watch: "),
+        "{}",
+        daemon_log(&h)
+    );
     // The path that exists is still watched.
     write(&dir.join("src/a.js"), "x");
     restarted(&h, &i["pid"], 1);
