@@ -19,31 +19,25 @@
 //! renaming a new file over the old one are seen too. Symlinks are not
 //! followed.
 //!
-//! **Debounce.** A burst of changes gives one restart: [`Debounce`] is due
-//! once no change has come for `watch_delay` (PM2's default: 0), but never
-//! less than [`SETTLE`] (saving one file is several events, and a writer can
-//! be descheduled between them), and at the latest [`MAX_HOLD`] after the
-//! burst's first change, so a file written without pause cannot hold a
-//! restart back forever. Changes seen while that restart is under way
-//! belong to it.
+//! **Debounce** ([`debounce`]): a burst of changes gives one restart, once
+//! the files have been quiet for `watch_delay` (PM2's default: 0; at least
+//! [`SETTLE`]). Changes seen while that restart is under way belong to it.
 //!
-//! **Ignore rules** ([`Ignore`]): always `node_modules`, `__pycache__`,
-//! hidden names (`.git`, editor swap files), what herd writes in its home
-//! (the files directly in it, such as `herd.log`, and its `logs/` and
-//! `node/` folders) and the app's own log files (with rotated copies beside
-//! them); then each `ignore_watch` pattern. A pattern without `/` is
-//! matched against every name below the watched path (`logs`, `*.log`); a
-//! pattern with `/` is a path from the app's cwd (or absolute) and covers
-//! everything under it (`./tmp`, `public/uploads`, `src/**/*.gen.js`).
-//! `*` and `?` match within one name, `**` any number of directories.
-//! Regular expressions are not supported (PM2's chokidar takes strings as
-//! globs too).
+//! **Ignore rules** ([`ignore`]): `node_modules`, `__pycache__`, hidden
+//! names, herd's own files and the app's logs, then `ignore_watch` (names,
+//! paths from the cwd, `*`/`?`/`**` globs).
 //!
 //! May touch: notify, the daemon log; restarts go through the `Trigger` the
 //! registry hands in.
 
+mod debounce;
+mod ignore;
+
+pub use debounce::{Burst, Debounce, MAX_HOLD, SETTLE};
+pub use ignore::Ignore;
+
 use std::cell::RefCell;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -54,16 +48,6 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
 use super::auto::{Cause, Trigger};
-
-/// Names ignored anywhere below a watched path, besides hidden names.
-const ALWAYS_IGNORED_NAMES: &[&str] = &["node_modules", "__pycache__"];
-
-/// The shortest quiet time that ends a burst, whatever `watch_delay` says.
-pub const SETTLE: Duration = Duration::from_millis(100);
-
-/// A burst that never goes quiet still restarts the app this long after
-/// the quiet time has passed since its first change.
-pub const MAX_HOLD: Duration = Duration::from_secs(10);
 
 /// Changes waiting for the app's task; beyond this the overflow flag is set.
 const CHANNEL: usize = 256;
@@ -90,213 +74,6 @@ pub struct Plan {
     /// `watch_delay`.
     pub delay: Duration,
 }
-
-// ---------------------------------------------------------------- ignore
-
-/// One `ignore_watch` pattern.
-#[derive(Debug, Clone, PartialEq)]
-enum Rule {
-    /// No `/`: matched against each name below the watched path.
-    Name(String),
-    /// With `/`: matched against the path's leading components, as segments
-    /// of an absolute path (`**` spans directories).
-    Path(Vec<String>),
-}
-
-/// Which changed paths count. Built from a [`Plan`]; shared with notify's
-/// thread, so it is plain data.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ignore {
-    /// Watched paths, longest first (the innermost root names a path).
-    roots: Vec<PathBuf>,
-    always: Vec<PathBuf>,
-    flat: Vec<PathBuf>,
-    logs: Vec<PathBuf>,
-    rules: Vec<Rule>,
-}
-
-impl Ignore {
-    /// The rules for `plan`.
-    pub fn new(plan: &Plan) -> Ignore {
-        let mut roots = plan.roots.clone();
-        roots.sort_by_key(|r| std::cmp::Reverse(r.components().count()));
-        let rules = plan
-            .patterns
-            .iter()
-            .map(|p| p.trim())
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                if p.contains('/') {
-                    let abs = crate::config::ecosystem::units::normalize(&plan.cwd.join(p));
-                    Rule::Path(names(&abs).into_iter().map(str::to_string).collect())
-                } else {
-                    Rule::Name(p.to_string())
-                }
-            })
-            .collect();
-        Ignore {
-            roots,
-            always: plan.always.clone(),
-            flat: plan.flat.clone(),
-            logs: plan.logs.clone(),
-            rules,
-        }
-    }
-
-    /// Whether a change at `path` (absolute) is ignored. Paths outside every
-    /// watched path (siblings of a watched file) are.
-    pub fn is_ignored(&self, path: &Path) -> bool {
-        let Some(root) = self.roots.iter().find(|r| path.starts_with(r)) else {
-            return true;
-        };
-        if self.always.iter().any(|a| path.starts_with(a))
-            || (self.flat.iter().any(|f| path.parent() == Some(f)) && !path.is_dir())
-            || self.logs.iter().any(|l| path == l || same_stem(path, l))
-        {
-            return true;
-        }
-        let below = path.strip_prefix(root).unwrap_or(Path::new(""));
-        for name in names(below) {
-            if name.starts_with('.') || ALWAYS_IGNORED_NAMES.contains(&name) {
-                return true;
-            }
-            let by_name = |r: &Rule| matches!(r, Rule::Name(p) if wildcard(p, name));
-            if self.rules.iter().any(by_name) {
-                return true;
-            }
-        }
-        let all = names(path);
-        self.rules.iter().any(|r| match r {
-            Rule::Path(segs) => (1..=all.len()).any(|k| glob_path(segs, &all[..k])),
-            Rule::Name(_) => false,
-        })
-    }
-}
-
-/// `app-out-0.log.1` beside `app-out-0.log`: a log file's rotated copy.
-fn same_stem(path: &Path, log: &Path) -> bool {
-    let name = |p: &Path| p.file_name().and_then(|n| n.to_str()).map(str::to_string);
-    path.parent() == log.parent()
-        && matches!((name(path), name(log)), (Some(p), Some(l)) if p.starts_with(&l))
-}
-
-/// The normal components of a path, as text.
-fn names(p: &Path) -> Vec<&str> {
-    p.components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => n.to_str(),
-            _ => None,
-        })
-        .collect()
-}
-
-/// `*` (any run of characters) and `?` (one) within one name.
-fn wildcard(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    let (mut i, mut j) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while j < n.len() {
-        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
-            i += 1;
-            j += 1;
-        } else if i < p.len() && p[i] == '*' {
-            star = Some((i, j));
-            i += 1;
-        } else if let Some((si, sj)) = star {
-            // Let the last `*` take one more character.
-            i = si + 1;
-            j = sj + 1;
-            star = Some((si, sj + 1));
-        } else {
-            return false;
-        }
-    }
-    p[i..].iter().all(|&c| c == '*')
-}
-
-/// Segments against whole path components; `**` matches any number of them.
-fn glob_path(segs: &[String], path: &[&str]) -> bool {
-    match segs.split_first() {
-        None => path.is_empty(),
-        Some((s, rest)) if s == "**" => (0..=path.len()).any(|k| glob_path(rest, &path[k..])),
-        Some((s, rest)) => match path.split_first() {
-            Some((p, tail)) => wildcard(s, p) && glob_path(rest, tail),
-            None => false,
-        },
-    }
-}
-
-// -------------------------------------------------------------- debounce
-
-/// Changes folded into one restart.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Burst {
-    /// When the first change came.
-    pub first: Instant,
-    /// When the latest change came.
-    pub last: Instant,
-    /// How many changes.
-    pub changes: u32,
-    /// The first changed path.
-    pub path: PathBuf,
-}
-
-/// Turns changes into restarts: one per burst, due once no change has come
-/// for `delay` (at least [`SETTLE`]), or that + [`MAX_HOLD`] after the
-/// burst's first change, whichever is sooner. Pure state: the caller
-/// supplies the clock.
-#[derive(Debug)]
-pub struct Debounce {
-    delay: Duration,
-    burst: Option<Burst>,
-}
-
-impl Debounce {
-    /// No change yet.
-    pub fn new(delay: Duration) -> Debounce {
-        Debounce {
-            delay: delay.max(SETTLE),
-            burst: None,
-        }
-    }
-
-    /// A change at `path`, seen at `now`.
-    pub fn change(&mut self, now: Instant, path: &Path) {
-        match &mut self.burst {
-            Some(b) => {
-                b.last = now;
-                b.changes += 1;
-            }
-            None => {
-                self.burst = Some(Burst {
-                    first: now,
-                    last: now,
-                    changes: 1,
-                    path: path.to_path_buf(),
-                })
-            }
-        }
-    }
-
-    /// When the restart for the current burst is due; `None` without one.
-    pub fn due(&self) -> Option<Instant> {
-        self.burst
-            .as_ref()
-            .map(|b| (b.last + self.delay).min(b.first + self.delay + MAX_HOLD))
-    }
-
-    /// The burst, if its restart is due at `now`; the next change starts a
-    /// new one.
-    pub fn take_due(&mut self, now: Instant) -> Option<Burst> {
-        match self.due() {
-            Some(at) if at <= now => self.burst.take(),
-            _ => None,
-        }
-    }
-}
-
-// --------------------------------------------------------------- watcher
 
 /// A live watcher. Dropping it stops its task, which drops the notify
 /// watcher and so ends notify's thread.
@@ -558,180 +335,5 @@ impl Run {
             self.name,
             shown.display()
         ));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn plan(patterns: &[&str]) -> Plan {
-        Plan {
-            roots: vec!["/srv/app".into(), "/etc/app.conf".into()],
-            cwd: "/srv/app".into(),
-            patterns: patterns.iter().map(|p| p.to_string()).collect(),
-            always: vec!["/srv/app/herd-home/logs".into()],
-            flat: vec!["/srv/app/herd-home".into()],
-            logs: vec!["/srv/app/logs/out-0.log".into()],
-            delay: Duration::ZERO,
-        }
-    }
-
-    #[test]
-    fn defaults_ignore_node_modules_hidden_names_and_logs() {
-        let i = Ignore::new(&plan(&[]));
-        for seen in [
-            "/srv/app/app.js",
-            "/srv/app/src/lib/x.js",
-            "/srv/app/logs/other.log",
-            "/srv/app",
-            "/etc/app.conf",
-            "/srv/app/herd-home/apps/api.js",
-        ] {
-            assert!(!i.is_ignored(Path::new(seen)), "{seen} ignored");
-        }
-        for ignored in [
-            "/srv/app/node_modules/x/index.js",
-            "/srv/app/packages/a/node_modules/b",
-            "/srv/app/.git/index",
-            "/srv/app/src/.app.js.swp",
-            "/srv/app/logs/out-0.log",
-            "/srv/app/logs/out-0.log.1",
-            "/srv/app/__pycache__/app.cpython-311.pyc",
-            "/srv/app/herd-home/logs/api-out-0.log",
-            "/srv/app/herd-home/herd.log",
-            "/etc/passwd",
-            "/srv/other/file",
-        ] {
-            assert!(i.is_ignored(Path::new(ignored)), "{ignored} seen");
-        }
-    }
-
-    #[test]
-    fn hidden_names_above_the_watched_path_do_not_count() {
-        let mut p = plan(&[]);
-        p.roots = vec!["/home/u/.apps/api".into()];
-        let i = Ignore::new(&p);
-        assert!(!i.is_ignored(Path::new("/home/u/.apps/api/app.js")));
-        assert!(i.is_ignored(Path::new("/home/u/.apps/api/.env")));
-        // A hidden file watched by name is a root, so it counts.
-        p.roots = vec!["/srv/app/.env".into()];
-        assert!(!Ignore::new(&p).is_ignored(Path::new("/srv/app/.env")));
-    }
-
-    #[test]
-    fn name_patterns_match_any_name_below_the_watched_path() {
-        let i = Ignore::new(&plan(&["tmp", "*.log", "cache-?"]));
-        for ignored in [
-            "/srv/app/tmp",
-            "/srv/app/tmp/a.js",
-            "/srv/app/src/tmp/b.js",
-            "/srv/app/debug.log",
-            "/srv/app/src/x/y.log",
-            "/srv/app/cache-1/z",
-        ] {
-            assert!(i.is_ignored(Path::new(ignored)), "{ignored} seen");
-        }
-        for seen in [
-            "/srv/app/tmpl.js",
-            "/srv/app/log.js",
-            "/srv/app/cache-12/z",
-            "/srv/app/a.log.js",
-        ] {
-            assert!(!i.is_ignored(Path::new(seen)), "{seen} ignored");
-        }
-    }
-
-    #[test]
-    fn path_patterns_start_at_cwd_and_cover_what_is_under_them() {
-        let i = Ignore::new(&plan(&[
-            "public/uploads",
-            "./build/",
-            "src/**/*.gen.js",
-            "/etc/app.conf",
-            "data/*/cache",
-        ]));
-        for ignored in [
-            "/srv/app/public/uploads",
-            "/srv/app/public/uploads/a/b.png",
-            "/srv/app/build/out.js",
-            "/srv/app/src/x.gen.js",
-            "/srv/app/src/a/b/x.gen.js",
-            "/etc/app.conf",
-            "/srv/app/data/eu/cache/k",
-        ] {
-            assert!(i.is_ignored(Path::new(ignored)), "{ignored} seen");
-        }
-        for seen in [
-            "/srv/app/public/index.html",
-            "/srv/app/src/public/uploads/x",
-            "/srv/app/builder/x",
-            "/srv/app/src/x.js",
-            "/srv/app/data/eu/x/cache",
-        ] {
-            assert!(!i.is_ignored(Path::new(seen)), "{seen} ignored");
-        }
-    }
-
-    #[test]
-    fn wildcards() {
-        assert!(wildcard("*", ""));
-        assert!(wildcard("*.log", ".log"));
-        assert!(wildcard("a*b*c", "axxbyyc"));
-        assert!(wildcard("a*b*c", "abcbc"));
-        assert!(!wildcard("a*b*c", "axxbyy"));
-        assert!(wildcard("?.js", "a.js"));
-        assert!(!wildcard("?.js", "ab.js"));
-        assert!(wildcard("exact", "exact"));
-        assert!(!wildcard("exact", "exactly"));
-        let segs = |s: &str| s.split('/').map(String::from).collect::<Vec<_>>();
-        assert!(glob_path(&segs("a/**/z"), &["a", "z"]));
-        assert!(glob_path(&segs("a/**/z"), &["a", "b", "c", "z"]));
-        assert!(!glob_path(&segs("a/**/z"), &["a", "b"]));
-        assert!(glob_path(&segs("**"), &["x", "y"]));
-    }
-
-    #[test]
-    fn a_burst_is_one_restart_once_quiet_for_the_delay() {
-        let t0 = Instant::now();
-        let ms = Duration::from_millis;
-        let mut d = Debounce::new(ms(500));
-        assert_eq!(d.due(), None);
-        d.change(t0, Path::new("/a"));
-        d.change(t0 + ms(200), Path::new("/b"));
-        d.change(t0 + ms(400), Path::new("/c"));
-        assert_eq!(d.due(), Some(t0 + ms(900)));
-        assert_eq!(d.take_due(t0 + ms(899)), None, "not quiet long enough");
-        let b = d.take_due(t0 + ms(900)).expect("due");
-        assert_eq!(b.changes, 3);
-        assert_eq!(b.path, Path::new("/a"));
-        assert_eq!(d.due(), None, "the next change starts a new burst");
-        assert_eq!(d.take_due(t0 + ms(5000)), None);
-        d.change(t0 + ms(6000), Path::new("/d"));
-        assert_eq!(d.take_due(t0 + ms(6500)).map(|b| b.changes), Some(1));
-    }
-
-    #[test]
-    fn a_burst_that_never_goes_quiet_is_held_back_at_most_max_hold() {
-        let t0 = Instant::now();
-        let ms = Duration::from_millis;
-        let mut d = Debounce::new(ms(1000));
-        let mut t = t0;
-        while t < t0 + MAX_HOLD + ms(5000) {
-            d.change(t, Path::new("/busy.log"));
-            t += ms(100);
-        }
-        assert_eq!(d.due(), Some(t0 + ms(1000) + MAX_HOLD));
-    }
-
-    #[test]
-    fn zero_delay_still_waits_for_the_burst_to_settle() {
-        let t0 = Instant::now();
-        let mut d = Debounce::new(Duration::ZERO);
-        d.change(t0, Path::new("/a"));
-        d.change(t0 + Duration::from_millis(3), Path::new("/a"));
-        assert_eq!(d.take_due(t0 + Duration::from_millis(50)), None);
-        assert_eq!(d.due(), Some(t0 + Duration::from_millis(3) + SETTLE));
-        assert_eq!(d.take_due(t0 + SETTLE * 2).map(|b| b.changes), Some(2));
     }
 }
