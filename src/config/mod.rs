@@ -208,12 +208,17 @@ pub const CRON_EXPECTED: &str =
 /// Parses a cron pattern as PM2's croner does: 5 fields (minute
 /// granularity) or 6 (seconds first), names (`JAN`, `MON`), `L`, `W`, `#`,
 /// and the nicknames `@yearly`, `@annually`, `@monthly`, `@weekly`,
-/// `@daily`, `@hourly`. The error is croner's reason.
+/// `@daily`, `@hourly`. The error is croner's reason; a pattern that
+/// matches no time at all (`0 0 30 2 *`) is an error too.
 pub fn cron_schedule(pattern: &str) -> std::result::Result<croner::Cron, String> {
-    croner::Cron::new(pattern.trim())
+    let cron = croner::Cron::new(pattern.trim())
         .with_seconds_optional()
         .parse()
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    match cron.find_next_occurrence(&chrono::Local::now(), false) {
+        Ok(_) => Ok(cron),
+        Err(_) => Err("it matches no date (like 30 February)".into()),
+    }
 }
 
 /// Parses a `--cron-restart` value: `0` turns cron restarts off (`None`).
@@ -471,6 +476,7 @@ mod tests {
             "0 0 1 JAN MON",
             "0 9-17/2 * * MON-FRI",
             "0 0 L * *",
+            "0 12 29 2 *",
             "@daily",
             "@hourly",
             " 0 3 * * * ",
@@ -489,6 +495,7 @@ mod tests {
             "61 * * * *",
             "0 25 * * *",
             "@fortnightly",
+            "0 0 30 2 *",
             "",
         ] {
             let e = parse_cron("--cron-restart", bad).unwrap_err().to_string();
