@@ -193,6 +193,8 @@ fn describe(i: &InstanceInfo) -> String {
             },
         ],
         vec!["restart delay".into(), format!("{} ms", i.restart_delay_ms)],
+        vec!["watch".into(), watch_summary(i)],
+        vec!["cron restart".into(), cron_summary(i)],
         vec!["out log".into(), i.out_log.clone()],
         vec!["error log".into(), i.err_log.clone()],
         vec!["combined log".into(), opt(i.combined_log.clone())],
@@ -241,6 +243,47 @@ fn describe(i: &InstanceInfo) -> String {
         i.name,
         output::table(&["key", "value"], &rows)
     )
+}
+
+/// `on: /srv/api (cwd), ignore: logs, *.tmp, delay 0 ms` and the like.
+fn watch_summary(i: &InstanceInfo) -> String {
+    if i.watch.is_empty() {
+        return "off".into();
+    }
+    let paths: Vec<String> = i
+        .watch
+        .iter()
+        .map(|p| match p == &i.cwd {
+            true => format!("{p} (cwd)"),
+            false => p.clone(),
+        })
+        .collect();
+    let state = if i.watching { "on" } else { "paused (stopped)" };
+    let mut ignore = vec!["node_modules, __pycache__, hidden names, herd's logs".to_string()];
+    ignore.extend(i.ignore_watch.iter().cloned());
+    let mut out = format!(
+        "{state}: {}; ignore: {}; delay {} ms",
+        paths.join(", "),
+        ignore.join(", "),
+        i.watch_delay_ms.unwrap_or(0)
+    );
+    if let Some(e) = &i.watch_error {
+        out.push_str(&format!("; problem: {e}"));
+    }
+    out
+}
+
+/// `0 3 * * *, next: 2030-06-16 03:00:00 +02:00` (local time, as cron).
+fn cron_summary(i: &InstanceInfo) -> String {
+    let Some(p) = &i.cron_restart else {
+        return "off".into();
+    };
+    match i.cron_next_ms.and_then(|ms| {
+        chrono::DateTime::from_timestamp_millis(ms as i64).map(|t| t.with_timezone(&chrono::Local))
+    }) {
+        Some(t) => format!("{p}, next: {}", t.format("%Y-%m-%d %H:%M:%S %:z")),
+        None => format!("{p}, paused (stopped)"),
+    }
 }
 
 fn ms_to_time(ms: u64) -> std::time::SystemTime {

@@ -120,6 +120,29 @@ pub struct StartArgs {
     /// Log files, timestamps, rotation.
     #[command(flatten)]
     pub logs: super::logs::LogFlags,
+    /// Restart the app when a file under its cwd changes (an ecosystem
+    /// file's `watch` paths, if it names some).
+    #[arg(long)]
+    pub watch: bool,
+    /// Changes that do not restart the app: names (`logs`, `*.log`) or
+    /// paths from the cwd (`./tmp`); comma- or space-separated, repeatable.
+    /// node_modules, __pycache__, hidden names and herd's logs are always
+    /// ignored.
+    #[arg(long = "ignore-watch", value_name = "PATTERNS")]
+    pub ignore_watch: Vec<String>,
+    /// How long watched files must be quiet before the restart: seconds,
+    /// as in PM2 (`4`), or a duration (`500ms`, `2s`). Default 0.
+    #[arg(long = "watch-delay", value_name = "DURATION")]
+    pub watch_delay: Option<String>,
+    /// Restart the app whenever this cron pattern matches, in local time:
+    /// 5 fields, or 6 with seconds first, or `@daily`-style; `0` turns it off.
+    #[arg(
+        short = 'c',
+        long = "cron-restart",
+        visible_alias = "cron",
+        value_name = "PATTERN"
+    )]
+    pub cron_restart: Option<String>,
     /// Start another copy even if this app already runs.
     #[arg(short = 'f', long)]
     pub force: bool,
@@ -170,6 +193,11 @@ pub struct Overrides {
     wait_ready: bool,
     shutdown_with_message: bool,
     logs: super::logs::LogOverrides,
+    watch: bool,
+    ignore_watch: Option<Vec<String>>,
+    watch_delay_ms: Option<u64>,
+    /// `Some(None)`: `--cron-restart 0`.
+    cron_restart: Option<Option<String>>,
     args: Vec<String>,
 }
 
@@ -188,6 +216,43 @@ fn positive(what: &str, v: &Option<String>, max: i64) -> Result<Option<i64>> {
             _ => Err(bad(what, s, &format!("a whole number from 1 to {max}"))),
         })
         .transpose()
+}
+
+/// `--watch-delay`: a bare number is seconds, as in PM2 (`4`, `1.5`).
+fn watch_delay(v: &Option<String>) -> Result<Option<u64>> {
+    let Some(s) = v.as_deref() else {
+        return Ok(None);
+    };
+    let t = s.trim();
+    let bare = !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let ms = if bare {
+        ecosystem::units::duration_str_ms(&format!("{t}s"))
+    } else {
+        ecosystem::units::duration_str_ms(t)
+    };
+    ms.map(Some).ok_or_else(|| {
+        bad(
+            "--watch-delay",
+            s,
+            "seconds (`4`, `1.5`, as in PM2) or a duration like `500ms`, `2s`",
+        )
+    })
+}
+
+/// `--ignore-watch`: comma- or space-separated, repeatable.
+fn ignore_watch(v: &[String]) -> Option<Vec<String>> {
+    let all: Vec<String> = v
+        .iter()
+        .flat_map(|s| s.split([',', ' ', '\t']))
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect();
+    for p in all.iter().filter(|p| ecosystem::units::looks_like_regex(p)) {
+        eprintln!(
+            "warning: --ignore-watch: `{p}` looks like a regular expression; herd matches names, paths and `*`, `?`, `**` globs (e.g. `*.log`), so it is taken literally"
+        );
+    }
+    (!v.is_empty()).then_some(all)
 }
 
 fn duration(what: &str, v: &Option<String>) -> Result<Option<u64>> {
@@ -325,6 +390,14 @@ impl Overrides {
             wait_ready: a.wait_ready,
             shutdown_with_message: a.shutdown_with_message,
             logs,
+            watch: a.watch,
+            ignore_watch: ignore_watch(&a.ignore_watch),
+            watch_delay_ms: watch_delay(&a.watch_delay)?,
+            cron_restart: a
+                .cron_restart
+                .as_deref()
+                .map(|c| config::parse_cron("--cron-restart", c))
+                .transpose()?,
             args: a.args.clone(),
         })
     }
@@ -404,6 +477,18 @@ impl Overrides {
         spec.wait_ready |= self.wait_ready;
         spec.shutdown_with_message |= self.shutdown_with_message;
         self.logs.apply(spec);
+        if self.watch && spec.watch.is_empty() {
+            spec.watch = vec![spec.cwd.clone()];
+        }
+        if let Some(i) = &self.ignore_watch {
+            spec.ignore_watch = i.clone();
+        }
+        if let Some(ms) = self.watch_delay_ms {
+            spec.watch_delay_ms = ms;
+        }
+        if let Some(c) = &self.cron_restart {
+            spec.cron_restart = c.clone();
+        }
         if !self.args.is_empty() {
             spec.args = self.args.clone();
         }

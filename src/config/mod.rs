@@ -176,6 +176,22 @@ pub struct AppSpec {
     /// How often that RSS is sampled.
     #[serde(default = "default_memory_check_ms")]
     pub memory_check_ms: u64,
+    /// Paths (absolute) whose changes restart the app (`watch`); empty: not
+    /// watched. `watch: true` is the app's cwd.
+    #[serde(default)]
+    pub watch: Vec<PathBuf>,
+    /// `ignore_watch` patterns, as written; added to what herd always
+    /// ignores (see `supervisor::watch`).
+    #[serde(default)]
+    pub ignore_watch: Vec<String>,
+    /// `watch_delay`: how long the watched files must be quiet before a
+    /// watch restart.
+    #[serde(default)]
+    pub watch_delay_ms: u64,
+    /// `cron_restart`: restart the app whenever this pattern matches
+    /// (local time).
+    #[serde(default)]
+    pub cron_restart: Option<String>,
 }
 
 /// Default RSS sampling period for `max_memory_restart`: fast enough to act
@@ -191,6 +207,44 @@ fn default_listen_timeout_ms() -> u64 {
 
 fn default_memory_check_ms() -> u64 {
     DEFAULT_MEMORY_CHECK_MS
+}
+
+/// PM2's `watch_delay` default: restart as soon as a change is seen
+/// (`pm2_env.watch_delay || 0` in PM2's `lib/Watcher.js`).
+pub const DEFAULT_WATCH_DELAY_MS: u64 = 0;
+
+/// The accepted forms of a cron pattern, for error messages.
+pub const CRON_EXPECTED: &str =
+    "a cron pattern of 5 or 6 fields (`0 3 * * *`, `*/10 * * * * *`), a nickname like `@daily`, or 0 (off)";
+
+/// Parses a cron pattern as PM2's croner does: 5 fields (minute
+/// granularity) or 6 (seconds first), names (`JAN`, `MON`), `L`, `W`, `#`,
+/// and the nicknames `@yearly`, `@annually`, `@monthly`, `@weekly`,
+/// `@daily`, `@hourly`. The error is croner's reason; a pattern that
+/// matches no time at all (`0 0 30 2 *`) is an error too.
+pub fn cron_schedule(pattern: &str) -> std::result::Result<croner::Cron, String> {
+    let cron = croner::Cron::new(pattern.trim())
+        .with_seconds_optional()
+        .parse()
+        .map_err(|e| e.to_string())?;
+    match cron.find_next_occurrence(&chrono::Local::now(), false) {
+        Ok(_) => Ok(cron),
+        Err(_) => Err("it matches no date (like 30 February)".into()),
+    }
+}
+
+/// Parses a `--cron-restart` value: `0` turns cron restarts off (`None`).
+pub fn parse_cron(what: &str, s: &str) -> Result<Option<String>> {
+    if s.trim() == "0" {
+        return Ok(None);
+    }
+    cron_schedule(s)
+        .map(|_| Some(s.trim().to_string()))
+        .map_err(|why| Error::InvalidArg {
+            what: what.into(),
+            value: s.into(),
+            expected: format!("{CRON_EXPECTED} ({why})"),
+        })
 }
 
 /// Parses a size like PM2's `max_memory_restart`: `300M`, `1G`, `512K`, bytes.
@@ -245,6 +299,10 @@ impl AppSpec {
             wait_ready: false,
             shutdown_with_message: false,
             memory_check_ms: DEFAULT_MEMORY_CHECK_MS,
+            watch: Vec::new(),
+            ignore_watch: Vec::new(),
+            watch_delay_ms: DEFAULT_WATCH_DELAY_MS,
+            cron_restart: None,
         }
     }
 
@@ -303,6 +361,14 @@ impl AppSpec {
         s.listen_timeout_ms = c.listen_timeout_ms.unwrap_or(s.listen_timeout_ms);
         s.wait_ready = c.wait_ready.unwrap_or(false);
         s.shutdown_with_message = c.shutdown_with_message.unwrap_or(false);
+        s.watch = match &c.watch {
+            ecosystem::Watch::Off => Vec::new(),
+            ecosystem::Watch::On => vec![c.cwd.clone()],
+            ecosystem::Watch::Paths(p) => p.clone(),
+        };
+        s.ignore_watch = c.ignore_watch.clone();
+        s.watch_delay_ms = c.watch_delay_ms.unwrap_or(s.watch_delay_ms);
+        s.cron_restart = c.cron_restart.clone();
         // Keep the values of keys read but not acted on, for `herd show`.
         let all = serde_json::to_value(c).unwrap_or_default();
         for key in &c.pending {
@@ -425,6 +491,47 @@ mod tests {
         assert_eq!(parse_duration_ms("t", "1m").unwrap(), 60_000);
         assert!(parse_duration_ms("t", "soon").is_err());
         assert!(parse_duration_ms("t", "-5").is_err());
+    }
+
+    #[test]
+    fn cron_patterns_as_pm2s_croner_takes_them() {
+        for ok in [
+            "0 3 * * *",
+            "*/5 * * * * *",
+            "* * * * * *",
+            "0 0 1 JAN MON",
+            "0 9-17/2 * * MON-FRI",
+            "0 0 L * *",
+            "0 12 29 2 *",
+            "@daily",
+            "@hourly",
+            " 0 3 * * * ",
+        ] {
+            assert!(cron_schedule(ok).is_ok(), "{ok} refused");
+            assert_eq!(
+                parse_cron("--cron-restart", ok).unwrap().as_deref(),
+                Some(ok.trim())
+            );
+        }
+        for bad in [
+            "* * * *",
+            "every day",
+            "0 3 * * * * *",
+            "0 3 * * ;",
+            "61 * * * *",
+            "0 25 * * *",
+            "@fortnightly",
+            "0 0 30 2 *",
+            "",
+        ] {
+            let e = parse_cron("--cron-restart", bad).unwrap_err().to_string();
+            assert!(
+                e.contains("--cron-restart") && e.contains(CRON_EXPECTED),
+                "{bad}: {e}"
+            );
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+        assert_eq!(parse_cron("--cron-restart", "0").unwrap(), None, "0 is off");
     }
 
     #[test]

@@ -305,4 +305,28 @@ pub struct InstanceInfo {
     /// Why writing a log file fails now, if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_error: Option<String>,
+    /// Paths whose changes restart the app (`watch`); absent when off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watch: Vec<String>,
+    /// `ignore_watch` patterns (herd also ignores `node_modules`,
+    /// `__pycache__`, hidden names and its own logs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_watch: Vec<String>,
+    /// `watch_delay`, when watching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_delay_ms: Option<u64>,
+    /// A watcher is live for this instance (not when the user stopped it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub watching: bool,
+    /// Why watching does not see everything (a missing path, the inotify
+    /// limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_error: Option<String>,
+    /// `cron_restart` pattern.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_restart: Option<String>,
+    /// The next cron restart, ms since the Unix epoch (absent while the
+    /// user has the instance stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_next_ms: Option<u64>,
 }

@@ -1,12 +1,16 @@
 //! Instances and their lifecycle: one [`Status`] enum per instance with
 //! explicit transitions ([`Instance::on_exit`], [`Instance::begin_stop`]),
-//! how a process is launched ([`launch`]), what it costs ([`procstat`]), and
-//! the registry that drives it all from the daemon ([`registry`]).
+//! how a process is launched ([`launch`]), what it costs ([`procstat`]), the
+//! restarts herd makes by itself ([`auto`]: [`watch`], [`cron`]), and the
+//! registry that drives it all from the daemon ([`registry`]).
 
+pub mod auto;
+pub mod cron;
 pub mod launch;
 pub mod procstat;
 pub mod ready;
 pub mod registry;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;

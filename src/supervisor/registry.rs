@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
+use super::auto::Auto;
 use super::launch::{self, Launched};
 use super::{AfterExit, Instance, Status, StopAction};
 use crate::accept::pool::Slot;
@@ -26,6 +27,8 @@ use crate::logs::file::LogFiles;
 use crate::protocol::{InstanceInfo, OnExisting};
 use crate::sys::process::{self, ExitStatus};
 use crate::sys::spawn::Spawned;
+
+mod hooks;
 
 /// A refusal the client sees as `error: …` / `hint: …`.
 fn refuse(message: impl Into<String>, hint: impl Into<String>) -> Error {
@@ -62,6 +65,8 @@ pub struct Supervisor {
     reload_lock: tokio::sync::Mutex<()>,
     /// Log files open for the instances' output.
     pub log_files: LogFiles,
+    /// Watchers and cron tasks per app, and the instances the user stopped.
+    auto: RefCell<Auto>,
 }
 
 #[derive(Default)]
@@ -85,6 +90,7 @@ impl Supervisor {
             changed: watch::channel(0).0,
             reload_lock: tokio::sync::Mutex::new(()),
             log_files: LogFiles::default(),
+            auto: RefCell::new(Auto::default()),
         })
     }
 
@@ -177,6 +183,14 @@ impl Supervisor {
                 "give an existing directory",
             ));
         }
+        if let Some(p) = &spec.cron_restart {
+            crate::config::cron_schedule(p).map_err(|why| {
+                refuse(
+                    format!("invalid cron_restart `{p}`: {why}"),
+                    format!("give {}", crate::config::CRON_EXPECTED),
+                )
+            })?;
+        }
         if !force {
             if let Some(r) = self.start_existing(&spec, existing)? {
                 return Ok(r);
@@ -256,6 +270,7 @@ impl Supervisor {
                 notes.push(format!("instance {id} failed to start: {e}"));
             }
         }
+        self.sync_auto(std::slice::from_ref(&app.name));
         Ok(Started {
             ids,
             restart: Vec::new(),
@@ -329,11 +344,13 @@ impl Supervisor {
                 }
             }
         }
+        self.auto.borrow_mut().release(&stopped);
         for &id in &stopped {
             if let Err(e) = self.launch_instance(id) {
                 notes.push(format!("instance {id} failed to start: {e}"));
             }
         }
+        self.sync_auto(std::slice::from_ref(&spec.name));
         let mut restart = Vec::new();
         match existing {
             OnExisting::Update => restart = running,
@@ -628,15 +645,24 @@ impl Supervisor {
     }
 
     /// Stops then starts `ids` again (not zero-downtime; that is `reload`).
+    /// An instance the user stops meanwhile stays stopped, and one that a
+    /// concurrent restart (watch and cron at once, two `herd restart`s)
+    /// already started again is left to it rather than launched twice.
     pub async fn restart(self: &Rc<Self>, ids: &[u32]) -> Vec<String> {
         self.stop(ids).await;
         let mut notes = Vec::new();
         for &id in ids {
+            if self.auto.borrow().is_held(id) {
+                continue;
+            }
             {
                 let mut table = self.table.borrow_mut();
                 let Some(inst) = table.instances.get_mut(&id) else {
                     continue;
                 };
+                if inst.status.is_running() {
+                    continue;
+                }
                 inst.restarts += 1;
                 inst.unstable_restarts = 0;
                 inst.status = Status::Launching;
@@ -915,7 +941,8 @@ impl Supervisor {
         }
     }
 
-    /// Stops `ids` and removes them (their listeners close).
+    /// Stops `ids` and removes them (their listeners close; an app left
+    /// without instances loses its watcher and cron task).
     pub async fn delete(self: &Rc<Self>, ids: &[u32]) -> Vec<InstanceInfo> {
         self.stop(ids).await;
         let infos = self.info(ids);
@@ -924,6 +951,8 @@ impl Supervisor {
             table.instances.remove(id);
         }
         drop(table);
+        self.auto.borrow_mut().release(ids);
+        self.sync_auto(&hooks::app_names(&infos));
         self.bump();
         infos
     }
@@ -1008,6 +1037,7 @@ impl Supervisor {
             added.push(id);
         }
         self.set_app_instances(name, target);
+        self.sync_auto(&[name.to_string()]);
         Ok((added, Vec::new()))
     }
 
@@ -1050,12 +1080,17 @@ impl Supervisor {
     /// Snapshots of `ids`, with CPU and memory sampled now.
     pub fn info(&self, ids: &[u32]) -> Vec<InstanceInfo> {
         let mut table = self.table.borrow_mut();
+        let auto = self.auto.borrow();
         ids.iter()
             .filter_map(|id| {
                 table
                     .instances
                     .get_mut(id)
                     .map(|i| to_info(i, &self.log_files))
+            })
+            .map(|mut i| {
+                auto.describe(&mut i);
+                i
             })
             .collect()
     }
@@ -1215,5 +1250,16 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         ready: inst.ready || inst.slot.as_ref().is_some_and(|s| s.is_active()),
         wait_ready: app.wait_ready,
         shutdown_with_message: app.shutdown_with_message,
+        watch: app
+            .watch
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect(),
+        ignore_watch: app.ignore_watch.clone(),
+        watch_delay_ms: (!app.watch.is_empty()).then_some(app.watch_delay_ms),
+        watching: false,
+        watch_error: None,
+        cron_restart: app.cron_restart.clone(),
+        cron_next_ms: None,
     }
 }

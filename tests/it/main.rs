@@ -14,3 +14,4 @@ mod protocol;
 mod ready;
 mod reload;
 mod reuseport;
+mod watch;

@@ -343,18 +343,7 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
     let listen_timeout_ms = f.duration("listen_timeout");
     let wait_ready = f.boolean("wait_ready");
     let shutdown_with_message = f.boolean("shutdown_with_message");
-    let cron_restart = f
-        .with(
-            "cron_restart",
-            "a cron pattern of 5 or 6 fields (`0 3 * * *`), a nickname like `@daily`, or 0 (off)",
-            |v| match v {
-                Value::Number(n) if n.as_u64() == Some(0) => Some(None),
-                Value::String(s) if s.trim() == "0" => Some(None),
-                Value::String(s) if units::cron_shape_ok(s) => Some(Some(s.trim().to_string())),
-                _ => None,
-            },
-        )
-        .flatten();
+    let cron_restart = cron_restart(&mut f);
 
     // Watch.
     let watch = f
@@ -380,6 +369,11 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
         )
         .unwrap_or(Watch::Off);
     let ignore_watch = f.words("ignore_watch");
+    for p in ignore_watch.iter().filter(|p| units::looks_like_regex(p)) {
+        f.warn(format!(
+            "key `ignore_watch`: `{p}` looks like a regular expression; herd matches names, paths and `*`, `?`, `**` globs (e.g. `*.log`), so it is taken literally"
+        ));
+    }
     let watch_delay_ms = f.duration("watch_delay");
 
     // Logs.
@@ -485,6 +479,30 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
         file_name,
         errors: f.errors,
         warnings: f.warnings,
+    }
+}
+
+/// `cron_restart`: checked with croner, the parser PM2 uses, so a pattern
+/// PM2 would refuse is an error here too; `0` turns it off.
+fn cron_restart(f: &mut Fields<'_>) -> Option<String> {
+    let (_, v) = f.get("cron_restart")?;
+    match v {
+        Value::Number(n) if n.as_u64() == Some(0) => None,
+        Value::String(s) if s.trim() == "0" => None,
+        Value::String(s) => match crate::config::cron_schedule(s) {
+            Ok(_) => Some(s.trim().to_string()),
+            Err(why) => {
+                f.bad(
+                    "cron_restart",
+                    &format!("{} ({why})", crate::config::CRON_EXPECTED),
+                );
+                None
+            }
+        },
+        _ => {
+            f.bad("cron_restart", crate::config::CRON_EXPECTED);
+            None
+        }
     }
 }
 

@@ -73,11 +73,11 @@ pub(super) static KEYS: &[Key] = &[
     key("listen_timeout", &[], Acted),
     key("wait_ready", &[], Acted),
     key("shutdown_with_message", &[], Acted),
-    key("cron_restart", &["cron"], Pending),
+    key("cron_restart", &["cron"], Acted),
     // Watch.
-    key("watch", &[], Pending),
-    key("ignore_watch", &[], Pending),
-    key("watch_delay", &[], Pending),
+    key("watch", &[], Acted),
+    key("ignore_watch", &[], Acted),
+    key("watch_delay", &[], Acted),
     // Logs and pid file.
     key("out_file", &["out", "output", "out_log"], Acted),
     key(

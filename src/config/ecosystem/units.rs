@@ -1,6 +1,6 @@
 //! PM2's value forms: durations (`"10s"`, `1000`), sizes (`"300M"`), args
-//! given as one string, cron patterns, relative paths; and how a value is
-//! shown in an error.
+//! given as one string, relative paths; and how a value is shown in an
+//! error. Cron patterns are checked by croner (`crate::config::cron_schedule`).
 //!
 //! `crate::config::parse_duration_ms` reads the CLI's whole-number forms;
 //! these also take PM2's numbers-as-JSON and decimals (`"1.5s"`, `"1.5G"`),
@@ -187,29 +187,11 @@ pub(super) fn split_words(s: &str) -> Result<Vec<String>, &'static str> {
     Ok(words)
 }
 
-/// Whether a cron pattern has the shape PM2's croner accepts: 5 or 6
-/// fields of digits, names and `* / , - ? L W #`, or a nickname like
-/// `@daily`.
-pub(super) fn cron_shape_ok(s: &str) -> bool {
-    const NICKNAMES: &[&str] = &[
-        "@yearly",
-        "@annually",
-        "@monthly",
-        "@weekly",
-        "@daily",
-        "@midnight",
-        "@hourly",
-    ];
-    let s = s.trim();
-    if NICKNAMES.contains(&s) {
-        return true;
-    }
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    (5..=6).contains(&fields.len())
-        && fields.iter().all(|f| {
-            f.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "*/,-?#".contains(c))
-        })
+/// Whether an `ignore_watch` pattern uses syntax only a regular expression
+/// has. PM2's docs show regexes there, but its watcher (chokidar) takes
+/// strings as globs, and so does herd; such a pattern is worth a warning.
+pub(crate) fn looks_like_regex(p: &str) -> bool {
+    p.contains(['\\', '^', '$', '(', ')', '|', '+', '[', ']', '{', '}'])
 }
 
 /// `p` against `base`, with `~` for $HOME, `.` and `..` folded away.
@@ -227,7 +209,7 @@ pub(super) fn resolve(base: &Path, p: &str) -> PathBuf {
 
 /// Folds `.` and `..` without touching the filesystem (symlinks stay as
 /// written, like `path.resolve` in PM2).
-pub(super) fn normalize(p: &Path) -> PathBuf {
+pub(crate) fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
@@ -349,12 +331,12 @@ mod tests {
     }
 
     #[test]
-    fn cron() {
-        for ok in ["0 3 * * *", "*/5 * * * * *", "0 0 1 JAN MON", "@daily"] {
-            assert!(cron_shape_ok(ok), "{ok}");
+    fn regex_like_patterns() {
+        for re in [r"\.log$", "^tmp", "(a|b)", "[\\/\\\\]\\./"] {
+            assert!(looks_like_regex(re), "{re}");
         }
-        for bad in ["* * * *", "every day", "0 3 * * * * *", "0 3 * * ;"] {
-            assert!(!cron_shape_ok(bad), "{bad}");
+        for glob in ["node_modules", "*.log", "logs/**", "./tmp", "a?c"] {
+            assert!(!looks_like_regex(glob), "{glob}");
         }
     }
 

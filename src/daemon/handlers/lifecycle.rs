@@ -10,6 +10,9 @@ pub(super) async fn stop(
     missing_ok: bool,
 ) -> Result<Response, Error> {
     let (ids, missing) = ctx.sup.resolve_lenient(targets, missing_ok)?;
+    // Before stopping: a watch or cron restart under way must not start
+    // them again (PM2: `stop` also stops watching).
+    ctx.sup.hold(&ids);
     ctx.sup.stop(&ids).await;
     let notes = missing
         .iter()
@@ -23,6 +26,7 @@ pub(super) async fn stop(
 
 pub(super) async fn restart(ctx: &Context, targets: &[String]) -> Result<Response, Error> {
     let ids = ctx.sup.resolve(targets)?;
+    ctx.sup.release(&ids);
     let notes = ctx.sup.restart(&ids).await;
     Ok(Response::Done {
         instances: ctx.sup.info(&ids),
@@ -50,6 +54,7 @@ pub(super) fn reset(ctx: &Context, targets: &[String]) -> Result<Response, Error
 
 pub(super) async fn reload(ctx: &Context, targets: &[String]) -> Result<Response, Error> {
     let ids = ctx.sup.resolve(targets)?;
+    ctx.sup.release(&ids);
     let notes = ctx.sup.reload(&ids).await;
     Ok(Response::Done {
         instances: ctx.sup.info(&ids),
