@@ -144,7 +144,9 @@ pub fn command(inst: &Instance, home: &Home) -> io::Result<(PathBuf, Vec<String>
             })?;
             let mut argv = vec![interp.clone()];
             argv.extend(app.interpreter_args.iter().cloned());
-            if inst.listener.is_some() && is_node(interp) {
+            // Cluster Node apps: the preload (listen on herd's fd 3 in
+            // reuseport/shared mode; drain on reload in every mode).
+            if (inst.listener.is_some() || inst.plane.is_some()) && is_node(interp) {
                 argv.push("-r".into());
                 argv.push(home.node_preload().to_string_lossy().into_owned());
             }

@@ -27,17 +27,39 @@ pub enum Signal {
 }
 
 /// The daemon's end of a Node app's IPC channel (outside fdpass mode).
-pub type Ipc = Rc<AsyncFd<OwnedFd>>;
+pub type Ipc = Rc<IpcChan>;
+
+/// A Node app's IPC channel, and what it said about closing.
+pub struct IpcChan {
+    fd: AsyncFd<OwnedFd>,
+    /// Notified when the preload reports its servers closed (NODE_HERD_CLOSED).
+    pub closed: tokio::sync::Notify,
+}
 
 /// Registers the channel with the runtime.
 pub fn ipc(chan: OwnedFd) -> std::io::Result<Ipc> {
-    Ok(Rc::new(fd::async_fd(chan, tokio::io::Interest::READABLE)?))
+    Ok(Rc::new(IpcChan {
+        fd: fd::async_fd(chan, tokio::io::Interest::READABLE)?,
+        closed: tokio::sync::Notify::new(),
+    }))
 }
 
 /// Sends `value` as a message the app's `process.on('message')` receives.
 pub fn send(chan: &Ipc, value: &serde_json::Value) -> std::io::Result<()> {
-    let line = node::message(value);
-    crate::sys::fdpass::send_with_fds(chan.as_fd(), &line, &[], true).map(drop)
+    send_raw(chan, &node::message(value))
+}
+
+/// Sends one encoded line.
+pub fn send_raw(chan: &Ipc, line: &[u8]) -> std::io::Result<()> {
+    crate::sys::fdpass::send_with_fds(chan.fd.as_fd(), line, &[], true).map(drop)
+}
+
+/// Internal messages for herd's Node preload (bench-apps/node/herd-listen.js).
+pub mod preload {
+    /// From now on, every HTTP response says `Connection: close`.
+    pub const DRAIN: &[u8] = b"{\"cmd\":\"NODE_HERD_DRAIN\"}\n";
+    /// Close the servers; report NODE_HERD_CLOSED when their requests are done.
+    pub const CLOSE: &[u8] = b"{\"cmd\":\"NODE_HERD_CLOSE\"}\n";
 }
 
 /// Reads a Node app's IPC channel until it closes, turning its messages
@@ -46,7 +68,7 @@ pub async fn read_node_ipc(sup: Rc<Supervisor>, id: u32, pid: i32, chan: Ipc) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut decoder = LineDecoder::new();
     loop {
-        let Ok(mut guard) = chan.readable().await else {
+        let Ok(mut guard) = chan.fd.readable().await else {
             return;
         };
         match guard.try_io(|c| fd::read(c.get_ref(), &mut buf)) {
@@ -57,19 +79,14 @@ pub async fn read_node_ipc(sup: Rc<Supervisor>, id: u32, pid: i32, chan: Ipc) {
         for msg in decoder.by_ref() {
             match msg {
                 Ok(FromWorker::Ready) => sup.on_signal(id, pid, Signal::Ready),
-                Ok(FromWorker::Other(v))
-                    if v.get("cmd").and_then(|c| c.as_str()) == Some("NODE_HERD_LISTENING") =>
-                {
-                    sup.on_signal(id, pid, Signal::Listening)
-                }
+                Ok(FromWorker::Other(v)) => match v.get("cmd").and_then(|c| c.as_str()) {
+                    Some("NODE_HERD_LISTENING") => sup.on_signal(id, pid, Signal::Listening),
+                    Some("NODE_HERD_CLOSED") => chan.closed.notify_one(),
+                    _ => {}
+                },
                 // Node waits for this before sending anything else.
                 Ok(FromWorker::Handle { .. }) => {
-                    let _ = crate::sys::fdpass::send_with_fds(
-                        chan.as_fd(),
-                        &node::handle_ack(),
-                        &[],
-                        true,
-                    );
+                    let _ = send_raw(&chan, &node::handle_ack());
                 }
                 _ => {}
             }

@@ -764,7 +764,6 @@ impl Supervisor {
                 ready_timeout.as_millis()
             ));
         }
-        let kill_timeout = Duration::from_millis(app.kill_timeout_ms);
         let Previous {
             pid: old_pid,
             slot,
@@ -775,25 +774,7 @@ impl Supervisor {
         // Our copy of a reuseport listener goes now: the old process holds
         // the last one, so the socket leaves the group when it exits.
         drop(listener);
-        match &slot {
-            Some(slot) => {
-                // Out of rotation first, then ask it to finish what it has.
-                slot.set_inactive();
-                let bye = match slot.proto {
-                    crate::accept::pool::SlotProto::Herd => crate::fdpass::herd::Msg::Stop.encode(),
-                    crate::accept::pool::SlotProto::Node => crate::fdpass::node::disconnect(),
-                };
-                let _ = slot.send_raw(&bye);
-                if wait_gone(old_pid, kill_timeout).await {
-                    return None;
-                }
-                let _ = process::kill_group(old_pid, libc::SIGINT);
-            }
-            None => ask_to_stop(old_pid, &app, ipc.as_ref(), None),
-        }
-        if !wait_gone(old_pid, kill_timeout).await {
-            let _ = process::kill_group(old_pid, libc::SIGKILL);
-        }
+        hand_over(old_pid, &app, slot.as_ref(), ipc.as_ref()).await;
         None
     }
 
@@ -914,30 +895,36 @@ impl Supervisor {
         self.bump();
     }
 
-    /// Lets fdpass instances leaving for good (scale down) finish what they
-    /// have, as a reload does with the old process: out of the rotation,
-    /// herd `S` / Node `disconnect`, up to `kill_timeout` to exit by itself.
+    /// Lets instances leaving for good (scale down) finish what they have,
+    /// as a reload does with its old process ([`hand_over`]).
     async fn retire(&self, ids: &[u32]) {
-        let leaving: Vec<(i32, Duration)> = {
-            let table = self.table.borrow();
-            ids.iter()
-                .filter_map(|id| table.instances.get(id))
-                .filter_map(|i| {
-                    let slot = i.slot.as_ref()?;
-                    slot.set_inactive();
-                    let bye = match slot.proto {
-                        crate::accept::pool::SlotProto::Herd => {
-                            crate::fdpass::herd::Msg::Stop.encode()
-                        }
-                        crate::accept::pool::SlotProto::Node => crate::fdpass::node::disconnect(),
-                    };
-                    let _ = slot.send_raw(&bye);
-                    Some((i.pid?, Duration::from_millis(i.app.kill_timeout_ms)))
+        let mut leaving = Vec::new();
+        {
+            let mut table = self.table.borrow_mut();
+            for id in ids {
+                let Some(i) = table.instances.get_mut(id) else {
+                    continue;
+                };
+                let Some(pid) = i.pid.filter(|_| i.status == Status::Online) else {
+                    continue;
+                };
+                // Stopping: its exit is not a crash to restart.
+                i.status = Status::Stopping;
+                i.generation += 1;
+                leaving.push((pid, i.app.clone(), i.slot.clone(), i.ipc.clone()));
+            }
+        }
+        self.bump();
+        let tasks: Vec<_> = leaving
+            .into_iter()
+            .map(|(pid, app, slot, ipc)| {
+                tokio::task::spawn_local(async move {
+                    hand_over(pid, &app, slot.as_ref(), ipc.as_ref()).await
                 })
-                .collect()
-        };
-        for (pid, limit) in leaving {
-            wait_gone(pid, limit).await;
+            })
+            .collect();
+        for t in tasks {
+            let _ = t.await;
         }
     }
 
@@ -1104,6 +1091,64 @@ struct Previous {
     ipc: Option<super::ready::Ipc>,
     app: Arc<AppSpec>,
     port: Option<u16>,
+}
+
+/// How long a leaving Node worker answers with `Connection: close` before
+/// its servers close (keep-alive clients move on between two requests).
+const NODE_DRAIN: Duration = Duration::from_millis(300);
+
+/// Takes a leaving process (a reload's old process, a scaled-down instance)
+/// out of service without cutting a request, then makes sure it exits:
+/// * fdpass: out of the rotation first; a herd worker gets `S` (it answers
+///   what is in flight with `Connection: close` and exits); a Node worker
+///   gets the preload's drain, then Node's own `disconnect`;
+/// * reuseport/shared Node apps: drain, then the preload closes the servers
+///   and reports when their requests are done;
+/// * then SIGINT (or `shutdown`), and SIGKILL after `kill_timeout`.
+async fn hand_over(
+    pid: i32,
+    app: &AppSpec,
+    slot: Option<&Arc<Slot>>,
+    ipc: Option<&super::ready::Ipc>,
+) {
+    use super::ready::preload;
+    use crate::accept::pool::SlotProto;
+    let kill_timeout = Duration::from_millis(app.kill_timeout_ms);
+    let drain = NODE_DRAIN.min(kill_timeout / 2);
+    match (slot, ipc) {
+        (Some(slot), _) => {
+            slot.set_inactive();
+            match slot.proto {
+                SlotProto::Herd => {
+                    let _ = slot.send_raw(&crate::fdpass::herd::Msg::Stop.encode());
+                }
+                SlotProto::Node => {
+                    let _ = slot.send_raw(preload::DRAIN);
+                    if wait_gone(pid, drain).await {
+                        return;
+                    }
+                    let _ = slot.send_raw(&crate::fdpass::node::disconnect());
+                }
+            }
+            if wait_gone(pid, kill_timeout).await {
+                return;
+            }
+        }
+        (None, Some(chan)) => {
+            let _ = super::ready::send_raw(chan, preload::DRAIN);
+            if wait_gone(pid, drain).await {
+                return;
+            }
+            if super::ready::send_raw(chan, preload::CLOSE).is_ok() {
+                let _ = tokio::time::timeout(kill_timeout, chan.closed.notified()).await;
+            }
+        }
+        (None, None) => {}
+    }
+    ask_to_stop(pid, app, ipc, slot.map(|s| &**s));
+    if !wait_gone(pid, kill_timeout).await {
+        let _ = process::kill_group(pid, libc::SIGKILL);
+    }
 }
 
 /// Asks process group `pid` to stop: the IPC message `shutdown` when the app

@@ -194,3 +194,45 @@ fn scale_during_reload_behaves() {
     );
     assert_eq!(l[0]["status"], "online");
 }
+
+/// Keep-alive clients of an unmodified Node app lose nothing either: the
+/// preload answers with `Connection: close` once a worker is leaving, so
+/// clients move on between requests before its servers close.
+#[test]
+fn reload_node_keep_alive_loses_no_request() {
+    if !node_available() {
+        return;
+    }
+    for mode in ["fdpass", "shared"] {
+        let h = TestHome::new();
+        let port = free_port();
+        h.run(&[
+            "start",
+            &app("node/app.js"),
+            "-i",
+            "2",
+            "--mode",
+            mode,
+            "--port",
+            &port.to_string(),
+            "--host",
+            "127.0.0.1",
+        ])
+        .ok();
+        let before = pids(&h.wait_for("ready", T, |l| {
+            l.len() == 2 && l.iter().all(|i| i["ready"] == true)
+        }));
+        wait_http(port, T);
+        let load = std::thread::spawn(move || load(port, LoadMode::KeepAlive, 4, 1, 80_000));
+        for _ in 0..2 {
+            h.run(&["reload", "app"]).ok();
+        }
+        let r = load.join().unwrap();
+        assert_eq!(r.errors.total(), 0, "{mode}: {:?}", r.errors);
+        assert_eq!(r.requests, 80_000, "{mode}");
+        assert!(
+            pids(&h.list()).iter().all(|p| !before.contains(p)),
+            "{mode}"
+        );
+    }
+}
