@@ -21,6 +21,57 @@ pub struct TargetArgs {
     pub json: bool,
 }
 
+/// `herd restart`: targets, and `--update-env`.
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// Which instances.
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// Run with this shell's environment instead of the one they were
+    /// started with (PM2's `--update-env`).
+    #[arg(long = "update-env")]
+    pub update_env: bool,
+}
+
+/// `herd reload`: targets, `--update-env`, `--parallel N`.
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    /// Which instances.
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// Run with this shell's environment instead of the one they were
+    /// started with (PM2's `--update-env`).
+    #[arg(long = "update-env")]
+    pub update_env: bool,
+    /// Replace this many instances at a time (default 1).
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<String>,
+}
+
+/// Runs `herd restart`.
+pub fn restart(a: RestartArgs) -> Result<()> {
+    let env = a.update_env.then(|| std::env::vars().collect());
+    run_opts(Verb::Restart, a.targets, env, None)
+}
+
+/// Runs `herd reload`.
+pub fn reload(a: ReloadArgs) -> Result<()> {
+    let parallel = a
+        .parallel
+        .as_deref()
+        .map(|s| match s.trim().parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(Error::InvalidArg {
+                what: "--parallel".into(),
+                value: s.into(),
+                expected: "a whole number of instances, 1 or more".into(),
+            }),
+        })
+        .transpose()?;
+    let env = a.update_env.then(|| std::env::vars().collect());
+    run_opts(Verb::Reload, a.targets, env, parallel)
+}
+
 /// Which lifecycle verb.
 #[derive(Debug, Clone, Copy)]
 pub enum Verb {
@@ -61,6 +112,15 @@ pub fn config_error(e: ecosystem::ConfigError) -> Error {
 
 /// Runs a lifecycle verb.
 pub fn run(verb: Verb, a: TargetArgs) -> Result<()> {
+    run_opts(verb, a, None, None)
+}
+
+fn run_opts(
+    verb: Verb,
+    a: TargetArgs,
+    env: Option<std::collections::BTreeMap<String, String>>,
+    parallel: Option<u32>,
+) -> Result<()> {
     let targets = expand_files(&a.targets, &a.only)?;
     let (req, done) = match verb {
         Verb::Stop => (
@@ -70,8 +130,15 @@ pub fn run(verb: Verb, a: TargetArgs) -> Result<()> {
             },
             "stopped",
         ),
-        Verb::Restart => (Request::Restart { targets }, "restarted"),
-        Verb::Reload => (Request::Reload { targets }, "reloaded"),
+        Verb::Restart => (Request::Restart { targets, env }, "restarted"),
+        Verb::Reload => (
+            Request::Reload {
+                targets,
+                env,
+                parallel,
+            },
+            "reloaded",
+        ),
         Verb::Delete => (Request::Delete { targets }, "deleted"),
         Verb::Reset => (Request::Reset { targets }, "reset counters of"),
     };

@@ -40,11 +40,11 @@ pub enum Command {
     /// Stop instances (SIGINT, then SIGKILL after the kill timeout).
     Stop(lifecycle::TargetArgs),
     /// Stop and start instances again.
-    Restart(lifecycle::TargetArgs),
+    Restart(lifecycle::RestartArgs),
     /// Rolling zero-downtime reload (fdpass apps: the replacement serves
     /// before the old process leaves; other modes are restarted).
     #[command(visible_alias = "gracefulReload")]
-    Reload(lifecycle::TargetArgs),
+    Reload(lifecycle::ReloadArgs),
     /// Stop instances and remove them from the list.
     #[command(visible_alias = "del")]
     Delete(lifecycle::TargetArgs),
@@ -84,8 +84,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Jlist => list::jlist(),
         Command::Show(a) => list::show(a),
         Command::Stop(a) => lifecycle::run(lifecycle::Verb::Stop, a),
-        Command::Restart(a) => lifecycle::run(lifecycle::Verb::Restart, a),
-        Command::Reload(a) => lifecycle::run(lifecycle::Verb::Reload, a),
+        Command::Restart(a) => lifecycle::restart(a),
+        Command::Reload(a) => lifecycle::reload(a),
         Command::Delete(a) => lifecycle::run(lifecycle::Verb::Delete, a),
         Command::Ping(a) => daemon::ping(a),
         Command::Scale(a) => lifecycle::scale(a),

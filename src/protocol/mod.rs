@@ -81,11 +81,20 @@ pub enum Request {
     Restart {
         /// Ids, names or `all`.
         targets: Vec<String>,
+        /// `--update-env`: the CLI's environment replaces the inherited one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env: Option<BTreeMap<String, String>>,
     },
-    /// Rolling zero-downtime reload (fdpass apps; others are restarted).
+    /// Rolling zero-downtime reload, replacement first, in every mode.
     Reload {
         /// Ids, names or `all`.
         targets: Vec<String>,
+        /// `--update-env`: the CLI's environment replaces the inherited one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env: Option<BTreeMap<String, String>>,
+        /// Instances replaced at a time (`--parallel`, default 1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parallel: Option<u32>,
     },
     /// Stop instances and forget them.
     Delete {

@@ -688,16 +688,56 @@ impl Supervisor {
         for &id in ids {
             notes.extend(self.reload_one(id).await);
         }
-        let reuseport = {
-            let table = self.table.borrow();
-            ids.iter()
-                .filter_map(|id| table.instances.get(id))
-                .any(|i| i.app.mode == Mode::Reuseport && i.app.exec_mode == ExecMode::Cluster)
-        };
-        if reuseport && reuseport::migrate_req() == Some(false) {
-            notes.push(reuseport::MIGRATE_NOTE.into());
-        }
+        notes.extend(self.reuseport_note(ids));
         notes
+    }
+
+    /// [`Supervisor::reload`] with `parallel` instances replaced at a time
+    /// (`herd reload --parallel N`).
+    pub async fn reload_parallel(self: &Rc<Self>, ids: &[u32], parallel: usize) -> Vec<String> {
+        if parallel <= 1 {
+            return self.reload(ids).await;
+        }
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let mut notes = Vec::new();
+        for batch in ids.chunks(parallel) {
+            let tasks: Vec<_> = batch
+                .iter()
+                .map(|&id| {
+                    let this = self.clone();
+                    tokio::task::spawn_local(async move { this.reload_one(id).await })
+                })
+                .collect();
+            for t in tasks {
+                notes.extend(t.await.ok().flatten());
+            }
+        }
+        notes.extend(self.reuseport_note(ids));
+        notes
+    }
+
+    /// The reuseport/tcp_migrate_req note, when it applies to `ids`.
+    fn reuseport_note(&self, ids: &[u32]) -> Option<String> {
+        let table = self.table.borrow();
+        let reuseport = ids
+            .iter()
+            .filter_map(|id| table.instances.get(id))
+            .any(|i| i.app.mode == Mode::Reuseport && i.app.exec_mode == ExecMode::Cluster);
+        (reuseport && reuseport::migrate_req() == Some(false))
+            .then(|| reuseport::MIGRATE_NOTE.to_string())
+    }
+
+    /// `--update-env`: the instances run with `env` as their inherited
+    /// environment from their next start on.
+    pub fn update_env(&self, ids: &[u32], env: BTreeMap<String, String>) {
+        let mut table = self.table.borrow_mut();
+        for id in ids {
+            if let Some(inst) = table.instances.get_mut(id) {
+                let mut app = (*inst.app).clone();
+                app.base_env = env.clone();
+                inst.app = Arc::new(app);
+            }
+        }
     }
 
     async fn reload_one(self: &Rc<Self>, id: u32) -> Option<String> {

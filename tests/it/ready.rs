@@ -236,3 +236,85 @@ fn reload_node_keep_alive_loses_no_request() {
         );
     }
 }
+
+fn environ_has(pid: i64, kv: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|e| e.split(|&b| b == 0).any(|v| v == kv.as_bytes()))
+        .unwrap_or(false)
+}
+
+fn run_env(h: &TestHome, args: &[&str], mark: &str) {
+    let out = h
+        .cmd(args)
+        .env("HERD_TEST_MARK", mark)
+        .output()
+        .expect("run herd");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn reload_parallel_and_update_env() {
+    let h = TestHome::new();
+    let port = free_port();
+    let p = port.to_string();
+    run_env(
+        &h,
+        &[
+            "start",
+            HERD,
+            "--interpreter",
+            "none",
+            "--name",
+            "hello",
+            "--port",
+            &p,
+            "--host",
+            "127.0.0.1",
+            "-i",
+            "2",
+            "--",
+            "hello",
+        ],
+        "1",
+    );
+    let l = h.wait_for("ready", T, |l| {
+        l.len() == 2 && l.iter().all(|i| i["ready"] == true)
+    });
+    assert!(pids(&l).iter().all(|&p| environ_has(p, "HERD_TEST_MARK=1")));
+
+    // A plain reload keeps the environment the app was started with.
+    run_env(&h, &["reload", "hello"], "2");
+    let l = h.list();
+    assert!(
+        pids(&l).iter().all(|&p| environ_has(p, "HERD_TEST_MARK=1")),
+        "{l:#?}"
+    );
+    // --update-env takes this shell's; --parallel 2 replaces both at once.
+    let before = pids(&l);
+    run_env(
+        &h,
+        &["reload", "hello", "--update-env", "--parallel", "2"],
+        "2",
+    );
+    let l = h.wait_for("ready", T, |l| l.iter().all(|i| i["ready"] == true));
+    assert!(pids(&l).iter().all(|p| !before.contains(p)));
+    assert!(
+        pids(&l).iter().all(|&p| environ_has(p, "HERD_TEST_MARK=2")),
+        "{l:#?}"
+    );
+    // restart --update-env too.
+    run_env(&h, &["restart", "hello", "--update-env"], "3");
+    let l = h.wait_for("online", T, |l| l.iter().all(|i| i["status"] == "online"));
+    assert!(
+        pids(&l).iter().all(|&p| environ_has(p, "HERD_TEST_MARK=3")),
+        "{l:#?}"
+    );
+    wait_http(port, T);
+
+    h.run(&["reload", "hello", "--parallel", "0"])
+        .fails_with("`0` for --parallel");
+}

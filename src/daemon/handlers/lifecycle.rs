@@ -1,5 +1,7 @@
 //! `herd stop|restart|reload|delete|reset <targets…>`.
 
+use std::collections::BTreeMap;
+
 use crate::daemon::Context;
 use crate::error::Error;
 use crate::protocol::Response;
@@ -24,9 +26,16 @@ pub(super) async fn stop(
     })
 }
 
-pub(super) async fn restart(ctx: &Context, targets: &[String]) -> Result<Response, Error> {
+pub(super) async fn restart(
+    ctx: &Context,
+    targets: &[String],
+    env: Option<BTreeMap<String, String>>,
+) -> Result<Response, Error> {
     let ids = ctx.sup.resolve(targets)?;
     ctx.sup.release(&ids);
+    if let Some(env) = env {
+        ctx.sup.update_env(&ids, env);
+    }
     let notes = ctx.sup.restart(&ids).await;
     Ok(Response::Done {
         instances: ctx.sup.info(&ids),
@@ -52,10 +61,21 @@ pub(super) fn reset(ctx: &Context, targets: &[String]) -> Result<Response, Error
     })
 }
 
-pub(super) async fn reload(ctx: &Context, targets: &[String]) -> Result<Response, Error> {
+pub(super) async fn reload(
+    ctx: &Context,
+    targets: &[String],
+    env: Option<BTreeMap<String, String>>,
+    parallel: Option<u32>,
+) -> Result<Response, Error> {
     let ids = ctx.sup.resolve(targets)?;
     ctx.sup.release(&ids);
-    let notes = ctx.sup.reload(&ids).await;
+    if let Some(env) = env {
+        ctx.sup.update_env(&ids, env);
+    }
+    let notes = ctx
+        .sup
+        .reload_parallel(&ids, parallel.unwrap_or(1).max(1) as usize)
+        .await;
     Ok(Response::Done {
         instances: ctx.sup.info(&ids),
         notes,
