@@ -110,7 +110,31 @@ pub fn recv_with_fds(
     fds: &mut Vec<OwnedFd>,
     dontwait: bool,
 ) -> io::Result<(usize, bool)> {
-    let mut cmsg_buf = [0u64; cmsg_words(MAX_FDS_PER_MSG)];
+    let flags = if dontwait { libc::MSG_DONTWAIT } else { 0 };
+    let r = recv_msg(sock, buf, fds, flags)?;
+    Ok((r.len, r.truncated))
+}
+
+/// What [`recv_msg`] got besides the bytes.
+pub(crate) struct Received {
+    /// Bytes read into the buffer.
+    pub len: usize,
+    /// The sender's pid, when credentials came along (SO_PASSCRED).
+    pub pid: Option<i32>,
+    /// MSG_TRUNC or MSG_CTRUNC: the message or its control data was cut.
+    pub truncated: bool,
+}
+
+/// `recvmsg` of one message with room for [`MAX_FDS_PER_MSG`] descriptors
+/// and the sender's credentials; descriptors go to `fds`, close-on-exec.
+pub(crate) fn recv_msg(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    flags: libc::c_int,
+) -> io::Result<Received> {
+    // SCM_RIGHTS for the most descriptors we accept, plus one ucred.
+    let mut cmsg_buf = [0u64; cmsg_words(MAX_FDS_PER_MSG) + 4];
     let mut iov = [IoSliceMut::new(buf)];
     // SAFETY: zeroed msghdr is a valid empty header.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -118,7 +142,7 @@ pub fn recv_with_fds(
     msg.msg_iovlen = 1;
     msg.msg_control = cmsg_buf.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(&cmsg_buf);
-    let flags = libc::MSG_CMSG_CLOEXEC | if dontwait { libc::MSG_DONTWAIT } else { 0 };
+    let flags = libc::MSG_CMSG_CLOEXEC | flags;
     let n = loop {
         // SAFETY: msg points at live buffers for the duration of the call.
         let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) };
@@ -130,25 +154,38 @@ pub fn recv_with_fds(
             return Err(e);
         }
     };
+    let mut pid = None;
     // SAFETY: the kernel filled msg_control/msg_controllen; CMSG_FIRSTHDR and
-    // CMSG_NXTHDR walk only within it, and each SCM_RIGHTS payload holds
-    // (cmsg_len - CMSG_LEN(0)) / 4 fds that are now ours.
+    // CMSG_NXTHDR walk only within it. Each SCM_RIGHTS payload holds
+    // (cmsg_len - CMSG_LEN(0)) / 4 fds that are now ours; a ucred payload is
+    // read unaligned.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(c) as *const RawFd;
-                let count =
-                    ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
-                for i in 0..count {
-                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+            let len = (*c).cmsg_len - libc::CMSG_LEN(0) as usize;
+            let data = libc::CMSG_DATA(c);
+            match ((*c).cmsg_level, (*c).cmsg_type) {
+                (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
+                    let data = data as *const RawFd;
+                    for i in 0..len / std::mem::size_of::<RawFd>() {
+                        fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+                    }
                 }
+                (libc::SOL_SOCKET, libc::SCM_CREDENTIALS)
+                    if len >= std::mem::size_of::<libc::ucred>() =>
+                {
+                    pid = Some((data as *const libc::ucred).read_unaligned().pid);
+                }
+                _ => {}
             }
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    let truncated = msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0;
-    Ok((n, truncated))
+    Ok(Received {
+        len: n,
+        pid,
+        truncated: msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0,
+    })
 }
 
 /// `shutdown(SHUT_RDWR)`: the peer sees EOF even while other copies of the

@@ -3,7 +3,7 @@
 //! (SCM_CREDENTIALS, filled in by the kernel, so a process cannot claim to
 //! be another).
 
-use std::io::{self, IoSliceMut};
+use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -31,54 +31,11 @@ pub fn bind(path: &Path) -> io::Result<OwnedFd> {
 }
 
 /// Receives one datagram into `buf`: its length and the sender's pid.
+/// Descriptors sent along (never expected here) are closed at once.
 pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<i32>)> {
-    // Room for one ucred message (and a few passed fds, which we close).
-    let mut cmsg_buf = [0u64; 16];
-    let mut iov = [IoSliceMut::new(buf)];
-    // SAFETY: a zeroed msghdr is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_mut_ptr() as *mut libc::iovec;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cmsg_buf.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&cmsg_buf);
-    // SAFETY: msg points at live buffers for the duration of the call.
-    let n = unsafe {
-        libc::recvmsg(
-            sock.as_raw_fd(),
-            &mut msg,
-            libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut pid = None;
-    // SAFETY: the kernel filled msg_control; CMSG_FIRSTHDR/NXTHDR stay within
-    // it. A ucred payload is read unaligned; SCM_RIGHTS fds (unexpected here)
-    // become owned and are closed at once.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET {
-                let data = libc::CMSG_DATA(c);
-                let len = (*c).cmsg_len - libc::CMSG_LEN(0) as usize;
-                if (*c).cmsg_type == libc::SCM_CREDENTIALS
-                    && len >= std::mem::size_of::<libc::ucred>()
-                {
-                    let cred = (data as *const libc::ucred).read_unaligned();
-                    pid = Some(cred.pid);
-                } else if (*c).cmsg_type == libc::SCM_RIGHTS {
-                    let fds = data as *const libc::c_int;
-                    for i in 0..len / std::mem::size_of::<libc::c_int>() {
-                        use std::os::fd::FromRawFd;
-                        drop(OwnedFd::from_raw_fd(fds.add(i).read_unaligned()));
-                    }
-                }
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
-    Ok((n as usize, pid))
+    let mut fds = Vec::new();
+    let r = super::fdpass::recv_msg(sock, buf, &mut fds, libc::MSG_DONTWAIT)?;
+    Ok((r.len, r.pid))
 }
 
 /// The parent pid of `pid`, from /proc.
