@@ -681,19 +681,20 @@ impl Supervisor {
     /// asks it to finish (herd `S` / Node `disconnect`); other modes stop
     /// it (SIGINT, or `shutdown` with `shutdown_with_message`). It gets
     /// `kill_timeout` to go, then SIGKILL. A replacement that is not ready
-    /// within `listen_timeout` is killed and the old process keeps serving.
+    /// within `listen_timeout` is killed and the old process keeps serving;
+    /// the result has one line per such instance.
     pub async fn reload(self: &Rc<Self>, ids: &[u32]) -> Vec<String> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let mut notes = Vec::new();
         for &id in ids {
             notes.extend(self.reload_one(id).await);
         }
-        notes.extend(self.reuseport_note(ids));
         notes
     }
 
     /// [`Supervisor::reload`] with `parallel` instances replaced at a time
-    /// (`herd reload --parallel N`).
+    /// (`herd reload --parallel N`). Returns one line per instance whose
+    /// replacement failed (its old process keeps serving).
     pub async fn reload_parallel(self: &Rc<Self>, ids: &[u32], parallel: usize) -> Vec<String> {
         if parallel <= 1 {
             return self.reload(ids).await;
@@ -712,12 +713,11 @@ impl Supervisor {
                 notes.extend(t.await.ok().flatten());
             }
         }
-        notes.extend(self.reuseport_note(ids));
         notes
     }
 
     /// The reuseport/tcp_migrate_req note, when it applies to `ids`.
-    fn reuseport_note(&self, ids: &[u32]) -> Option<String> {
+    pub fn reuseport_note(&self, ids: &[u32]) -> Option<String> {
         let table = self.table.borrow();
         let reuseport = ids
             .iter()

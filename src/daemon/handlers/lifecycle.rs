@@ -72,10 +72,20 @@ pub(super) async fn reload(
     if let Some(env) = env {
         ctx.sup.update_env(&ids, env);
     }
-    let notes = ctx
+    let failed = ctx
         .sup
         .reload_parallel(&ids, parallel.unwrap_or(1).max(1) as usize)
         .await;
+    if !failed.is_empty() {
+        return Err(Error::Remote {
+            message: failed.join("; "),
+            hint: Some(
+                "the old processes keep serving; `herd logs <app> --err` shows why the replacement failed"
+                    .into(),
+            ),
+        });
+    }
+    let notes = ctx.sup.reuseport_note(&ids).into_iter().collect();
     Ok(Response::Done {
         instances: ctx.sup.info(&ids),
         notes,
