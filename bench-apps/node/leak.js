@@ -8,3 +8,9 @@ setInterval(() => {
   kept.push(Buffer.alloc(chunk, 1)); // filled, so every page is resident
 }, tickMs);
 console.log(`leaking ${rate} MB/s, pid ${process.pid}`);
+// With PORT set it also answers HTTP (for graceful memory-restart tests).
+if (process.env.PORT) {
+  require('http')
+    .createServer((req, res) => res.end(`leak ${process.pid}\n`))
+    .listen(Number(process.env.PORT));
+}

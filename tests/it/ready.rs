@@ -318,3 +318,60 @@ fn reload_parallel_and_update_env() {
     h.run(&["reload", "hello", "--parallel", "0"])
         .fails_with("`0` for --parallel");
 }
+
+/// A cluster app over its memory cap is replaced the way a reload replaces
+/// it: the replacement serves before the old process leaves, so requests
+/// during the memory restart do not fail.
+#[test]
+fn memory_restart_of_a_cluster_app_hands_over() {
+    if !node_available() {
+        return;
+    }
+    let h = TestHome::new();
+    let port = free_port();
+    h.run(&[
+        "start",
+        &app("node/leak.js"),
+        "-i",
+        "1",
+        "--port",
+        &port.to_string(),
+        "--host",
+        "127.0.0.1",
+        "--max-memory-restart",
+        "90M",
+        "--env",
+        "LEAK_MB_PER_SEC=40",
+    ])
+    .ok();
+    let first = h.wait_for("ready", T, |l| l.len() == 1 && l[0]["ready"] == true)[0]["pid"].clone();
+    wait_http(port, T);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut failed = 0;
+    let mut served_by = std::collections::BTreeSet::new();
+    loop {
+        match http_get(port) {
+            Ok((status, _, body)) if status.contains("200") => {
+                served_by.insert(body);
+            }
+            _ => failed += 1,
+        }
+        let l = h.list();
+        if l[0]["memory_restarts"].as_u64() >= Some(1)
+            && l[0]["pid"] != first
+            && l[0]["ready"] == true
+        {
+            assert!(
+                l[0]["last_memory_rss"].as_u64().unwrap() > 90 << 20,
+                "{l:#?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no memory restart: {l:#?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(failed, 0, "requests failed during the memory restart");
+    let (_, _, body) = http_get(port).unwrap();
+    assert!(body.starts_with("leak "), "{body}");
+    assert!(!served_by.is_empty());
+}
