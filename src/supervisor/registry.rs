@@ -440,6 +440,14 @@ impl Supervisor {
                         every,
                     ));
                 }
+                if inst.app.wait_ready {
+                    let limit = Duration::from_millis(inst.app.listen_timeout_ms);
+                    tokio::task::spawn_local(self.clone().warn_if_not_ready(
+                        id,
+                        spawned.pid,
+                        limit,
+                    ));
+                }
                 drop(table);
                 self.bump();
                 tokio::task::spawn_local(self.clone().watch_exit(id, spawned));
@@ -456,6 +464,25 @@ impl Supervisor {
                 self.bump();
                 Err(e)
             }
+        }
+    }
+
+    /// `wait_ready`: says in the daemon log (and `herd show` says `ready:
+    /// false`) when the app has not signalled within `listen_timeout`. The
+    /// instance keeps running and joins the rotation whenever it does.
+    async fn warn_if_not_ready(self: Rc<Self>, id: u32, pid: i32, limit: Duration) {
+        tokio::time::sleep(limit).await;
+        let table = self.table.borrow();
+        let Some(inst) = table.instances.get(&id).filter(|i| i.pid == Some(pid)) else {
+            return;
+        };
+        let in_rotation = inst.slot.as_ref().is_some_and(|s| s.is_active());
+        if !inst.ready && !in_rotation && inst.status == Status::Online {
+            crate::daemon::log(format_args!(
+                "{} [{id}] pid {pid} has not said it is ready after {} ms (wait_ready: process.send('ready') or READY=1 on NOTIFY_SOCKET); it gets no connections until it does",
+                inst.app.name,
+                limit.as_millis()
+            ));
         }
     }
 

@@ -35,12 +35,19 @@ fn sd_notify_ready_from_a_child_process() {
         "--name",
         "svc",
         "--wait-ready",
+        "--listen-timeout",
+        "150ms",
         "--env",
         &env,
     ])
     .ok();
     h.wait_for("online", T, |l| l.len() == 1 && l[0]["status"] == "online");
     stays_unready(&h, Duration::from_millis(300));
+    let log = std::fs::read_to_string(h.root.join("herd.log")).unwrap();
+    assert!(
+        log.contains("has not said it is ready after 150 ms"),
+        "{log}"
+    );
     std::fs::write(&flag, "").unwrap();
     // READY=1 comes from a child of the instance's process: still counted.
     let l = h.wait_for("ready", T, |l| l[0]["ready"] == true);
