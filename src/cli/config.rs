@@ -104,6 +104,46 @@ fn describe(s: &AppSpec) -> String {
         vec!["max restarts".into(), s.max_restarts.to_string()],
         vec!["kill timeout".into(), format!("{} ms", s.kill_timeout_ms)],
     ];
+    let mut opt = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            rows.push(vec![k.into(), v]);
+        }
+    };
+    opt(
+        "max memory restart",
+        s.max_memory_restart.map(super::output::human_bytes),
+    );
+    opt("wait ready", s.wait_ready.then(|| "true".into()));
+    opt(
+        "shutdown with message",
+        s.shutdown_with_message.then(|| "true".into()),
+    );
+    opt(
+        "watch",
+        (!s.watch.is_empty()).then(|| {
+            let paths: Vec<String> = s.watch.iter().map(|p| p.display().to_string()).collect();
+            format!("{} (delay {} ms)", paths.join(", "), s.watch_delay_ms)
+        }),
+    );
+    opt(
+        "ignore watch",
+        (!s.ignore_watch.is_empty()).then(|| s.ignore_watch.join(", ")),
+    );
+    opt("cron restart", s.cron_restart.clone());
+    opt(
+        "out file",
+        s.out_file.as_ref().map(|p| p.display().to_string()),
+    );
+    opt(
+        "error file",
+        s.error_file.as_ref().map(|p| p.display().to_string()),
+    );
+    opt(
+        "log file",
+        s.logs.log_file.as_ref().map(|p| p.display().to_string()),
+    );
+    opt("log date format", s.logs.date_format.clone());
+    opt("log type", s.logs.json.then(|| "json".into()));
     for (k, v) in &s.env {
         rows.push(vec![
             format!("env {k}"),
