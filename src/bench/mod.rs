@@ -178,7 +178,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let policy = Policy::parse(&a.policy).ok_or_else(|| Error::InvalidArg {
         what: "--policy".into(),
         value: a.policy.clone(),
-        expected: "`least-conn`, `round-robin` or `p2c`".into(),
+        expected: "`least-conn`, `round-robin`, `p2c` or `least-time`".into(),
     })?;
     let instances = Instances::parse(&a.instances)?;
     let mut runs = Vec::new();

@@ -30,7 +30,7 @@ pub struct BenchArgs {
     /// Distribution mode: `fdpass`, `reuseport`, `shared`, or `all` (side by side).
     #[arg(long, default_value = "fdpass")]
     pub mode: String,
-    /// fdpass dispatch policy: `least-conn`, `round-robin`, `p2c`.
+    /// fdpass dispatch policy: `least-conn`, `round-robin`, `p2c`, `least-time`.
     #[arg(long, default_value = "least-conn")]
     pub policy: String,
     /// fdpass: single-shot accept instead of multishot.

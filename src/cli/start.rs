@@ -61,7 +61,7 @@ pub struct StartArgs {
     /// workers race).
     #[arg(long, value_name = "MODE")]
     pub mode: Option<String>,
-    /// fdpass dispatch policy: `least-conn`, `round-robin` or `p2c`.
+    /// fdpass dispatch policy: `least-conn`, `round-robin`, `p2c` or `least-time`.
     #[arg(long, value_name = "POLICY")]
     pub policy: Option<String>,
     /// fdpass acceptor threads (default: one per usable CPU).
@@ -331,8 +331,13 @@ impl Overrides {
             .policy
             .as_deref()
             .map(|p| {
-                crate::accept::pool::Policy::parse(p)
-                    .ok_or_else(|| bad("--policy", p, "`least-conn`, `round-robin` or `p2c`"))
+                crate::accept::pool::Policy::parse(p).ok_or_else(|| {
+                    bad(
+                        "--policy",
+                        p,
+                        "`least-conn`, `round-robin`, `p2c` or `least-time`",
+                    )
+                })
             })
             .transpose()?;
         if let Some(h) = &a.host {

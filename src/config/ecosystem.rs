@@ -161,7 +161,7 @@ pub struct AppConfig {
     pub port: Option<u16>,
     /// `mode` (alias `distribution`): fdpass, reuseport, shared.
     pub mode: Option<crate::accept::Mode>,
-    /// `policy`: least-conn, round-robin, p2c.
+    /// `policy`: least-conn, round-robin, p2c, least-time.
     pub policy: Option<crate::accept::pool::Policy>,
     /// `pin`: pin instance i to CPU i.
     pub pin: Option<bool>,

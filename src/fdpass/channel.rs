@@ -185,7 +185,7 @@ fn on_herd(
     match Msg::decode(msg).map_err(|e| e.to_string())? {
         Msg::Ready => plane.pool.slot_ready(slot),
         Msg::Acked(ids) => slot.acked(&ids),
-        Msg::Done(ids) => slot.done(ids.len()),
+        Msg::Done(ids) => slot.closed(&ids),
         other => return Err(format!("{other:?} is not a worker message")),
     }
     Ok(())

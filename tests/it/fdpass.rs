@@ -112,6 +112,67 @@ fn fairness_p2c() {
     fairness("p2c", "");
 }
 
+/// least-time balances latency, not counts: two equal workers on cores
+/// shared with the load generator are not exactly equal, and it follows
+/// that. It must still not starve a healthy worker.
+#[test]
+fn least_time_shares_between_equal_workers() {
+    let h = TestHome::exclusive();
+    let port = free_port();
+    start_hello_mode(&h, port, "fdpass", &["-i", "2", "--policy", "least-time"]);
+    let r = load_n(port, 10_000, 16);
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
+    let counts: Vec<u64> = r.per_worker.values().copied().collect();
+    assert_eq!(counts.len(), 2, "{:?}", r.per_worker);
+    eprintln!("LEAST-TIME equal workers: {:?}", r.per_worker);
+    assert!(
+        counts.iter().all(|&c| c >= 2_500),
+        "a healthy worker got less than a quarter: {:?}",
+        r.per_worker
+    );
+}
+
+/// least-time leaves a worker that is 5 ms slower per response almost idle
+/// (least-conn gives it about a tenth, reuseport half).
+#[test]
+fn least_time_routes_around_a_slow_worker() {
+    let h = TestHome::exclusive();
+    let port = free_port();
+    let l = start_hello_mode(
+        &h,
+        port,
+        "fdpass",
+        &[
+            "-i",
+            "2",
+            "--policy",
+            "least-time",
+            "--env",
+            "HERD_HELLO_DELAY_MS=5",
+            "--env",
+            "HERD_HELLO_SLOW_INSTANCE=0",
+        ],
+    );
+    let slow = l
+        .iter()
+        .find(|i| i["instance"] == 0)
+        .and_then(|i| i["pid"].as_i64())
+        .unwrap()
+        .to_string();
+    let r = load_n(port, 6_000, 16);
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
+    let to_slow = r.per_worker.get(&slow).copied().unwrap_or(0);
+    eprintln!(
+        "LEAST-TIME slow worker got {to_slow} of 6000: {:?}",
+        r.per_worker
+    );
+    assert!(
+        to_slow < 300,
+        "slow worker got {to_slow} of 6000: {:?}",
+        r.per_worker
+    );
+}
+
 #[test]
 fn fairness_least_conn_epoll() {
     fairness("least-conn", "epoll");

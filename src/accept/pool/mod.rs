@@ -30,6 +30,12 @@ pub enum Policy {
     LeastConn,
     /// Two workers at random, the less loaded one wins.
     P2c,
+    /// The worker with the least expected wait: (in flight + 1) × its
+    /// recent service time (an EWMA of how long its connections last,
+    /// herd workers; of how long Node takes to accept one). A worker four
+    /// times slower than the fastest gets nothing; its estimate decays
+    /// while unmeasured (half-life 500 ms), so it is probed again.
+    LeastTime,
 }
 
 impl Policy {
@@ -39,6 +45,7 @@ impl Policy {
             "round-robin" | "rr" => Some(Policy::RoundRobin),
             "least-conn" | "lc" => Some(Policy::LeastConn),
             "p2c" => Some(Policy::P2c),
+            "least-time" | "lt" => Some(Policy::LeastTime),
             _ => None,
         }
     }
@@ -49,6 +56,7 @@ impl Policy {
             Policy::RoundRobin => "round-robin",
             Policy::LeastConn => "least-conn",
             Policy::P2c => "p2c",
+            Policy::LeastTime => "least-time",
         }
     }
 }
@@ -89,6 +97,9 @@ struct SlotState {
     node_handles_in_flight: VecDeque<u64>,
     /// Node: the server key from queryServer.
     node_key: Option<String>,
+    /// herd: when each connection still open was sent (for the service-time
+    /// EWMA; removed by `D`).
+    started: std::collections::HashMap<u64, Instant>,
     /// Reusable encode buffer.
     buf: Vec<u8>,
 }
@@ -116,7 +127,31 @@ pub struct Slot {
     wait_ready: AtomicBool,
     /// Node readiness signals seen: [`Slot::LISTENING`] | [`Slot::READY`].
     signals: AtomicU8,
+    /// Service-time EWMA in ns (0: none yet), and when it was last updated
+    /// (ns since [`epoch`]); read by `least-time`.
+    ewma_ns: AtomicU64,
+    ewma_at: AtomicU64,
 }
+
+/// A fixed origin for storing instants in atomics.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn ns_since_epoch(t: Instant) -> u64 {
+    t.saturating_duration_since(epoch()).as_nanos() as u64
+}
+
+/// `least-time`: a worker whose service time is this many times the
+/// fastest worker's is left out (until its estimate decays).
+const OUTLIER: f64 = 4.0;
+
+/// Weight of a new sample in the service-time EWMA.
+const EWMA_NEW: f64 = 0.2;
+/// An unmeasured EWMA halves every this many ns, so a worker that was slow
+/// (and so gets nothing) is tried again now and then.
+const EWMA_HALF_LIFE_NS: f64 = 500e6;
 
 /// Outcome of handing a connection to a slot.
 enum Deliver {
@@ -141,7 +176,34 @@ impl Slot {
             dead: AtomicBool::new(false),
             wait_ready: AtomicBool::new(false),
             signals: AtomicU8::new(0),
+            ewma_ns: AtomicU64::new(0),
+            ewma_at: AtomicU64::new(0),
         }
+    }
+
+    /// Records how long one connection took (herd: sent → closed; Node:
+    /// sent → accepted).
+    fn sample(&self, took: std::time::Duration, now: Instant) {
+        let x = took.as_nanos() as f64;
+        let old = self.ewma_ns.load(Ordering::Relaxed) as f64;
+        let new = if old == 0.0 {
+            x
+        } else {
+            old * (1.0 - EWMA_NEW) + x * EWMA_NEW
+        };
+        self.ewma_ns.store(new as u64, Ordering::Relaxed);
+        self.ewma_at.store(ns_since_epoch(now), Ordering::Relaxed);
+    }
+
+    /// The service-time estimate at `now`, in ns, decayed since its last
+    /// sample; `None` before the first sample.
+    pub fn service_ns(&self, now: Instant) -> Option<f64> {
+        let v = self.ewma_ns.load(Ordering::Relaxed);
+        if v == 0 {
+            return None;
+        }
+        let age = ns_since_epoch(now).saturating_sub(self.ewma_at.load(Ordering::Relaxed));
+        Some(v as f64 * (-(age as f64) / EWMA_HALF_LIFE_NS).exp2())
     }
 
     /// The Node worker's server listens.
@@ -222,8 +284,16 @@ impl Slot {
                         Ok(_) => {
                             st.next_id += n as u64;
                             let now = Instant::now();
-                            for (k, fd) in st.queue.drain(..n).enumerate() {
-                                st.unacked.push_back((first + k as u64, fd, now));
+                            let SlotState {
+                                queue,
+                                unacked,
+                                started,
+                                ..
+                            } = st;
+                            for (k, fd) in queue.drain(..n).enumerate() {
+                                let id = first + k as u64;
+                                unacked.push_back((id, fd, now));
+                                started.insert(id, now);
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -291,7 +361,21 @@ impl Slot {
         self.flush_locked(&mut st);
     }
 
-    /// herd `D`: connections closed.
+    /// herd `D`: these connections closed.
+    pub fn closed(&self, ids: &[u64]) {
+        let now = Instant::now();
+        {
+            let mut st = self.lock();
+            for id in ids {
+                if let Some(t) = st.started.remove(id) {
+                    self.sample(now.saturating_duration_since(t), now);
+                }
+            }
+        }
+        self.done(ids.len());
+    }
+
+    /// `n` connections are no longer in flight.
     pub fn done(&self, n: usize) {
         let _ = self
             .in_flight
@@ -343,7 +427,9 @@ impl Slot {
     pub fn node_accepted(&self, seq: u64, accepted: bool) -> Option<OwnedFd> {
         let mut st = self.lock();
         let pos = st.unacked.iter().position(|(id, _, _)| *id == seq)?;
-        let (_, fd, _) = st.unacked.remove(pos).expect("position is valid");
+        let (_, fd, sent) = st.unacked.remove(pos).expect("position is valid");
+        let now = Instant::now();
+        self.sample(now.saturating_duration_since(sent), now);
         self.done(1);
         (!accepted).then_some(fd)
     }
@@ -362,6 +448,7 @@ impl Slot {
         let mut st = self.lock();
         let mut fds: Vec<OwnedFd> = st.unacked.drain(..).map(|(_, fd, _)| fd).collect();
         fds.extend(st.queue.drain(..));
+        st.started.clear();
         self.in_flight.store(0, Ordering::Relaxed);
         fds
     }
@@ -549,6 +636,26 @@ impl Pool {
                     .skip(turn % n)
                     .take(n)
                     .reduce(|best, s| if load(s) < load(best) { s } else { best })?,
+                Policy::LeastTime => {
+                    let now = Instant::now();
+                    // Unmeasured workers count as the fastest measured one.
+                    let floor = active()
+                        .filter_map(|s| s.service_ns(now))
+                        .fold(f64::INFINITY, f64::min);
+                    let floor = if floor.is_finite() { floor } else { 1.0 };
+                    let est = |s: &Slot| s.service_ns(now).unwrap_or(floor).max(1.0);
+                    let cost = |s: &Slot| (f64::from(load(s)) + 1.0) * est(s);
+                    // An outlier (several times slower than the fastest)
+                    // gets nothing until its estimate has decayed: then one
+                    // connection re-measures it.
+                    let fastest = active().map(|s| est(s)).fold(f64::INFINITY, f64::min);
+                    active()
+                        .cycle()
+                        .skip(turn % n)
+                        .take(n)
+                        .filter(|s| est(s) <= fastest * OUTLIER)
+                        .reduce(|best, s| if cost(s) < cost(best) { s } else { best })?
+                }
                 Policy::P2c => {
                     let r = xorshift(turn as u64);
                     let a = active().nth((r % n as u64) as usize)?;

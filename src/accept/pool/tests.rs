@@ -98,3 +98,68 @@ fn policies_parse() {
     }
     assert_eq!(Policy::parse("random"), None);
 }
+
+#[test]
+fn least_time_keeps_work_off_a_slow_worker_and_probes_it_later() {
+    let pool = Pool::new(Policy::LeastTime);
+    let (fast, _wf) = slot(0);
+    let (slow, _ws) = slot(1);
+    for s in [&fast, &slow] {
+        pool.add(s.clone());
+        pool.slot_ready(s);
+    }
+    let now = Instant::now();
+    fast.sample(std::time::Duration::from_micros(100), now);
+    slow.sample(std::time::Duration::from_millis(5), now);
+    // Least-conn would split these evenly; least-time keeps the slow worker
+    // (50× slower: an outlier) idle however busy the fast one is.
+    for _ in 0..100 {
+        pool.dispatch(conn());
+    }
+    assert_eq!(fast.in_flight.load(Ordering::Relaxed), 100);
+    assert_eq!(slow.in_flight.load(Ordering::Relaxed), 0);
+    // Unmeasured for a while, the slow worker's estimate decays (half-life
+    // 500 ms) until it is tried again.
+    let later = now + std::time::Duration::from_secs(4);
+    assert!(slow.service_ns(later).unwrap() < fast.service_ns(now).unwrap());
+    // A worker less than 4× slower still shares by expected wait.
+    let pool = Pool::new(Policy::LeastTime);
+    let (a, _wa) = slot(2);
+    let (b, _wb) = slot(3);
+    for s in [&a, &b] {
+        pool.add(s.clone());
+        pool.slot_ready(s);
+    }
+    a.sample(std::time::Duration::from_micros(100), now);
+    b.sample(std::time::Duration::from_micros(300), now);
+    for _ in 0..40 {
+        pool.dispatch(conn());
+    }
+    let (na, nb) = (
+        a.in_flight.load(Ordering::Relaxed),
+        b.in_flight.load(Ordering::Relaxed),
+    );
+    assert_eq!(na + nb, 40);
+    assert!((28..=31).contains(&na) && nb >= 9, "{na} {nb}");
+    // A measured sample brings it back; the EWMA moves a fifth of the way.
+    slow.sample(std::time::Duration::from_millis(1), later);
+    let e = slow.service_ns(later).unwrap();
+    assert!((100_000.0..5_000_000.0).contains(&e), "{e}");
+}
+
+#[test]
+fn closed_connections_feed_the_service_time() {
+    let pool = Pool::new(Policy::LeastTime);
+    let (s, w) = slot(0);
+    pool.add(s.clone());
+    pool.slot_ready(&s);
+    assert!(s.service_ns(Instant::now()).is_none());
+    pool.dispatch(conn());
+    assert_eq!(recv(&w), (Msg::Conns(vec![0]), 1));
+    s.acked(&[0]);
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    s.closed(&[0]);
+    assert_eq!(s.in_flight.load(Ordering::Relaxed), 0);
+    let e = s.service_ns(Instant::now()).unwrap();
+    assert!((1.8e6..1e9).contains(&e), "{e}");
+}

@@ -310,9 +310,11 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
     let mode = f.with("mode", "`fdpass`, `reuseport` or `shared`", |v| {
         v.as_str().and_then(Mode::parse)
     });
-    let policy = f.with("policy", "`least-conn`, `round-robin` or `p2c`", |v| {
-        v.as_str().and_then(Policy::parse)
-    });
+    let policy = f.with(
+        "policy",
+        "`least-conn`, `round-robin`, `p2c` or `least-time`",
+        |v| v.as_str().and_then(Policy::parse),
+    );
     let pin = f.boolean("pin");
     let force = f.boolean("force");
 

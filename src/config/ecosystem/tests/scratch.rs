@@ -188,7 +188,7 @@ apps:
         "key `port`: value `70000`: expected a port number from 1 to 65535",
         "key `stop_exit_codes`: value `[1,\"x\"]`: expected an exit code or a list",
         "key `mode`: value `\"fast\"`: expected `fdpass`, `reuseport` or `shared`",
-        "key `policy`: value `\"random\"`: expected `least-conn`, `round-robin` or `p2c`",
+        "key `policy`: value `\"random\"`: expected `least-conn`, `round-robin`, `p2c` or `least-time`",
         "key `watch`: value `3`: expected `true`, `false`, a path or a list of paths",
         "key `max_restarts`: value `-1`: expected a whole number, 0 or more",
         "key `args`: value `\"'open\"`: expected a list of strings, or one string of space-separated words (a closing `'` is missing)",
