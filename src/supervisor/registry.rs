@@ -709,7 +709,8 @@ impl Supervisor {
     /// it (SIGINT, or `shutdown` with `shutdown_with_message`). It gets
     /// `kill_timeout` to go, then SIGKILL. A replacement that is not ready
     /// within `listen_timeout` is killed and the old process keeps serving;
-    /// the result has one line per such instance.
+    /// the result has one line per such instance. Fork-mode instances (the
+    /// app binds its own port) are restarted, as PM2 does.
     pub async fn reload(self: &Rc<Self>, ids: &[u32]) -> Vec<String> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let mut notes = Vec::new();
@@ -785,7 +786,9 @@ impl Supervisor {
                     _ => None,
                 })
         };
-        let Some(old) = old else {
+        // Fork mode (PM2 too): the app binds its own port, so a second copy
+        // could not start next to the first; reload is a restart.
+        let Some(old) = old.filter(|o| o.slot.is_some() || o.listener.is_some()) else {
             return self.restart(&[id]).await.into_iter().next();
         };
         let app = old.app.clone();
@@ -1201,7 +1204,7 @@ async fn hand_over(
                 return;
             }
         }
-        (None, Some(chan)) => {
+        (None, Some(chan)) if app.exec_mode == ExecMode::Cluster => {
             let _ = super::ready::send_raw(chan, preload::DRAIN);
             if wait_gone(pid, drain).await {
                 return;
@@ -1210,7 +1213,7 @@ async fn hand_over(
                 let _ = tokio::time::timeout(kill_timeout, chan.closed.notified()).await;
             }
         }
-        (None, None) => {}
+        _ => {}
     }
     ask_to_stop(pid, app, ipc, slot.map(|s| &**s));
     if !wait_gone(pid, kill_timeout).await {

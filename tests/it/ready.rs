@@ -382,3 +382,20 @@ fn memory_restart_of_a_cluster_app_hands_over() {
     assert!(body.starts_with("leak "), "{body}");
     assert!(!served_by.is_empty());
 }
+
+/// A fork-mode app binds its own port: reload restarts it (as PM2 does)
+/// instead of starting a second copy that could not bind.
+#[test]
+fn reload_of_a_fork_mode_app_is_a_restart() {
+    let h = TestHome::new();
+    h.run(&["start", &app("scripts/sleep.sh"), "--name", "solo"])
+        .ok();
+    let before =
+        h.wait_for("online", T, |l| l.len() == 1 && l[0]["status"] == "online")[0]["pid"].clone();
+    let t0 = Instant::now();
+    h.run(&["reload", "solo"]).ok();
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    let l = h.wait_for("online again", T, |l| l[0]["status"] == "online");
+    assert_ne!(l[0]["pid"], before);
+    assert_eq!(l[0]["restarts"], 1);
+}
