@@ -40,6 +40,24 @@ pub fn umask(mask: u32) -> u32 {
     unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
 
+/// `SO_INCOMING_CPU`: in a reuseport group, steer connections whose packets
+/// this CPU handles to this socket.
+pub fn set_incoming_cpu(sock: std::os::fd::BorrowedFd<'_>, cpu: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let v = cpu as libc::c_int;
+    // SAFETY: setsockopt reads `v` (an int of the size given) during the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_INCOMING_CPU,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
 /// Makes fd 2 refer to `file` (the daemon log after rotation).
 pub fn redirect_stderr(file: &std::fs::File) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
