@@ -266,6 +266,7 @@ impl DataPlane {
                     if let Some(cpu) = cpu {
                         crate::sys::pin_current_thread(cpu);
                     }
+                    pool::set_local_cpu(cpu);
                     use std::os::fd::AsFd;
                     let on_accept = |fd| {
                         accepted.fetch_add(1, Ordering::Relaxed);

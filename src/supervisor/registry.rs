@@ -423,6 +423,9 @@ impl Supervisor {
                 if let (Some((fd, proto)), Some(plane)) = (chan, inst.plane.clone()) {
                     let slot = Arc::new(Slot::new(id, spawned.pid, proto, fd));
                     slot.set_wait_ready(inst.app.wait_ready);
+                    if let Some(core) = inst.core {
+                        slot.set_core(core);
+                    }
                     plane.pool.add(slot.clone());
                     inst.slot = Some(slot.clone());
                     tokio::task::spawn_local(channel::serve(slot, plane));

@@ -127,10 +127,22 @@ pub struct Slot {
     wait_ready: AtomicBool,
     /// Node readiness signals seen: [`Slot::LISTENING`] | [`Slot::READY`].
     signals: AtomicU8,
+    /// The CPU the worker is pinned to, if any.
+    core: std::sync::OnceLock<usize>,
     /// Service-time EWMA in ns (0: none yet), and when it was last updated
     /// (ns since [`epoch`]); read by `least-time`.
     ewma_ns: AtomicU64,
     ewma_at: AtomicU64,
+}
+
+thread_local! {
+    /// The CPU of the acceptor thread calling [`Pool::dispatch`], if pinned.
+    static LOCAL_CPU: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Marks this thread as an acceptor pinned to `cpu` (see [`Slot::set_core`]).
+pub fn set_local_cpu(cpu: Option<usize>) {
+    LOCAL_CPU.set(cpu);
 }
 
 /// A fixed origin for storing instants in atomics.
@@ -178,7 +190,19 @@ impl Slot {
             signals: AtomicU8::new(0),
             ewma_ns: AtomicU64::new(0),
             ewma_at: AtomicU64::new(0),
+            core: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The worker runs pinned to `cpu`: among equally loaded workers, an
+    /// acceptor on that CPU prefers it (the wake-up stays on the core).
+    pub fn set_core(&self, cpu: usize) {
+        let _ = self.core.set(cpu);
+    }
+
+    fn is_local(&self) -> bool {
+        let here = LOCAL_CPU.get();
+        here.is_some() && self.core.get().copied() == here
     }
 
     /// Records how long one connection took (herd: sent → closed; Node:
@@ -626,47 +650,49 @@ impl Pool {
         }
         let turn = self.rr.fetch_add(1, Ordering::Relaxed);
         let load = |s: &Slot| s.in_flight.load(Ordering::Relaxed);
-        let chosen =
-            match self.policy {
-                Policy::RoundRobin => active().nth(turn % n)?,
-                // Start the scan at a rotating position so ties spread evenly;
-                // the first of equally loaded slots wins.
-                Policy::LeastConn => active()
+        let chosen = match self.policy {
+            Policy::RoundRobin => active().nth(turn % n)?,
+            // Start the scan at a rotating position so ties spread evenly;
+            // of equally loaded slots, the one on this acceptor's core
+            // wins, else the first.
+            Policy::LeastConn => active().cycle().skip(turn % n).take(n).reduce(|best, s| {
+                if (load(s), !s.is_local()) < (load(best), !best.is_local()) {
+                    s
+                } else {
+                    best
+                }
+            })?,
+            Policy::LeastTime => {
+                let now = Instant::now();
+                // Unmeasured workers count as the fastest measured one.
+                let floor = active()
+                    .filter_map(|s| s.service_ns(now))
+                    .fold(f64::INFINITY, f64::min);
+                let floor = if floor.is_finite() { floor } else { 1.0 };
+                let est = |s: &Slot| s.service_ns(now).unwrap_or(floor).max(1.0);
+                let cost = |s: &Slot| (f64::from(load(s)) + 1.0) * est(s);
+                // An outlier (several times slower than the fastest)
+                // gets nothing until its estimate has decayed: then one
+                // connection re-measures it.
+                let fastest = active().map(|s| est(s)).fold(f64::INFINITY, f64::min);
+                active()
                     .cycle()
                     .skip(turn % n)
                     .take(n)
-                    .reduce(|best, s| if load(s) < load(best) { s } else { best })?,
-                Policy::LeastTime => {
-                    let now = Instant::now();
-                    // Unmeasured workers count as the fastest measured one.
-                    let floor = active()
-                        .filter_map(|s| s.service_ns(now))
-                        .fold(f64::INFINITY, f64::min);
-                    let floor = if floor.is_finite() { floor } else { 1.0 };
-                    let est = |s: &Slot| s.service_ns(now).unwrap_or(floor).max(1.0);
-                    let cost = |s: &Slot| (f64::from(load(s)) + 1.0) * est(s);
-                    // An outlier (several times slower than the fastest)
-                    // gets nothing until its estimate has decayed: then one
-                    // connection re-measures it.
-                    let fastest = active().map(|s| est(s)).fold(f64::INFINITY, f64::min);
-                    active()
-                        .cycle()
-                        .skip(turn % n)
-                        .take(n)
-                        .filter(|s| est(s) <= fastest * OUTLIER)
-                        .reduce(|best, s| if cost(s) < cost(best) { s } else { best })?
+                    .filter(|s| est(s) <= fastest * OUTLIER)
+                    .reduce(|best, s| if cost(s) < cost(best) { s } else { best })?
+            }
+            Policy::P2c => {
+                let r = xorshift(turn as u64);
+                let a = active().nth((r % n as u64) as usize)?;
+                let b = active().nth(((r >> 32) % n as u64) as usize)?;
+                if load(b) < load(a) {
+                    b
+                } else {
+                    a
                 }
-                Policy::P2c => {
-                    let r = xorshift(turn as u64);
-                    let a = active().nth((r % n as u64) as usize)?;
-                    let b = active().nth(((r >> 32) % n as u64) as usize)?;
-                    if load(b) < load(a) {
-                        b
-                    } else {
-                        a
-                    }
-                }
-            };
+            }
+        };
         Some(chosen.clone())
     }
 

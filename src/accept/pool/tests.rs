@@ -163,3 +163,24 @@ fn closed_connections_feed_the_service_time() {
     let e = s.service_ns(Instant::now()).unwrap();
     assert!((1.8e6..1e9).contains(&e), "{e}");
 }
+
+#[test]
+fn least_conn_ties_go_to_the_worker_on_the_acceptors_core() {
+    let pool = Pool::new(Policy::LeastConn);
+    let (a, _wa) = slot(0);
+    let (b, _wb) = slot(1);
+    a.set_core(0);
+    b.set_core(1);
+    for s in [&a, &b] {
+        pool.add(s.clone());
+        pool.slot_ready(s);
+    }
+    set_local_cpu(Some(1));
+    // Equal loads: core 1's worker; unequal: the less loaded one still.
+    assert!(Arc::ptr_eq(&pool.dispatch(conn()).unwrap(), &b));
+    assert!(Arc::ptr_eq(&pool.dispatch(conn()).unwrap(), &a));
+    assert!(Arc::ptr_eq(&pool.dispatch(conn()).unwrap(), &b));
+    set_local_cpu(None);
+    assert_eq!(a.in_flight.load(Ordering::Relaxed), 1);
+    assert_eq!(b.in_flight.load(Ordering::Relaxed), 2);
+}
