@@ -15,6 +15,8 @@
 # to 1 when we may set it (root; restored afterwards).
 # Raw JSON per run goes to bench-results/reload-<date>/, a table to stdout.
 # Usage: bench-apps/measure-reload.sh [seconds] [steady-seconds]   (default 20 10)
+# ONLY=<regex> runs the rows whose "app mode" matches (ONLY='node-app fdpass');
+# PM2=0 skips PM2.
 # (the steady and paced runs last steady-seconds, the back-to-back run seconds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -92,6 +94,7 @@ under_load() {
 }
 herd_app() { # name label mode script [args...]
   local name=$1 label=$2 mode=$3 script=$4; shift 4
+  if [ -n "${ONLY:-}" ] && ! [[ "$name $label" =~ $ONLY ]]; then return; fi
   local port; port=$(free_port)
   "$HERD" start "$script" -i 2 --name app --mode "$mode" --port "$port" --host 127.0.0.1 "$@" >/dev/null
   until "$HERD" list --json | python3 -c 'import json,sys; l=json.load(sys.stdin); sys.exit(0 if l and all(i["ready"] for i in l) else 1)'; do sleep 0.05; done
@@ -115,7 +118,7 @@ if [ -n "$MIGRATE_WAS" ] && [ "$MIGRATE_WAS" = 0 ] && echo 1 > "$MIGRATE" 2>/dev
   herd_app "node-app" "reuseport, migrate_req=1" reuseport bench-apps/node/app.js
   echo "$MIGRATE_WAS" > "$MIGRATE"
 fi
-if [ -n "$PM2_BIN" ]; then
+if [ -n "$PM2_BIN" ] && { [ -z "${ONLY:-}" ] || [[ "pm2" =~ $ONLY ]]; }; then
   port=$(free_port)
   PORT=$port "$PM2_BIN" start "$PWD/bench-apps/node/app.js" -i 2 --name app >/dev/null
   wait_port "$port"; sleep 1
