@@ -358,3 +358,12 @@ pub fn load(
     })
     .unwrap()
 }
+
+/// `herd start <script> --port <port> --host 127.0.0.1 <extra…>`, which must
+/// succeed.
+pub fn start_on(h: &TestHome, script: &str, port: u16, extra: &[&str]) {
+    let p = port.to_string();
+    let mut args = vec!["start", script, "--port", &p, "--host", "127.0.0.1"];
+    args.extend_from_slice(extra);
+    h.run(&args).ok();
+}

@@ -174,49 +174,23 @@ fn logs_tail_with_and_without_trailing_newline() {
     assert_eq!(lines[1], "0|nl | err 25");
     assert_eq!(lines[15], "0|nl | err 39");
 
+    let tail2 = |name: &str| {
+        h.run(&["logs", name, "--lines", "2", "--nostream", "--out", "--raw"])
+            .ok()
+    };
     // The app ends its output without a newline: the last line still
     // counts. (The daemon holds `c` until the line ends or the app exits.)
-    let r = h
-        .run(&[
-            "logs",
-            "part",
-            "--lines",
-            "2",
-            "--nostream",
-            "--out",
-            "--raw",
-        ])
-        .ok();
+    let r = tail2("part");
     assert_eq!(r.stdout, "a\nb\n");
     h.run(&["stop", "part"]).ok();
     wait_file(&path_of(&l[1], "out_log"), "flushed c", |s| {
         s == "a\nb\nc\n"
     });
-    let r = h
-        .run(&[
-            "logs",
-            "part",
-            "--lines",
-            "2",
-            "--nostream",
-            "--out",
-            "--raw",
-        ])
-        .ok();
+    let r = tail2("part");
     assert_eq!(r.stdout, "b\nc\n");
     // A file written without a final newline (not by herd) tails the same.
     std::fs::write(path_of(&l[1], "out_log"), "x\ny\nz").unwrap();
-    let r = h
-        .run(&[
-            "logs",
-            "part",
-            "--lines",
-            "2",
-            "--nostream",
-            "--out",
-            "--raw",
-        ])
-        .ok();
+    let r = tail2("part");
     assert_eq!(r.stdout, "y\nz\n");
 
     // --json: one object per line.

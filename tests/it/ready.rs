@@ -63,20 +63,12 @@ fn node_wait_ready_holds_connections_until_process_send_ready() {
     let flag = h.root.join("go");
     let port = free_port();
     let env = format!("READY_FILE={}", flag.display());
-    h.run(&[
-        "start",
+    start_on(
+        &h,
         &app("node/ready-app.js"),
-        "-i",
-        "1",
-        "--port",
-        &port.to_string(),
-        "--host",
-        "127.0.0.1",
-        "--wait-ready",
-        "--env",
-        &env,
-    ])
-    .ok();
+        port,
+        &["-i", "1", "--wait-ready", "--env", &env],
+    );
     h.wait_for("online", T, |l| l.len() == 1 && l[0]["status"] == "online");
     // It listens, but said nothing yet: no connection is handed to it.
     stays_unready(&h, Duration::from_millis(500));
@@ -213,19 +205,7 @@ fn reload_node_keep_alive_loses_no_request() {
     for mode in ["fdpass", "shared"] {
         let h = TestHome::new();
         let port = free_port();
-        h.run(&[
-            "start",
-            &app("node/app.js"),
-            "-i",
-            "2",
-            "--mode",
-            mode,
-            "--port",
-            &port.to_string(),
-            "--host",
-            "127.0.0.1",
-        ])
-        .ok();
+        start_on(&h, &app("node/app.js"), port, &["-i", "2", "--mode", mode]);
         let before = pids(&h.wait_for("ready", T, |l| {
             l.len() == 2 && l.iter().all(|i| i["ready"] == true)
         }));
@@ -336,21 +316,19 @@ fn memory_restart_of_a_cluster_app_hands_over() {
     }
     let h = TestHome::new();
     let port = free_port();
-    h.run(&[
-        "start",
+    start_on(
+        &h,
         &app("node/leak.js"),
-        "-i",
-        "1",
-        "--port",
-        &port.to_string(),
-        "--host",
-        "127.0.0.1",
-        "--max-memory-restart",
-        "90M",
-        "--env",
-        "LEAK_MB_PER_SEC=40",
-    ])
-    .ok();
+        port,
+        &[
+            "-i",
+            "1",
+            "--max-memory-restart",
+            "90M",
+            "--env",
+            "LEAK_MB_PER_SEC=40",
+        ],
+    );
     let first = h.wait_for("ready", T, |l| l.len() == 1 && l[0]["ready"] == true)[0]["pid"].clone();
     wait_http(port, T);
     let deadline = Instant::now() + Duration::from_secs(15);

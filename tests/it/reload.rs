@@ -47,17 +47,7 @@ fn reload_under_load_loses_no_request_node_app() {
     }
     let h = TestHome::new();
     let port = free_port();
-    h.run(&[
-        "start",
-        &app("node/app.js"),
-        "-i",
-        "2",
-        "--port",
-        &port.to_string(),
-        "--host",
-        "127.0.0.1",
-    ])
-    .ok();
+    start_on(&h, &app("node/app.js"), port, &["-i", "2"]);
     let before = pids(&h.wait_for("ready", T, |l| {
         l.len() == 2 && l.iter().all(|i| i["in_rotation"] == true)
     }));
