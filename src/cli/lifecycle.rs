@@ -44,7 +44,7 @@ pub struct ReloadArgs {
     #[arg(long = "update-env")]
     pub update_env: bool,
     /// Replace this many instances at a time (default 1).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub parallel: Option<String>,
 }
 

@@ -86,10 +86,10 @@ pub struct LogFlags {
     #[arg(long = "disable-logs")]
     pub disable_logs: bool,
     /// Rotate each log file when it reaches this size (`10M`).
-    #[arg(long = "log-max-size", value_name = "SIZE")]
+    #[arg(long = "log-max-size", value_name = "SIZE", allow_hyphen_values = true)]
     pub log_max_size: Option<String>,
     /// Rotated files kept with --log-max-size (default 5).
-    #[arg(long = "log-retain", value_name = "N")]
+    #[arg(long = "log-retain", value_name = "N", allow_hyphen_values = true)]
     pub log_retain: Option<String>,
 }
 

@@ -131,3 +131,29 @@ fn unexecutable_script_is_reported_and_not_kept() {
     .fails_with("no-such-interpreter");
     undisturbed(&h, &pid);
 }
+
+#[test]
+fn bad_log_reload_and_policy_values() {
+    let (h, pid) = with_running_app();
+    let script = app("scripts/sleep.sh");
+    for (args, needle) in [
+        (&["--log-type", "xml"][..], "`xml` for --log-type"),
+        (&["--log-max-size", "10X"][..], "`10X` for --log-max-size"),
+        (&["--log-retain", "-1"][..], "`-1` for --log-retain"),
+        (&["--policy", "fastest"][..], "`fastest` for --policy"),
+        (&["--cron-restart", "61 * * * *"][..], "--cron-restart"),
+        (&["--watch-delay", "soon"][..], "--watch-delay"),
+    ] {
+        let mut a = vec!["start", script.as_str(), "--name", "x"];
+        a.extend_from_slice(args);
+        h.run(&a).fails_with(needle);
+    }
+    h.run(&["reload", "keep", "--parallel", "many"])
+        .fails_with("`many` for --parallel");
+    h.run(&["logs", "keep", "--lines", "ten"])
+        .fails_with("`ten` for --lines");
+    h.run(&["logs", "nobody", "--nostream"])
+        .fails_with("nobody");
+    h.run(&["flush", "nobody"]).fails_with("nobody");
+    undisturbed(&h, &pid);
+}
