@@ -180,7 +180,8 @@ apps:
             "port": 70000, "stop_exit_codes": [1, "x"], "mode": "fast", "policy": "random",
             "watch": 3, "max_restarts": -1, "name_prefix": "x", "args": "'open",
             "env_production": {"A": {"nested": true}}, "instance_var": "A=B", "uid": true,
-            "cwd": "."}, {"name": "v", "script": "/bin/sh", "cwd": "nowhere"}]}"#,
+            "cwd": ".", "log_max_size": "10X", "log_retain": -1},
+            {"name": "v", "script": "/bin/sh", "cwd": "nowhere"}]}"#,
     ));
     let all = e.to_string();
     for expected in [
@@ -196,10 +197,12 @@ apps:
         "key `instance_var`: value `\"A=B\"`: expected an environment variable name",
         "key `uid`: value `true`: expected a name or a number",
         "app `v`: key `cwd`: value `\"nowhere\"`: expected an existing directory: there is none at",
+        "key `log_max_size`: value `\"10X\"`: expected",
+        "key `log_retain`: value `-1`: expected a whole number of rotated files, 0 or more",
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }
-    assert_eq!(e.lines().count(), 12, "{all}");
+    assert_eq!(e.lines().count(), 14, "{all}");
 
     let e = load_err(&s.file("badname.json", r#"{"name": "42", "script": "app.js"}"#));
     assert!(
