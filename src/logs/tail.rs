@@ -42,12 +42,17 @@ pub fn last_lines_start(file: &File, len: u64, n: usize) -> io::Result<u64> {
     Ok(0)
 }
 
+/// At most this much of a file is read for its last lines (a file of a few
+/// enormous lines must not be read whole).
+pub const MAX_TAIL_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The last `n` lines of the file at `path` (without their `\n`), and the
-/// size it had, where following continues.
+/// size it had, where following continues. At most [`MAX_TAIL_BYTES`] are
+/// read: the first line returned may then be the end of a longer one.
 pub fn last_lines(path: &Path, n: usize) -> io::Result<(Vec<Vec<u8>>, u64)> {
     let file = File::open(path)?;
     let len = file.metadata()?.len();
-    let start = last_lines_start(&file, len, n)?;
+    let start = last_lines_start(&file, len, n)?.max(len.saturating_sub(MAX_TAIL_BYTES));
     let mut data = vec![0u8; (len - start) as usize];
     file.read_exact_at(&mut data, start)?;
     if data.is_empty() {
@@ -166,6 +171,19 @@ mod tests {
         for p in [p, q, e, blank] {
             let _ = std::fs::remove_file(p);
         }
+    }
+
+    #[test]
+    fn last_lines_read_a_bounded_amount() {
+        let mut data = vec![b'y'; (MAX_TAIL_BYTES + 1000) as usize];
+        data.push(b'\n');
+        data.extend_from_slice(b"end\n");
+        let p = file_with("huge-line", &data);
+        let (lines, _) = last_lines(&p, 5).unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].len() as u64, MAX_TAIL_BYTES - 5);
+        assert_eq!(lines[1], b"end");
+        let _ = std::fs::remove_file(p);
     }
 
     #[test]
