@@ -196,7 +196,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             "app": a.target.as_ref().map(|t| format!("external {t}"))
                 .unwrap_or_else(|| a.app.clone().unwrap_or_else(|| "herd hello (built-in)".into())),
             "connections": a.connections, "threads": a.threads,
-            "duration_s": plan.duration.as_secs_f64(), "pinned": !a.no_pin, "skew_ms": a.skew_ms,
+            "duration_s": plan.duration.as_secs_f64(), "pinned": !a.no_pin, "incoming_cpu": a.incoming_cpu, "skew_ms": a.skew_ms,
         },
         "runs": runs,
     });
@@ -303,6 +303,7 @@ fn run_mode(
         ..PlaneConfig::default()
     };
     spec.pin = !a.no_pin;
+    spec.incoming_cpu = a.incoming_cpu;
     let workers: Vec<InstanceInfo> = match daemon.call(&Request::Start {
         spec: Box::new(spec),
         force: false,

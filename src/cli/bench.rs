@@ -51,6 +51,9 @@ pub struct BenchArgs {
     /// Do not pin workers to cores.
     #[arg(long = "no-pin")]
     pub no_pin: bool,
+    /// reuseport: `SO_INCOMING_CPU` on the pinned workers' listeners.
+    #[arg(long = "incoming-cpu")]
+    pub incoming_cpu: bool,
     /// Print the raw results as JSON.
     #[arg(long)]
     pub json: bool,

@@ -117,6 +117,10 @@ pub struct StartArgs {
     /// How often --max-memory-restart samples the RSS (default 250ms).
     #[arg(long = "memory-check-interval", value_name = "DURATION")]
     pub memory_check_interval: Option<String>,
+    /// reuseport: steer each connection to the pinned worker on the CPU
+    /// that handled its packets (`SO_INCOMING_CPU`).
+    #[arg(long = "incoming-cpu")]
+    pub incoming_cpu: bool,
     /// Log files, timestamps, rotation.
     #[command(flatten)]
     pub logs: super::logs::LogFlags,
@@ -192,6 +196,7 @@ pub struct Overrides {
     listen_timeout_ms: Option<u64>,
     wait_ready: bool,
     shutdown_with_message: bool,
+    incoming_cpu: bool,
     logs: super::logs::LogOverrides,
     watch: bool,
     ignore_watch: Option<Vec<String>>,
@@ -393,6 +398,7 @@ impl Overrides {
             memory_check_ms: duration("--memory-check-interval", &a.memory_check_interval)?
                 .map(|ms| ms.max(10)),
             wait_ready: a.wait_ready,
+            incoming_cpu: a.incoming_cpu,
             shutdown_with_message: a.shutdown_with_message,
             logs,
             watch: a.watch,
@@ -480,6 +486,7 @@ impl Overrides {
             spec.memory_check_ms = ms;
         }
         spec.wait_ready |= self.wait_ready;
+        spec.incoming_cpu |= self.incoming_cpu;
         spec.shutdown_with_message |= self.shutdown_with_message;
         self.logs.apply(spec);
         if self.watch && spec.watch.is_empty() {

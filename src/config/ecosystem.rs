@@ -204,6 +204,8 @@ pub struct AppConfig {
     pub merge_logs: Option<bool>,
     /// `log_type`: `json`.
     pub log_type: Option<String>,
+    /// `incoming_cpu` (herd): SO_INCOMING_CPU on pinned reuseport listeners.
+    pub incoming_cpu: Option<bool>,
     /// `log_max_size` (herd): rotate log files at this size, in bytes.
     pub log_max_size_bytes: Option<u64>,
     /// `log_retain` (herd): rotated files kept.

@@ -115,6 +115,10 @@ pub struct AppSpec {
     pub plane: crate::accept::PlaneConfig,
     /// Pin instance i to CPU i mod N.
     pub pin: bool,
+    /// reuseport: set `SO_INCOMING_CPU` on each pinned worker's listener, so
+    /// the kernel prefers the worker on the CPU that handled the packets.
+    #[serde(default)]
+    pub incoming_cpu: bool,
     /// Restart on exit.
     pub autorestart: bool,
     /// SIGINT → SIGKILL delay.
@@ -279,6 +283,7 @@ impl AppSpec {
             mode: crate::accept::Mode::default(),
             plane: crate::accept::PlaneConfig::default(),
             pin: true,
+            incoming_cpu: false,
             autorestart: true,
             kill_timeout_ms: DEFAULT_KILL_TIMEOUT_MS,
             min_uptime_ms: DEFAULT_MIN_UPTIME_MS,
@@ -335,6 +340,7 @@ impl AppSpec {
             s.plane.policy = p;
         }
         s.pin = c.pin.unwrap_or(s.pin);
+        s.incoming_cpu = c.incoming_cpu.unwrap_or(false);
         s.autorestart = c.autorestart.unwrap_or(s.autorestart);
         s.kill_timeout_ms = c.kill_timeout_ms.unwrap_or(s.kill_timeout_ms);
         s.min_uptime_ms = c.min_uptime_ms.unwrap_or(s.min_uptime_ms);

@@ -291,6 +291,11 @@ pub fn launch(inst: &Instance, home: &Home, files: &LogFiles) -> io::Result<Laun
         listen_pid: chan.is_none() && inst.listener.is_some(),
         cpu: inst.core,
     };
+    if let (true, Some(l), Some(cpu)) = (inst.app.incoming_cpu, &inst.listener, inst.core) {
+        if inst.app.mode == crate::accept::Mode::Reuseport {
+            crate::sys::set_incoming_cpu(l.as_fd(), cpu)?;
+        }
+    }
     let spawned = spawn(&plan)?;
     // Our copies of the write ends close here, so a pipe ends when the
     // process (and whatever inherited its stdout) is gone.

@@ -116,3 +116,27 @@ pub fn pin_current_thread(cpu: usize) {
     // SAFETY: `set` is initialised and its size is passed; 0 = this thread.
     unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
 }
+
+#[cfg(test)]
+mod incoming_cpu_tests {
+    #[test]
+    fn incoming_cpu_is_set_on_the_socket() {
+        use std::os::fd::{AsFd, AsRawFd};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        super::set_incoming_cpu(l.as_fd(), 1).unwrap();
+        let mut v: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `v`.
+        let rc = unsafe {
+            libc::getsockopt(
+                l.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_INCOMING_CPU,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        assert_eq!(v, 1);
+    }
+}

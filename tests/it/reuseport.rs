@@ -275,3 +275,19 @@ fn scale_fdpass() {
 fn scale_reuseport() {
     scale_in("reuseport");
 }
+
+#[test]
+fn reuseport_with_incoming_cpu_serves() {
+    let h = TestHome::new();
+    let port = free_port();
+    start_hello_mode(&h, port, "reuseport", &["-i", "2", "--incoming-cpu"]);
+    let r = crate::harness::load(
+        port,
+        herd::bench::load::LoadMode::ConnPerRequest,
+        4,
+        2,
+        2000,
+    );
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
+    assert_eq!(r.requests, 2000);
+}

@@ -409,6 +409,7 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
         None => None,
     };
 
+    let incoming_cpu = f.boolean("incoming_cpu");
     let log_max_size_bytes = f.with("log_max_size", units::SIZE, units::size_bytes);
     let log_retain = f.with(
         "log_retain",
@@ -462,6 +463,7 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
             log_type,
             log_max_size_bytes,
             log_retain,
+            incoming_cpu,
             stop_exit_codes,
             listen_timeout_ms,
             wait_ready,

@@ -60,6 +60,7 @@ pub(super) static KEYS: &[Key] = &[
     key("mode", &["distribution"], Acted),
     key("policy", &[], Acted),
     key("pin", &[], Acted),
+    key("incoming_cpu", &[], Acted),
     key("force", &[], Acted),
     // Restart policy.
     key("autorestart", &[], Acted),

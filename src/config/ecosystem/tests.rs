@@ -231,6 +231,7 @@ fn every_key_of_the_all_keys_app() {
         log_type: Some("json".into()),
         log_max_size_bytes: None,
         log_retain: None,
+        incoming_cpu: None,
         stop_exit_codes: vec![0, 3],
         listen_timeout_ms: Some(8000),
         wait_ready: Some(true),
