@@ -26,9 +26,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "installing pm2 into $TMP/npm ..." >&2
-npm install --silent --no-audit --no-fund --prefix "$TMP/npm" -g pm2@7 >/dev/null 2>&1 \
-  || npm install --silent --no-audit --no-fund --prefix "$TMP/npm" -g pm2 >/dev/null
+. bench-apps/lib/pm2.sh
+[ -n "$(PM2=1 install_pm2 "$TMP/npm")" ] || { echo "compare-pm2.sh needs PM2" >&2; exit 1; }
 "$PM2" --version >&2
 
 APP=$PWD/bench-apps/node/app.js

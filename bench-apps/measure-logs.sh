@@ -25,14 +25,8 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p bench-results
-if [ "${PM2:-1}" != 0 ] && command -v npm >/dev/null; then
-  echo "installing pm2 into $TMP/npm ..." >&2
-  if npm install --silent --no-audit --no-fund --prefix "$TMP/npm" -g pm2@7 >/dev/null 2>&1; then
-    PM2_BIN=$TMP/npm/bin/pm2
-  else
-    echo "pm2 could not be installed: PM2 columns skipped" >&2
-  fi
-fi
+. bench-apps/lib/pm2.sh
+PM2_BIN=$(install_pm2 "$TMP/npm")
 python3 - "$HERD" "$LINES" "$BIG_MB" "$TMP" "$PM2_BIN" > "bench-results/logs-$(date +%Y%m%d).json" <<'PY'
 import json, os, shutil, statistics, subprocess, sys, time
 herd, lines, big_mb, tmp, pm2 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]

@@ -37,14 +37,8 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-if [ "${PM2:-1}" != 0 ] && command -v npm >/dev/null; then
-  echo "installing pm2 into $TMP/npm ..." >&2
-  if npm install --silent --no-audit --no-fund --prefix "$TMP/npm" -g pm2@7 >/dev/null 2>&1; then
-    PM2_BIN=$TMP/npm/bin/pm2
-  else
-    echo "pm2 could not be installed: PM2 rows skipped" >&2
-  fi
-fi
+. bench-apps/lib/pm2.sh
+PM2_BIN=$(install_pm2 "$TMP/npm")
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 400); do curl -s -m 1 "http://127.0.0.1:$1/" >/dev/null && return 0; sleep 0.05; done; return 1; }
 load() { # port scenario seconds
