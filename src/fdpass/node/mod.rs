@@ -212,6 +212,9 @@ fn start_of(line: &[u8]) -> String {
 impl FromWorker {
     /// Parses one line (without its `\n`).
     pub fn parse(line: &[u8]) -> Result<FromWorker, NodeProtoError> {
+        if let Some(fast) = parse_hot(line) {
+            return Ok(fast);
+        }
         let v: Value = serde_json::from_slice(line).map_err(|e| NodeProtoError::InvalidJson {
             error: e.to_string(),
             start: start_of(line),
@@ -264,6 +267,33 @@ impl FromWorker {
             _ => Ok(FromWorker::Other(v)),
         }
     }
+}
+
+/// The two messages every connection brings back, in the exact form Node
+/// writes them, without building a JSON value: `NODE_HANDLE_ACK` and
+/// `{"cmd":"NODE_CLUSTER","ack":N,"accepted":B,"seq":M}`. Anything else
+/// (other spellings included) takes the general path.
+fn parse_hot(line: &[u8]) -> Option<FromWorker> {
+    if line == b"{\"cmd\":\"NODE_HANDLE_ACK\"}" {
+        return Some(FromWorker::HandleAck);
+    }
+    let rest = line.strip_prefix(b"{\"cmd\":\"NODE_CLUSTER\",\"ack\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 20 {
+        return None;
+    }
+    let ack: u64 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    let rest = &rest[digits..];
+    let (accepted, rest) = if let Some(r) = rest.strip_prefix(b",\"accepted\":true,\"seq\":") {
+        (true, r)
+    } else {
+        (false, rest.strip_prefix(b",\"accepted\":false,\"seq\":")?)
+    };
+    let tail = rest.strip_suffix(b"}")?;
+    if tail.is_empty() || !tail.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(FromWorker::Accepted { ack, accepted })
 }
 
 /// Lifts the fields of a `queryServer` message; `Err` names the missing field.

@@ -393,3 +393,45 @@ fn live_node_worker_serves_connections_we_pass() {
     cleanup.pid = None;
     assert_eq!(status, ExitStatus::Code(0));
 }
+
+#[test]
+fn hot_messages_parse_like_the_general_path() {
+    for line in [
+        &b"{\"cmd\":\"NODE_HANDLE_ACK\"}"[..],
+        b"{\"cmd\":\"NODE_CLUSTER\",\"ack\":0,\"accepted\":true,\"seq\":3}",
+        b"{\"cmd\":\"NODE_CLUSTER\",\"ack\":18446744073709551615,\"accepted\":false,\"seq\":12}",
+    ] {
+        let fast = super::parse_hot(line).expect("hot form");
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+        let general = match v.get("ack").and_then(serde_json::Value::as_u64) {
+            Some(ack) => FromWorker::Accepted {
+                ack,
+                accepted: v["accepted"].as_bool().unwrap(),
+            },
+            None => FromWorker::HandleAck,
+        };
+        assert_eq!(fast, general);
+    }
+    // Other spellings fall through to the general parser.
+    for line in [
+        &b"{\"cmd\":\"NODE_CLUSTER\",\"ack\":1,\"accepted\":true}"[..],
+        b"{\"ack\":1,\"cmd\":\"NODE_CLUSTER\",\"accepted\":true,\"seq\":1}",
+        b"{\"cmd\":\"NODE_CLUSTER\",\"ack\":,\"accepted\":true,\"seq\":1}",
+        b"{\"cmd\":\"NODE_CLUSTER\",\"ack\":99999999999999999999,\"accepted\":true,\"seq\":1}",
+        b"{\"cmd\":\"NODE_HANDLE_ACK\" }",
+    ] {
+        assert!(
+            super::parse_hot(line).is_none(),
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+    }
+    assert_eq!(
+        FromWorker::parse(b"{\"ack\":1,\"cmd\":\"NODE_CLUSTER\",\"accepted\":true,\"seq\":1}")
+            .unwrap(),
+        FromWorker::Accepted {
+            ack: 1,
+            accepted: true
+        }
+    );
+}
