@@ -97,8 +97,8 @@ struct SlotState {
     node_handles_in_flight: VecDeque<u64>,
     /// Node: the server key from queryServer.
     node_key: Option<String>,
-    /// herd: when each connection still open was sent (for the service-time
-    /// EWMA; removed by `D`).
+    /// herd, `least-time` only: when each connection still open was sent
+    /// (for the service-time EWMA; removed by `D`).
     started: std::collections::HashMap<u64, Instant>,
     /// Reusable encode buffer.
     buf: Vec<u8>,
@@ -133,6 +133,9 @@ pub struct Slot {
     /// (ns since [`epoch`]); read by `least-time`.
     ewma_ns: AtomicU64,
     ewma_at: AtomicU64,
+    /// The pool's policy reads the EWMA (`least-time`): only then does a
+    /// herd connection's send time get recorded.
+    timed: AtomicBool,
 }
 
 thread_local! {
@@ -190,6 +193,7 @@ impl Slot {
             signals: AtomicU8::new(0),
             ewma_ns: AtomicU64::new(0),
             ewma_at: AtomicU64::new(0),
+            timed: AtomicBool::new(false),
             core: std::sync::OnceLock::new(),
         }
     }
@@ -308,6 +312,7 @@ impl Slot {
                         Ok(_) => {
                             st.next_id += n as u64;
                             let now = Instant::now();
+                            let timed = self.timed.load(Ordering::Relaxed);
                             let SlotState {
                                 queue,
                                 unacked,
@@ -317,7 +322,9 @@ impl Slot {
                             for (k, fd) in queue.drain(..n).enumerate() {
                                 let id = first + k as u64;
                                 unacked.push_back((id, fd, now));
-                                started.insert(id, now);
+                                if timed {
+                                    started.insert(id, now);
+                                }
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -387,8 +394,8 @@ impl Slot {
 
     /// herd `D`: these connections closed.
     pub fn closed(&self, ids: &[u64]) {
-        let now = Instant::now();
-        {
+        if self.timed.load(Ordering::Relaxed) {
+            let now = Instant::now();
             let mut st = self.lock();
             for id in ids {
                 if let Some(t) = st.started.remove(id) {
@@ -554,6 +561,8 @@ impl Pool {
 
     /// Adds a slot (not yet in rotation until ready).
     pub fn add(&self, slot: Arc<Slot>) {
+        slot.timed
+            .store(self.policy == Policy::LeastTime, Ordering::Relaxed);
         self.slots
             .write()
             .unwrap_or_else(|p| p.into_inner())
