@@ -59,12 +59,7 @@ pub fn log(args: std::fmt::Arguments<'_>) {
 }
 
 fn rotate_daemon_log(path: &Path) {
-    use crate::logs::file::rotated;
-    let _ = std::fs::remove_file(rotated(path, DAEMON_LOG_RETAIN));
-    for k in (1..DAEMON_LOG_RETAIN).rev() {
-        let _ = std::fs::rename(rotated(path, k), rotated(path, k + 1));
-    }
-    if std::fs::rename(path, rotated(path, 1)).is_err() {
+    if crate::logs::file::shift(path, DAEMON_LOG_RETAIN).is_err() {
         return;
     }
     if let Ok(f) = std::fs::OpenOptions::new()

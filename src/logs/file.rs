@@ -58,11 +58,6 @@ impl LogFile {
         f
     }
 
-    /// Where it writes.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Bytes dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped
@@ -200,11 +195,7 @@ impl LogFile {
             }
             return;
         }
-        let _ = std::fs::remove_file(rotated(&self.path, r.retain));
-        for k in (1..r.retain).rev() {
-            let _ = std::fs::rename(rotated(&self.path, k), rotated(&self.path, k + 1));
-        }
-        if let Err(e) = std::fs::rename(&self.path, rotated(&self.path, 1)) {
+        if let Err(e) = shift(&self.path, r.retain) {
             self.fail(&e);
             // Could not move it away: keep the size bounded anyway.
             let _ = self.truncate();
@@ -212,6 +203,17 @@ impl LogFile {
         }
         self.reopen();
     }
+}
+
+/// Moves `path` to `path.1`, after `.1` … `.retain-1` to `.2` … `.retain`
+/// (the oldest is deleted). `retain` is at least 1. Fails only when `path`
+/// itself could not be moved.
+pub fn shift(path: &Path, retain: u32) -> io::Result<()> {
+    let _ = std::fs::remove_file(rotated(path, retain));
+    for k in (1..retain).rev() {
+        let _ = std::fs::rename(rotated(path, k), rotated(path, k + 1));
+    }
+    std::fs::rename(path, rotated(path, 1))
 }
 
 /// `app-out.log` → `app-out.log.3`.

@@ -92,11 +92,6 @@ impl Follower {
         }
     }
 
-    /// The followed path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Lines appended since the last call (pieces of at most
     /// [`super::capture::MAX_LINE`] bytes for longer lines).
     pub fn poll(&mut self) -> Vec<Vec<u8>> {
