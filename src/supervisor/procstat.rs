@@ -10,13 +10,23 @@ pub struct Sampler {
     cpu_percent: f64,
 }
 
+/// The fields of `/proc/<pid>/stat` after the command (which may contain
+/// spaces and parentheses): index 0 is field 3 (state), 1 the parent pid.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// The parent pid of `pid`.
+pub fn parent(pid: i32) -> Option<i32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
 /// A process's CPU ticks (user + system) and resident bytes.
 pub fn read(pid: i32) -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command (which may contain spaces and parentheses).
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state); utime is field 14, stime 15, rss 24.
+    let f = stat_fields(pid)?;
+    // utime is field 14, stime 15, rss 24.
     let utime: u64 = f.get(11)?.parse().ok()?;
     let stime: u64 = f.get(12)?.parse().ok()?;
     let rss_pages: u64 = f.get(21)?.parse().ok()?;
@@ -51,6 +61,10 @@ impl Sampler {
 mod tests {
     #[test]
     fn reads_own_process() {
+        assert_eq!(
+            super::parent(std::process::id() as i32),
+            Some(std::os::unix::process::parent_id() as i32)
+        );
         let (_, rss) = super::read(std::process::id() as i32).unwrap();
         assert!(rss > 100 * 1024, "rss {rss}");
     }

@@ -921,7 +921,7 @@ impl Supervisor {
                     found = Some((i.id, p));
                     break;
                 }
-                match crate::sys::notify::parent_of(p) {
+                match super::procstat::parent(p) {
                     Some(pp) if pp > 1 => p = pp,
                     _ => break,
                 }

@@ -38,18 +38,6 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<i
     Ok((r.len, r.pid))
 }
 
-/// The parent pid of `pid`, from /proc.
-pub fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command may contain spaces and parentheses: fields start after the last `)`.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,10 +52,6 @@ mod tests {
         let (n, pid) = recv(std::os::fd::AsFd::as_fd(&sock), &mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1\nSTATUS=ok");
         assert_eq!(pid, Some(std::process::id() as i32));
-        assert_eq!(
-            parent_of(std::process::id() as i32).map(|p| p > 0),
-            Some(true)
-        );
         let _ = std::fs::remove_file(path);
     }
 }
