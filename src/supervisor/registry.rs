@@ -548,7 +548,7 @@ impl Supervisor {
                 .get(&id)
                 .is_some_and(|i| i.app.exec_mode == ExecMode::Cluster);
             if cluster {
-                self.reload(&[id]).await;
+                self.reload(&[id], 1).await;
             }
             let still_old = self
                 .table
@@ -704,7 +704,7 @@ impl Supervisor {
         notes
     }
 
-    /// Rolling reload of `ids`, one instance at a time, replacement first:
+    /// Rolling reload of `ids`, replacement first:
     /// the replacement starts (a reuseport instance gets a new listener in
     /// the group; a shared one the same listener), and only once it is ready
     /// does the old process leave: fdpass takes it out of the rotation and
@@ -714,25 +714,12 @@ impl Supervisor {
     /// within `listen_timeout` is killed and the old process keeps serving;
     /// the result has one line per such instance. Fork-mode instances (the
     /// app binds its own port) are restarted, as PM2 does.
-    pub async fn reload(self: &Rc<Self>, ids: &[u32]) -> Vec<String> {
+    /// `parallel` instances are replaced at a time (`herd reload --parallel
+    /// N`; 1 is one after the other).
+    pub async fn reload(self: &Rc<Self>, ids: &[u32], parallel: usize) -> Vec<String> {
         let _one_at_a_time = self.reload_lock.lock().await;
-        let mut notes = Vec::new();
-        for &id in ids {
-            notes.extend(self.reload_one(id).await);
-        }
-        notes
-    }
-
-    /// [`Supervisor::reload`] with `parallel` instances replaced at a time
-    /// (`herd reload --parallel N`). Returns one line per instance whose
-    /// replacement failed (its old process keeps serving).
-    pub async fn reload_parallel(self: &Rc<Self>, ids: &[u32], parallel: usize) -> Vec<String> {
-        if parallel <= 1 {
-            return self.reload(ids).await;
-        }
-        let _one_at_a_time = self.reload_lock.lock().await;
-        let mut notes = Vec::new();
-        for batch in ids.chunks(parallel) {
+        let mut failed = Vec::new();
+        for batch in ids.chunks(parallel.max(1)) {
             let tasks: Vec<_> = batch
                 .iter()
                 .map(|&id| {
@@ -741,10 +728,10 @@ impl Supervisor {
                 })
                 .collect();
             for t in tasks {
-                notes.extend(t.await.ok().flatten());
+                failed.extend(t.await.ok().flatten());
             }
         }
-        notes
+        failed
     }
 
     /// The reuseport/tcp_migrate_req note, when it applies to `ids`.

@@ -72,10 +72,7 @@ pub(super) async fn reload(
     if let Some(env) = env {
         ctx.sup.update_env(&ids, env);
     }
-    let failed = ctx
-        .sup
-        .reload_parallel(&ids, parallel.unwrap_or(1).max(1) as usize)
-        .await;
+    let failed = ctx.sup.reload(&ids, parallel.unwrap_or(1) as usize).await;
     if !failed.is_empty() {
         return Err(Error::Remote {
             message: failed.join("; "),
