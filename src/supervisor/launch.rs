@@ -222,9 +222,10 @@ pub fn is_node_app(inst: &Instance) -> bool {
 /// Which protocol an fdpass instance's channel speaks: Node's cluster IPC
 /// for node apps, herd's own for everything else.
 pub fn channel_proto(inst: &Instance) -> SlotProto {
-    match &inst.app.interpreter {
-        Some(i) if is_node(i) => SlotProto::Node,
-        _ => SlotProto::Herd,
+    if is_node_app(inst) {
+        SlotProto::Node
+    } else {
+        SlotProto::Herd
     }
 }
 

@@ -204,6 +204,11 @@ impl Instance {
         }
     }
 
+    /// The current process said it is ready, or (fdpass) is in rotation.
+    pub fn is_ready(&self) -> bool {
+        self.ready || self.slot.as_ref().is_some_and(|s| s.is_active())
+    }
+
     /// Every file this instance's output goes to (not /dev/null).
     pub fn log_paths(&self) -> impl Iterator<Item = &std::path::Path> {
         [

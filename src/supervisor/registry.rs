@@ -479,8 +479,7 @@ impl Supervisor {
         let Some(inst) = table.instances.get(&id).filter(|i| i.pid == Some(pid)) else {
             return;
         };
-        let in_rotation = inst.slot.as_ref().is_some_and(|s| s.is_active());
-        if !inst.ready && !in_rotation && inst.status == Status::Online {
+        if !inst.is_ready() && inst.status == Status::Online {
             crate::daemon::log(format_args!(
                 "{} [{id}] pid {pid} has not said it is ready after {} ms (wait_ready: process.send('ready') or READY=1 on NOTIFY_SOCKET); it gets no connections until it does",
                 inst.app.name,
@@ -1352,7 +1351,7 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         log_retain: app.logs.rotation().map_or(0, |r| r.retain),
         log_dropped_bytes,
         log_error,
-        ready: inst.ready || inst.slot.as_ref().is_some_and(|s| s.is_active()),
+        ready: inst.is_ready(),
         wait_ready: app.wait_ready,
         shutdown_with_message: app.shutdown_with_message,
         watch: app
