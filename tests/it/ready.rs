@@ -247,25 +247,10 @@ fn run_env(h: &TestHome, args: &[&str], mark: &str) {
 fn reload_parallel_and_update_env() {
     let h = TestHome::new();
     let port = free_port();
-    let p = port.to_string();
+    let args = crate::reuseport::hello_start_args(port, "fdpass", &["-i", "2"]);
     run_env(
         &h,
-        &[
-            "start",
-            HERD,
-            "--interpreter",
-            "none",
-            "--name",
-            "hello",
-            "--port",
-            &p,
-            "--host",
-            "127.0.0.1",
-            "-i",
-            "2",
-            "--",
-            "hello",
-        ],
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
         "1",
     );
     let l = h.wait_for("ready", T, |l| {

@@ -14,15 +14,10 @@ fn start_hello(h: &TestHome, port: u16, extra: &[&str]) -> Vec<serde_json::Value
     start_hello_mode(h, port, "reuseport", extra)
 }
 
-/// Starts `herd hello` as a cluster app in `mode` and waits until it serves.
-pub fn start_hello_mode(
-    h: &TestHome,
-    port: u16,
-    mode: &str,
-    extra: &[&str],
-) -> Vec<serde_json::Value> {
-    let p = port.to_string();
-    let mut args = vec![
+/// `herd start` arguments for `herd hello` as cluster app `hello` in
+/// `mode` on `port`, with `extra` flags.
+pub fn hello_start_args(port: u16, mode: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
         "start",
         HERD,
         "--interpreter",
@@ -32,13 +27,28 @@ pub fn start_hello_mode(
         "--mode",
         mode,
         "--port",
-        &p,
+        &port.to_string(),
         "--host",
         "127.0.0.1",
-    ];
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&["--", "hello"]);
-    h.run(&args).ok();
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(["--".to_string(), "hello".to_string()]);
+    args
+}
+
+/// Starts `herd hello` as a cluster app in `mode` and waits until it serves.
+pub fn start_hello_mode(
+    h: &TestHome,
+    port: u16,
+    mode: &str,
+    extra: &[&str],
+) -> Vec<serde_json::Value> {
+    let args = hello_start_args(port, mode, extra);
+    h.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .ok();
     let l = h.wait_for("hello online", T, |l| {
         !l.is_empty() && l.iter().all(|i| i["status"] == "online")
     });
