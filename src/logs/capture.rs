@@ -199,22 +199,12 @@ pub async fn pump(pipe: OwnedFd, mut enc: Encoder, files: Vec<Shared>) {
     let mut buf = vec![0u8; MAX_LINE];
     let mut out = Vec::with_capacity(MAX_LINE + 4096);
     let mut lines = Lines::default();
-    loop {
-        let Ok(mut guard) = afd.readable().await else {
-            break;
-        };
-        match guard.try_io(|a| fd::read(a.get_ref(), &mut buf)) {
-            Ok(Ok(0)) => break,
-            Ok(Ok(n)) => {
-                lines.feed(&buf[..n], |l, p| enc.encode(l, p, &mut out));
-                write_all(&files, &out);
-                out.clear();
-            }
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Ok(Err(_)) => break,
-            Err(_would_block) => {}
-        }
-    }
+    fd::read_chunks(&afd, &mut buf, |chunk| {
+        lines.feed(chunk, |l, p| enc.encode(l, p, &mut out));
+        write_all(&files, &out);
+        out.clear();
+    })
+    .await;
     lines.finish(|l, p| enc.encode(l, p, &mut out));
     write_all(&files, &out);
 }

@@ -67,15 +67,8 @@ pub mod preload {
 pub async fn read_node_ipc(sup: Rc<Supervisor>, id: u32, pid: i32, chan: Ipc) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut decoder = LineDecoder::new();
-    loop {
-        let Ok(mut guard) = chan.fd.readable().await else {
-            return;
-        };
-        match guard.try_io(|c| fd::read(c.get_ref(), &mut buf)) {
-            Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(n)) => decoder.feed(&buf[..n]),
-            Err(_would_block) => continue,
-        }
+    fd::read_chunks(&chan.fd, &mut buf, |chunk| {
+        decoder.feed(chunk);
         for msg in decoder.by_ref() {
             match msg {
                 Ok(FromWorker::Ready) => sup.on_signal(id, pid, Signal::Ready),
@@ -91,7 +84,8 @@ pub async fn read_node_ipc(sup: Rc<Supervisor>, id: u32, pid: i32, chan: Ipc) {
                 _ => {}
             }
         }
-    }
+    })
+    .await;
 }
 
 /// Serves `$HERD_HOME/notify.sock` for the daemon's lifetime.

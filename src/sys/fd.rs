@@ -108,6 +108,27 @@ pub fn async_fd(
         .map_err(|e| e.into_parts().1)
 }
 
+/// Reads `afd` (registered readable, non-blocking) until EOF or an error,
+/// handing each chunk to `on_chunk`; an interrupted read is retried.
+pub async fn read_chunks(
+    afd: &tokio::io::unix::AsyncFd<OwnedFd>,
+    buf: &mut [u8],
+    mut on_chunk: impl FnMut(&[u8]),
+) {
+    loop {
+        let Ok(mut guard) = afd.readable().await else {
+            return;
+        };
+        match guard.try_io(|a| read(a.get_ref(), buf)) {
+            Ok(Ok(0)) => return,
+            Ok(Ok(n)) => on_chunk(&buf[..n]),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(Err(_)) => return,
+            Err(_would_block) => {}
+        }
+    }
+}
+
 /// `read(2)` into `buf`.
 pub fn read(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid, writable memory of `buf.len()` bytes and `fd`
