@@ -3,9 +3,10 @@
 //!
 //! herd starts the worker with `HERD_CHANNEL_FD=3`, a `SOCK_SEQPACKET` unix
 //! socket. The worker says it is ready, then receives accepted TCP
-//! connections as descriptors, acknowledges them (so the daemon drops its
-//! copies) and reports when it closes them (so least-connections dispatch
-//! knows its load).
+//! connections as descriptors and reports when it closes them (so
+//! least-connections dispatch knows its load). An event loop can report
+//! the closes of one turn together ([`Channel::close_later`], then
+//! [`Channel::flush`]).
 //!
 //! ```no_run
 //! let chan = herd::worker::Channel::from_env()?.expect("run me under herd --mode fdpass");
@@ -22,7 +23,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -48,7 +49,8 @@ pub fn notify_ready() -> io::Result<bool> {
 /// One connection handed over by the daemon.
 #[derive(Debug)]
 pub struct Conn {
-    /// The daemon's id for it; report it to [`Channel::done`] when closed.
+    /// The daemon's id for it; report it to [`Channel::done`] (or
+    /// [`Channel::close_later`]) when closed.
     pub id: u64,
     /// The accepted socket (blocking mode, close-on-exec).
     pub stream: TcpStream,
@@ -73,6 +75,8 @@ pub enum Received {
 pub struct Channel {
     fd: OwnedFd,
     ready_sent: Cell<bool>,
+    /// Closes recorded by [`Channel::close_later`], not yet reported.
+    closed: RefCell<Vec<u64>>,
 }
 
 impl Channel {
@@ -96,6 +100,7 @@ impl Channel {
         Channel {
             fd,
             ready_sent: Cell::new(false),
+            closed: RefCell::new(Vec::new()),
         }
     }
 
@@ -117,8 +122,8 @@ impl Channel {
         send_with_fds(self.fd.as_fd(), &m.encode(), &[], false).map(|_| ())
     }
 
-    /// Receives the next message. Connections are acknowledged before this
-    /// returns: from then on they are the worker's alone.
+    /// Receives the next message. The connections it brings are the
+    /// worker's alone: the daemon kept no copies.
     pub fn recv(&self, nonblocking: bool) -> io::Result<Received> {
         self.ready()?;
         let mut buf = [0u8; MAX_MSG + 1];
@@ -144,7 +149,6 @@ impl Channel {
                         fds.len()
                     )));
                 }
-                self.send(&Msg::Acked(ids.clone()))?;
                 Ok(Received::Conns(
                     ids.into_iter()
                         .zip(fds)
@@ -168,6 +172,19 @@ impl Channel {
             self.send(&Msg::Done(chunk.to_vec()))?;
         }
         Ok(())
+    }
+
+    /// Records a closed connection, to be reported by the next
+    /// [`Channel::flush`]: one message for every close of an event-loop
+    /// turn instead of one each.
+    pub fn close_later(&self, id: u64) {
+        self.closed.borrow_mut().push(id);
+    }
+
+    /// Reports the closes recorded by [`Channel::close_later`].
+    pub fn flush(&self) -> io::Result<()> {
+        let ids = std::mem::take(&mut *self.closed.borrow_mut());
+        self.done(&ids)
     }
 }
 

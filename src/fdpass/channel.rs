@@ -152,7 +152,10 @@ async fn run(slot: &Arc<Slot>, plane: &Arc<DataPlane>) -> Ended {
                 tokio::time::sleep(COALESCE).await;
             }
             Ok(false) => {
-                if slot.oldest_unacked().is_some_and(|age| age > ack_timeout) {
+                if slot
+                    .stalled_for(std::time::Instant::now())
+                    .is_some_and(|age| age > ack_timeout)
+                {
                     slot.set_inactive();
                     let _ = crate::sys::process::kill_group(slot.pid, libc::SIGKILL);
                     return Ended::Hung;
@@ -184,7 +187,7 @@ fn on_herd(
     }
     match Msg::decode(msg).map_err(|e| e.to_string())? {
         Msg::Ready => plane.pool.slot_ready(slot),
-        Msg::Acked(ids) => slot.acked(&ids),
+        Msg::Acked(_) => slot.acked(),
         Msg::Done(ids) => slot.closed(&ids),
         other => return Err(format!("{other:?} is not a worker message")),
     }

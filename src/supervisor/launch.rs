@@ -233,8 +233,10 @@ pub fn channel_proto(inst: &Instance) -> SlotProto {
 pub struct Launched {
     /// The process.
     pub spawned: Spawned,
-    /// The daemon's end of the channel (non-blocking), for fdpass instances.
-    pub chan: Option<(OwnedFd, SlotProto)>,
+    /// The daemon's end of the channel (non-blocking), for fdpass
+    /// instances, and for herd channels a copy of the worker's end (see
+    /// `accept::pool`).
+    pub chan: Option<(OwnedFd, SlotProto, Option<OwnedFd>)>,
     /// stdout and stderr pipes to copy into the log files.
     pub captures: Vec<Capture>,
     /// The daemon's end of a Node app's IPC channel outside fdpass mode.
@@ -253,7 +255,11 @@ pub fn launch(inst: &Instance, home: &Home, files: &LogFiles) -> io::Result<Laun
             };
             let (ours, theirs) = socketpair(kind)?;
             crate::sys::fdpass::set_nonblocking(ours.as_fd(), true)?;
-            Some((ours, proto, theirs))
+            let peer = match proto {
+                SlotProto::Herd => Some(theirs.try_clone()?),
+                SlotProto::Node => None,
+            };
+            Some((ours, proto, peer, theirs))
         }
         None => None,
     };
@@ -280,7 +286,7 @@ pub fn launch(inst: &Instance, home: &Home, files: &LogFiles) -> io::Result<Laun
         stdout: out.as_fd(),
         stderr: err.as_fd(),
         extra: match &chan {
-            Some((_, _, theirs)) => vec![theirs.as_fd()],
+            Some((_, _, _, theirs)) => vec![theirs.as_fd()],
             None => inst
                 .listener
                 .as_deref()
@@ -303,7 +309,7 @@ pub fn launch(inst: &Instance, home: &Home, files: &LogFiles) -> io::Result<Laun
     drop((out, err));
     Ok(Launched {
         spawned,
-        chan: chan.map(|(ours, proto, _theirs)| (ours, proto)),
+        chan: chan.map(|(ours, proto, peer, _theirs)| (ours, proto, peer)),
         captures,
         ipc: ipc.map(|(ours, _theirs)| ours),
     })

@@ -420,8 +420,8 @@ impl Supervisor {
                     )),
                     None => {}
                 }
-                if let (Some((fd, proto)), Some(plane)) = (chan, inst.plane.clone()) {
-                    let slot = Arc::new(Slot::new(id, spawned.pid, proto, fd));
+                if let (Some((fd, proto, peer)), Some(plane)) = (chan, inst.plane.clone()) {
+                    let slot = Arc::new(Slot::new(id, spawned.pid, proto, fd, peer));
                     slot.set_wait_ready(inst.app.wait_ready);
                     if let Some(core) = inst.core {
                         slot.set_core(core);

@@ -115,6 +115,33 @@ pub fn recv_with_fds(
     Ok((r.len, r.truncated))
 }
 
+/// Copies the start of the next message queued on `sock` into `buf`
+/// without taking it off the queue (descriptors attached stay queued).
+/// `None` when nothing is queued.
+pub fn peek(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        // SAFETY: buf is valid for buf.len() bytes. Without a control
+        // buffer the kernel installs none of the message's descriptors.
+        let n = unsafe {
+            libc::recv(
+                sock.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(e),
+        }
+    }
+}
+
 /// What [`recv_msg`] got besides the bytes.
 pub(crate) struct Received {
     /// Bytes read into the buffer.

@@ -2,11 +2,16 @@
 //! among them.
 //!
 //! Acceptor threads call [`Pool::dispatch`] for every accepted connection.
-//! A [`Slot`] is one running worker process and its channel. Every
-//! descriptor stays owned by the daemon until the worker acknowledges it:
-//! unsent ones wait in the slot's `queue`, sent ones in `unacked`. If the
-//! worker dies, both go back through [`Pool::dispatch`] to another worker, so
-//! an accepted connection is never lost to a worker's death.
+//! A [`Slot`] is one running worker process and its channel. No accepted
+//! connection is lost to a worker's death or hang: unsent ones wait in the
+//! slot's `queue`; sent ones are either in the worker's hands or still in
+//! the channel, and the daemon keeps a copy of the worker's end of the
+//! channel (`peer`), so on the worker's death it takes back what the worker
+//! never read. Both go back through [`Pool::dispatch`] to another worker.
+//! (herd workers: the daemon closes its copy of a descriptor as soon as it
+//! is sent, so no acknowledgement per connection crosses the channel. Node
+//! workers: the copy is kept until Node's `accepted` ack, since Node may
+//! refuse a handle.)
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
@@ -17,7 +22,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::fdpass::herd::{Msg, MAX_IDS};
-use crate::sys::fdpass::send_with_fds;
+use crate::sys::fdpass::{recv_with_fds, send_with_fds};
 
 /// How a worker is chosen for each connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -90,8 +95,11 @@ struct SlotState {
     next_id: u64,
     /// Accepted, not yet sent.
     queue: VecDeque<OwnedFd>,
-    /// Sent, not yet acknowledged: (id or Node seq, fd, when sent).
+    /// Node: sent, not yet accepted: (seq, fd, when sent).
     unacked: VecDeque<(u64, OwnedFd, Instant)>,
+    /// herd: the message at the head of the worker's channel when last
+    /// looked at (its first 9 bytes), and since when it has been there.
+    head: Option<([u8; 9], Instant)>,
     /// Node: seqs of handles sent whose NODE_HANDLE_ACK has not come back,
     /// oldest first (Node answers in order).
     node_handles_in_flight: VecDeque<u64>,
@@ -113,6 +121,9 @@ pub struct Slot {
     /// Its protocol.
     pub proto: SlotProto,
     chan: OwnedFd,
+    /// The daemon's copy of the worker's end of a herd channel: what the
+    /// worker has not read yet can be taken back from it.
+    peer: Option<OwnedFd>,
     state: Mutex<SlotState>,
     /// Read side of the channel; see `fdpass::channel::drain`.
     pub reader: Mutex<crate::fdpass::channel::Reader>,
@@ -176,13 +187,23 @@ enum Deliver {
 
 impl Slot {
     /// A slot for a freshly started worker; it joins the rotation once the
-    /// worker says it is ready. `chan` must be non-blocking.
-    pub fn new(instance_id: u32, pid: i32, proto: SlotProto, chan: OwnedFd) -> Slot {
+    /// worker says it is ready. `chan` must be non-blocking; `peer` is a
+    /// copy of the worker's end (herd channels; see the module doc). It is
+    /// only ever read with `MSG_DONTWAIT`: its file status flags are the
+    /// worker's.
+    pub fn new(
+        instance_id: u32,
+        pid: i32,
+        proto: SlotProto,
+        chan: OwnedFd,
+        peer: Option<OwnedFd>,
+    ) -> Slot {
         Slot {
             instance_id,
             pid,
             proto,
             chan,
+            peer,
             state: Mutex::new(SlotState::default()),
             reader: Mutex::new(Default::default()),
             in_flight: AtomicU32::new(0),
@@ -311,20 +332,13 @@ impl Slot {
                     match res {
                         Ok(_) => {
                             st.next_id += n as u64;
-                            let now = Instant::now();
-                            let timed = self.timed.load(Ordering::Relaxed);
-                            let SlotState {
-                                queue,
-                                unacked,
-                                started,
-                                ..
-                            } = st;
-                            for (k, fd) in queue.drain(..n).enumerate() {
-                                let id = first + k as u64;
-                                unacked.push_back((id, fd, now));
-                                if timed {
-                                    started.insert(id, now);
-                                }
+                            // Sent: the worker's now, or back through `peer`
+                            // should it die before reading them.
+                            st.queue.drain(..n);
+                            if self.timed.load(Ordering::Relaxed) {
+                                let now = Instant::now();
+                                st.started
+                                    .extend((first..first + n as u64).map(|id| (id, now)));
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -385,10 +399,9 @@ impl Slot {
         self.flush_locked(&mut st);
     }
 
-    /// herd `A`: the worker holds these; close our copies, send more.
-    pub fn acked(&self, ids: &[u64]) {
+    /// herd `A` (optional since the daemon keeps no copies): send more.
+    pub fn acked(&self) {
         let mut st = self.lock();
-        st.unacked.retain(|(id, _, _)| !ids.contains(id));
         self.flush_locked(&mut st);
     }
 
@@ -465,19 +478,52 @@ impl Slot {
         (!accepted).then_some(fd)
     }
 
-    /// Age of the oldest unacknowledged connection.
-    pub fn oldest_unacked(&self) -> Option<std::time::Duration> {
-        self.lock().unacked.front().map(|(_, _, t)| t.elapsed())
+    /// How long the worker has left a connection unread (herd: the same
+    /// message at the head of its channel; Node: the oldest handle not
+    /// accepted). `None` when it is keeping up.
+    pub fn stalled_for(&self, now: Instant) -> Option<std::time::Duration> {
+        let mut st = self.lock();
+        let Some(peer) = &self.peer else {
+            return st
+                .unacked
+                .front()
+                .map(|(_, _, t)| now.saturating_duration_since(*t));
+        };
+        let mut head = [0u8; 9];
+        match crate::sys::fdpass::peek(peer.as_fd(), &mut head) {
+            Ok(Some(_)) if head[0] == b'C' => {}
+            // Empty, or a message that is not a connection (`S`).
+            _ => {
+                st.head = None;
+                return None;
+            }
+        }
+        match st.head {
+            Some((h, since)) if h == head => Some(now.saturating_duration_since(since)),
+            _ => {
+                st.head = Some((head, now));
+                Some(std::time::Duration::ZERO)
+            }
+        }
     }
 
     /// Marks the slot dead and returns every connection it still holds
-    /// (unacked first, then queued) for re-dispatch.
+    /// (Node: not yet accepted; herd: still unread in the worker's end of
+    /// the channel; then the queue) for re-dispatch.
     pub fn kill(&self) -> Vec<OwnedFd> {
         self.dead.store(true, Ordering::Release);
         self.active.store(false, Ordering::Release);
         let _ = crate::sys::fdpass::shutdown(self.chan.as_fd());
         let mut st = self.lock();
         let mut fds: Vec<OwnedFd> = st.unacked.drain(..).map(|(_, fd, _)| fd).collect();
+        if let Some(peer) = &self.peer {
+            let mut buf = [0u8; crate::fdpass::herd::MAX_MSG];
+            while let Ok((n, _)) = recv_with_fds(peer.as_fd(), &mut buf, &mut fds, true) {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
         fds.extend(st.queue.drain(..));
         st.started.clear();
         self.in_flight.store(0, Ordering::Relaxed);

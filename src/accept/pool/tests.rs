@@ -5,7 +5,11 @@ use crate::sys::fdpass::{recv_with_fds, socketpair, PairKind};
 fn slot(id: u32) -> (Arc<Slot>, OwnedFd) {
     let (ours, theirs) = socketpair(PairKind::SeqPacket).unwrap();
     crate::sys::fdpass::set_nonblocking(ours.as_fd(), true).unwrap();
-    (Arc::new(Slot::new(id, 0, SlotProto::Herd, ours)), theirs)
+    let peer = theirs.try_clone().unwrap();
+    (
+        Arc::new(Slot::new(id, 0, SlotProto::Herd, ours, Some(peer))),
+        theirs,
+    )
 }
 
 fn conn() -> OwnedFd {
@@ -30,8 +34,6 @@ fn nothing_dispatched_before_ready_and_held_until_then() {
     assert_eq!(pool.orphans(), 0);
     assert_eq!(recv(&w), (Msg::Conns(vec![0]), 1));
     assert_eq!(s.in_flight.load(Ordering::Relaxed), 1);
-    s.acked(&[0]);
-    assert!(s.oldest_unacked().is_none());
     s.done(1);
     assert_eq!(s.in_flight.load(Ordering::Relaxed), 0);
 }
@@ -71,7 +73,9 @@ fn a_dead_workers_connections_go_to_another() {
     for _ in 0..4 {
         pool.dispatch(conn());
     }
-    drop(wa); // worker a dies without acknowledging its two
+    // Worker a dies without reading its two: the daemon takes them back
+    // through its copy of a's end of the channel.
+    drop(wa);
     pool.remove(&a);
     let mut fds_at_b = 0;
     loop {
@@ -156,7 +160,6 @@ fn closed_connections_feed_the_service_time() {
     assert!(s.service_ns(Instant::now()).is_none());
     pool.dispatch(conn());
     assert_eq!(recv(&w), (Msg::Conns(vec![0]), 1));
-    s.acked(&[0]);
     std::thread::sleep(std::time::Duration::from_millis(2));
     s.closed(&[0]);
     assert_eq!(s.in_flight.load(Ordering::Relaxed), 0);
@@ -183,4 +186,54 @@ fn least_conn_ties_go_to_the_worker_on_the_acceptors_core() {
     set_local_cpu(None);
     assert_eq!(a.in_flight.load(Ordering::Relaxed), 1);
     assert_eq!(b.in_flight.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn the_daemon_keeps_no_copy_of_a_sent_connection() {
+    // The worker's close must end the connection: the daemon's copy would
+    // keep it open (the client would never see EOF).
+    let pool = Pool::new(Policy::RoundRobin);
+    let (s, w) = slot(0);
+    pool.add(s.clone());
+    pool.slot_ready(&s);
+    let (ours, client) = socketpair(PairKind::Stream).unwrap();
+    crate::sys::fdpass::set_nonblocking(client.as_fd(), true).unwrap();
+    pool.dispatch(ours);
+    let mut buf = [0u8; 64];
+    let mut fds = Vec::new();
+    recv_with_fds(w.as_fd(), &mut buf, &mut fds, true).unwrap();
+    assert_eq!(fds.len(), 1);
+    drop(fds);
+    let mut b = [0u8; 1];
+    let n = crate::sys::fd::read(&client, &mut b);
+    assert_eq!(
+        n.ok(),
+        Some(0),
+        "the peer sees EOF once the worker closed its copy"
+    );
+}
+
+#[test]
+fn a_worker_that_stops_reading_is_seen_stalled() {
+    let pool = Pool::new(Policy::RoundRobin);
+    let (s, w) = slot(0);
+    pool.add(s.clone());
+    pool.slot_ready(&s);
+    let t0 = Instant::now();
+    assert_eq!(s.stalled_for(t0), None, "nothing sent: not stalled");
+    pool.dispatch(conn());
+    assert_eq!(s.stalled_for(t0), Some(std::time::Duration::ZERO));
+    let later = t0 + std::time::Duration::from_secs(6);
+    assert_eq!(
+        s.stalled_for(later),
+        Some(std::time::Duration::from_secs(6)),
+        "the same message has waited at the head since t0"
+    );
+    // Reading it (and the next one arriving) starts the clock afresh.
+    assert_eq!(recv(&w), (Msg::Conns(vec![0]), 1));
+    assert_eq!(s.stalled_for(later), None);
+    pool.dispatch(conn());
+    assert_eq!(s.stalled_for(later), Some(std::time::Duration::ZERO));
+    // A hung worker's unread connections go back for re-dispatch.
+    assert_eq!(s.kill().len(), 1);
 }
