@@ -28,8 +28,10 @@ use std::io;
 use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use crate::fdpass::herd::{Msg, MAX_MSG};
+use crate::fdpass::herd::{counters, Msg, MAX_MSG};
 use crate::sys::fdpass::{recv_with_fds, send_with_fds};
+use crate::sys::shm::SharedPage;
+use std::sync::atomic::Ordering;
 
 /// The environment variable naming the channel's descriptor.
 pub const CHANNEL_ENV: &str = "HERD_CHANNEL_FD";
@@ -75,6 +77,9 @@ pub enum Received {
 pub struct Channel {
     fd: OwnedFd,
     ready_sent: Cell<bool>,
+    /// The counters page (`HERD_COUNTERS_FD`), when the daemon gave one:
+    /// closes are counted there instead of sent.
+    counters: Option<SharedPage>,
     /// Closes recorded by [`Channel::close_later`], not yet reported.
     closed: RefCell<Vec<u64>>,
 }
@@ -92,7 +97,16 @@ impl Channel {
             )
         })?;
         let fd = crate::sys::fd::take_inherited_socket(n, libc::SOCK_SEQPACKET)?;
-        Ok(Some(Channel::from_fd(fd)))
+        let mut chan = Channel::from_fd(fd);
+        // Without a usable page the closes go as `D` messages: slower, same
+        // result.
+        if let Some(page) = std::env::var_os(counters::ENV)
+            .and_then(|v| v.to_str()?.parse().ok())
+            .and_then(|n| SharedPage::take_inherited(n).ok())
+        {
+            chan = chan.with_counters(page);
+        }
+        Ok(Some(chan))
     }
 
     /// Wraps an already-open channel descriptor (tests, custom launchers).
@@ -100,7 +114,19 @@ impl Channel {
         Channel {
             fd,
             ready_sent: Cell::new(false),
+            counters: None,
             closed: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Counts closes in the daemon's shared counters page from now on (see
+    /// [`Channel::closed`]).
+    pub fn with_counters(self, page: SharedPage) -> Channel {
+        page.word(counters::FLAGS)
+            .fetch_or(counters::COUNTS_CLOSES, Ordering::Release);
+        Channel {
+            counters: Some(page),
+            ..self
         }
     }
 
@@ -174,22 +200,92 @@ impl Channel {
         Ok(())
     }
 
-    /// Records a closed connection, to be reported by the next
-    /// [`Channel::flush`]: one message for every close of an event-loop
-    /// turn instead of one each.
-    pub fn close_later(&self, id: u64) {
-        self.closed.borrow_mut().push(id);
+    /// Reports a connection closed after being open for `open_for`. With
+    /// the daemon's counters page this is two atomic adds and no message;
+    /// otherwise it is recorded for the next [`Channel::flush`], so an
+    /// event loop sends one `D` for all the closes of a turn.
+    pub fn closed(&self, id: u64, open_for: std::time::Duration) {
+        match &self.counters {
+            Some(c) => {
+                // Time first: the daemon reads the count, then the time.
+                c.word(counters::CLOSED_NS)
+                    .fetch_add(open_for.as_nanos() as u64, Ordering::Relaxed);
+                c.word(counters::CLOSED).fetch_add(1, Ordering::Release);
+            }
+            None => self.closed.borrow_mut().push(id),
+        }
     }
 
-    /// Reports the closes recorded by [`Channel::close_later`].
+    /// Sends the closes recorded by [`Channel::closed`] (none when they are
+    /// counted in the shared page).
     pub fn flush(&self) -> io::Result<()> {
         let ids = std::mem::take(&mut *self.closed.borrow_mut());
         self.done(&ids)
+    }
+
+    /// Whether closes are counted in the daemon's shared page.
+    pub fn counts_closes(&self) -> bool {
+        self.counters.is_some()
     }
 }
 
 impl AsFd for Channel {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::fdpass::{socketpair, PairKind};
+
+    fn pair() -> (Channel, OwnedFd) {
+        let (daemon, worker) = socketpair(PairKind::SeqPacket).unwrap();
+        let chan = Channel::from_fd(worker);
+        chan.set_nonblocking(true).unwrap();
+        crate::sys::fdpass::set_nonblocking(daemon.as_fd(), true).unwrap();
+        (chan, daemon)
+    }
+
+    fn next(daemon: &OwnedFd) -> Option<Msg> {
+        let mut buf = [0u8; MAX_MSG];
+        let mut fds = Vec::new();
+        let (n, _) = recv_with_fds(daemon.as_fd(), &mut buf, &mut fds, true).ok()?;
+        Some(Msg::decode(&buf[..n]).unwrap())
+    }
+
+    #[test]
+    fn closes_go_as_one_d_per_flush_without_a_page() {
+        let (chan, daemon) = pair();
+        chan.closed(4, std::time::Duration::from_millis(1));
+        chan.closed(9, std::time::Duration::from_millis(1));
+        assert_eq!(next(&daemon), None, "nothing before the flush");
+        chan.flush().unwrap();
+        assert_eq!(next(&daemon), Some(Msg::Done(vec![4, 9])));
+        chan.flush().unwrap();
+        assert_eq!(next(&daemon), None, "an empty flush sends nothing");
+    }
+
+    #[test]
+    fn closes_are_counted_in_the_page_and_never_sent() {
+        let (chan, daemon) = pair();
+        let page = SharedPage::new("herd-test").unwrap();
+        let mine = SharedPage::from_fd(page.as_fd().try_clone_to_owned().unwrap()).unwrap();
+        let chan = chan.with_counters(mine);
+        assert!(chan.counts_closes());
+        assert_eq!(
+            page.word(counters::FLAGS).load(Ordering::Relaxed),
+            counters::COUNTS_CLOSES
+        );
+        chan.closed(1, std::time::Duration::from_micros(250));
+        chan.closed(2, std::time::Duration::from_micros(750));
+        chan.flush().unwrap();
+        assert_eq!(next(&daemon), None);
+        assert_eq!(page.word(counters::CLOSED).load(Ordering::Relaxed), 2);
+        assert_eq!(
+            page.word(counters::CLOSED_NS).load(Ordering::Relaxed),
+            1_000_000
+        );
     }
 }

@@ -273,12 +273,17 @@ impl DataPlane {
                         let plane = me.upgrade();
                         // Fresh in-flight counts for the pick: one worker in
                         // turn before, the chosen one after.
-                        if let (Some(slot), Some(plane)) = (pool.next_to_drain(), &plane) {
-                            crate::fdpass::channel::drain_from_acceptor(&slot, plane);
-                        }
-                        if let (Some(slot), Some(plane)) = (pool.dispatch(fd), &plane) {
-                            crate::fdpass::channel::drain_from_acceptor(&slot, plane);
-                        }
+                        // (Not the channels of workers that count their
+                        // closes in the shared page: nothing to read there.)
+                        let drain = |slot: Option<Arc<pool::Slot>>| {
+                            if let (Some(slot), Some(plane)) = (slot, &plane) {
+                                if !slot.counts_closes() {
+                                    crate::fdpass::channel::drain_from_acceptor(&slot, plane);
+                                }
+                            }
+                        };
+                        drain(pool.next_to_drain());
+                        drain(pool.dispatch(fd));
                     };
                     let res = match io {
                         Io::Uring(_) => crate::sys::uring::accept_loop(

@@ -65,8 +65,9 @@ pub fn serve(listener: StdTcpListener) -> io::Result<()> {
 }
 
 /// Serves hello responses on connections handed over by herd's `fdpass`
-/// data plane (`HERD_CHANNEL_FD`), reporting each close so least-connections
-/// dispatch sees this worker's real load. Returns when the daemon closes the
+/// data plane (`HERD_CHANNEL_FD`), reporting each close (counted in the
+/// daemon's shared page, `HERD_COUNTERS_FD`) so least-connections dispatch
+/// sees this worker's real load. Returns when the daemon closes the
 /// channel, after a `Stop` once open connections are done, or on
 /// SIGINT/SIGTERM.
 pub fn serve_channel(chan: crate::worker::Channel) -> io::Result<()> {
@@ -100,6 +101,21 @@ async fn channel_loop(chan: crate::worker::Channel) -> io::Result<()> {
         }
     }
     chan.ready()?;
+    // Without the daemon's counters page, closes are reported once per turn
+    // of the event loop: this task runs after the connection tasks that
+    // woke it, so one `D` carries all of that turn's closes.
+    let closed = std::rc::Rc::new(tokio::sync::Notify::new());
+    {
+        let (chan, closed) = (chan.clone(), closed.clone());
+        tokio::task::spawn_local(async move {
+            loop {
+                closed.notified().await;
+                if chan.flush().is_err() {
+                    return;
+                }
+            }
+        });
+    }
     // SIGINT/SIGTERM (`herd stop`) drains like `Stop` does.
     let drain = |open: std::rc::Rc<std::cell::Cell<usize>>| async move {
         DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -124,13 +140,21 @@ async fn channel_loop(chan: crate::worker::Channel) -> io::Result<()> {
                         c.stream.set_nonblocking(true)?;
                         let sock = TcpStream::from_std(c.stream)?;
                         let _ = sock.set_nodelay(true);
-                        let (chan, responses, open) =
-                            (chan.clone(), responses.clone(), open.clone());
+                        let (chan, responses, open, closed) = (
+                            chan.clone(),
+                            responses.clone(),
+                            open.clone(),
+                            closed.clone(),
+                        );
+                        let received = std::time::Instant::now();
                         open.set(open.get() + 1);
                         tokio::task::spawn_local(async move {
                             connection(sock, responses).await;
                             open.set(open.get() - 1);
-                            let _ = chan.done(&[id]);
+                            chan.closed(id, received.elapsed());
+                            if !chan.counts_closes() {
+                                closed.notify_one();
+                            }
                         });
                     }
                 }

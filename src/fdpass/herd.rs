@@ -9,6 +9,23 @@
 //! | `A` | worker → daemon | ids received (the daemon closes its copies) | — |
 //! | `D` | worker → daemon | ids closed (in-flight goes down) | — |
 
+/// The counters page a herd worker gets as `HERD_COUNTERS_FD` (fd 4): a
+/// 4096-byte shared memfd of little-endian `u64` words, updated with
+/// atomic adds. A worker that counts its closes here sends no `D`.
+pub mod counters {
+    /// The environment variable naming the page's descriptor.
+    pub const ENV: &str = "HERD_COUNTERS_FD";
+    /// Word 0: flags the worker sets.
+    pub const FLAGS: usize = 0;
+    /// Word 1: connections the worker has closed.
+    pub const CLOSED: usize = 1;
+    /// Word 2: the sum of how long those were open, in nanoseconds (from
+    /// receipt to close), for `least-time`.
+    pub const CLOSED_NS: usize = 2;
+    /// Flag: closes are counted in this page rather than reported with `D`.
+    pub const COUNTS_CLOSES: u64 = 1;
+}
+
 /// Most ids in one message (the fd limit per message).
 pub const MAX_IDS: usize = crate::sys::fdpass::MAX_FDS_PER_MSG;
 /// Largest valid message.

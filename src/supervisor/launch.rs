@@ -16,6 +16,7 @@ use crate::logs::capture::{Encoder, Stream};
 use crate::logs::date::DateFormat;
 use crate::logs::file::{self, LogFiles};
 use crate::sys::fdpass::{socketpair, PairKind};
+use crate::sys::shm::SharedPage;
 use crate::sys::spawn::{spawn, SpawnPlan, Spawned};
 
 /// The Node preload that makes `server.listen(PORT)` use the inherited fd 3.
@@ -108,6 +109,7 @@ pub fn environment(inst: &Instance, home: &Home) -> Vec<(String, String)> {
             }
             SlotProto::Herd => {
                 env.insert(crate::worker::CHANNEL_ENV.into(), "3".into());
+                env.insert(crate::fdpass::herd::counters::ENV.into(), "4".into());
             }
         }
     }
@@ -233,14 +235,24 @@ pub fn channel_proto(inst: &Instance) -> SlotProto {
 pub struct Launched {
     /// The process.
     pub spawned: Spawned,
-    /// The daemon's end of the channel (non-blocking), for fdpass
-    /// instances, and for herd channels a copy of the worker's end (see
-    /// `accept::pool`).
-    pub chan: Option<(OwnedFd, SlotProto, Option<OwnedFd>)>,
+    /// The daemon's side of an fdpass instance's channel.
+    pub chan: Option<ChannelEnds>,
     /// stdout and stderr pipes to copy into the log files.
     pub captures: Vec<Capture>,
     /// The daemon's end of a Node app's IPC channel outside fdpass mode.
     pub ipc: Option<OwnedFd>,
+}
+
+/// What the daemon keeps of an fdpass instance's channel.
+pub struct ChannelEnds {
+    /// The daemon's end (non-blocking).
+    pub ours: OwnedFd,
+    /// Which protocol it speaks.
+    pub proto: SlotProto,
+    /// herd: a copy of the worker's end (see `accept::pool`).
+    pub peer: Option<OwnedFd>,
+    /// herd: the counters page, the worker's fd 4.
+    pub counters: Option<SharedPage>,
 }
 
 /// Starts the instance's process.
@@ -255,11 +267,22 @@ pub fn launch(inst: &Instance, home: &Home, files: &LogFiles) -> io::Result<Laun
             };
             let (ours, theirs) = socketpair(kind)?;
             crate::sys::fdpass::set_nonblocking(ours.as_fd(), true)?;
-            let peer = match proto {
-                SlotProto::Herd => Some(theirs.try_clone()?),
-                SlotProto::Node => None,
+            let (peer, counters) = match proto {
+                SlotProto::Herd => (
+                    Some(theirs.try_clone()?),
+                    Some(SharedPage::new("herd-counters")?),
+                ),
+                SlotProto::Node => (None, None),
             };
-            Some((ours, proto, peer, theirs))
+            Some((
+                ChannelEnds {
+                    ours,
+                    proto,
+                    peer,
+                    counters,
+                },
+                theirs,
+            ))
         }
         None => None,
     };
@@ -286,7 +309,9 @@ pub fn launch(inst: &Instance, home: &Home, files: &LogFiles) -> io::Result<Laun
         stdout: out.as_fd(),
         stderr: err.as_fd(),
         extra: match &chan {
-            Some((_, _, _, theirs)) => vec![theirs.as_fd()],
+            Some((ends, theirs)) => std::iter::once(theirs.as_fd())
+                .chain(ends.counters.as_ref().map(|c| c.as_fd()))
+                .collect(),
             None => inst
                 .listener
                 .as_deref()
@@ -309,7 +334,7 @@ pub fn launch(inst: &Instance, home: &Home, files: &LogFiles) -> io::Result<Laun
     drop((out, err));
     Ok(Launched {
         spawned,
-        chan: chan.map(|(ours, proto, peer, _theirs)| (ours, proto, peer)),
+        chan: chan.map(|(ends, _theirs)| ends),
         captures,
         ipc: ipc.map(|(ours, _theirs)| ours),
     })

@@ -420,8 +420,15 @@ impl Supervisor {
                     )),
                     None => {}
                 }
-                if let (Some((fd, proto, peer)), Some(plane)) = (chan, inst.plane.clone()) {
-                    let slot = Arc::new(Slot::new(id, spawned.pid, proto, fd, peer));
+                if let (Some(ends), Some(plane)) = (chan, inst.plane.clone()) {
+                    let mut slot = Slot::new(id, spawned.pid, ends.proto, ends.ours);
+                    if let Some(peer) = ends.peer {
+                        slot = slot.with_peer(peer);
+                    }
+                    if let Some(page) = ends.counters {
+                        slot = slot.with_counters(page);
+                    }
+                    let slot = Arc::new(slot);
                     slot.set_wait_ready(inst.app.wait_ready);
                     if let Some(core) = inst.core {
                         slot.set_core(core);
@@ -1285,10 +1292,7 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
             .slot
             .as_ref()
             .map_or(0, |s| s.dispatched.load(Ordering::Relaxed)),
-        in_flight: inst
-            .slot
-            .as_ref()
-            .map_or(0, |s| s.in_flight.load(Ordering::Relaxed)),
+        in_flight: inst.slot.as_ref().map_or(0, |s| s.load()),
         in_rotation: inst.slot.as_ref().is_some_and(|s| s.is_active()),
         status: inst.status,
         pid: inst.pid.filter(|_| inst.status.is_running()),

@@ -13,6 +13,7 @@ pub mod fdpass;
 pub mod lock;
 pub mod notify;
 pub mod process;
+pub mod shm;
 pub mod spawn;
 pub mod uring;
 

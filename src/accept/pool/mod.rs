@@ -21,8 +21,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fdpass::herd::{Msg, MAX_IDS};
+use crate::fdpass::herd::{counters, Msg, MAX_IDS};
 use crate::sys::fdpass::{recv_with_fds, send_with_fds};
+use crate::sys::shm::SharedPage;
 
 /// How a worker is chosen for each connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -124,6 +125,12 @@ pub struct Slot {
     /// The daemon's copy of the worker's end of a herd channel: what the
     /// worker has not read yet can be taken back from it.
     peer: Option<OwnedFd>,
+    /// herd: the counters page shared with the worker (closes counted there
+    /// instead of sent as `D`), and how many of its closes and close-time
+    /// nanoseconds have been applied to `in_flight` and the EWMA.
+    counters: Option<SharedPage>,
+    closes_seen: AtomicU64,
+    closed_ns_seen: AtomicU64,
     state: Mutex<SlotState>,
     /// Read side of the channel; see `fdpass::channel::drain`.
     pub reader: Mutex<crate::fdpass::channel::Reader>,
@@ -187,23 +194,17 @@ enum Deliver {
 
 impl Slot {
     /// A slot for a freshly started worker; it joins the rotation once the
-    /// worker says it is ready. `chan` must be non-blocking; `peer` is a
-    /// copy of the worker's end (herd channels; see the module doc). It is
-    /// only ever read with `MSG_DONTWAIT`: its file status flags are the
-    /// worker's.
-    pub fn new(
-        instance_id: u32,
-        pid: i32,
-        proto: SlotProto,
-        chan: OwnedFd,
-        peer: Option<OwnedFd>,
-    ) -> Slot {
+    /// worker says it is ready. `chan` must be non-blocking.
+    pub fn new(instance_id: u32, pid: i32, proto: SlotProto, chan: OwnedFd) -> Slot {
         Slot {
             instance_id,
             pid,
             proto,
             chan,
-            peer,
+            peer: None,
+            counters: None,
+            closes_seen: AtomicU64::new(0),
+            closed_ns_seen: AtomicU64::new(0),
             state: Mutex::new(SlotState::default()),
             reader: Mutex::new(Default::default()),
             in_flight: AtomicU32::new(0),
@@ -217,6 +218,64 @@ impl Slot {
             timed: AtomicBool::new(false),
             core: std::sync::OnceLock::new(),
         }
+    }
+
+    /// herd channels: the daemon's copy of the worker's end (see the module
+    /// doc). It is only ever read with `MSG_DONTWAIT`: its file status flags
+    /// are the worker's.
+    pub fn with_peer(mut self, peer: OwnedFd) -> Slot {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// herd channels: the counters page the worker was given.
+    pub fn with_counters(mut self, page: SharedPage) -> Slot {
+        self.counters = Some(page);
+        self
+    }
+
+    /// The worker counts its closes in the shared page (it sends no `D`),
+    /// so acceptors need not read its channel after each dispatch.
+    pub fn counts_closes(&self) -> bool {
+        self.counters.as_ref().is_some_and(|c| {
+            c.word(counters::FLAGS).load(Ordering::Relaxed) & counters::COUNTS_CLOSES != 0
+        })
+    }
+
+    /// Applies the closes the worker counted in the shared page since the
+    /// last call: fewer in flight, and (`least-time`) their mean duration
+    /// as one service-time sample.
+    fn sync_closes(&self) {
+        let Some(c) = &self.counters else { return };
+        let closed = c.word(counters::CLOSED).load(Ordering::Acquire);
+        let seen = self.closes_seen.load(Ordering::Relaxed);
+        if closed <= seen
+            || self
+                .closes_seen
+                .compare_exchange(seen, closed, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return; // nothing new, or another acceptor applied it
+        }
+        let n = closed - seen;
+        self.done(n as usize);
+        if self.timed.load(Ordering::Relaxed) {
+            let ns = c.word(counters::CLOSED_NS).load(Ordering::Acquire);
+            let prev = self.closed_ns_seen.swap(ns, Ordering::AcqRel);
+            if ns > prev {
+                self.sample(
+                    std::time::Duration::from_nanos((ns - prev) / n),
+                    Instant::now(),
+                );
+            }
+        }
+    }
+
+    /// Connections in flight (dispatched, not yet closed), counting the
+    /// closes in the shared page.
+    pub fn load(&self) -> u32 {
+        self.sync_closes();
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// The worker runs pinned to `cpu`: among equally loaded workers, an
@@ -335,7 +394,8 @@ impl Slot {
                             // Sent: the worker's now, or back through `peer`
                             // should it die before reading them.
                             st.queue.drain(..n);
-                            if self.timed.load(Ordering::Relaxed) {
+                            // Counted closes carry no ids: nothing to match.
+                            if self.timed.load(Ordering::Relaxed) && !self.counts_closes() {
                                 let now = Instant::now();
                                 st.started
                                     .extend((first..first + n as u64).map(|id| (id, now)));
@@ -704,6 +764,11 @@ impl Pool {
             return None;
         }
         let turn = self.rr.fetch_add(1, Ordering::Relaxed);
+        if self.policy != Policy::RoundRobin {
+            for s in active() {
+                s.sync_closes();
+            }
+        }
         let load = |s: &Slot| s.in_flight.load(Ordering::Relaxed);
         let chosen = match self.policy {
             Policy::RoundRobin => active().nth(turn % n)?,

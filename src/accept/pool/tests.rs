@@ -7,7 +7,7 @@ fn slot(id: u32) -> (Arc<Slot>, OwnedFd) {
     crate::sys::fdpass::set_nonblocking(ours.as_fd(), true).unwrap();
     let peer = theirs.try_clone().unwrap();
     (
-        Arc::new(Slot::new(id, 0, SlotProto::Herd, ours, Some(peer))),
+        Arc::new(Slot::new(id, 0, SlotProto::Herd, ours).with_peer(peer)),
         theirs,
     )
 }
@@ -236,4 +236,38 @@ fn a_worker_that_stops_reading_is_seen_stalled() {
     assert_eq!(s.stalled_for(later), Some(std::time::Duration::ZERO));
     // A hung worker's unread connections go back for re-dispatch.
     assert_eq!(s.kill().len(), 1);
+}
+
+#[test]
+fn closes_counted_in_the_shared_page_lower_the_load_and_time_the_worker() {
+    let pool = Pool::new(Policy::LeastTime);
+    let (ours, _w) = socketpair(PairKind::SeqPacket).unwrap();
+    crate::sys::fdpass::set_nonblocking(ours.as_fd(), true).unwrap();
+    let page = SharedPage::new("herd-test").unwrap();
+    let worker = SharedPage::from_fd(page.as_fd().try_clone_to_owned().unwrap()).unwrap();
+    let s = Arc::new(Slot::new(0, 0, SlotProto::Herd, ours).with_counters(page));
+    pool.add(s.clone());
+    pool.slot_ready(&s);
+    assert!(!s.counts_closes(), "until the worker says so");
+    worker
+        .word(counters::FLAGS)
+        .fetch_or(counters::COUNTS_CLOSES, Ordering::Relaxed);
+    assert!(s.counts_closes());
+    for _ in 0..3 {
+        pool.dispatch(conn());
+    }
+    assert_eq!(s.load(), 3);
+    // The worker closes two, open 1 ms and 3 ms: one sample of their mean.
+    worker
+        .word(counters::CLOSED_NS)
+        .fetch_add(4_000_000, Ordering::Relaxed);
+    worker
+        .word(counters::CLOSED)
+        .fetch_add(2, Ordering::Release);
+    assert_eq!(s.load(), 1);
+    assert_eq!(s.load(), 1, "applied once");
+    let e = s.service_ns(Instant::now()).unwrap();
+    assert!((1.9e6..2.1e6).contains(&e), "{e}");
+    // Counted closes leave nothing behind in the per-id start times.
+    assert!(s.lock().started.is_empty());
 }
