@@ -14,10 +14,20 @@
 //    - NODE_HERD_CLOSE (reuseport/shared): close the servers (in-flight
 //      requests finish), then report NODE_HERD_CLOSED so herd stops the
 //      process without cutting a request.
-// Internal messages (`cmd: 'NODE_…'`) never reach the app's own
-// process.on('message') handlers.
+//    Internal messages (`cmd: 'NODE_…'`) never reach the app's own
+//    process.on('message') handlers.
+// 3. fdpass mode: connections come over herd's own channel (fd
+//    $HERD_CHANNEL_FD, docs/PROTOCOL.md) rather than as Node cluster
+//    `newconn` messages: one recvmsg per connection, no JSON, no
+//    acknowledgement; closes go back once per event-loop turn (`D`), so
+//    least-connections counts open connections. The cluster channel still
+//    carries listen, `listening`, `ready` and stop. Until this channel says
+//    `R` (or if anything here fails, or the app's environment has
+//    HERD_NODE_CHANNEL=cluster) herd sends `newconn` as Node's own primary
+//    would.
 'use strict';
 const net = require('net');
+const cluster = require('cluster');
 
 const servers = new Set();
 const listen = net.Server.prototype.listen;
@@ -29,6 +39,7 @@ let used = false;
 
 net.Server.prototype.listen = function herdListen(...args) {
   servers.add(this);
+  if (fast) this.once('listening', () => fast.adopt(this));
   if (!ours || port <= 0) {
     return listen.apply(this, args);
   }
@@ -52,6 +63,102 @@ net.Server.prototype.listen = function herdListen(...args) {
   const opts = { fd: 3 };
   return cb ? listen.call(this, opts, cb) : listen.call(this, opts);
 };
+
+// 3. The fdpass channel. `fast` stays null where it does not apply.
+const fast = (() => {
+  const fd = Number(process.env.HERD_CHANNEL_FD);
+  delete process.env.HERD_CHANNEL_FD; // not for the app's own children
+  if (!cluster.isWorker || !Number.isInteger(fd) || fd < 0) return null;
+  // HERD_NODE_CHANNEL=cluster keeps Node's own `newconn` path (diagnosis).
+  if (process.env.HERD_NODE_CHANNEL === 'cluster') return null;
+  try {
+    return fastChannel(fd);
+  } catch {
+    return null; // herd keeps sending `newconn`
+  }
+})();
+
+function fastChannel(fd) {
+  const { Pipe, constants } = process.binding('pipe_wrap');
+  const { TCP } = process.binding('tcp_wrap');
+  const { WriteWrap, streamBaseState, kReadBytesOrError, kArrayBufferOffset } =
+    process.binding('stream_wrap');
+  const chan = new Pipe(constants.IPC);
+  if (chan.open(fd) !== 0) return null;
+  chan.unref(); // the app decides when the process is done, not herd's channel
+  let target = null; // the server herd dispatches to
+  let arriving = null; // id of the connection being handed to it
+  let closed = [];
+  let flushing = false;
+  const write = (buf) => {
+    const req = new WriteWrap();
+    req.handle = chan;
+    req.buffer = buf; // kept alive until an asynchronous write completes
+    req.oncomplete = () => {};
+    chan.writeBuffer(req, buf);
+  };
+  const flush = () => {
+    flushing = false;
+    for (let i = 0; i < closed.length; i += 64) {
+      const ids = closed.slice(i, i + 64);
+      const buf = Buffer.allocUnsafe(1 + 8 * ids.length);
+      buf[0] = 0x44; // 'D'
+      ids.forEach((id, k) => buf.writeBigUInt64LE(id, 1 + 8 * k));
+      write(buf);
+    }
+    closed = [];
+  };
+  const close = (id) => {
+    closed.push(id);
+    if (!flushing) {
+      flushing = true;
+      setImmediate(flush);
+    }
+  };
+  chan.onread = function onread(ab) {
+    const handle = chan.pendingHandle;
+    chan.pendingHandle = null;
+    if (!ab) {
+      chan.close(); // herd went away; the cluster channel says the rest
+      return;
+    }
+    const n = streamBaseState[kReadBytesOrError];
+    const msg = Buffer.from(ab, streamBaseState[kArrayBufferOffset], n);
+    if (msg[0] !== 0x43 || n !== 9 || !handle) {
+      if (handle) handle.close();
+      return; // herd sends `C` with one connection each; `S` comes by cluster
+    }
+    const id = msg.readBigUInt64LE(1);
+    if (!target || !target._handle) {
+      handle.close();
+      close(id);
+      return;
+    }
+    arriving = id;
+    target._handle.onconnection(0, handle);
+    if (arriving !== null) {
+      arriving = null; // refused (maxConnections): already closed
+      close(id);
+    }
+  };
+  return {
+    // The first server whose handle is the cluster's round-robin stand-in
+    // (not a real socket) is the one herd accepts for.
+    adopt(server) {
+      const h = server._handle;
+      if (target || !h || h instanceof TCP || h instanceof Pipe) return;
+      target = server;
+      server.prependListener('connection', (socket) => {
+        if (arriving === null) return; // a `newconn` connection
+        const id = arriving;
+        arriving = null;
+        socket.once('close', () => close(id));
+      });
+      chan.readStart();
+      write(Buffer.from('R'));
+    },
+  };
+}
 
 let draining = false;
 for (const mod of ['http', 'https']) {

@@ -162,6 +162,7 @@ fn describe(i: &InstanceInfo) -> String {
             ],
             vec!["dispatched".into(), i.dispatched.to_string()],
             vec!["in flight".into(), i.in_flight.to_string()],
+            vec!["channel".into(), opt(i.channel.clone())],
             vec![
                 "port".into(),
                 opt(i

@@ -90,27 +90,53 @@ pub fn drain_from_acceptor(slot: &Arc<Slot>, plane: &DataPlane) {
     }
 }
 
-/// Reads and handles every message available now. `Ok` when the channel is
-/// empty (or someone else is draining it).
+/// Reads and handles every message available now, on the slot's channel
+/// and (Node) on its herd-protocol channel. `Ok` when they are empty (or
+/// someone else is draining them).
 pub fn drain(slot: &Slot, plane: &DataPlane) -> Result<(), Ended> {
     let Ok(mut guard) = slot.reader.try_lock() else {
         return Ok(());
     };
     let reader: &mut Reader = &mut guard;
+    drain_one(slot, plane, reader, Side::Main)?;
+    if slot.fast_chan().is_some() {
+        drain_one(slot, plane, reader, Side::Fast)?;
+    }
+    Ok(())
+}
+
+/// Which of a slot's channels.
+#[derive(Clone, Copy)]
+enum Side {
+    /// `slot.chan()`, in the slot's protocol.
+    Main,
+    /// A Node slot's herd-protocol channel (herd's preload).
+    Fast,
+}
+
+fn drain_one(slot: &Slot, plane: &DataPlane, reader: &mut Reader, side: Side) -> Result<(), Ended> {
+    let chan = match side {
+        Side::Main => slot.chan(),
+        Side::Fast => slot.fast_chan().expect("checked by the caller"),
+    };
     loop {
         let mut fds = Vec::new();
-        let (n, truncated) = match recv_with_fds(slot.chan(), &mut reader.buf, &mut fds, true) {
+        let (n, truncated) = match recv_with_fds(chan, &mut reader.buf, &mut fds, true) {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Err(Ended::Closed),
             Err(e) => return Err(Ended::Io(e)),
         };
-        if n == 0 {
-            return Err(Ended::Closed);
-        }
-        let result = match slot.proto {
-            SlotProto::Herd => on_herd(slot, plane, &reader.buf[..n], truncated, fds.len()),
-            SlotProto::Node => {
+        let result = match (side, slot.proto) {
+            // The daemon holds the worker's end of this one, so no EOF
+            // comes; an empty message says nothing.
+            (Side::Fast, _) if n == 0 => return Ok(()),
+            (_, _) if n == 0 => return Err(Ended::Closed),
+            (Side::Fast, _) => on_fast(slot, &reader.buf[..n], truncated, fds.len()),
+            (Side::Main, SlotProto::Herd) => {
+                on_herd(slot, plane, &reader.buf[..n], truncated, fds.len())
+            }
+            (Side::Main, SlotProto::Node) => {
                 // Node workers never send us descriptors; any arriving are closed.
                 drop(fds);
                 reader.decoder.feed(&reader.buf[..n]);
@@ -126,6 +152,11 @@ async fn run(slot: &Arc<Slot>, plane: &Arc<DataPlane>) -> Ended {
         Ok(d) => d,
         Err(e) => return Ended::Io(e),
     };
+    let mut fast_dup = match slot.fast_chan().map(|f| f.try_clone_to_owned()) {
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => return Ended::Io(e),
+        None => None,
+    };
     let ack_timeout = Duration::from_millis(plane.cfg.ack_timeout_ms);
     let mut tick = tokio::time::interval(
         (ack_timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(500)),
@@ -139,11 +170,27 @@ async fn run(slot: &Arc<Slot>, plane: &Arc<DataPlane>) -> Ended {
             Ok(a) => a,
             Err(e) => return Ended::Io(e),
         };
+        let fast_afd = match fast_dup
+            .take()
+            .map(|d| crate::sys::fd::async_fd(d, Interest::READABLE))
+        {
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => return Ended::Io(e),
+            None => None,
+        };
+        let fast_readable = async {
+            match &fast_afd {
+                Some(a) => a.readable().await.map(|_| true),
+                None => std::future::pending().await,
+            }
+        };
         let readable = tokio::select! {
             g = afd.readable() => g.map(|_| true),
+            g = fast_readable => g,
             _ = tick.tick() => Ok(false),
         };
         dup = afd.into_inner();
+        fast_dup = fast_afd.map(|a| a.into_inner());
         match readable {
             Ok(true) => {
                 if let Err(ended) = drain(slot, plane) {
@@ -170,13 +217,9 @@ async fn run(slot: &Arc<Slot>, plane: &Arc<DataPlane>) -> Ended {
     }
 }
 
-fn on_herd(
-    slot: &Slot,
-    plane: &DataPlane,
-    msg: &[u8],
-    truncated: bool,
-    nfds: usize,
-) -> Result<(), String> {
+/// A valid herd-protocol message from a worker (no descriptors, not too
+/// long, well formed).
+fn worker_msg(msg: &[u8], truncated: bool, nfds: usize) -> Result<Msg, String> {
     if truncated || msg.len() > MAX_MSG {
         return Err("oversized message".into());
     }
@@ -185,7 +228,30 @@ fn on_herd(
             "worker sent {nfds} descriptor(s); workers never send descriptors"
         ));
     }
-    match Msg::decode(msg).map_err(|e| e.to_string())? {
+    Msg::decode(msg).map_err(|e| e.to_string())
+}
+
+/// herd's Node preload on a Node slot's herd-protocol channel: `R` switches
+/// the slot's connections to it; `D` reports closes. Readiness itself comes
+/// from Node's `listening` (and `ready`) on the cluster channel.
+fn on_fast(slot: &Slot, msg: &[u8], truncated: bool, nfds: usize) -> Result<(), String> {
+    match worker_msg(msg, truncated, nfds)? {
+        Msg::Ready => slot.set_fast_ready(),
+        Msg::Done(ids) => slot.closed(&ids),
+        Msg::Acked(_) => {}
+        other => return Err(format!("{other:?} is not a worker message")),
+    }
+    Ok(())
+}
+
+fn on_herd(
+    slot: &Slot,
+    plane: &DataPlane,
+    msg: &[u8],
+    truncated: bool,
+    nfds: usize,
+) -> Result<(), String> {
+    match worker_msg(msg, truncated, nfds)? {
         Msg::Ready => plane.pool.slot_ready(slot),
         Msg::Acked(_) => slot.acked(),
         Msg::Done(ids) => slot.closed(&ids),

@@ -205,9 +205,16 @@ pub struct InstanceInfo {
     pub acceptors: Option<usize>,
     /// fdpass: connections dispatched to the current process.
     pub dispatched: u64,
-    /// fdpass: connections dispatched and not yet closed (herd workers) or
-    /// not yet accepted (Node workers).
+    /// fdpass: connections dispatched and not yet closed (herd workers, and
+    /// Node workers through herd's preload) or not yet accepted (Node
+    /// workers on Node's `newconn` path).
     pub in_flight: u32,
+    /// fdpass: how connections reach the current process: `herd-counters`
+    /// (herd protocol, closes counted in the shared page), `herd` (closes
+    /// sent as `D`), `node-preload` (a Node app through herd's preload on
+    /// herd's protocol) or `node-cluster` (Node's `newconn` messages).
+    #[serde(default)]
+    pub channel: Option<String>,
     /// fdpass: the current process is ready and receives connections.
     pub in_rotation: bool,
     /// Current state.

@@ -106,6 +106,8 @@ pub fn environment(inst: &Instance, home: &Home) -> Vec<(String, String)> {
                 env.insert("NODE_UNIQUE_ID".into(), inst.id.to_string());
                 env.insert("NODE_CHANNEL_FD".into(), "3".into());
                 env.insert("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into());
+                // herd's preload takes connections here instead (PROTOCOL.md).
+                env.insert(crate::worker::CHANNEL_ENV.into(), "4".into());
             }
             SlotProto::Herd => {
                 env.insert(crate::worker::CHANNEL_ENV.into(), "3".into());
@@ -249,10 +251,21 @@ pub struct ChannelEnds {
     pub ours: OwnedFd,
     /// Which protocol it speaks.
     pub proto: SlotProto,
-    /// herd: a copy of the worker's end (see `accept::pool`).
+    /// A copy of the worker's end of the herd-protocol channel (see
+    /// `accept::pool`): `ours`'s peer for herd workers, `fast`'s for Node.
     pub peer: Option<OwnedFd>,
     /// herd: the counters page, the worker's fd 4.
     pub counters: Option<SharedPage>,
+    /// Node: the daemon's end of the herd-protocol channel herd's preload
+    /// takes connections on (the worker's fd 4).
+    pub fast: Option<OwnedFd>,
+}
+
+/// What the worker gets of its fdpass channel: fd 3, and fd 4 (the herd
+/// counters page, or a Node app's herd-protocol channel).
+struct WorkerEnds {
+    chan: OwnedFd,
+    fd4: OwnedFd,
 }
 
 /// Starts the instance's process.
@@ -267,22 +280,30 @@ pub fn launch(inst: &Instance, home: &Home, files: &LogFiles) -> io::Result<Laun
             };
             let (ours, theirs) = socketpair(kind)?;
             crate::sys::fdpass::set_nonblocking(ours.as_fd(), true)?;
-            let (peer, counters) = match proto {
-                SlotProto::Herd => (
-                    Some(theirs.try_clone()?),
-                    Some(SharedPage::new("herd-counters")?),
-                ),
-                SlotProto::Node => (None, None),
+            let mut ends = ChannelEnds {
+                ours,
+                proto,
+                peer: None,
+                counters: None,
+                fast: None,
             };
-            Some((
-                ChannelEnds {
-                    ours,
-                    proto,
-                    peer,
-                    counters,
-                },
-                theirs,
-            ))
+            let fd4 = match proto {
+                SlotProto::Herd => {
+                    ends.peer = Some(theirs.try_clone()?);
+                    let page = SharedPage::new("herd-counters")?;
+                    let fd4 = page.as_fd().try_clone_to_owned()?;
+                    ends.counters = Some(page);
+                    fd4
+                }
+                SlotProto::Node => {
+                    let (fast, fast_theirs) = socketpair(PairKind::SeqPacket)?;
+                    crate::sys::fdpass::set_nonblocking(fast.as_fd(), true)?;
+                    ends.peer = Some(fast_theirs.try_clone()?);
+                    ends.fast = Some(fast);
+                    fast_theirs
+                }
+            };
+            Some((ends, WorkerEnds { chan: theirs, fd4 }))
         }
         None => None,
     };
@@ -309,9 +330,7 @@ pub fn launch(inst: &Instance, home: &Home, files: &LogFiles) -> io::Result<Laun
         stdout: out.as_fd(),
         stderr: err.as_fd(),
         extra: match &chan {
-            Some((ends, theirs)) => std::iter::once(theirs.as_fd())
-                .chain(ends.counters.as_ref().map(|c| c.as_fd()))
-                .collect(),
+            Some((_, theirs)) => vec![theirs.chan.as_fd(), theirs.fd4.as_fd()],
             None => inst
                 .listener
                 .as_deref()

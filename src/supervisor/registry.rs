@@ -422,8 +422,10 @@ impl Supervisor {
                 }
                 if let (Some(ends), Some(plane)) = (chan, inst.plane.clone()) {
                     let mut slot = Slot::new(id, spawned.pid, ends.proto, ends.ours);
-                    if let Some(peer) = ends.peer {
-                        slot = slot.with_peer(peer);
+                    match (ends.fast, ends.peer) {
+                        (Some(fast), Some(peer)) => slot = slot.with_fast_channel(fast, peer),
+                        (None, Some(peer)) => slot = slot.with_peer(peer),
+                        _ => {}
                     }
                     if let Some(page) = ends.counters {
                         slot = slot.with_counters(page);
@@ -1293,6 +1295,7 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
             .as_ref()
             .map_or(0, |s| s.dispatched.load(Ordering::Relaxed)),
         in_flight: inst.slot.as_ref().map_or(0, |s| s.load()),
+        channel: inst.slot.as_ref().map(|s| s.channel_kind().into()),
         in_rotation: inst.slot.as_ref().is_some_and(|s| s.is_active()),
         status: inst.status,
         pid: inst.pid.filter(|_| inst.status.is_running()),

@@ -8,10 +8,14 @@ use crate::harness::*;
 
 const T: Duration = Duration::from_secs(20);
 
-fn serve_by_both(h: &TestHome, script: &str, name: &str, mode: &str) {
+fn serve_by_both(h: &TestHome, script: &str, name: &str, mode: &str) -> u16 {
+    serve_by_both_with(h, script, name, mode, &[])
+}
+
+fn serve_by_both_with(h: &TestHome, script: &str, name: &str, mode: &str, extra: &[&str]) -> u16 {
     let port = free_port();
     let p = port.to_string();
-    h.run(&[
+    let mut args = vec![
         "start",
         script,
         "-i",
@@ -24,8 +28,9 @@ fn serve_by_both(h: &TestHome, script: &str, name: &str, mode: &str) {
         &p,
         "--host",
         "127.0.0.1",
-    ])
-    .ok();
+    ];
+    args.extend_from_slice(extra);
+    h.run(&args).ok();
     let l = h.wait_for("2 online", T, |l| {
         l.len() == 2 && l.iter().all(|i| i["status"] == "online")
     });
@@ -48,6 +53,7 @@ fn serve_by_both(h: &TestHome, script: &str, name: &str, mode: &str) {
             "only {seen:?} of {want:?} answered"
         );
     }
+    port
 }
 
 fn pm2_docs_app(mode: &str) {
@@ -75,6 +81,84 @@ fn pm2_docs_app_answered_by_both_pids_reuseport() {
 #[test]
 fn pm2_docs_app_answered_by_both_pids_fdpass() {
     pm2_docs_app("fdpass");
+}
+
+/// In fdpass mode herd's preload takes the connections on herd's own
+/// protocol (`node-preload`); with HERD_NODE_CHANNEL=cluster the same app
+/// gets them as Node's `newconn` messages (`node-cluster`). Both serve.
+#[test]
+fn node_apps_take_connections_through_the_preload_or_nodes_own_path() {
+    if !node_available() {
+        return;
+    }
+    for (extra, want) in [
+        (&[][..], "node-preload"),
+        (&["--env", "HERD_NODE_CHANNEL=cluster"][..], "node-cluster"),
+    ] {
+        let h = TestHome::new();
+        let port = serve_by_both_with(&h, &app("node/app.js"), "api", "fdpass", extra);
+        let l = h.wait_for(want, T, |l| l.iter().all(|i| i["channel"] == want));
+        // A bounded burst: every request answered, by both workers, and
+        // nothing left counted in flight once it is over.
+        let r = load(port, herd::bench::load::LoadMode::ConnPerRequest, 8, 2, 400);
+        assert_eq!(r.errors.total(), 0, "{want}: {:?}", r.errors);
+        assert_eq!(r.requests, 400, "{want}");
+        let served: BTreeSet<String> = r.per_worker.keys().cloned().collect();
+        let want_pids: BTreeSet<String> = pids(&l).iter().map(|p| p.to_string()).collect();
+        assert_eq!(served, want_pids, "{want}");
+        h.wait_for("nothing in flight", T, |l| {
+            l.iter().all(|i| i["in_flight"] == 0)
+        });
+    }
+}
+
+/// A Node worker frozen with connections it has not read, then killed:
+/// the daemon takes them back from the preload's channel and the other
+/// worker serves them.
+#[test]
+fn killed_node_worker_loses_no_connection() {
+    if !node_available() {
+        return;
+    }
+    let h = TestHome::new();
+    let port = serve_by_both_with(
+        &h,
+        &app("node/app.js"),
+        "api",
+        "fdpass",
+        &["--policy", "round-robin"],
+    );
+    let l = h.wait_for("preload", T, |l| {
+        l.iter().all(|i| i["channel"] == "node-preload")
+    });
+    let victim = l[0]["pid"].as_i64().unwrap();
+    let kill = |sig: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([sig, &victim.to_string()])
+            .status()
+            .unwrap()
+            .success())
+    };
+    kill("-STOP");
+    let burst = std::thread::spawn(move || {
+        load(port, herd::bench::load::LoadMode::ConnPerRequest, 8, 2, 200)
+    });
+    let deadline = std::time::Instant::now() + T;
+    while h.list()[0]["in_flight"].as_u64().unwrap_or(0) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the frozen worker never got a connection"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    kill("-KILL");
+    let r = burst.join().unwrap();
+    assert_eq!(r.errors.total(), 0, "connections lost: {:?}", r.errors);
+    assert_eq!(r.requests, 200);
+    assert!(
+        !r.per_worker.contains_key(&victim.to_string()),
+        "the frozen worker served nothing"
+    );
 }
 
 #[test]

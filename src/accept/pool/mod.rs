@@ -14,7 +14,7 @@
 //! refuse a handle.)
 
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -122,8 +122,14 @@ pub struct Slot {
     /// Its protocol.
     pub proto: SlotProto,
     chan: OwnedFd,
-    /// The daemon's copy of the worker's end of a herd channel: what the
-    /// worker has not read yet can be taken back from it.
+    /// Node: the daemon's end of a second channel that speaks herd's
+    /// protocol (herd's Node preload reads it), used once the worker sent
+    /// `R` on it (`fast_ready`); until then connections go as `newconn`.
+    fast: Option<OwnedFd>,
+    fast_ready: AtomicBool,
+    /// The daemon's copy of the worker's end of the herd-protocol channel
+    /// (`chan` for herd workers, `fast` for Node): what the worker has not
+    /// read yet can be taken back from it.
     peer: Option<OwnedFd>,
     /// herd: the counters page shared with the worker (closes counted there
     /// instead of sent as `D`), and how many of its closes and close-time
@@ -201,6 +207,8 @@ impl Slot {
             pid,
             proto,
             chan,
+            fast: None,
+            fast_ready: AtomicBool::new(false),
             peer: None,
             counters: None,
             closes_seen: AtomicU64::new(0),
@@ -226,6 +234,42 @@ impl Slot {
     pub fn with_peer(mut self, peer: OwnedFd) -> Slot {
         self.peer = Some(peer);
         self
+    }
+
+    /// Node: the herd-protocol channel herd's preload may take connections
+    /// on (`ours`), and the daemon's copy of the worker's end of it.
+    pub fn with_fast_channel(mut self, ours: OwnedFd, peer: OwnedFd) -> Slot {
+        self.fast = Some(ours);
+        self.peer = Some(peer);
+        self
+    }
+
+    /// Node: the daemon's end of the herd-protocol channel, if any.
+    pub fn fast_chan(&self) -> Option<BorrowedFd<'_>> {
+        self.fast.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Node: the preload said `R` on the herd-protocol channel: connections
+    /// go there from now on.
+    pub fn set_fast_ready(&self) {
+        self.fast_ready.store(true, Ordering::Release);
+        let mut st = self.lock();
+        self.flush_locked(&mut st);
+    }
+
+    /// How connections reach the worker (`herd show`'s `channel`).
+    pub fn channel_kind(&self) -> &'static str {
+        match self.proto {
+            SlotProto::Herd if self.counts_closes() => "herd-counters",
+            SlotProto::Herd => "herd",
+            SlotProto::Node if self.is_fast() => "node-preload",
+            SlotProto::Node => "node-cluster",
+        }
+    }
+
+    /// Whether connections go over the herd-protocol channel of a Node slot.
+    pub fn is_fast(&self) -> bool {
+        self.fast_ready.load(Ordering::Acquire)
     }
 
     /// herd channels: the counters page the worker was given.
@@ -375,41 +419,14 @@ impl Slot {
         if self.is_dead() {
             return;
         }
-        match self.proto {
-            SlotProto::Herd => {
-                while !st.queue.is_empty() {
-                    let n = st.queue.len().min(MAX_IDS);
-                    let first = st.next_id;
-                    let ids: Vec<u64> = (first..first + n as u64).collect();
-                    let mut buf = std::mem::take(&mut st.buf);
-                    Msg::Conns(ids).encode_into(&mut buf);
-                    let res = {
-                        let fds: Vec<_> = st.queue.iter().take(n).map(|f| f.as_fd()).collect();
-                        send_with_fds(self.chan.as_fd(), &buf, &fds, true)
-                    };
-                    st.buf = buf;
-                    match res {
-                        Ok(_) => {
-                            st.next_id += n as u64;
-                            // Sent: the worker's now, or back through `peer`
-                            // should it die before reading them.
-                            st.queue.drain(..n);
-                            // Counted closes carry no ids: nothing to match.
-                            if self.timed.load(Ordering::Relaxed) && !self.counts_closes() {
-                                let now = Instant::now();
-                                st.started
-                                    .extend((first..first + n as u64).map(|id| (id, now)));
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                        Err(_) => {
-                            self.dead.store(true, Ordering::Release);
-                            return;
-                        }
-                    }
-                }
+        match (self.proto, &self.fast) {
+            (SlotProto::Herd, _) => self.send_conns(st, self.chan.as_fd(), MAX_IDS),
+            // One connection per message: Node's pipe hands the app one
+            // descriptor per read.
+            (SlotProto::Node, Some(fast)) if self.fast_ready.load(Ordering::Acquire) => {
+                self.send_conns(st, fast.as_fd(), 1)
             }
-            SlotProto::Node => {
+            (SlotProto::Node, _) => {
                 let Some(key) = st.node_key.clone() else {
                     return;
                 };
@@ -431,6 +448,41 @@ impl Slot {
                             return;
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// herd protocol: sends the queue as `C` messages of at most `per_msg`
+    /// connections on `chan` until it is empty or the channel is full.
+    fn send_conns(&self, st: &mut SlotState, chan: BorrowedFd<'_>, per_msg: usize) {
+        while !st.queue.is_empty() {
+            let n = st.queue.len().min(per_msg);
+            let first = st.next_id;
+            let mut buf = std::mem::take(&mut st.buf);
+            Msg::Conns((first..first + n as u64).collect()).encode_into(&mut buf);
+            let res = {
+                let fds: Vec<_> = st.queue.iter().take(n).map(|f| f.as_fd()).collect();
+                send_with_fds(chan, &buf, &fds, true)
+            };
+            st.buf = buf;
+            match res {
+                Ok(_) => {
+                    st.next_id += n as u64;
+                    // Sent: the worker's now, or back through `peer` should
+                    // it die before reading them.
+                    st.queue.drain(..n);
+                    // Counted closes carry no ids: nothing to match.
+                    if self.timed.load(Ordering::Relaxed) && !self.counts_closes() {
+                        let now = Instant::now();
+                        st.started
+                            .extend((first..first + n as u64).map(|id| (id, now)));
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.dead.store(true, Ordering::Release);
+                    return;
                 }
             }
         }
@@ -543,28 +595,29 @@ impl Slot {
     /// accepted). `None` when it is keeping up.
     pub fn stalled_for(&self, now: Instant) -> Option<std::time::Duration> {
         let mut st = self.lock();
+        let node = st
+            .unacked
+            .front()
+            .map(|(_, _, t)| now.saturating_duration_since(*t));
         let Some(peer) = &self.peer else {
-            return st
-                .unacked
-                .front()
-                .map(|(_, _, t)| now.saturating_duration_since(*t));
+            return node;
         };
         let mut head = [0u8; 9];
-        match crate::sys::fdpass::peek(peer.as_fd(), &mut head) {
-            Ok(Some(_)) if head[0] == b'C' => {}
+        let herd = match crate::sys::fdpass::peek(peer.as_fd(), &mut head) {
+            Ok(Some(_)) if head[0] == b'C' => match st.head {
+                Some((h, since)) if h == head => Some(now.saturating_duration_since(since)),
+                _ => {
+                    st.head = Some((head, now));
+                    Some(std::time::Duration::ZERO)
+                }
+            },
             // Empty, or a message that is not a connection (`S`).
             _ => {
                 st.head = None;
-                return None;
+                None
             }
-        }
-        match st.head {
-            Some((h, since)) if h == head => Some(now.saturating_duration_since(since)),
-            _ => {
-                st.head = Some((head, now));
-                Some(std::time::Duration::ZERO)
-            }
-        }
+        };
+        node.max(herd)
     }
 
     /// Marks the slot dead and returns every connection it still holds
