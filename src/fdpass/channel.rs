@@ -38,6 +38,10 @@ pub enum Ended {
 /// two per connection.
 const COALESCE: Duration = Duration::from_millis(1);
 
+/// How often the control-plane task reads a channel while acceptor threads
+/// are reading it after each dispatch anyway.
+const BUSY_POLL: Duration = Duration::from_millis(10);
+
 /// The per-slot read state: receive buffer and Node's line decoder. Held by
 /// whoever is draining the channel (the slot's task or an acceptor thread).
 pub struct Reader {
@@ -79,10 +83,22 @@ fn report(slot: &Slot, plane: &DataPlane, ended: &Ended) {
 }
 
 /// Called by an acceptor thread right after it dispatched to `slot`: reads
-/// whatever the worker sent meanwhile (acks, closes) without waiting. A
-/// broken channel is shut and removed here; the slot's task then sees EOF.
+/// whatever the worker sent meanwhile on the channel its closes come by
+/// (`D`, or Node's acks), without waiting. The rest (a Node app's own
+/// messages beside herd's preload channel) is the slot task's. A broken
+/// channel is shut and removed here; the slot's task then sees EOF.
 pub fn drain_from_acceptor(slot: &Arc<Slot>, plane: &DataPlane) {
-    if let Err(ended) = drain(slot, plane) {
+    let side = if slot.is_fast() {
+        Side::Fast
+    } else {
+        Side::Main
+    };
+    let res = match slot.reader.try_lock() {
+        Ok(mut reader) => drain_one(slot, plane, &mut reader, side),
+        Err(_) => Ok(()), // someone else is reading it
+    };
+    slot.note_acceptor_drain();
+    if let Err(ended) = res {
         if !matches!(ended, Ended::Closed) {
             report(slot, plane, &ended);
             plane.pool.remove(slot);
@@ -162,7 +178,25 @@ async fn run(slot: &Arc<Slot>, plane: &Arc<DataPlane>) -> Ended {
         (ack_timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(500)),
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_check = std::time::Instant::now();
     loop {
+        // Under load the acceptors read this worker's closes after every
+        // dispatch: wake only every BUSY_POLL for the rest (and the hung
+        // check) instead of once per COALESCE on every close.
+        if slot.acceptor_drained_within(BUSY_POLL) {
+            tokio::time::sleep(BUSY_POLL).await;
+            if let Err(ended) = drain(slot, plane) {
+                return ended;
+            }
+            if last_check.elapsed() < tick.period() {
+                continue;
+            }
+            last_check = std::time::Instant::now();
+            if let Some(ended) = hung_or_dead(slot, ack_timeout) {
+                return ended;
+            }
+            continue;
+        }
         // Registered only while waiting: the runtime's epoll is edge
         // triggered, so a registration left in place would wake this thread
         // for every message even while we deliberately wait (COALESCE).
@@ -199,22 +233,29 @@ async fn run(slot: &Arc<Slot>, plane: &Arc<DataPlane>) -> Ended {
                 tokio::time::sleep(COALESCE).await;
             }
             Ok(false) => {
-                if slot
-                    .stalled_for(std::time::Instant::now())
-                    .is_some_and(|age| age > ack_timeout)
-                {
-                    slot.set_inactive();
-                    let _ = crate::sys::process::kill_group(slot.pid, libc::SIGKILL);
-                    return Ended::Hung;
-                }
-                // The acceptor may have seen the end first.
-                if slot.is_dead() {
-                    return Ended::Closed;
+                last_check = std::time::Instant::now();
+                if let Some(ended) = hung_or_dead(slot, ack_timeout) {
+                    return ended;
                 }
             }
             Err(e) => return Ended::Io(e),
         }
     }
+}
+
+/// A worker that left a connection unread for `ack_timeout` is taken out
+/// of rotation and killed; a slot the acceptors found dead ends too.
+fn hung_or_dead(slot: &Slot, ack_timeout: Duration) -> Option<Ended> {
+    if slot
+        .stalled_for(std::time::Instant::now())
+        .is_some_and(|age| age > ack_timeout)
+    {
+        slot.set_inactive();
+        let _ = crate::sys::process::kill_group(slot.pid, libc::SIGKILL);
+        return Some(Ended::Hung);
+    }
+    // The acceptor may have seen the end first.
+    slot.is_dead().then_some(Ended::Closed)
 }
 
 /// A valid herd-protocol message from a worker (no descriptors, not too

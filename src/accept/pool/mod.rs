@@ -160,6 +160,8 @@ pub struct Slot {
     /// The pool's policy reads the EWMA (`least-time`): only then does a
     /// herd connection's send time get recorded.
     timed: AtomicBool,
+    /// When an acceptor thread last read the channel (ns since [`epoch`]).
+    acceptor_drain_at: AtomicU64,
 }
 
 thread_local! {
@@ -224,6 +226,7 @@ impl Slot {
             ewma_ns: AtomicU64::new(0),
             ewma_at: AtomicU64::new(0),
             timed: AtomicBool::new(false),
+            acceptor_drain_at: AtomicU64::new(0),
             core: std::sync::OnceLock::new(),
         }
     }
@@ -255,6 +258,18 @@ impl Slot {
         self.fast_ready.store(true, Ordering::Release);
         let mut st = self.lock();
         self.flush_locked(&mut st);
+    }
+
+    /// An acceptor thread has just read the channel.
+    pub fn note_acceptor_drain(&self) {
+        self.acceptor_drain_at
+            .store(ns_since_epoch(Instant::now()), Ordering::Relaxed);
+    }
+
+    /// Whether an acceptor thread read the channel less than `d` ago.
+    pub fn acceptor_drained_within(&self, d: std::time::Duration) -> bool {
+        let at = self.acceptor_drain_at.load(Ordering::Relaxed);
+        at != 0 && ns_since_epoch(Instant::now()).saturating_sub(at) < d.as_nanos() as u64
     }
 
     /// How connections reach the worker (`herd show`'s `channel`).
