@@ -182,13 +182,18 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     })?;
     let instances = Instances::parse(&a.instances)?;
     let mut runs = Vec::new();
-    for mode in &plan.modes {
-        runs.push(match (mode, &a.target) {
-            (None, Some(target)) => run_target(a, &plan, target)?,
-            (Some(mode), _) => run_mode(a, &plan, *mode, policy, instances)?,
-            (None, None) => unreachable!("plan() gives a mode unless --target is set"),
-        });
+    for round in 1..=a.rounds {
+        for mode in &plan.modes {
+            let mut run = match (mode, &a.target) {
+                (None, Some(target)) => run_target(a, &plan, target)?,
+                (Some(mode), _) => run_mode(a, &plan, *mode, policy, instances)?,
+                (None, None) => unreachable!("plan() gives a mode unless --target is set"),
+            };
+            run["round"] = json!(round);
+            runs.push(run);
+        }
     }
+    let summary = report::summarize(&runs);
     let report = json!({
         "herd_version": crate::protocol::HERD_VERSION,
         "machine": { "cpus": crate::sys::allowed_cpus().len(), "kernel": kernel() },
@@ -197,8 +202,10 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 .unwrap_or_else(|| a.app.clone().unwrap_or_else(|| "herd hello (built-in)".into())),
             "connections": a.connections, "threads": a.threads,
             "duration_s": plan.duration.as_secs_f64(), "pinned": !a.no_pin, "incoming_cpu": a.incoming_cpu, "skew_ms": a.skew_ms,
+            "rounds": a.rounds,
         },
         "runs": runs,
+        "summary": summary,
     });
     if a.json {
         crate::cli::output::print_json(&report)

@@ -84,7 +84,134 @@ pub fn render(report: &Value) -> String {
         }
     }
     out.push_str(&crate::cli::output::table(&header, &rows));
+    if report["config"]["rounds"].as_u64().unwrap_or(1) > 1 {
+        let rows: Vec<Vec<String>> = report["summary"]["medians"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                vec![
+                    m["mode"].as_str().unwrap_or("?").to_string(),
+                    m["scenario"].as_str().unwrap_or("?").to_string(),
+                    m["rounds"].to_string(),
+                    f(&m["rps"], 0),
+                    f(&m["vs_reuseport"], 3),
+                    f(&m["daemon_cpu_us_per_conn"], 2),
+                ]
+            })
+            .collect();
+        out.push_str("\n\nmedians over the rounds:\n");
+        out.push_str(&crate::cli::output::table(
+            &[
+                "mode",
+                "scenario",
+                "rounds",
+                "req/s",
+                "× reuseport",
+                "daemon µs/conn",
+            ],
+            &rows,
+        ));
+    }
     out.push_str("\n\nrequests per worker:\n");
     out.push_str(&details);
     out
+}
+
+/// Label of a run: its mode, with the policy for fdpass.
+fn label(run: &Value) -> String {
+    match run["policy"].as_str() {
+        Some(p) => format!("{} ({p})", run["mode"].as_str().unwrap_or("?")),
+        None => run["mode"].as_str().unwrap_or("?").to_string(),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Per mode and scenario, the median req/s and daemon CPU over the rounds,
+/// and the median req/s relative to reuseport's in the same scenario.
+pub fn summarize(runs: &[Value]) -> Value {
+    let mut groups: Vec<((String, String), Vec<&Value>)> = Vec::new();
+    for run in runs {
+        for s in run["scenarios"].as_array().into_iter().flatten() {
+            let key = (label(run), s["mode"].as_str().unwrap_or("?").to_string());
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(s),
+                None => groups.push((key, vec![s])),
+            }
+        }
+    }
+    let med =
+        |v: &[&Value], field: &str| median(v.iter().filter_map(|s| s[field].as_f64()).collect());
+    let reuseport: Vec<(String, Option<f64>)> = groups
+        .iter()
+        .filter(|((mode, _), _)| mode == "reuseport")
+        .map(|((_, scenario), v)| (scenario.clone(), med(v, "rps")))
+        .collect();
+    let medians: Vec<Value> = groups
+        .iter()
+        .map(|((mode, scenario), v)| {
+            let rps = med(v, "rps");
+            let base = reuseport
+                .iter()
+                .find(|(s, _)| s == scenario)
+                .and_then(|(_, r)| *r);
+            serde_json::json!({
+                "mode": mode,
+                "scenario": scenario,
+                "rounds": v.len(),
+                "rps": rps,
+                "vs_reuseport": rps.zip(base).map(|(a, b)| a / b),
+                "daemon_cpu_us_per_conn": med(v, "daemon_cpu_us_per_conn"),
+            })
+        })
+        .collect();
+    serde_json::json!({ "medians": medians })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(mode: &str, policy: Option<&str>, rps: f64, cpu: f64) -> Value {
+        json!({"mode": mode, "policy": policy, "scenarios": [
+            {"mode": "conn_per_request", "rps": rps, "daemon_cpu_us_per_conn": cpu}
+        ]})
+    }
+
+    #[test]
+    fn medians_per_mode_and_ratio_to_reuseport() {
+        let runs = [
+            run("fdpass", Some("least-conn"), 90.0, 7.0),
+            run("reuseport", None, 100.0, 0.0),
+            run("fdpass", Some("least-conn"), 99.0, 6.0),
+            run("reuseport", None, 110.0, 0.0),
+            run("fdpass", Some("least-conn"), 50.0, 9.0),
+            run("reuseport", None, 90.0, 0.0),
+        ];
+        let s = summarize(&runs);
+        let m = s["medians"].as_array().unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0]["mode"], "fdpass (least-conn)");
+        assert_eq!(m[0]["rounds"], 3);
+        assert_eq!(m[0]["rps"], 90.0);
+        assert_eq!(m[0]["daemon_cpu_us_per_conn"], 7.0);
+        assert_eq!(m[1]["rps"], 100.0);
+        assert_eq!(m[0]["vs_reuseport"], 0.9);
+        assert_eq!(m[1]["vs_reuseport"], 1.0);
+        assert_eq!(median(vec![1.0, 4.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+    }
 }

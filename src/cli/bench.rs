@@ -54,6 +54,11 @@ pub struct BenchArgs {
     /// reuseport: `SO_INCOMING_CPU` on the pinned workers' listeners.
     #[arg(long = "incoming-cpu")]
     pub incoming_cpu: bool,
+    /// Run the modes this many times, alternating (fdpass, reuseport, …,
+    /// fdpass, …), and summarize each by its median: on a noisy machine
+    /// one pass in a row compares moments as much as modes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub rounds: u32,
     /// Print the raw results as JSON.
     #[arg(long)]
     pub json: bool,
