@@ -42,7 +42,13 @@ for app in app slow-app; do
   PORT=$port SLOW_INSTANCE=0 SLOW_MS=5 "$PM2" start "$PWD/bench-apps/node/$app.js" -i 2 --name "pm2-$app" >/dev/null
   wait_port "$port"; sleep 1
   if [ "$app" = app ]; then
-    bench "$port" all > "$OUT/pm2.json"
+    # PM2's God daemon is the cluster primary: its CPU per connection is
+    # the number to put next to herd's daemon.
+    D=$(cat "$PM2_HOME/pm2.pid"); t0=$(awk '{print $14+$15}' "/proc/$D/stat")
+    bench "$port" close > "$OUT/pm2.json"
+    t1=$(awk '{print $14+$15}' "/proc/$D/stat")
+    echo "{\"daemon_cpu_ticks\": $((t1 - t0)), \"clk_tck\": $(getconf CLK_TCK)}" > "$OUT/pm2-daemon-cpu.json"
+    bench "$port" keepalive > "$OUT/pm2-keepalive.json"
   else
     bench "$port" close > "$OUT/pm2-skewed.json"
   fi
@@ -86,16 +92,18 @@ def row(name, f):
         print(f"| {name} | {s['mode']} | {s['rps']:.0f} | {l['p50']} | {l['p99']} | {l['max']} | {s['fairness']['jain']:.4f} | {s['errors']['total']} |")
 print("| server | scenario | req/s | p50 µs | p99 µs | max µs | Jain | errors |")
 print("|---|---|---|---|---|---|---|---|")
-for name, f in [("bare node (1 process)", "bare-node.json"), ("PM2 -i 2", "pm2.json"),
+for name, f in [("bare node (1 process)", "bare-node.json"), ("PM2 -i 2", "pm2.json"), ("PM2 -i 2", "pm2-keepalive.json"),
                 ("herd fdpass -i 2", "herd-fdpass.json"), ("herd fdpass -i 2", "herd-fdpass-keepalive.json"),
                 ("herd reuseport -i 2", "herd-reuseport.json"), ("herd reuseport -i 2", "herd-reuseport-keepalive.json"),
                 ("PM2 -i 2, instance 0 +5 ms", "pm2-skewed.json"),
                 ("herd fdpass -i 2, instance 0 +5 ms", "herd-fdpass-skewed.json"),
                 ("herd reuseport -i 2, instance 0 +5 ms", "herd-reuseport-skewed.json")]:
     row(name, f)
-for mode in ["fdpass", "reuseport"]:
-    c = json.load(open(os.path.join(out, f"herd-{mode}-daemon-cpu.json")))
-    d = json.load(open(os.path.join(out, f"herd-{mode}.json")))
+for name, f in [("PM2", "pm2"), ("herd fdpass", "herd-fdpass"), ("herd reuseport", "herd-reuseport")]:
+    c = json.load(open(os.path.join(out, f"{f}-daemon-cpu.json")))
+    d = json.load(open(os.path.join(out, f"{f}.json")))
     conns = d["runs"][0]["scenarios"][0]["requests"]
-    print(f"herd {mode}: daemon CPU {c['daemon_cpu_ticks'] * 1e6 / c['clk_tck'] / conns:.1f} µs per connection (connection-per-request run)")
+    print(f"{name}: daemon CPU {c['daemon_cpu_ticks'] * 1e6 / c['clk_tck'] / conns:.1f} µs per connection (connection-per-request run)")
+rps = lambda f: json.load(open(os.path.join(out, f)))["runs"][0]["scenarios"][0]["rps"]
+print(f"herd fdpass / PM2, connection per request: {rps('herd-fdpass.json') / rps('pm2.json'):.2f}x")
 PY

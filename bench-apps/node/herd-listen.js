@@ -148,6 +148,13 @@ function fastChannel(fd) {
       const h = server._handle;
       if (target || !h || h instanceof TCP || h instanceof Pipe) return;
       target = server;
+      // Once it closes, read no more: herd takes back what is unread (the
+      // cluster's `close` message, sent from inside close(), tells it to).
+      const closeServer = server.close;
+      server.close = function herdClose(...args) {
+        chan.readStop();
+        return closeServer.apply(this, args);
+      };
       server.prependListener('connection', (socket) => {
         if (arriving === null) return; // a `newconn` connection
         const id = arriving;

@@ -107,7 +107,7 @@ pub fn render(report: &Value) -> String {
                 "scenario",
                 "rounds",
                 "req/s",
-                "× reuseport",
+                "× reuseport (same round)",
                 "daemon µs/conn",
             ],
             &rows,
@@ -139,40 +139,50 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// Per mode and scenario, the median req/s and daemon CPU over the rounds,
-/// and the median req/s relative to reuseport's in the same scenario.
+/// Per mode and scenario: the median req/s and daemon CPU over the rounds,
+/// and the median of the per-round ratios of its req/s to reuseport's in
+/// the same round and scenario (paired: the machine's speed drifts between
+/// rounds, so medians of the two sets would compare different moments).
 pub fn summarize(runs: &[Value]) -> Value {
-    let mut groups: Vec<((String, String), Vec<&Value>)> = Vec::new();
+    type Key = (String, String);
+    // (label, scenario) → [(round, scenario result)]
+    let mut groups: Vec<(Key, Vec<(u64, &Value)>)> = Vec::new();
     for run in runs {
+        let round = run["round"].as_u64().unwrap_or(1);
         for s in run["scenarios"].as_array().into_iter().flatten() {
             let key = (label(run), s["mode"].as_str().unwrap_or("?").to_string());
             match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, v)) => v.push(s),
-                None => groups.push((key, vec![s])),
+                Some((_, v)) => v.push((round, s)),
+                None => groups.push((key, vec![(round, s)])),
             }
         }
     }
-    let med =
-        |v: &[&Value], field: &str| median(v.iter().filter_map(|s| s[field].as_f64()).collect());
-    let reuseport: Vec<(String, Option<f64>)> = groups
-        .iter()
-        .filter(|((mode, _), _)| mode == "reuseport")
-        .map(|((_, scenario), v)| (scenario.clone(), med(v, "rps")))
-        .collect();
+    let med = |v: &[(u64, &Value)], field: &str| {
+        median(v.iter().filter_map(|(_, s)| s[field].as_f64()).collect())
+    };
+    let reuseport_rps = |scenario: &str, round: u64| {
+        groups
+            .iter()
+            .find(|((mode, sc), _)| mode == "reuseport" && sc == scenario)
+            .and_then(|(_, v)| v.iter().find(|(r, _)| *r == round))
+            .and_then(|(_, s)| s["rps"].as_f64())
+            .filter(|&r| r > 0.0)
+    };
     let medians: Vec<Value> = groups
         .iter()
         .map(|((mode, scenario), v)| {
-            let rps = med(v, "rps");
-            let base = reuseport
+            let ratios: Vec<f64> = v
                 .iter()
-                .find(|(s, _)| s == scenario)
-                .and_then(|(_, r)| *r);
+                .filter_map(|(round, s)| {
+                    Some(s["rps"].as_f64()? / reuseport_rps(scenario, *round)?)
+                })
+                .collect();
             serde_json::json!({
                 "mode": mode,
                 "scenario": scenario,
                 "rounds": v.len(),
-                "rps": rps,
-                "vs_reuseport": rps.zip(base).map(|(a, b)| a / b),
+                "rps": med(v, "rps"),
+                "vs_reuseport": median(ratios),
                 "daemon_cpu_us_per_conn": med(v, "daemon_cpu_us_per_conn"),
             })
         })
@@ -185,28 +195,30 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn run(mode: &str, policy: Option<&str>, rps: f64, cpu: f64) -> Value {
-        json!({"mode": mode, "policy": policy, "scenarios": [
+    fn run(round: u64, mode: &str, policy: Option<&str>, rps: f64, cpu: f64) -> Value {
+        json!({"round": round, "mode": mode, "policy": policy, "scenarios": [
             {"mode": "conn_per_request", "rps": rps, "daemon_cpu_us_per_conn": cpu}
         ]})
     }
 
     #[test]
-    fn medians_per_mode_and_ratio_to_reuseport() {
+    fn medians_per_mode_and_paired_ratio_to_reuseport() {
+        // A fast round, a slow one and a middling one: the ratio is taken
+        // within each round (0.9, 0.5, 0.95), then its median.
         let runs = [
-            run("fdpass", Some("least-conn"), 90.0, 7.0),
-            run("reuseport", None, 100.0, 0.0),
-            run("fdpass", Some("least-conn"), 99.0, 6.0),
-            run("reuseport", None, 110.0, 0.0),
-            run("fdpass", Some("least-conn"), 50.0, 9.0),
-            run("reuseport", None, 90.0, 0.0),
+            run(1, "fdpass", Some("least-conn"), 180.0, 7.0),
+            run(1, "reuseport", None, 200.0, 0.0),
+            run(2, "fdpass", Some("least-conn"), 50.0, 6.0),
+            run(2, "reuseport", None, 100.0, 0.0),
+            run(3, "fdpass", Some("least-conn"), 95.0, 9.0),
+            run(3, "reuseport", None, 100.0, 0.0),
         ];
         let s = summarize(&runs);
         let m = s["medians"].as_array().unwrap();
         assert_eq!(m.len(), 2);
         assert_eq!(m[0]["mode"], "fdpass (least-conn)");
         assert_eq!(m[0]["rounds"], 3);
-        assert_eq!(m[0]["rps"], 90.0);
+        assert_eq!(m[0]["rps"], 95.0);
         assert_eq!(m[0]["daemon_cpu_us_per_conn"], 7.0);
         assert_eq!(m[1]["rps"], 100.0);
         assert_eq!(m[0]["vs_reuseport"], 0.9);

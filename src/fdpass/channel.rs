@@ -390,9 +390,14 @@ fn on_node(slot: &Slot, plane: &DataPlane, decoder: &mut LineDecoder) -> Result<
                 }
                 None
             }
-            // The worker closed its server: it takes no more connections.
+            // The worker closed its server: it takes no more connections,
+            // and those still unread on herd's preload channel go elsewhere.
             FromWorker::Close { .. } => {
                 slot.set_inactive();
+                let fds = slot.reclaim();
+                if !fds.is_empty() {
+                    plane.pool.redispatch(fds);
+                }
                 None
             }
             FromWorker::ExitedAfterDisconnect { seq } => Some(node::ack(seq)),

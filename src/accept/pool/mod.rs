@@ -644,17 +644,39 @@ impl Slot {
         let _ = crate::sys::fdpass::shutdown(self.chan.as_fd());
         let mut st = self.lock();
         let mut fds: Vec<OwnedFd> = st.unacked.drain(..).map(|(_, fd, _)| fd).collect();
-        if let Some(peer) = &self.peer {
-            let mut buf = [0u8; crate::fdpass::herd::MAX_MSG];
-            while let Ok((n, _)) = recv_with_fds(peer.as_fd(), &mut buf, &mut fds, true) {
-                if n == 0 {
-                    break;
-                }
-            }
-        }
+        fds.extend(self.unread(&mut st));
         fds.extend(st.queue.drain(..));
         st.started.clear();
         self.in_flight.store(0, Ordering::Relaxed);
+        fds
+    }
+
+    /// Takes back the connections the worker has not read from its
+    /// herd-protocol channel (through the daemon's copy of its end), for
+    /// re-dispatch: a worker that closed its server reads no more.
+    pub fn reclaim(&self) -> Vec<OwnedFd> {
+        let mut st = self.lock();
+        let fds = self.unread(&mut st);
+        self.done(fds.len());
+        fds
+    }
+
+    fn unread(&self, st: &mut SlotState) -> Vec<OwnedFd> {
+        let mut fds = Vec::new();
+        let Some(peer) = &self.peer else {
+            return fds;
+        };
+        let mut buf = [0u8; crate::fdpass::herd::MAX_MSG];
+        while let Ok((n, _)) = recv_with_fds(peer.as_fd(), &mut buf, &mut fds, true) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(Msg::Conns(ids)) = Msg::decode(&buf[..n]) {
+                for id in ids {
+                    st.started.remove(&id);
+                }
+            }
+        }
         fds
     }
 }

@@ -271,3 +271,25 @@ fn closes_counted_in_the_shared_page_lower_the_load_and_time_the_worker() {
     // Counted closes leave nothing behind in the per-id start times.
     assert!(s.lock().started.is_empty());
 }
+
+#[test]
+fn unread_connections_are_reclaimed_from_a_worker_that_stopped_reading() {
+    let pool = Pool::new(Policy::LeastTime);
+    let (s, w) = slot(0);
+    pool.add(s.clone());
+    pool.slot_ready(&s);
+    for _ in 0..3 {
+        pool.dispatch(conn());
+    }
+    for id in 0..3 {
+        assert_eq!(recv(&w), (Msg::Conns(vec![id]), 1));
+    }
+    pool.dispatch(conn());
+    pool.dispatch(conn());
+    assert_eq!(s.load(), 5);
+    // The worker read the first three; the two after are taken back.
+    assert_eq!(s.reclaim().len(), 2);
+    assert_eq!(s.load(), 3);
+    assert_eq!(s.lock().started.len(), 3, "only the read ones are timed");
+    assert!(s.reclaim().is_empty());
+}
