@@ -3,6 +3,7 @@
 # -i 2) with nginx (2 workers, `listen ... reuseport`, `return 200`), all
 # loaded by herd's own load generator. Installs nginx with apt-get when it is
 # missing (never assumed). Raw JSON goes to bench-results/compare-nginx-<date>/.
+# ROUNDS=N alternating rounds (default 3), compared within each round.
 # Usage: bench-apps/compare-nginx.sh [seconds-per-scenario]   (default 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,23 +38,38 @@ http {
 CONF
 cleanup() { [ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true; sleep 0.2; rm -rf "$TMP"; }
 trap cleanup EXIT
-"$NGINX" -c "$TMP/nginx.conf" -p "$TMP" 2>/dev/null
-for _ in $(seq 100); do curl -s -m 1 "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.05; done
-"$HERD" bench --target "127.0.0.1:$PORT" -d "$SECS" --json > "$OUT/nginx.json"
-kill "$(cat "$TMP/nginx.pid")"; rm -f "$TMP/nginx.pid"
-"$HERD" bench -i 2 --mode all -d "$SECS" --json > "$OUT/herd.json"
+# Alternating rounds (nginx, then herd), compared within each round: this
+# machine's speed drifts more between minutes than the servers differ.
+ROUNDS=${ROUNDS:-3}
+for i in $(seq "$ROUNDS"); do
+  "$NGINX" -c "$TMP/nginx.conf" -p "$TMP" 2>/dev/null
+  for _ in $(seq 100); do curl -s -m 1 "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.05; done
+  "$HERD" bench --target "127.0.0.1:$PORT" -d "$SECS" --json > "$OUT/nginx-$i.json"
+  kill "$(cat "$TMP/nginx.pid")"; rm -f "$TMP/nginx.pid"; sleep 0.3
+  "$HERD" bench -i 2 --mode all -d "$SECS" --json > "$OUT/herd-$i.json"
+done
 
-python3 - "$OUT" <<'PY'
-import json, os, sys
-out = sys.argv[1]
-print("| server | scenario | req/s | p50 µs | p99 µs | Jain | daemon µs/conn |")
-print("|---|---|---|---|---|---|---|")
-for f in ["nginx.json", "herd.json"]:
-    d = json.load(open(os.path.join(out, f)))
-    for r in d["runs"]:
-        name = "nginx 2 workers reuseport" if r["mode"] == "external" else f"herd hello {r['mode']}"
-        for s in r["scenarios"]:
-            l = s["latency_us"]
-            cpu = s.get("daemon_cpu_us_per_conn")
-            print(f"| {name} | {s['mode']} | {s['rps']:.0f} | {l['p50']} | {l['p99']} | {s['fairness']['jain']:.4f} | {'-' if cpu is None else f'{cpu:.1f}'} |")
+python3 - "$OUT" "$ROUNDS" <<'PY'
+import json, os, sys, statistics
+out, rounds = sys.argv[1], int(sys.argv[2])
+print("| round | server | scenario | req/s | p50 µs | p99 µs | Jain | daemon µs/conn |")
+print("|---|---|---|---|---|---|---|---|")
+ratios = {}
+for i in range(1, rounds + 1):
+    nginx = {}
+    for f in [f"nginx-{i}.json", f"herd-{i}.json"]:
+        d = json.load(open(os.path.join(out, f)))
+        for r in d["runs"]:
+            name = "nginx 2 workers reuseport" if r["mode"] == "external" else f"herd hello {r['mode']}"
+            for s in r["scenarios"]:
+                l = s["latency_us"]
+                cpu = s.get("daemon_cpu_us_per_conn")
+                print(f"| {i} | {name} | {s['mode']} | {s['rps']:.0f} | {l['p50']} | {l['p99']} | {s['fairness']['jain']:.4f} | {'-' if cpu is None else f'{cpu:.1f}'} |")
+                if r["mode"] == "external":
+                    nginx[s["mode"]] = s["rps"]
+                else:
+                    ratios.setdefault((r["mode"], s["mode"]), []).append(s["rps"] / nginx[s["mode"]])
+print()
+for (mode, scenario), v in ratios.items():
+    print(f"herd {mode} / nginx, {scenario}: median {statistics.median(v):.3f} over {len(v)} rounds ({', '.join(f'{x:.3f}' for x in v)})")
 PY
