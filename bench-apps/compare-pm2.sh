@@ -34,6 +34,9 @@ APP=$PWD/bench-apps/node/app.js
 SLOWAPP=$PWD/bench-apps/node/slow-app.js
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do curl -s -m 1 "http://127.0.0.1:$1/" >/dev/null && return 0; sleep 0.05; done; return 1; }
+# utime + stime of a process. Fields are counted after the `(comm)` field,
+# which may hold spaces ("PM2 v7.0.4: God Daemon").
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 bench() { "$HERD" bench --target "127.0.0.1:$1" -d "$SECS" -c 64 --json --scenario "$2"; }
 
 # PM2, cluster mode, -i 2.
@@ -44,9 +47,9 @@ for app in app slow-app; do
   if [ "$app" = app ]; then
     # PM2's God daemon is the cluster primary: its CPU per connection is
     # the number to put next to herd's daemon.
-    D=$(cat "$PM2_HOME/pm2.pid"); t0=$(awk '{print $14+$15}' "/proc/$D/stat")
+    D=$(cat "$PM2_HOME/pm2.pid"); t0=$(cpu_ticks "$D")
     bench "$port" close > "$OUT/pm2.json"
-    t1=$(awk '{print $14+$15}' "/proc/$D/stat")
+    t1=$(cpu_ticks "$D")
     echo "{\"daemon_cpu_ticks\": $((t1 - t0)), \"clk_tck\": $(getconf CLK_TCK)}" > "$OUT/pm2-daemon-cpu.json"
     bench "$port" keepalive > "$OUT/pm2-keepalive.json"
   else
@@ -62,10 +65,10 @@ for mode in fdpass reuseport; do
     "$HERD" start "$PWD/bench-apps/node/$app.js" -i 2 --name "herd-$app" --mode "$mode" --port "$port" \
       --host 127.0.0.1 --env SLOW_INSTANCE=0 --env SLOW_MS=5 >/dev/null
     wait_port "$port"; sleep 1
-    D=$(cat "$HERD_HOME/herd.pid"); t0=$(awk '{print $14+$15}' "/proc/$D/stat")
+    D=$(cat "$HERD_HOME/herd.pid"); t0=$(cpu_ticks "$D")
     if [ "$app" = app ]; then
       bench "$port" close > "$OUT/herd-$mode.json"
-      t1=$(awk '{print $14+$15}' "/proc/$D/stat")
+      t1=$(cpu_ticks "$D")
       echo "{\"daemon_cpu_ticks\": $((t1 - t0)), \"clk_tck\": $(getconf CLK_TCK)}" > "$OUT/herd-$mode-daemon-cpu.json"
       bench "$port" keepalive > "$OUT/herd-$mode-keepalive.json"
     else

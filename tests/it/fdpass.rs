@@ -178,14 +178,6 @@ fn fairness_least_conn_epoll() {
     fairness("least-conn", "epoll");
 }
 
-fn signal(pid: i64, sig: &str) {
-    assert!(std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
-}
-
 /// Connections sent to a worker that dies before acknowledging them are
 /// re-dispatched: a worker is frozen (SIGSTOP) so it holds some, then killed.
 #[test]
@@ -203,25 +195,7 @@ fn killed_worker_loses_nothing(io: &str) {
     let port = free_port();
     let l = start_hello_mode(&h, port, "fdpass", &["-i", "2", "--policy", "round-robin"]);
     let victim = l[0]["pid"].as_i64().unwrap();
-    signal(victim, "-STOP");
-    let burst = std::thread::spawn(move || load_n(port, 200, 8));
-    // Wait until the frozen worker holds connections, then kill it.
-    let deadline = Instant::now() + T;
-    while h.list()[0]["in_flight"].as_u64().unwrap_or(0) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the frozen worker never got a connection"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    signal(victim, "-KILL");
-    let r = burst.join().unwrap();
-    assert_eq!(r.errors.total(), 0, "connections lost: {:?}", r.errors);
-    assert_eq!(r.requests, 200);
-    assert!(
-        !r.per_worker.contains_key(&victim.to_string()),
-        "the frozen worker served nothing"
-    );
+    kill_a_frozen_worker_under_load(&h, port, victim);
 }
 
 /// A worker that stops acknowledging is taken out of rotation and killed

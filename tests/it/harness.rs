@@ -367,3 +367,40 @@ pub fn start_on(h: &TestHome, script: &str, port: u16, extra: &[&str]) {
     args.extend_from_slice(extra);
     h.run(&args).ok();
 }
+
+/// Sends `sig` (`-STOP`, `-KILL`, …) to `pid` with kill(1).
+pub fn signal(pid: i64, sig: &str) {
+    assert!(Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Freezes `victim` (instance 0 of `h`'s app, serving on `port`), loads the
+/// port with 200 connection-per-request requests over 8 connections, waits
+/// until the frozen worker holds some, kills it, and checks that every
+/// request was answered and none by the victim: what it held and never read
+/// went to the other worker.
+pub fn kill_a_frozen_worker_under_load(h: &TestHome, port: u16, victim: i64) {
+    signal(victim, "-STOP");
+    let burst = std::thread::spawn(move || {
+        load(port, herd::bench::load::LoadMode::ConnPerRequest, 8, 2, 200)
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while h.list()[0]["in_flight"].as_u64().unwrap_or(0) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the frozen worker never got a connection"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal(victim, "-KILL");
+    let r = burst.join().unwrap();
+    assert_eq!(r.errors.total(), 0, "connections lost: {:?}", r.errors);
+    assert_eq!(r.requests, 200);
+    assert!(
+        !r.per_worker.contains_key(&victim.to_string()),
+        "the frozen worker served nothing"
+    );
+}

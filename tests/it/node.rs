@@ -132,33 +132,7 @@ fn killed_node_worker_loses_no_connection() {
         l.iter().all(|i| i["channel"] == "node-preload")
     });
     let victim = l[0]["pid"].as_i64().unwrap();
-    let kill = |sig: &str| {
-        assert!(std::process::Command::new("kill")
-            .args([sig, &victim.to_string()])
-            .status()
-            .unwrap()
-            .success())
-    };
-    kill("-STOP");
-    let burst = std::thread::spawn(move || {
-        load(port, herd::bench::load::LoadMode::ConnPerRequest, 8, 2, 200)
-    });
-    let deadline = std::time::Instant::now() + T;
-    while h.list()[0]["in_flight"].as_u64().unwrap_or(0) == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the frozen worker never got a connection"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    kill("-KILL");
-    let r = burst.join().unwrap();
-    assert_eq!(r.errors.total(), 0, "connections lost: {:?}", r.errors);
-    assert_eq!(r.requests, 200);
-    assert!(
-        !r.per_worker.contains_key(&victim.to_string()),
-        "the frozen worker served nothing"
-    );
+    kill_a_frozen_worker_under_load(&h, port, victim);
 }
 
 #[test]
