@@ -5,26 +5,30 @@
 # seconds. Prints one line per scenario; raw JSON goes to
 # bench-results/reload-cadence-<date>/.
 # Usage: bench-apps/measure-reload-cadence.sh [every-seconds] [seconds]   (default 5 20)
+# EXTRA='--policy least-time' adds flags to `herd start` (and a tag to the
+# file names).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HERD=${HERD:-$PWD/target/release/herd}
 EVERY=${1:-5}
 SECS=${2:-20}
 APP=${APP:-node}
+read -r -a EXTRA_ARGS <<< "${EXTRA:-}"
+TAG=$(printf '%s' "${EXTRA:-}" | tr -c 'A-Za-z0-9' '-' | sed 's/^-*//')
 OUT=bench-results/reload-cadence-$(date +%Y%m%d)
 mkdir -p "$OUT"
 export HERD_HOME=$(mktemp -d /tmp/herd-cadence.XXXXXX)
 trap '"$HERD" kill >/dev/null 2>&1 || true; rm -rf "$HERD_HOME"' EXIT
 port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 if [ "$APP" = hello ]; then
-  "$HERD" start "$HERD" --interpreter none -i 2 --name app --port "$port" --host 127.0.0.1 -- hello >/dev/null
+  "$HERD" start "$HERD" --interpreter none -i 2 --name app --port "$port" --host 127.0.0.1 ${EXTRA_ARGS[@]+"${EXTRA_ARGS[@]}"} -- hello >/dev/null
 else
-  "$HERD" start bench-apps/node/app.js -i 2 --name app --port "$port" --host 127.0.0.1 >/dev/null
+  "$HERD" start bench-apps/node/app.js -i 2 --name app --port "$port" --host 127.0.0.1 ${EXTRA_ARGS[@]+"${EXTRA_ARGS[@]}"} >/dev/null
 fi
 until "$HERD" list --json | python3 -c 'import json,sys; l=json.load(sys.stdin); sys.exit(0 if l and all(i["ready"] for i in l) else 1)'; do sleep 0.05; done
 sleep 1
 for sc in close keepalive; do
-  base="$OUT/$APP-every${EVERY}s-$sc"
+  base="$OUT/$APP${TAG:+-$TAG}-every${EVERY}s-$sc"
   "$HERD" bench --target "127.0.0.1:$port" --scenario "$sc" -d "$SECS" -c 4 --threads 1 --json > "$base-steady.json"
   "$HERD" bench --target "127.0.0.1:$port" --scenario "$sc" -d "$SECS" -c 4 --threads 1 --json > "$base-reloading.json" &
   bench=$!

@@ -129,6 +129,18 @@ pub struct PlaneConfig {
     pub multishot: bool,
     /// A worker holding a connection unacknowledged this long is hung.
     pub ack_timeout_ms: u64,
+    /// `warmup`: before a new worker joins the rotation, the daemon sends it
+    /// `GET warmup_path` requests on one keep-alive connection for this
+    /// long (0: off), so its JIT is warm when real traffic comes.
+    #[serde(default)]
+    pub warmup_ms: u64,
+    /// The path the warm-up requests ask for.
+    #[serde(default = "default_warmup_path")]
+    pub warmup_path: String,
+}
+
+fn default_warmup_path() -> String {
+    "/".into()
 }
 
 /// Default hung-worker threshold.
@@ -142,6 +154,8 @@ impl Default for PlaneConfig {
             backlog: None,
             multishot: true,
             ack_timeout_ms: DEFAULT_ACK_TIMEOUT_MS,
+            warmup_ms: 0,
+            warmup_path: default_warmup_path(),
         }
     }
 }
@@ -311,6 +325,58 @@ impl DataPlane {
                 Err(e) => crate::daemon::log(format_args!("cannot start acceptor thread {i}: {e}")),
             }
         }
+    }
+
+    /// A worker said it is ready (herd `R`, Node `listening`/`ready`): it
+    /// joins the rotation, after the warm-up when the app has one.
+    pub fn slot_ready(&self, slot: &pool::Slot) {
+        if self.cfg.warmup_ms == 0 {
+            return self.pool.slot_ready(slot);
+        }
+        match slot.begin_warmup() {
+            pool::Warmup::Start => {}
+            pool::Warmup::Running => return, // the warm-up thread finishes it
+            pool::Warmup::Done => return self.pool.slot_ready(slot),
+        }
+        if let Err(e) = self.warm_up(slot) {
+            crate::daemon::log(format_args!(
+                "instance {} (pid {}): no warm-up ({e}); it joins the rotation now",
+                slot.instance_id, slot.pid
+            ));
+            slot.end_warmup();
+            self.pool.slot_ready(slot);
+        }
+    }
+
+    /// Gives the worker the server end of a fresh loopback connection (it
+    /// alone gets it: the worker is not in the rotation yet), then sends
+    /// requests on the client end from a thread of its own for `warmup_ms`,
+    /// and puts the worker into the rotation after that.
+    fn warm_up(&self, slot: &pool::Slot) -> std::io::Result<()> {
+        let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+        let mut client = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let (server, _) = listener.accept()?;
+        let _ = client.set_nodelay(true);
+        self.pool.deliver_to(slot, server.into());
+        let (pool, pid, id) = (self.pool.clone(), slot.pid, slot.instance_id);
+        let path = self.cfg.warmup_path.clone();
+        let limit = std::time::Duration::from_millis(self.cfg.warmup_ms);
+        std::thread::Builder::new()
+            .name("herd-warmup".into())
+            .spawn(move || {
+                let t0 = std::time::Instant::now();
+                let n = crate::bench::load::warm(&mut client, &path, t0 + limit);
+                drop(client);
+                crate::daemon::log(format_args!(
+                    "instance {id} (pid {pid}) warmed up: {n} requests for GET {path} in {} ms",
+                    t0.elapsed().as_millis()
+                ));
+                if let Some(slot) = pool.slots().into_iter().find(|s| s.pid == pid) {
+                    slot.end_warmup();
+                    pool.slot_ready(&slot);
+                }
+            })?;
+        Ok(())
     }
 
     /// A plain listener for a *second* port a Node worker asks for. It is

@@ -121,6 +121,14 @@ pub struct StartArgs {
     /// that handled its packets (`SO_INCOMING_CPU`).
     #[arg(long = "incoming-cpu")]
     pub incoming_cpu: bool,
+    /// fdpass: before a new worker joins the rotation, send it `GET /`
+    /// requests on one keep-alive connection for this long (its JIT warms
+    /// up on them, not on your clients). Off by default.
+    #[arg(long, value_name = "DURATION")]
+    pub warmup: Option<String>,
+    /// The path the warm-up requests ask for (default `/`).
+    #[arg(long = "warmup-path", value_name = "PATH")]
+    pub warmup_path: Option<String>,
     /// Log files, timestamps, rotation.
     #[command(flatten)]
     pub logs: super::logs::LogFlags,
@@ -197,6 +205,8 @@ pub struct Overrides {
     wait_ready: bool,
     shutdown_with_message: bool,
     incoming_cpu: bool,
+    warmup_ms: Option<u64>,
+    warmup_path: Option<String>,
     logs: super::logs::LogOverrides,
     watch: bool,
     ignore_watch: Option<Vec<String>>,
@@ -399,6 +409,12 @@ impl Overrides {
                 .map(|ms| ms.max(10)),
             wait_ready: a.wait_ready,
             incoming_cpu: a.incoming_cpu,
+            warmup_ms: duration("--warmup", &a.warmup)?,
+            warmup_path: a
+                .warmup_path
+                .as_deref()
+                .map(|p| config::parse_warmup_path("--warmup-path", p))
+                .transpose()?,
             shutdown_with_message: a.shutdown_with_message,
             logs,
             watch: a.watch,
@@ -487,6 +503,12 @@ impl Overrides {
         }
         spec.wait_ready |= self.wait_ready;
         spec.incoming_cpu |= self.incoming_cpu;
+        if let Some(ms) = self.warmup_ms {
+            spec.plane.warmup_ms = ms;
+        }
+        if let Some(p) = &self.warmup_path {
+            spec.plane.warmup_path = p.clone();
+        }
         spec.shutdown_with_message |= self.shutdown_with_message;
         self.logs.apply(spec);
         if self.watch && spec.watch.is_empty() {

@@ -206,6 +206,10 @@ pub struct AppConfig {
     pub log_type: Option<String>,
     /// `incoming_cpu` (herd): SO_INCOMING_CPU on pinned reuseport listeners.
     pub incoming_cpu: Option<bool>,
+    /// `warmup` (herd, fdpass): warm a new worker this long before it joins.
+    pub warmup_ms: Option<u64>,
+    /// `warmup_path` (herd): the path the warm-up requests ask for.
+    pub warmup_path: Option<String>,
     /// `log_max_size` (herd): rotate log files at this size, in bytes.
     pub log_max_size_bytes: Option<u64>,
     /// `log_retain` (herd): rotated files kept.

@@ -341,6 +341,10 @@ impl AppSpec {
         }
         s.pin = c.pin.unwrap_or(s.pin);
         s.incoming_cpu = c.incoming_cpu.unwrap_or(false);
+        s.plane.warmup_ms = c.warmup_ms.unwrap_or(s.plane.warmup_ms);
+        if let Some(p) = &c.warmup_path {
+            s.plane.warmup_path = p.clone();
+        }
         s.autorestart = c.autorestart.unwrap_or(s.autorestart);
         s.kill_timeout_ms = c.kill_timeout_ms.unwrap_or(s.kill_timeout_ms);
         s.min_uptime_ms = c.min_uptime_ms.unwrap_or(s.min_uptime_ms);
@@ -442,6 +446,25 @@ pub fn parse_duration_ms(what: &str, s: &str) -> Result<u64> {
         expected: "milliseconds (`1600`) or a duration like `1600ms`, `2s`, `1m`".into(),
     };
     ecosystem::units::duration_str_ms(s).ok_or_else(bad)
+}
+
+/// Checks a warm-up request path: an origin-form path (`/`, `/health?x=1`)
+/// of printable ASCII without spaces, at most 1024 bytes.
+pub fn valid_warmup_path(s: &str) -> bool {
+    s.starts_with('/') && s.len() <= 1024 && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Parses `--warmup-path`.
+pub fn parse_warmup_path(what: &str, s: &str) -> Result<String> {
+    if valid_warmup_path(s) {
+        Ok(s.to_string())
+    } else {
+        Err(Error::InvalidArg {
+            what: what.into(),
+            value: s.into(),
+            expected: "a request path starting with `/`, without spaces (`/`, `/health`)".into(),
+        })
+    }
 }
 
 /// Parses a `--port` value: 1 to 65535.

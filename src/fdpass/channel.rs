@@ -293,7 +293,7 @@ fn on_herd(
     nfds: usize,
 ) -> Result<(), String> {
     match worker_msg(msg, truncated, nfds)? {
-        Msg::Ready => plane.pool.slot_ready(slot),
+        Msg::Ready => plane.slot_ready(slot),
         Msg::Acked(_) => slot.acked(),
         Msg::Done(ids) => slot.closed(&ids),
         other => return Err(format!("{other:?} is not a worker message")),
@@ -366,13 +366,13 @@ fn on_node(slot: &Slot, plane: &DataPlane, decoder: &mut LineDecoder) -> Result<
             }
             FromWorker::Listening { .. } => {
                 if slot.note_signal(Slot::LISTENING) {
-                    plane.pool.slot_ready(slot);
+                    plane.slot_ready(slot);
                 }
                 None
             }
             FromWorker::Ready => {
                 if slot.note_signal(Slot::READY) {
-                    plane.pool.slot_ready(slot);
+                    plane.slot_ready(slot);
                 }
                 None
             }

@@ -821,7 +821,8 @@ impl Supervisor {
                 None => None, // deleted meanwhile: `restore` stops the old one
             }
         };
-        let ready_timeout = Duration::from_millis(app.listen_timeout_ms);
+        // A warm-up (fdpass `warmup`) comes on top of getting ready.
+        let ready_timeout = Duration::from_millis(app.listen_timeout_ms + app.plane.warmup_ms);
         if !self.replacement_ready(id, new_pid, ready_timeout).await {
             if let Some(pid) = new_pid {
                 let _ = process::kill_group(pid, libc::SIGKILL);

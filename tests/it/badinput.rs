@@ -143,6 +143,12 @@ fn bad_log_reload_and_policy_values() {
         (&["--policy", "fastest"][..], "`fastest` for --policy"),
         (&["--cron-restart", "61 * * * *"][..], "--cron-restart"),
         (&["--watch-delay", "soon"][..], "--watch-delay"),
+        (&["--warmup", "later"][..], "`later` for --warmup"),
+        (
+            &["--warmup-path", "health"][..],
+            "`health` for --warmup-path",
+        ),
+        (&["--warmup-path", "/a b"][..], "`/a b` for --warmup-path"),
     ] {
         let mut a = vec!["start", script.as_str(), "--name", "x"];
         a.extend_from_slice(args);

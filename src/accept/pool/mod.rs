@@ -162,6 +162,8 @@ pub struct Slot {
     timed: AtomicBool,
     /// When an acceptor thread last read the channel (ns since [`epoch`]).
     acceptor_drain_at: AtomicU64,
+    /// Warm-up: 0 not started, 1 running, 2 done.
+    warmup: AtomicU8,
 }
 
 thread_local! {
@@ -193,6 +195,17 @@ const EWMA_NEW: f64 = 0.2;
 /// An unmeasured EWMA halves every this many ns, so a worker that was slow
 /// (and so gets nothing) is tried again now and then.
 const EWMA_HALF_LIFE_NS: f64 = 500e6;
+
+/// Where a slot's warm-up stands (see `DataPlane::slot_ready`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warmup {
+    /// The caller starts it.
+    Start,
+    /// Under way: its thread puts the slot into the rotation.
+    Running,
+    /// Over (or failed): the slot may join now.
+    Done,
+}
 
 /// Outcome of handing a connection to a slot.
 enum Deliver {
@@ -227,6 +240,7 @@ impl Slot {
             ewma_at: AtomicU64::new(0),
             timed: AtomicBool::new(false),
             acceptor_drain_at: AtomicU64::new(0),
+            warmup: AtomicU8::new(0),
             core: std::sync::OnceLock::new(),
         }
     }
@@ -258,6 +272,23 @@ impl Slot {
         self.fast_ready.store(true, Ordering::Release);
         let mut st = self.lock();
         self.flush_locked(&mut st);
+    }
+
+    /// Claims the warm-up: the first caller starts it.
+    pub fn begin_warmup(&self) -> Warmup {
+        match self
+            .warmup
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Warmup::Start,
+            Err(1) => Warmup::Running,
+            Err(_) => Warmup::Done,
+        }
+    }
+
+    /// The warm-up is over.
+    pub fn end_warmup(&self) {
+        self.warmup.store(2, Ordering::Release);
     }
 
     /// An acceptor thread has just read the channel.
@@ -782,6 +813,13 @@ impl Pool {
         for fd in fds {
             let _ = self.dispatch(fd);
         }
+    }
+
+    /// Hands `fd` to `slot` itself, in or out of the rotation (a warm-up
+    /// connection); it closes if the slot is dead.
+    pub fn deliver_to(&self, slot: &Slot, fd: OwnedFd) {
+        self.dispatches.fetch_add(1, Ordering::Relaxed);
+        let _ = slot.deliver(fd);
     }
 
     /// A slot became ready: connections held while none was ready go out.

@@ -450,6 +450,77 @@ async fn one_request(
     Ok(response)
 }
 
+/// Sends `GET path` requests one after the other on one keep-alive
+/// connection (blocking, each read bounded by the time left) until
+/// `deadline`, the server closes, or an error; returns how many full 2xx
+/// responses came back. The daemon warms a fresh worker with it (`warmup`):
+/// a just-started JIT answers its first thousands of requests slowly.
+pub fn warm(stream: &mut std::net::TcpStream, path: &str, deadline: std::time::Instant) -> u64 {
+    use std::io::{Read, Write};
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: herd-warmup\r\n\r\n");
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 16 * 1024];
+    let mut ok = 0;
+    let mut read_more = |stream: &mut std::net::TcpStream, buf: &mut Vec<u8>| -> bool {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return false;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                buf.len() <= MAX_RESPONSE
+            }
+        }
+    };
+    while std::time::Instant::now() < deadline {
+        if stream.write_all(request.as_bytes()).is_err() {
+            break;
+        }
+        let head = loop {
+            match parse_head(&buf) {
+                Ok(Some(head)) => break Some(head),
+                Ok(None) if buf.len() < MAX_HEAD && read_more(stream, &mut buf) => {}
+                _ => break None,
+            }
+        };
+        let Some(head) = head else { break };
+        let end = if head.chunked {
+            loop {
+                match chunked_end(&buf, head.head_len) {
+                    Ok(Some(end)) => break Some(end),
+                    Ok(None) if read_more(stream, &mut buf) => {}
+                    _ => break None,
+                }
+            }
+        } else if let Some(len) = head.content_length {
+            let end = usize::try_from(len)
+                .ok()
+                .and_then(|l| l.checked_add(head.head_len));
+            loop {
+                match end {
+                    Some(e) if buf.len() >= e => break Some(e),
+                    Some(e) if e <= MAX_RESPONSE && read_more(stream, &mut buf) => {}
+                    _ => break None,
+                }
+            }
+        } else {
+            None // the body runs to EOF: one request is all this connection gives
+        };
+        let Some(end) = end else { break };
+        if (200..300).contains(&head.status) {
+            ok += 1;
+        }
+        if head.close {
+            break;
+        }
+        buf.drain(..end);
+    }
+    ok
+}
+
 /// Appends whatever the socket has to `buf`; EOF here means the response
 /// was cut short.
 async fn read_more(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), Failure> {

@@ -410,6 +410,16 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
     };
 
     let incoming_cpu = f.boolean("incoming_cpu");
+    let warmup_ms = f.duration("warmup");
+    let warmup_path = f.with(
+        "warmup_path",
+        "a request path starting with `/`, without spaces (`/`, `/health`)",
+        |v| {
+            v.as_str()
+                .filter(|s| crate::config::valid_warmup_path(s))
+                .map(str::to_string)
+        },
+    );
     let log_max_size_bytes = f.with("log_max_size", units::SIZE, units::size_bytes);
     let log_retain = f.with(
         "log_retain",
@@ -464,6 +474,8 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
             log_max_size_bytes,
             log_retain,
             incoming_cpu,
+            warmup_ms,
+            warmup_path,
             stop_exit_codes,
             listen_timeout_ms,
             wait_ready,

@@ -61,6 +61,8 @@ pub(super) static KEYS: &[Key] = &[
     key("policy", &[], Acted),
     key("pin", &[], Acted),
     key("incoming_cpu", &[], Acted),
+    key("warmup", &[], Acted),
+    key("warmup_path", &[], Acted),
     key("force", &[], Acted),
     // Restart policy.
     key("autorestart", &[], Acted),

@@ -232,6 +232,8 @@ fn every_key_of_the_all_keys_app() {
         log_max_size_bytes: None,
         log_retain: None,
         incoming_cpu: None,
+        warmup_ms: None,
+        warmup_path: None,
         stop_exit_codes: vec![0, 3],
         listen_timeout_ms: Some(8000),
         wait_ready: Some(true),

@@ -180,7 +180,7 @@ apps:
             "port": 70000, "stop_exit_codes": [1, "x"], "mode": "fast", "policy": "random",
             "watch": 3, "max_restarts": -1, "name_prefix": "x", "args": "'open",
             "env_production": {"A": {"nested": true}}, "instance_var": "A=B", "uid": true,
-            "cwd": ".", "log_max_size": "10X", "log_retain": -1},
+            "cwd": ".", "log_max_size": "10X", "log_retain": -1, "warmup_path": "health"},
             {"name": "v", "script": "/bin/sh", "cwd": "nowhere"}]}"#,
     ));
     let all = e.to_string();
@@ -199,10 +199,11 @@ apps:
         "app `v`: key `cwd`: value `\"nowhere\"`: expected an existing directory: there is none at",
         "key `log_max_size`: value `\"10X\"`: expected",
         "key `log_retain`: value `-1`: expected a whole number of rotated files, 0 or more",
+        "key `warmup_path`: value `\"health\"`: expected a request path starting with `/`",
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }
-    assert_eq!(e.lines().count(), 14, "{all}");
+    assert_eq!(e.lines().count(), 15, "{all}");
 
     let e = load_err(&s.file("badname.json", r#"{"name": "42", "script": "app.js"}"#));
     assert!(
