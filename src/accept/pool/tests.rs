@@ -293,3 +293,31 @@ fn unread_connections_are_reclaimed_from_a_worker_that_stopped_reading() {
     assert_eq!(s.lock().started.len(), 3, "only the read ones are timed");
     assert!(s.reclaim().is_empty());
 }
+
+#[test]
+fn a_worker_scribbling_on_its_counters_page_cannot_upset_the_pool() {
+    let pool = Pool::new(Policy::LeastTime);
+    let (ours, _w) = socketpair(PairKind::SeqPacket).unwrap();
+    let page = SharedPage::new("herd-test").unwrap();
+    let worker = SharedPage::from_fd(page.as_fd().try_clone_to_owned().unwrap()).unwrap();
+    let s = Arc::new(Slot::new(0, 0, SlotProto::Herd, ours).with_counters(page));
+    pool.add(s.clone());
+    pool.slot_ready(&s);
+    worker
+        .word(counters::FLAGS)
+        .store(u64::MAX, Ordering::Relaxed);
+    for _ in 0..3 {
+        pool.dispatch(conn());
+    }
+    // More closes than connections, then the count going backwards, and
+    // nonsense times: in flight stays within 0..=sent, nothing panics.
+    worker
+        .word(counters::CLOSED)
+        .store(u64::MAX, Ordering::Relaxed);
+    worker.word(counters::CLOSED_NS).store(7, Ordering::Relaxed);
+    assert_eq!(s.load(), 0);
+    worker.word(counters::CLOSED).store(1, Ordering::Relaxed);
+    pool.dispatch(conn());
+    assert_eq!(s.load(), 1, "a count going backwards is ignored");
+    assert!(s.service_ns(Instant::now()).is_none_or(|e| e.is_finite()));
+}
