@@ -65,6 +65,10 @@ impl Home {
     pub fn notify_sock(&self) -> PathBuf {
         self.root.join("notify.sock")
     }
+    /// Per-process sd_notify sockets (`notify/<id>.<n>.sock`).
+    pub fn notify_dir(&self) -> PathBuf {
+        self.root.join("notify")
+    }
     /// The daemon's own log.
     pub fn daemon_log(&self) -> PathBuf {
         self.root.join("herd.log")

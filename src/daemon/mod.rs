@@ -156,6 +156,14 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
             started: Instant::now(),
             shutdown: tokio::sync::Notify::new(),
         });
+        // Per-process sockets go here; any left by a dead daemon are stale.
+        let dir = ctx.sup.home().notify_dir();
+        let _ = std::fs::remove_dir_all(&dir);
+        let made = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)));
+        if let Err(e) = made {
+            log(format_args!("cannot create {}: {e}", dir.display()));
+        }
         match crate::sys::notify::bind(&ctx.sup.home().notify_sock()) {
             Ok(sock) => {
                 tokio::task::spawn_local(crate::supervisor::ready::serve_notify(
@@ -172,6 +180,7 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
     let _ = std::fs::remove_file(home.sock());
     let _ = std::fs::remove_file(home.pid_file());
     let _ = std::fs::remove_file(home.notify_sock());
+    let _ = std::fs::remove_dir_all(home.notify_dir());
     log(format_args!("herd daemon {} exits", std::process::id()));
     result
 }

@@ -48,7 +48,7 @@ fn is_executable(p: &Path) -> bool {
 
 /// The full environment of an instance: inherited, then the app's `--env`,
 /// then what herd sets (PM2's names first, so unmodified apps find them).
-pub fn environment(inst: &Instance, home: &Home) -> Vec<(String, String)> {
+pub fn environment(inst: &Instance, notify: &Path) -> Vec<(String, String)> {
     let app = &inst.app;
     let mut env: std::collections::BTreeMap<String, String> = app.base_env.clone();
     env.extend(app.env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -89,7 +89,7 @@ pub fn environment(inst: &Instance, home: &Home) -> Vec<(String, String)> {
     // (any language; herd's hello worker sends it).
     env.insert(
         "NOTIFY_SOCKET".into(),
-        home.notify_sock().to_string_lossy().into_owned(),
+        notify.to_string_lossy().into_owned(),
     );
     if inst.plane.is_none() && is_node_app(inst) {
         // A plain IPC channel, as PM2 gives every Node app: process.send
@@ -243,6 +243,24 @@ pub struct Launched {
     pub captures: Vec<Capture>,
     /// The daemon's end of a Node app's IPC channel outside fdpass mode.
     pub ipc: Option<OwnedFd>,
+    /// This process's own sd_notify socket and its path.
+    pub notify: Option<(OwnedFd, PathBuf)>,
+}
+
+/// A socket of this process's own for sd_notify (`NOTIFY_SOCKET`): a
+/// `READY=1` arriving on it is this process's, whoever in its tree sent it
+/// and even if the sender has already exited (`systemd-notify --ready` in a
+/// wrapper script does). `None` (the daemon's shared socket then, which
+/// attributes by the sender's pid) if it cannot be bound, e.g. a path over
+/// the 108 bytes a unix socket address holds.
+fn own_notify_socket(home: &Home, inst: &Instance) -> Option<(OwnedFd, PathBuf)> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = home.notify_dir().join(format!("{}.{n}.sock", inst.id));
+    if path.as_os_str().len() >= 100 {
+        return None;
+    }
+    crate::sys::notify::bind(&path).ok().map(|s| (s, path))
 }
 
 /// What the daemon keeps of an fdpass instance's channel.
@@ -307,7 +325,11 @@ pub fn launch(inst: &Instance, home: &Home, files: &LogFiles) -> io::Result<Laun
         }
         None => None,
     };
-    let env = environment(inst, home);
+    let notify = NotifySocket(own_notify_socket(home, inst));
+    let notify_path = notify
+        .path()
+        .map_or_else(|| home.notify_sock(), Path::to_path_buf);
+    let env = environment(inst, &notify_path);
     let ipc = match inst.plane.is_none() && is_node_app(inst) {
         true => {
             let (ours, theirs) = socketpair(PairKind::Stream)?;
@@ -356,5 +378,28 @@ pub fn launch(inst: &Instance, home: &Home, files: &LogFiles) -> io::Result<Laun
         chan: chan.map(|(ends, _theirs)| ends),
         captures,
         ipc: ipc.map(|(ours, _theirs)| ours),
+        notify: notify.keep(),
     })
+}
+
+/// A bound notify socket whose file is removed unless the launch gets as
+/// far as handing it over.
+struct NotifySocket(Option<(OwnedFd, PathBuf)>);
+
+impl NotifySocket {
+    fn path(&self) -> Option<&Path> {
+        self.0.as_ref().map(|(_, p)| p.as_path())
+    }
+
+    fn keep(mut self) -> Option<(OwnedFd, PathBuf)> {
+        self.0.take()
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        if let Some((_, p)) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }

@@ -88,6 +88,41 @@ pub async fn read_node_ipc(sup: Rc<Supervisor>, id: u32, pid: i32, chan: Ipc) {
     .await;
 }
 
+/// Serves one process's own notify socket (see `launch::own_notify_socket`)
+/// while that process is the instance's: `READY=1` on it is the process's
+/// ready signal, whoever sent it. Removes the socket file at the end.
+pub async fn serve_own_notify(
+    sup: Rc<Supervisor>,
+    id: u32,
+    pid: i32,
+    sock: OwnedFd,
+    path: std::path::PathBuf,
+) {
+    if let Ok(sock) = fd::async_fd(sock, tokio::io::Interest::READABLE) {
+        let mut buf = [0u8; 4096];
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            let readable = tokio::select! {
+                g = sock.readable() => g.ok(),
+                _ = tick.tick() => None,
+            };
+            if !sup.is_current(id, pid) {
+                break;
+            }
+            let Some(mut guard) = readable else { continue };
+            while let Ok(Ok((n, _))) =
+                guard.try_io(|s| crate::sys::notify::recv(s.get_ref().as_fd(), &mut buf))
+            {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                if text.lines().any(|l| l.trim() == "READY=1") {
+                    sup.on_signal(id, pid, Signal::Ready);
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_file(path);
+}
+
 /// Serves `$HERD_HOME/notify.sock` for the daemon's lifetime.
 pub async fn serve_notify(sup: Rc<Supervisor>, sock: OwnedFd) {
     let sock = match fd::async_fd(sock, tokio::io::Interest::READABLE) {

@@ -399,8 +399,18 @@ impl Supervisor {
                 chan,
                 captures,
                 ipc,
+                notify,
             }) => {
                 inst.on_launched(spawned.pid);
+                if let Some((sock, path)) = notify {
+                    tokio::task::spawn_local(super::ready::serve_own_notify(
+                        self.clone(),
+                        id,
+                        spawned.pid,
+                        sock,
+                        path,
+                    ));
+                }
                 for c in captures {
                     tokio::task::spawn_local(capture::pump(c.pipe, c.encoder, c.files));
                 }
@@ -889,6 +899,15 @@ impl Supervisor {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+
+    /// Whether `pid` is still instance `id`'s process.
+    pub fn is_current(&self, id: u32, pid: i32) -> bool {
+        self.table
+            .borrow()
+            .instances
+            .get(&id)
+            .is_some_and(|i| i.pid == Some(pid))
     }
 
     /// A readiness signal from process `pid` of instance `id`.

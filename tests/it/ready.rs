@@ -54,6 +54,49 @@ fn sd_notify_ready_from_a_child_process() {
     assert_eq!(l[0]["wait_ready"], true);
 }
 
+/// Each process gets a notify socket of its own, so `READY=1` on it counts
+/// even when the sender is gone by the time the daemon reads it (a
+/// `systemd-notify --ready` in a wrapper script exits at once; with one
+/// shared socket its pid could no longer be traced to the instance). Here
+/// the sender is not in the instance's tree at all: the test itself.
+#[test]
+fn ready_on_a_process_own_notify_socket_counts_whoever_sent_it() {
+    let h = TestHome::new();
+    h.run(&[
+        "start",
+        &app("scripts/notify-ready.py"),
+        "--name",
+        "svc",
+        "--wait-ready",
+        "--env",
+        "READY_FILE=/nonexistent/never",
+    ])
+    .ok();
+    let l = h.wait_for("online", T, |l| l.len() == 1 && l[0]["status"] == "online");
+    let pid = l[0]["pid"].as_i64().unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let sock = environ
+        .split(|b| *b == 0)
+        .filter_map(|v| std::str::from_utf8(v).ok()?.strip_prefix("NOTIFY_SOCKET="))
+        .next()
+        .expect("NOTIFY_SOCKET is set")
+        .to_string();
+    assert!(sock.contains("/notify/0."), "a socket of its own: {sock}");
+    stays_unready(&h, Duration::from_millis(200));
+    std::os::unix::net::UnixDatagram::unbound()
+        .unwrap()
+        .send_to(b"READY=1", &sock)
+        .unwrap();
+    h.wait_for("ready", T, |l| l[0]["ready"] == true);
+    // The socket goes with the process.
+    h.run(&["delete", "svc"]).ok();
+    let deadline = Instant::now() + T;
+    while std::path::Path::new(&sock).exists() {
+        assert!(Instant::now() < deadline, "{sock} left behind");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn node_wait_ready_holds_connections_until_process_send_ready() {
     if !node_available() {
