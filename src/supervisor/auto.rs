@@ -56,6 +56,7 @@ impl Wanted {
             always: [
                 Some(home.logs()),
                 home.node_preload().parent().map(PathBuf::from),
+                Some(home.notify_dir()),
             ]
             .into_iter()
             .flatten()

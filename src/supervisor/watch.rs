@@ -62,8 +62,8 @@ pub struct Plan {
     pub cwd: PathBuf,
     /// `ignore_watch`, as written.
     pub patterns: Vec<String>,
-    /// Paths never counted, with everything under them: herd's `logs/` and
-    /// `node/` folders.
+    /// Paths never counted, with everything under them: herd's `logs/`,
+    /// `node/` and `notify/` folders.
     pub always: Vec<PathBuf>,
     /// Folders whose files (not subfolders) never count: herd's home
     /// (`herd.log`, `herd.sock`, `herd.pid`, the saved process list).
