@@ -143,6 +143,9 @@ fn default_warmup_path() -> String {
     "/".into()
 }
 
+/// Requests on each warm-up connection before the next one.
+const WARMUP_PER_CONN: u64 = 8;
+
 /// Default hung-worker threshold.
 pub const DEFAULT_ACK_TIMEOUT_MS: u64 = 5000;
 
@@ -348,27 +351,45 @@ impl DataPlane {
         }
     }
 
-    /// Gives the worker the server end of a fresh loopback connection (it
-    /// alone gets it: the worker is not in the rotation yet), then sends
-    /// requests on the client end from a thread of its own for `warmup_ms`,
-    /// and puts the worker into the rotation after that.
+    /// Sends the worker requests over loopback connections whose server
+    /// ends it alone gets (it is not in the rotation yet), from a thread of
+    /// its own, for `warmup_ms`; then puts it into the rotation. Each
+    /// connection carries [`WARMUP_PER_CONN`] requests, so the code that
+    /// sets up and tears down connections warms up too, not only the
+    /// request path.
     fn warm_up(&self, slot: &pool::Slot) -> std::io::Result<()> {
         let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
-        let mut client = std::net::TcpStream::connect(listener.local_addr()?)?;
-        let (server, _) = listener.accept()?;
-        let _ = client.set_nodelay(true);
-        self.pool.deliver_to(slot, server.into());
+        let first = self.warmup_conn(&listener, slot)?;
         let (pool, pid, id) = (self.pool.clone(), slot.pid, slot.instance_id);
         let path = self.cfg.warmup_path.clone();
         let limit = std::time::Duration::from_millis(self.cfg.warmup_ms);
+        let me = self.me.clone();
         std::thread::Builder::new()
             .name("herd-warmup".into())
             .spawn(move || {
                 let t0 = std::time::Instant::now();
-                let n = crate::bench::load::warm(&mut client, &path, t0 + limit);
-                drop(client);
+                let deadline = t0 + limit;
+                let (mut answered, mut ok, mut conns) = (0, 0, 0);
+                let mut client = Some(first);
+                while let Some(mut c) = client.take() {
+                    conns += 1;
+                    let (n, n_ok) =
+                        crate::bench::load::warm(&mut c, &path, deadline, WARMUP_PER_CONN);
+                    (answered, ok) = (answered + n, ok + n_ok);
+                    drop(c);
+                    if n < WARMUP_PER_CONN || std::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    let (Some(plane), Some(slot)) = (
+                        me.upgrade(),
+                        pool.slots().into_iter().find(|s| s.pid == pid),
+                    ) else {
+                        break;
+                    };
+                    client = plane.warmup_conn(&listener, &slot).ok();
+                }
                 crate::daemon::log(format_args!(
-                    "instance {id} (pid {pid}) warmed up: {n} requests for GET {path} in {} ms",
+                    "instance {id} (pid {pid}) warmed up: {answered} requests for GET {path} ({ok} answered 2xx) on {conns} connections in {} ms",
                     t0.elapsed().as_millis()
                 ));
                 if let Some(slot) = pool.slots().into_iter().find(|s| s.pid == pid) {
@@ -377,6 +398,20 @@ impl DataPlane {
                 }
             })?;
         Ok(())
+    }
+
+    /// One warm-up connection: its server end goes to `slot`; returns the
+    /// client end.
+    fn warmup_conn(
+        &self,
+        listener: &std::net::TcpListener,
+        slot: &pool::Slot,
+    ) -> std::io::Result<std::net::TcpStream> {
+        let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let (server, _) = listener.accept()?;
+        let _ = client.set_nodelay(true);
+        self.pool.deliver_to(slot, server.into());
+        Ok(client)
     }
 
     /// A plain listener for a *second* port a Node worker asks for. It is

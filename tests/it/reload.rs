@@ -142,9 +142,9 @@ fn concurrent_reloads_are_serialized() {
     assert!(seen.is_subset(&want), "{seen:?} vs {want:?}");
 }
 
-/// `--warmup`: a new worker first gets the daemon's own requests, on one
-/// connection, and only then joins the rotation; a reload waits for the
-/// replacement's warm-up before the old worker leaves.
+/// `--warmup`: a new worker first gets the daemon's own requests, on
+/// connections of its own, and only then joins the rotation; a reload
+/// waits for the replacement's warm-up before the old worker leaves.
 #[test]
 fn warmup_comes_before_the_rotation_and_a_reload_waits_for_it() {
     let h = TestHome::new();
@@ -154,28 +154,27 @@ fn warmup_comes_before_the_rotation_and_a_reload_waits_for_it() {
     h.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
         .ok();
     let l = h.wait_for("in rotation", T, |l| l[0]["in_rotation"] == true);
-    assert_eq!(
-        l[0]["dispatched"], 1,
-        "no client yet: the warm-up connection only"
-    );
-    let warmed = |h: &TestHome| -> Vec<u64> {
+    // "warmed up: N requests for GET / (K answered 2xx) on C connections"
+    let warmed = |h: &TestHome| -> Vec<(u64, u64)> {
         std::fs::read_to_string(h.root.join("herd.log"))
             .unwrap_or_default()
             .lines()
             .filter_map(|l| {
-                l.split("warmed up: ")
-                    .nth(1)?
-                    .split(' ')
-                    .next()?
-                    .parse()
-                    .ok()
+                let rest = l.split("warmed up: ").nth(1)?;
+                let ok = rest.split('(').nth(1)?.split(' ').next()?.parse().ok()?;
+                let conns = rest.split(" on ").nth(1)?.split(' ').next()?.parse().ok()?;
+                Some((ok, conns))
             })
             .collect()
     };
     let first = warmed(&h);
     assert!(
-        first.len() == 1 && first[0] > 0,
+        first.len() == 1 && first[0].0 > 0,
         "one warm-up with requests answered: {first:?}"
+    );
+    assert_eq!(
+        l[0]["dispatched"], first[0].1,
+        "no client yet: the warm-up connections only"
     );
     let t0 = std::time::Instant::now();
     h.run(&["reload", "hello"]).ok();
@@ -183,12 +182,13 @@ fn warmup_comes_before_the_rotation_and_a_reload_waits_for_it() {
         t0.elapsed() >= Duration::from_millis(300),
         "the reload returned before the replacement's warm-up ended"
     );
-    assert_eq!(warmed(&h).len(), 2);
+    let both = warmed(&h);
+    assert_eq!(both.len(), 2);
     let l = h.list();
     assert_eq!(l[0]["in_rotation"], true);
     assert_eq!(
-        l[0]["dispatched"], 1,
-        "the replacement's warm-up connection"
+        l[0]["dispatched"], both[1].1,
+        "the replacement's warm-up connections"
     );
     let (status, _, _) = http_get(port).unwrap();
     assert!(status.contains(" 200 "), "{status}");

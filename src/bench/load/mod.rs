@@ -452,16 +452,21 @@ async fn one_request(
 
 /// Sends `GET path` requests one after the other on one keep-alive
 /// connection (blocking, each read bounded by the time left) until
-/// `deadline`, the server closes, or an error; returns how many full 2xx
-/// responses came back. The daemon warms a fresh worker with it (`warmup`):
+/// `at_most` responses, `deadline`, the server closes, or an error;
+/// returns how many full responses came back, and how many of them 2xx. The daemon warms a fresh worker with it (`warmup`):
 /// a just-started JIT answers its first thousands of requests slowly.
-pub fn warm(stream: &mut std::net::TcpStream, path: &str, deadline: std::time::Instant) -> u64 {
+pub fn warm(
+    stream: &mut std::net::TcpStream,
+    path: &str,
+    deadline: std::time::Instant,
+    at_most: u64,
+) -> (u64, u64) {
     use std::io::{Read, Write};
     let request =
         format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: herd-warmup\r\n\r\n");
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 16 * 1024];
-    let mut ok = 0;
+    let (mut done, mut ok) = (0, 0);
     let mut read_more = |stream: &mut std::net::TcpStream, buf: &mut Vec<u8>| -> bool {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
@@ -475,7 +480,7 @@ pub fn warm(stream: &mut std::net::TcpStream, path: &str, deadline: std::time::I
             }
         }
     };
-    while std::time::Instant::now() < deadline {
+    while done < at_most && std::time::Instant::now() < deadline {
         if stream.write_all(request.as_bytes()).is_err() {
             break;
         }
@@ -510,6 +515,7 @@ pub fn warm(stream: &mut std::net::TcpStream, path: &str, deadline: std::time::I
             None // the body runs to EOF: one request is all this connection gives
         };
         let Some(end) = end else { break };
+        done += 1;
         if (200..300).contains(&head.status) {
             ok += 1;
         }
@@ -518,7 +524,7 @@ pub fn warm(stream: &mut std::net::TcpStream, path: &str, deadline: std::time::I
         }
         buf.drain(..end);
     }
-    ok
+    (done, ok)
 }
 
 /// Appends whatever the socket has to `buf`; EOF here means the response
