@@ -24,24 +24,34 @@ fn stays_unready(h: &TestHome, for_: Duration) {
     }
 }
 
+/// Starts `notify-ready.py` as `svc` under `--wait-ready` (it notifies
+/// once `ready_file` exists) and waits until it is online.
+fn start_notifier(
+    h: &TestHome,
+    ready_file: &std::path::Path,
+    extra: &[&str],
+) -> Vec<serde_json::Value> {
+    let env = format!("READY_FILE={}", ready_file.display());
+    let script = app("scripts/notify-ready.py");
+    let mut args = vec![
+        "start",
+        &script,
+        "--name",
+        "svc",
+        "--wait-ready",
+        "--env",
+        &env,
+    ];
+    args.extend_from_slice(extra);
+    h.run(&args).ok();
+    h.wait_for("online", T, |l| l.len() == 1 && l[0]["status"] == "online")
+}
+
 #[test]
 fn sd_notify_ready_from_a_child_process() {
     let h = TestHome::new();
     let flag = h.root.join("go");
-    let env = format!("READY_FILE={}", flag.display());
-    h.run(&[
-        "start",
-        &app("scripts/notify-ready.py"),
-        "--name",
-        "svc",
-        "--wait-ready",
-        "--listen-timeout",
-        "150ms",
-        "--env",
-        &env,
-    ])
-    .ok();
-    h.wait_for("online", T, |l| l.len() == 1 && l[0]["status"] == "online");
+    start_notifier(&h, &flag, &["--listen-timeout", "150ms"]);
     stays_unready(&h, Duration::from_millis(300));
     let log = std::fs::read_to_string(h.root.join("herd.log")).unwrap();
     assert!(
@@ -62,17 +72,7 @@ fn sd_notify_ready_from_a_child_process() {
 #[test]
 fn ready_on_a_process_own_notify_socket_counts_whoever_sent_it() {
     let h = TestHome::new();
-    h.run(&[
-        "start",
-        &app("scripts/notify-ready.py"),
-        "--name",
-        "svc",
-        "--wait-ready",
-        "--env",
-        "READY_FILE=/nonexistent/never",
-    ])
-    .ok();
-    let l = h.wait_for("online", T, |l| l.len() == 1 && l[0]["status"] == "online");
+    let l = start_notifier(&h, std::path::Path::new("/nonexistent/never"), &[]);
     let pid = l[0]["pid"].as_i64().unwrap();
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     let sock = environ
