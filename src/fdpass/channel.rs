@@ -180,11 +180,17 @@ async fn run(slot: &Arc<Slot>, plane: &Arc<DataPlane>) -> Ended {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_check = std::time::Instant::now();
     loop {
+        // Connections the full channel would not take wait in the slot:
+        // nothing from the worker announces that it has read (no message
+        // per connection comes back), so retry every COALESCE until they
+        // are all sent, whether or not another connection arrives.
+        let queued = slot.has_queued();
         // Under load the acceptors read this worker's closes after every
         // dispatch: wake only every BUSY_POLL for the rest (and the hung
         // check) instead of once per COALESCE on every close.
-        if slot.acceptor_drained_within(BUSY_POLL) {
-            tokio::time::sleep(BUSY_POLL).await;
+        if queued || slot.acceptor_drained_within(BUSY_POLL) {
+            tokio::time::sleep(if queued { COALESCE } else { BUSY_POLL }).await;
+            slot.flush();
             if let Err(ended) = drain(slot, plane) {
                 return ended;
             }
@@ -221,6 +227,8 @@ async fn run(slot: &Arc<Slot>, plane: &Arc<DataPlane>) -> Ended {
         let readable = tokio::select! {
             g = afd.readable() => g.map(|_| true),
             g = fast_readable => g,
+            // The channel filled up: loop round to the retry above.
+            () = slot.queued.notified() => Ok(true),
             _ = tick.tick() => Ok(false),
         };
         dup = afd.into_inner();

@@ -302,3 +302,31 @@ fn bad_mode_policy_and_io_values() {
         .fails_with("HERD_IO=`smoke-signals`");
     assert!(bad.list().is_empty());
 }
+
+/// More connections than the worker's channel holds arrive while it is
+/// stopped: the daemon keeps the rest queued, and once the worker runs
+/// again every one of them reaches it, with no new connection to prompt
+/// the daemon.
+#[test]
+fn a_full_channel_drains_once_the_worker_reads_again() {
+    let h = TestHome::new();
+    let port = free_port();
+    let l = start_hello_mode(&h, port, "fdpass", &["-i", "1", "--ack-timeout", "60s"]);
+    let worker = l[0]["pid"].as_i64().unwrap();
+    signal(worker, "-STOP");
+    let n = 600;
+    let burst = std::thread::spawn(move || load_n(port, n, n as usize));
+    let deadline = Instant::now() + T;
+    while h.list()[0]["in_flight"].as_u64().unwrap_or(0) < n {
+        assert!(
+            Instant::now() < deadline,
+            "not all {n} reached the daemon: {}",
+            h.list()[0]["in_flight"]
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(worker, "-CONT");
+    let r = burst.join().unwrap();
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
+    assert_eq!(r.requests, n);
+}

@@ -164,6 +164,9 @@ pub struct Slot {
     acceptor_drain_at: AtomicU64,
     /// Warm-up: 0 not started, 1 running, 2 done.
     warmup: AtomicU8,
+    /// Signalled when the channel was full and connections stayed queued:
+    /// the slot's task then retries until they are sent.
+    pub queued: tokio::sync::Notify,
 }
 
 thread_local! {
@@ -241,6 +244,7 @@ impl Slot {
             timed: AtomicBool::new(false),
             acceptor_drain_at: AtomicU64::new(0),
             warmup: AtomicU8::new(0),
+            queued: tokio::sync::Notify::new(),
             core: std::sync::OnceLock::new(),
         }
     }
@@ -525,12 +529,28 @@ impl Slot {
                             .extend((first..first + n as u64).map(|id| (id, now)));
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.queued.notify_one();
+                    return;
+                }
                 Err(_) => {
                     self.dead.store(true, Ordering::Release);
                     return;
                 }
             }
+        }
+    }
+
+    /// Connections wait in the queue (the channel was full).
+    pub fn has_queued(&self) -> bool {
+        !self.lock().queue.is_empty()
+    }
+
+    /// Sends what waits in the queue, as far as the channel takes it.
+    pub fn flush(&self) {
+        let mut st = self.lock();
+        if !st.queue.is_empty() {
+            self.flush_locked(&mut st);
         }
     }
 
