@@ -72,15 +72,29 @@ fn sd_notify_ready_from_a_child_process() {
 #[test]
 fn ready_on_a_process_own_notify_socket_counts_whoever_sent_it() {
     let h = TestHome::new();
-    let l = start_notifier(&h, std::path::Path::new("/nonexistent/never"), &[]);
-    let pid = l[0]["pid"].as_i64().unwrap();
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    let sock = environ
-        .split(|b| *b == 0)
-        .filter_map(|v| std::str::from_utf8(v).ok()?.strip_prefix("NOTIFY_SOCKET="))
-        .next()
-        .expect("NOTIFY_SOCKET is set")
-        .to_string();
+    start_notifier(&h, std::path::Path::new("/nonexistent/never"), &[]);
+    // The current process's environment (read again if it was replaced
+    // meanwhile: a process that has exited shows an empty one).
+    let deadline = Instant::now() + T;
+    let sock = loop {
+        let l = h.list();
+        let pid = l[0]["pid"].as_i64().unwrap_or(0);
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let found = environ
+            .split(|b| *b == 0)
+            .filter_map(|v| std::str::from_utf8(v).ok()?.strip_prefix("NOTIFY_SOCKET="))
+            .next()
+            .map(str::to_string);
+        if let Some(s) = found {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no NOTIFY_SOCKET in pid {pid}'s environment: {l:#?}\n{}",
+            std::fs::read_to_string(h.root.join("herd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(sock.contains("/notify/0."), "a socket of its own: {sock}");
     stays_unready(&h, Duration::from_millis(200));
     std::os::unix::net::UnixDatagram::unbound()
