@@ -143,6 +143,17 @@ pub fn spawn(plan: &SpawnPlan<'_>) -> io::Result<Spawned> {
             fd.as_raw_fd()
         };
     }
+    // The exec-error pipe too: the child's dup2 onto 3 + i must not close
+    // it, or the parent would take that EOF for a successful exec.
+    let err_wr = if err_wr.as_raw_fd() < high {
+        // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own; the result is a
+        // new descriptor that we own.
+        let dup = cvt(unsafe { libc::fcntl(err_wr.as_raw_fd(), libc::F_DUPFD_CLOEXEC, high) })?;
+        // SAFETY: `dup` was just returned by fcntl and is owned by nobody else.
+        unsafe { OwnedFd::from_raw_fd(dup) }
+    } else {
+        err_wr
+    };
     let fds = ChildFds {
         stdin: devnull.as_raw_fd(),
         stdout: plan.stdout.as_raw_fd(),
