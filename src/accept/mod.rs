@@ -127,7 +127,8 @@ pub struct PlaneConfig {
     pub backlog: Option<i32>,
     /// Multishot accept (false: single-shot, for comparison).
     pub multishot: bool,
-    /// A worker holding a connection unacknowledged this long is hung.
+    /// A worker leaving a connection unread (Node: unaccepted) this long is
+    /// hung.
     pub ack_timeout_ms: u64,
     /// `warmup`: before a new worker joins the rotation, the daemon sends it
     /// `GET warmup_path` requests on one keep-alive connection for this

@@ -70,8 +70,8 @@ pub struct StartArgs {
     /// Listen backlog (default: /proc/sys/net/core/somaxconn).
     #[arg(long, value_name = "N")]
     pub backlog: Option<String>,
-    /// fdpass: a worker that holds a connection unacknowledged this long is
-    /// hung: out of rotation, killed, its connections re-dispatched.
+    /// fdpass: a worker that leaves a connection unread this long is hung:
+    /// out of rotation, killed, its connections re-dispatched.
     #[arg(long = "ack-timeout", value_name = "DURATION")]
     pub ack_timeout: Option<String>,
     /// fdpass: use single-shot accept instead of multishot (for comparison).

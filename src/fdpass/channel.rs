@@ -1,11 +1,10 @@
 //! The daemon's reader for one worker channel: a task on the control-plane
-//! runtime that turns the worker's messages into pool updates (ready, acks,
-//! closes), answers Node's `queryServer`, notices a dead or misbehaving
-//! worker, and takes a hung one out of service.
+//! runtime that turns the worker's messages into pool updates (ready,
+//! closes, Node's acks), answers Node's `queryServer`, notices a dead or
+//! misbehaving worker, and takes a hung one out of service.
 //!
 //! Sending is not done here: acceptor threads send directly (see
-//! `accept::pool`); this task only flushes queues as acknowledgements free
-//! room.
+//! `accept::pool`); this task only retries what a full channel left queued.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +24,8 @@ pub enum Ended {
     Closed,
     /// The worker broke the protocol; the channel was shut.
     Protocol(String),
-    /// The worker stopped acknowledging and was killed.
+    /// The worker left a connection unread (or, Node, unaccepted) for the
+    /// ack timeout and was killed.
     Hung,
     /// A socket error.
     Io(std::io::Error),
@@ -75,7 +75,7 @@ fn report(slot: &Slot, plane: &DataPlane, ended: &Ended) {
             slot.instance_id, slot.pid
         )),
         Ended::Hung => crate::daemon::log(format_args!(
-            "instance {} (pid {}) held a connection unacknowledged for {} ms: killed, its connections re-dispatched",
+            "instance {} (pid {}) left a connection unread for {} ms: killed, its connections re-dispatched",
             slot.instance_id, slot.pid, plane.cfg.ack_timeout_ms
         )),
         Ended::Io(e) => crate::daemon::log(format_args!("instance {} channel error: {e}", slot.instance_id)),

@@ -588,7 +588,7 @@ impl Supervisor {
         let Some(inst) = table.instances.get_mut(&id).filter(|i| i.pid == Some(pid)) else {
             return;
         };
-        // Connections it had not acknowledged go to the other workers.
+        // Connections it never read go to the other workers.
         if let (Some(slot), Some(plane)) = (inst.slot.take(), &inst.plane) {
             plane.pool.remove(&slot);
         }

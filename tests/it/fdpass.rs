@@ -178,7 +178,7 @@ fn fairness_least_conn_epoll() {
     fairness("least-conn", "epoll");
 }
 
-/// Connections sent to a worker that dies before acknowledging them are
+/// Connections sent to a worker that dies before reading them are
 /// re-dispatched: a worker is frozen (SIGSTOP) so it holds some, then killed.
 #[test]
 fn killed_worker_loses_no_connection() {
@@ -198,7 +198,7 @@ fn killed_worker_loses_nothing(io: &str) {
     kill_a_frozen_worker_under_load(&h, port, victim);
 }
 
-/// A worker that stops acknowledging is taken out of rotation and killed
+/// A worker that stops reading its channel is taken out of rotation and killed
 /// after the ack timeout; what it held is served by the others.
 #[test]
 fn hung_worker_is_replaced_and_its_connections_served() {

@@ -463,8 +463,8 @@ impl Slot {
     }
 
     /// Sends what the protocol allows from the queue. A full socket buffer
-    /// leaves the rest queued: the worker's next acknowledgement (which
-    /// follows its next read) flushes again.
+    /// leaves the rest queued and wakes the slot's task (`queued`), which
+    /// retries until they are sent; Node's window reopens on its acks.
     fn flush_locked(&self, st: &mut SlotState) {
         if self.is_dead() {
             return;
