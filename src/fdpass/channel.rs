@@ -302,7 +302,8 @@ fn on_herd(
 ) -> Result<(), String> {
     match worker_msg(msg, truncated, nfds)? {
         Msg::Ready => plane.slot_ready(slot),
-        Msg::Acked(_) => slot.acked(),
+        // Optional since the daemon keeps no copies: a chance to send more.
+        Msg::Acked(_) => slot.flush(),
         Msg::Done(ids) => slot.closed(&ids),
         other => return Err(format!("{other:?} is not a worker message")),
     }

@@ -88,6 +88,13 @@ pub async fn read_node_ipc(sup: Rc<Supervisor>, id: u32, pid: i32, chan: Ipc) {
     .await;
 }
 
+/// Whether an sd_notify datagram has the line `READY=1`.
+fn says_ready(msg: &[u8]) -> bool {
+    String::from_utf8_lossy(msg)
+        .lines()
+        .any(|l| l.trim() == "READY=1")
+}
+
 /// Serves one process's own notify socket (see `launch::own_notify_socket`)
 /// while that process is the instance's: `READY=1` on it is the process's
 /// ready signal, whoever sent it. Removes the socket file at the end.
@@ -113,8 +120,7 @@ pub async fn serve_own_notify(
             while let Ok(Ok((n, _))) =
                 guard.try_io(|s| crate::sys::notify::recv(s.get_ref().as_fd(), &mut buf))
             {
-                let text = String::from_utf8_lossy(&buf[..n]);
-                if text.lines().any(|l| l.trim() == "READY=1") {
+                if says_ready(&buf[..n]) {
                     sup.on_signal(id, pid, Signal::Ready);
                 }
             }
@@ -140,8 +146,7 @@ pub async fn serve_notify(sup: Rc<Supervisor>, sock: OwnedFd) {
         if let Ok(Ok((n, Some(pid)))) =
             guard.try_io(|s| crate::sys::notify::recv(s.get_ref().as_fd(), &mut buf))
         {
-            let text = String::from_utf8_lossy(&buf[..n]);
-            if text.lines().any(|l| l.trim() == "READY=1") {
+            if says_ready(&buf[..n]) {
                 sup.on_notify_ready(pid);
             }
         }

@@ -274,8 +274,7 @@ impl Slot {
     /// go there from now on.
     pub fn set_fast_ready(&self) {
         self.fast_ready.store(true, Ordering::Release);
-        let mut st = self.lock();
-        self.flush_locked(&mut st);
+        self.flush();
     }
 
     /// Claims the warm-up: the first caller starts it.
@@ -473,9 +472,7 @@ impl Slot {
             (SlotProto::Herd, _) => self.send_conns(st, self.chan.as_fd(), MAX_IDS),
             // One connection per message: Node's pipe hands the app one
             // descriptor per read.
-            (SlotProto::Node, Some(fast)) if self.fast_ready.load(Ordering::Acquire) => {
-                self.send_conns(st, fast.as_fd(), 1)
-            }
+            (SlotProto::Node, Some(fast)) if self.is_fast() => self.send_conns(st, fast.as_fd(), 1),
             (SlotProto::Node, _) => {
                 let Some(key) = st.node_key.clone() else {
                     return;
@@ -574,12 +571,6 @@ impl Slot {
     pub fn set_node_key(&self, key: String) {
         let mut st = self.lock();
         st.node_key = Some(key);
-        self.flush_locked(&mut st);
-    }
-
-    /// herd `A` (optional since the daemon keeps no copies): send more.
-    pub fn acked(&self) {
-        let mut st = self.lock();
         self.flush_locked(&mut st);
     }
 

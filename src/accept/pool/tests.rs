@@ -12,6 +12,19 @@ fn slot(id: u32) -> (Arc<Slot>, OwnedFd) {
     )
 }
 
+/// A ready slot of `pool` with a counters page: the slot, the worker's
+/// mapping of the page, and the worker's end of the channel.
+fn counting_slot(pool: &Pool) -> (Arc<Slot>, SharedPage, OwnedFd) {
+    let (ours, theirs) = socketpair(PairKind::SeqPacket).unwrap();
+    crate::sys::fdpass::set_nonblocking(ours.as_fd(), true).unwrap();
+    let page = SharedPage::new("herd-test").unwrap();
+    let worker = SharedPage::from_fd(page.as_fd().try_clone_to_owned().unwrap()).unwrap();
+    let s = Arc::new(Slot::new(0, 0, SlotProto::Herd, ours).with_counters(page));
+    pool.add(s.clone());
+    pool.slot_ready(&s);
+    (s, worker, theirs)
+}
+
 fn conn() -> OwnedFd {
     socketpair(PairKind::Stream).unwrap().0
 }
@@ -241,13 +254,7 @@ fn a_worker_that_stops_reading_is_seen_stalled() {
 #[test]
 fn closes_counted_in_the_shared_page_lower_the_load_and_time_the_worker() {
     let pool = Pool::new(Policy::LeastTime);
-    let (ours, _w) = socketpair(PairKind::SeqPacket).unwrap();
-    crate::sys::fdpass::set_nonblocking(ours.as_fd(), true).unwrap();
-    let page = SharedPage::new("herd-test").unwrap();
-    let worker = SharedPage::from_fd(page.as_fd().try_clone_to_owned().unwrap()).unwrap();
-    let s = Arc::new(Slot::new(0, 0, SlotProto::Herd, ours).with_counters(page));
-    pool.add(s.clone());
-    pool.slot_ready(&s);
+    let (s, worker, _w) = counting_slot(&pool);
     assert!(!s.counts_closes(), "until the worker says so");
     worker
         .word(counters::FLAGS)
@@ -297,12 +304,7 @@ fn unread_connections_are_reclaimed_from_a_worker_that_stopped_reading() {
 #[test]
 fn a_worker_scribbling_on_its_counters_page_cannot_upset_the_pool() {
     let pool = Pool::new(Policy::LeastTime);
-    let (ours, _w) = socketpair(PairKind::SeqPacket).unwrap();
-    let page = SharedPage::new("herd-test").unwrap();
-    let worker = SharedPage::from_fd(page.as_fd().try_clone_to_owned().unwrap()).unwrap();
-    let s = Arc::new(Slot::new(0, 0, SlotProto::Herd, ours).with_counters(page));
-    pool.add(s.clone());
-    pool.slot_ready(&s);
+    let (s, worker, _w) = counting_slot(&pool);
     worker
         .word(counters::FLAGS)
         .store(u64::MAX, Ordering::Relaxed);

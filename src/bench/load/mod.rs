@@ -400,37 +400,22 @@ async fn one_request(
     };
     let response = Response {
         ok: (200..300).contains(&head.status),
-        server_closes: head.close || (head.content_length.is_none() && !head.chunked),
+        server_closes: head.close || head.runs_to_eof(),
     };
-    let end = match head.content_length {
-        _ if head.chunked => loop {
-            // Node's default for `res.end(body)` without a length.
-            match chunked_end(buf, head.head_len) {
+    let end = if head.runs_to_eof() {
+        while sock.read_buf(buf).await.map_err(|e| classify(&e))? > 0 {
+            if buf.len() > MAX_RESPONSE {
+                return Err(Failure::Other);
+            }
+        }
+        buf.len()
+    } else {
+        loop {
+            match response_end(&head, buf) {
                 Ok(Some(end)) => break end,
-                Ok(None) if buf.len() > MAX_RESPONSE => return Err(Failure::Other),
                 Ok(None) => read_more(sock, buf).await?,
                 Err(()) => return Err(Failure::Other),
             }
-        },
-        Some(len) => {
-            let end = usize::try_from(len)
-                .ok()
-                .and_then(|len| len.checked_add(head.head_len))
-                .filter(|&end| end <= MAX_RESPONSE)
-                .ok_or(Failure::Other)?;
-            while buf.len() < end {
-                read_more(sock, buf).await?;
-            }
-            end
-        }
-        None => {
-            // No length: the body runs to EOF.
-            while sock.read_buf(buf).await.map_err(|e| classify(&e))? > 0 {
-                if buf.len() > MAX_RESPONSE {
-                    return Err(Failure::Other);
-                }
-            }
-            buf.len()
         }
     };
     if response.ok {
@@ -492,27 +477,14 @@ pub fn warm(
             }
         };
         let Some(head) = head else { break };
-        let end = if head.chunked {
-            loop {
-                match chunked_end(&buf, head.head_len) {
-                    Ok(Some(end)) => break Some(end),
-                    Ok(None) if read_more(stream, &mut buf) => {}
-                    _ => break None,
-                }
+        // A body that runs to EOF means one request is all this connection
+        // gives: stop there.
+        let end = loop {
+            match response_end(&head, &buf) {
+                Ok(Some(end)) => break Some(end),
+                Ok(None) if read_more(stream, &mut buf) => {}
+                _ => break None,
             }
-        } else if let Some(len) = head.content_length {
-            let end = usize::try_from(len)
-                .ok()
-                .and_then(|l| l.checked_add(head.head_len));
-            loop {
-                match end {
-                    Some(e) if buf.len() >= e => break Some(e),
-                    Some(e) if e <= MAX_RESPONSE && read_more(stream, &mut buf) => {}
-                    _ => break None,
-                }
-            }
-        } else {
-            None // the body runs to EOF: one request is all this connection gives
         };
         let Some(end) = end else { break };
         done += 1;
@@ -548,6 +520,34 @@ struct Head {
     chunked: bool,
     worker: Option<(usize, usize)>,
     close: bool,
+}
+
+/// Where the response whose head is `head` ends in `buf`, for a chunked
+/// body (Node's default for `res.end(body)` without a length) or one with
+/// a `Content-Length`: `Ok(None)` if it is not all there yet, `Err` if it
+/// is malformed, longer than [`MAX_RESPONSE`], or has neither (see
+/// [`Head::runs_to_eof`]).
+fn response_end(head: &Head, buf: &[u8]) -> Result<Option<usize>, ()> {
+    if head.chunked {
+        return match chunked_end(buf, head.head_len)? {
+            None if buf.len() > MAX_RESPONSE => Err(()),
+            end => Ok(end),
+        };
+    }
+    let end = head
+        .content_length
+        .and_then(|len| usize::try_from(len).ok())
+        .and_then(|len| len.checked_add(head.head_len))
+        .filter(|&end| end <= MAX_RESPONSE)
+        .ok_or(())?;
+    Ok((buf.len() >= end).then_some(end))
+}
+
+impl Head {
+    /// Neither chunked nor with a length: the body runs to EOF.
+    fn runs_to_eof(&self) -> bool {
+        self.content_length.is_none() && !self.chunked
+    }
 }
 
 /// Where a chunked body starting at `from` ends (after the last chunk and
