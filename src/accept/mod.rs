@@ -116,6 +116,21 @@ pub fn io_backend() -> Result<Io, String> {
         .clone()
 }
 
+/// Whether acceptors batch their sends (`HERD_CORK`, read once): `1` or
+/// unset, the connections one wake-up accepted reach each worker in one
+/// message; `0`, one message per connection, as before (for measuring what
+/// batching buys).
+pub fn cork_from_env() -> Result<bool, String> {
+    static CHOICE: OnceLock<Result<bool, String>> = OnceLock::new();
+    CHOICE
+        .get_or_init(|| match std::env::var("HERD_CORK").ok().as_deref() {
+            None | Some("") | Some("1") => Ok(true),
+            Some("0") => Ok(false),
+            Some(other) => Err(format!("HERD_CORK=`{other}`: expected `1` or `0`")),
+        })
+        .clone()
+}
+
 /// Data-plane settings of one app.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlaneConfig {
@@ -164,6 +179,53 @@ impl Default for PlaneConfig {
     }
 }
 
+/// An acceptor thread's hand-off of what it accepts to the pool.
+struct Handoff {
+    pool: Arc<Pool>,
+    plane: std::sync::Weak<DataPlane>,
+    accepted: Arc<AtomicU64>,
+    /// Hold a wake-up's connections in the workers' queues until the batch
+    /// ends, then send each worker its share in one message.
+    cork: bool,
+    /// The workers given connections since the batch began (corked).
+    touched: Vec<Arc<pool::Slot>>,
+}
+
+impl crate::sys::epoll::AcceptSink for Handoff {
+    fn conn(&mut self, fd: std::os::fd::OwnedFd) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        let plane = self.plane.upgrade();
+        // Fresh in-flight counts for the pick: one worker in turn before,
+        // the chosen one after. (Not the channels of workers that count
+        // their closes in the shared page: nothing to read there.)
+        let drain = |slot: Option<&Arc<pool::Slot>>| {
+            if let (Some(slot), Some(plane)) = (slot, &plane) {
+                if !slot.counts_closes() {
+                    crate::fdpass::channel::drain_from_acceptor(slot, plane);
+                }
+            }
+        };
+        drain(self.pool.next_to_drain().as_ref());
+        if !self.cork {
+            drain(self.pool.dispatch(fd).as_ref());
+            return;
+        }
+        let chosen = self.pool.dispatch_corked(fd);
+        drain(chosen.as_ref());
+        if let Some(s) = chosen {
+            if !self.touched.iter().any(|t| Arc::ptr_eq(t, &s)) {
+                self.touched.push(s);
+            }
+        }
+    }
+
+    fn batch_end(&mut self) {
+        for s in self.touched.drain(..) {
+            s.flush();
+        }
+    }
+}
+
 struct Acceptor {
     stopper: Arc<Stopper>,
     thread: Option<JoinHandle<()>>,
@@ -175,6 +237,8 @@ pub struct DataPlane {
     pub pool: Arc<Pool>,
     /// The accept backend.
     pub io: Io,
+    /// Acceptors send a wake-up's connections as one message per worker.
+    pub cork: bool,
     /// The settings it was made with.
     pub cfg: PlaneConfig,
     /// Default address for listeners a Node worker asks for.
@@ -195,7 +259,9 @@ impl DataPlane {
     /// A plane with no listener yet.
     pub fn new(cfg: PlaneConfig, cpus: Vec<usize>, host: String) -> Result<Arc<DataPlane>, String> {
         let io = io_backend()?;
+        let cork = cork_from_env()?;
         Ok(Arc::new_cyclic(|me| DataPlane {
+            cork,
             me: me.clone(),
             host,
             pool: Arc::new(Pool::new(cfg.policy)),
@@ -278,6 +344,7 @@ impl DataPlane {
                 }
             }
             let multishot = self.cfg.multishot;
+            let cork = self.cork;
             let thread = std::thread::Builder::new()
                 .name(format!("herd-accept-{i}"))
                 .spawn(move || {
@@ -286,22 +353,12 @@ impl DataPlane {
                     }
                     pool::set_local_cpu(cpu);
                     use std::os::fd::AsFd;
-                    let on_accept = |fd| {
-                        accepted.fetch_add(1, Ordering::Relaxed);
-                        let plane = me.upgrade();
-                        // Fresh in-flight counts for the pick: one worker in
-                        // turn before, the chosen one after.
-                        // (Not the channels of workers that count their
-                        // closes in the shared page: nothing to read there.)
-                        let drain = |slot: Option<Arc<pool::Slot>>| {
-                            if let (Some(slot), Some(plane)) = (slot, &plane) {
-                                if !slot.counts_closes() {
-                                    crate::fdpass::channel::drain_from_acceptor(&slot, plane);
-                                }
-                            }
-                        };
-                        drain(pool.next_to_drain());
-                        drain(pool.dispatch(fd));
+                    let sink = Handoff {
+                        pool,
+                        plane: me,
+                        accepted,
+                        cork,
+                        touched: Vec::new(),
                     };
                     let res = match io {
                         Io::Uring(_) => crate::sys::uring::accept_loop(
@@ -311,11 +368,9 @@ impl DataPlane {
                                 multishot,
                                 ring_entries: 256,
                             },
-                            on_accept,
+                            sink,
                         ),
-                        Io::Epoll(_) => {
-                            crate::sys::epoll::accept_loop(sock.as_fd(), &stop, on_accept)
-                        }
+                        Io::Epoll(_) => crate::sys::epoll::accept_loop(sock.as_fd(), &stop, sink),
                     };
                     if let Err(e) = res {
                         crate::daemon::log(format_args!("acceptor {i} stopped: {e}"));

@@ -227,7 +227,12 @@ impl Supervisor {
                 (Mode::Fdpass, port) => {
                     let p =
                         DataPlane::new(spec.plane.clone(), self.cpus.clone(), spec.host.clone())
-                            .map_err(|e| refuse(e, "unset HERD_IO, or use --mode reuseport"))?;
+                            .map_err(|e| {
+                                refuse(
+                                    e,
+                                    "fix or unset HERD_IO / HERD_CORK, or use --mode reuseport",
+                                )
+                            })?;
                     if let Some(port) = port {
                         p.listen(&spec.host, port).map_err(bind_refusal)?;
                     }

@@ -79,6 +79,14 @@ fn hello_workers_serve_through_epoll_fallback() {
     both_workers_serve(&h, "epoll (forced by HERD_IO=epoll)");
 }
 
+/// `HERD_CORK=0`: one message per connection instead of one per worker
+/// per accept batch (kept for measuring what batching buys).
+#[test]
+fn hello_workers_serve_with_a_message_per_connection() {
+    let h = TestHome::new().with_env("HERD_CORK", "0");
+    both_workers_serve(&h, "");
+}
+
 /// Regression guard for dispatch fairness: 10,000 connections over two
 /// workers must spread evenly (wide margin: Jain ≥ 0.95).
 fn fairness(policy: &str, io: &str) {
@@ -300,6 +308,10 @@ fn bad_mode_policy_and_io_values() {
     let bad = TestHome::new().with_env("HERD_IO", "smoke-signals");
     bad.run(&["start", &script, "-i", "2"])
         .fails_with("HERD_IO=`smoke-signals`");
+    assert!(bad.list().is_empty());
+    let bad = TestHome::new().with_env("HERD_CORK", "yes");
+    bad.run(&["start", &script, "-i", "2"])
+        .fails_with("HERD_CORK=`yes`: expected `1` or `0`");
     assert!(bad.list().is_empty());
 }
 

@@ -449,7 +449,9 @@ impl Slot {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn deliver(&self, fd: OwnedFd) -> Deliver {
+    /// Queues `fd` for the worker and, with `send`, sends the queue; else
+    /// the caller flushes later (a batch of connections in one message).
+    fn deliver(&self, fd: OwnedFd, send: bool) -> Deliver {
         if self.is_dead() {
             return Deliver::Dead(fd);
         }
@@ -457,7 +459,9 @@ impl Slot {
         st.queue.push_back(fd);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.dispatched.fetch_add(1, Ordering::Relaxed);
-        self.flush_locked(&mut st);
+        if send {
+            self.flush_locked(&mut st);
+        }
         Deliver::Ok
     }
 
@@ -830,7 +834,7 @@ impl Pool {
     /// connection); it closes if the slot is dead.
     pub fn deliver_to(&self, slot: &Slot, fd: OwnedFd) {
         self.dispatches.fetch_add(1, Ordering::Relaxed);
-        let _ = slot.deliver(fd);
+        let _ = slot.deliver(fd, true);
     }
 
     /// A slot became ready: connections held while none was ready go out.
@@ -853,11 +857,23 @@ impl Pool {
 
     /// Hands one accepted connection to a worker chosen by the policy;
     /// returns that worker (`None`: held until one is ready).
-    pub fn dispatch(&self, mut fd: OwnedFd) -> Option<Arc<Slot>> {
+    pub fn dispatch(&self, fd: OwnedFd) -> Option<Arc<Slot>> {
+        self.dispatch_with(fd, true)
+    }
+
+    /// [`Self::dispatch`], but the connection waits in the chosen worker's
+    /// queue until the caller calls [`Slot::flush`] on the returned slot, so
+    /// the connections an acceptor took in one wake-up reach each worker in
+    /// one message (one `sendmsg`, one wake-up of the worker).
+    pub fn dispatch_corked(&self, fd: OwnedFd) -> Option<Arc<Slot>> {
+        self.dispatch_with(fd, false)
+    }
+
+    fn dispatch_with(&self, mut fd: OwnedFd, send: bool) -> Option<Arc<Slot>> {
         self.dispatches.fetch_add(1, Ordering::Relaxed);
         for _ in 0..8 {
             let Some(slot) = self.pick() else { break };
-            match slot.deliver(fd) {
+            match slot.deliver(fd, send) {
                 Deliver::Ok => return Some(slot),
                 Deliver::Dead(back) => fd = back,
             }

@@ -323,3 +323,33 @@ fn a_worker_scribbling_on_its_counters_page_cannot_upset_the_pool() {
     assert_eq!(s.load(), 1, "a count going backwards is ignored");
     assert!(s.service_ns(Instant::now()).is_none_or(|e| e.is_finite()));
 }
+
+#[test]
+fn corked_connections_go_to_each_worker_in_one_message_on_flush() {
+    let pool = Pool::new(Policy::RoundRobin);
+    let (a, wa) = slot(0);
+    let (b, wb) = slot(1);
+    for s in [&a, &b] {
+        pool.add(s.clone());
+        pool.slot_ready(s);
+    }
+    let mut touched = Vec::new();
+    for _ in 0..6 {
+        touched.push(pool.dispatch_corked(conn()).unwrap());
+    }
+    // Counted at once (the next pick sees them), sent only on flush.
+    assert_eq!(a.load() + b.load(), 6);
+    let mut buf = [0u8; 64];
+    let mut fds = Vec::new();
+    assert!(
+        recv_with_fds(wa.as_fd(), &mut buf, &mut fds, true).is_err(),
+        "nothing sent before the flush"
+    );
+    assert!(a.has_queued() && b.has_queued());
+    for s in &touched {
+        s.flush();
+    }
+    assert_eq!(recv(&wa), (Msg::Conns(vec![0, 1, 2]), 3));
+    assert_eq!(recv(&wb), (Msg::Conns(vec![0, 1, 2]), 3));
+    assert!(!a.has_queued() && !b.has_queued());
+}

@@ -78,6 +78,25 @@ impl AsFd for Stopper {
     }
 }
 
+/// Where an accept loop puts what it accepts: every connection, then a
+/// mark at the end of each wake-up's batch, so a sink may hold the
+/// connections of one batch back and hand them on together (one message per
+/// worker rather than one per connection). A plain `FnMut(OwnedFd)` is a
+/// sink that hands each on at once.
+pub trait AcceptSink {
+    /// One accepted connection (blocking, `SOCK_CLOEXEC`).
+    fn conn(&mut self, fd: OwnedFd);
+    /// The connections of this wake-up have all been given to [`Self::conn`];
+    /// the loop is about to sleep.
+    fn batch_end(&mut self) {}
+}
+
+impl<F: FnMut(OwnedFd)> AcceptSink for F {
+    fn conn(&mut self, fd: OwnedFd) {
+        self(fd)
+    }
+}
+
 /// What an acceptor thread did, returned when its loop ends.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct AcceptStats {
@@ -272,7 +291,7 @@ const TOKEN_STOP: u64 = 2;
 const MAX_BATCH: usize = 64;
 
 /// Accepts connections on `listener` until `stop` is stopped, handing each
-/// one (blocking, `SOCK_CLOEXEC`) to `on_accept`. Several threads may run this
+/// one (blocking, `SOCK_CLOEXEC`) to `sink`. Several threads may run this
 /// on the same listener at once; each accepts until `EAGAIN` per wake-up (up
 /// to a batch limit). Sets `O_NONBLOCK` on the listener (see module doc).
 /// Transient accept errors are counted in [`AcceptStats::errors`] and
@@ -281,7 +300,7 @@ const MAX_BATCH: usize = 64;
 pub fn accept_loop(
     listener: BorrowedFd<'_>,
     stop: &Stopper,
-    mut on_accept: impl FnMut(OwnedFd),
+    mut sink: impl AcceptSink,
 ) -> io::Result<AcceptStats> {
     check_listening(listener)?;
     set_nonblocking(listener)?;
@@ -313,7 +332,7 @@ pub fn accept_loop(
             match accept_cloexec(listener) {
                 Ok(fd) => {
                     stats.accepted += 1;
-                    on_accept(fd);
+                    sink.conn(fd);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => match classify_accept_error(e.raw_os_error().unwrap_or(0)) {
@@ -331,6 +350,7 @@ pub fn accept_loop(
                 },
             }
         }
+        sink.batch_end();
     }
 }
 

@@ -298,6 +298,92 @@ fn epoll_runner() -> Runner {
     Arc::new(|l, s, cb| accept_loop(l, s, cb))
 }
 
+/// A sink that counts connections and batch ends, shared with the test.
+pub(crate) struct BatchSink {
+    /// Connections given to the sink.
+    pub conns: Arc<AtomicU64>,
+    /// Connections given since the last `batch_end` (must be 0 whenever
+    /// the loop sleeps).
+    pub pending: Arc<AtomicU64>,
+    /// `batch_end` calls that closed a non-empty batch.
+    pub batches: Arc<AtomicU64>,
+    held: Vec<OwnedFd>,
+}
+
+impl AcceptSink for BatchSink {
+    fn conn(&mut self, fd: OwnedFd) {
+        self.held.push(fd);
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        self.conns.fetch_add(1, Ordering::SeqCst);
+    }
+    fn batch_end(&mut self) {
+        if !self.held.is_empty() {
+            self.batches.fetch_add(1, Ordering::SeqCst);
+        }
+        self.held.clear();
+        self.pending.store(0, Ordering::SeqCst);
+    }
+}
+
+/// Every connection a loop accepts is followed by a `batch_end` before the
+/// loop sleeps (a corked acceptor flushes there: a missing call would
+/// leave connections unsent until the next one arrived), and parallel
+/// clients make batches of more than one.
+pub(crate) fn batch_end_test<F>(name: &str, run: F)
+where
+    F: FnOnce(BorrowedFd<'_>, &Stopper, BatchSink) -> io::Result<AcceptStats> + Send + 'static,
+{
+    const N: u64 = 2000;
+    let l = listener();
+    let addr = l.local_addr().unwrap();
+    let (conns, pending, batches) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let sink = BatchSink {
+        conns: conns.clone(),
+        pending: pending.clone(),
+        batches: batches.clone(),
+        held: Vec::new(),
+    };
+    let stop = Arc::new(Stopper::new().unwrap());
+    let stop2 = stop.clone();
+    let t = std::thread::spawn(move || run(l.as_fd(), &stop2, sink).map(|_| ()));
+    connect_parallel(addr, N, 8);
+    let t0 = Instant::now();
+    while conns.load(Ordering::SeqCst) < N && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The loop is idle now: the last batch must have been closed.
+    let t1 = Instant::now();
+    while pending.load(Ordering::SeqCst) != 0 && t1.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (n, left, b) = (
+        conns.load(Ordering::SeqCst),
+        pending.load(Ordering::SeqCst),
+        batches.load(Ordering::SeqCst),
+    );
+    stop.stop();
+    t.join().unwrap().expect("accept loop failed");
+    eprintln!("{name}: {n} connections in {b} batches");
+    assert_eq!(n, N, "{name}: connections lost");
+    assert_eq!(
+        left, 0,
+        "{name}: {left} connections never closed by batch_end"
+    );
+    assert!(
+        (1..=N).contains(&b),
+        "{name}: {b} batches for {N} connections"
+    );
+}
+
+#[test]
+fn epoll_ends_every_batch() {
+    batch_end_test("epoll", accept_loop);
+}
+
 #[test]
 fn epoll_two_threads_accept_all() {
     count_test("epoll x2", &listener(), 2, 2000, epoll_runner());

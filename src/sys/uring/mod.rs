@@ -41,7 +41,8 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 
 use super::epoll::{
-    annotate, check_listening, classify_accept_error, AcceptError, AcceptStats, Stopper, BACKOFF,
+    annotate, check_listening, classify_accept_error, AcceptError, AcceptSink, AcceptStats,
+    Stopper, BACKOFF,
 };
 
 /// What io_uring features this kernel offers the acceptor, from [`probe`].
@@ -347,7 +348,7 @@ impl<'a> AcceptRing<'a> {
 }
 
 /// Accepts connections on `listener` until `stop` is stopped, handing each
-/// one (blocking, `SOCK_CLOEXEC`) to `on_accept`. Builds its own ring, so
+/// one (blocking, `SOCK_CLOEXEC`) to `sink`. Builds its own ring, so
 /// call it on the thread that should own the ring (one per core). Several
 /// threads may run it on one listener; each connection goes to exactly one.
 ///
@@ -364,7 +365,7 @@ pub fn accept_loop(
     listener: BorrowedFd<'_>,
     stop: &Stopper,
     opts: AcceptOptions,
-    mut on_accept: impl FnMut(OwnedFd),
+    mut sink: impl AcceptSink,
 ) -> io::Result<AcceptStats> {
     check_listening(listener)?;
     let mut r = AcceptRing::new(listener, stop, opts)?;
@@ -390,7 +391,7 @@ pub fn accept_loop(
                         // SAFETY: a non-negative accept result is a new fd
                         // the kernel just installed for us; nothing else
                         // owns it.
-                        on_accept(unsafe { OwnedFd::from_raw_fd(res) });
+                        sink.conn(unsafe { OwnedFd::from_raw_fd(res) });
                         continue;
                     }
                     let errno = -res;
@@ -427,6 +428,7 @@ pub fn accept_loop(
                 _ => {}
             }
         }
+        sink.batch_end();
 
         if stop_seen && stop_deadline.is_none() {
             stop_deadline = Some(Instant::now() + STOP_DRAIN);

@@ -1,8 +1,8 @@
 //! Tests of `uring`.
 use super::*;
 use crate::sys::epoll::tests::{
-    connect_n, count_test, emfile_test, listener, stop_midstream_test, thread_cpu, Acceptors,
-    Runner,
+    batch_end_test, connect_n, count_test, emfile_test, listener, stop_midstream_test, thread_cpu,
+    Acceptors, Runner,
 };
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -284,4 +284,12 @@ fn accept_throughput() {
             }
         }
     }
+}
+
+#[test]
+fn uring_ends_every_batch() {
+    require_uring!(true);
+    batch_end_test("uring multishot", |l, s, sink| {
+        accept_loop(l, s, AcceptOptions::default(), sink)
+    });
 }
