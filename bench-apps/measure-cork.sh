@@ -28,6 +28,6 @@ for f in sorted(glob.glob(os.path.join(out, "cork*-run*.json"))):
     d = json.load(open(f))
     name = os.path.basename(f)[:-5]
     for m in d["summary"]["medians"]:
-        if m["mode"] == "fdpass":
+        if m["mode"].startswith("fdpass"):
             print(f"| {name[4]} | {name.split('run')[1]} | {m['rps']:.0f} | {m['vs_reuseport']:.3f} | {m['daemon_cpu_us_per_conn']:.2f} |")
 PY
