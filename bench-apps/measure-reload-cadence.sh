@@ -6,7 +6,7 @@
 # bench-results/reload-cadence-<date>/.
 # Usage: bench-apps/measure-reload-cadence.sh [every-seconds] [seconds]   (default 5 20)
 # EXTRA='--policy least-time' adds flags to `herd start` (and a tag to the
-# file names).
+# file names). SCENARIOS=close runs one scenario only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HERD=${HERD:-$PWD/target/release/herd}
@@ -27,7 +27,7 @@ else
 fi
 until "$HERD" list --json | python3 -c 'import json,sys; l=json.load(sys.stdin); sys.exit(0 if l and all(i["ready"] for i in l) else 1)'; do sleep 0.05; done
 sleep 1
-for sc in close keepalive; do
+for sc in ${SCENARIOS:-close keepalive}; do
   base="$OUT/$APP${TAG:+-$TAG}-every${EVERY}s-$sc"
   "$HERD" bench --target "127.0.0.1:$port" --scenario "$sc" -d "$SECS" -c 4 --threads 1 --json > "$base-steady.json"
   "$HERD" bench --target "127.0.0.1:$port" --scenario "$sc" -d "$SECS" -c 4 --threads 1 --json > "$base-reloading.json" &

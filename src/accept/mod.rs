@@ -146,7 +146,7 @@ pub struct PlaneConfig {
     /// hung.
     pub ack_timeout_ms: u64,
     /// `warmup`: before a new worker joins the rotation, the daemon sends it
-    /// `GET warmup_path` requests on one keep-alive connection for this
+    /// `GET warmup_path` requests (8 per loopback connection) for this
     /// long (0: off), so its JIT is warm when real traffic comes.
     #[serde(default)]
     pub warmup_ms: u64,

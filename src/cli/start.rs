@@ -122,7 +122,7 @@ pub struct StartArgs {
     #[arg(long = "incoming-cpu")]
     pub incoming_cpu: bool,
     /// fdpass: before a new worker joins the rotation, send it `GET /`
-    /// requests on one keep-alive connection for this long (its JIT warms
+    /// requests (8 per loopback connection) for this long (its JIT warms
     /// up on them, not on your clients). Off by default.
     #[arg(long, value_name = "DURATION")]
     pub warmup: Option<String>,
