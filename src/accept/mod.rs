@@ -116,19 +116,19 @@ pub fn io_backend() -> Result<Io, String> {
         .clone()
 }
 
-/// Whether acceptors batch their sends (`HERD_CORK`, read once): `1` or
-/// unset, the connections one wake-up accepted reach each worker in one
-/// message; `0`, one message per connection, as before (for measuring what
-/// batching buys).
-pub fn cork_from_env() -> Result<bool, String> {
-    static CHOICE: OnceLock<Result<bool, String>> = OnceLock::new();
-    CHOICE
-        .get_or_init(|| match std::env::var("HERD_CORK").ok().as_deref() {
-            None | Some("") | Some("1") => Ok(true),
-            Some("0") => Ok(false),
-            Some(other) => Err(format!("HERD_CORK=`{other}`: expected `1` or `0`")),
-        })
-        .clone()
+/// An on/off switch from the environment, for measuring what a data-plane
+/// technique buys: unset or `1` is on, `0` off, anything else an error.
+/// * `HERD_CORK`: the connections one wake-up accepted reach each worker in
+///   one message (off: one message per connection);
+/// * `HERD_RING_SEND`: those messages, and the close of the daemon's
+///   copies, go out through the acceptor's io_uring ring (off: `sendmsg`
+///   and `close` calls).
+pub fn env_switch(name: &str) -> Result<bool, String> {
+    match std::env::var(name).ok().as_deref() {
+        None | Some("") | Some("1") => Ok(true),
+        Some("0") => Ok(false),
+        Some(other) => Err(format!("{name}=`{other}`: expected `1` or `0`")),
+    }
 }
 
 /// Data-plane settings of one app.
@@ -189,6 +189,10 @@ struct Handoff {
     cork: bool,
     /// The workers given connections since the batch began (corked).
     touched: Vec<Arc<pool::Slot>>,
+    /// Messages the ring is sending: token, worker (its channel stays open
+    /// while this holds it), first id.
+    in_ring: Vec<(u64, Arc<pool::Slot>, u64)>,
+    next_token: u64,
 }
 
 impl crate::sys::epoll::AcceptSink for Handoff {
@@ -219,9 +223,45 @@ impl crate::sys::epoll::AcceptSink for Handoff {
         }
     }
 
-    fn batch_end(&mut self) {
-        for s in self.touched.drain(..) {
+    fn batch_end(&mut self, out: Option<&mut crate::sys::uring::Outbox>) {
+        let Some(out) = out else {
+            for s in self.touched.drain(..) {
+                s.flush();
+            }
+            return;
+        };
+        for s in std::mem::take(&mut self.touched) {
+            while out.has_room(crate::fdpass::herd::MAX_IDS) {
+                let Some((first, msg, fds)) = s.take_batch() else {
+                    break;
+                };
+                let token = self.next_token;
+                self.next_token += 1;
+                match out.send(token, s.chan(), msg, fds) {
+                    Ok(()) => self.in_ring.push((token, s.clone(), first)),
+                    Err((_, fds)) => {
+                        // No room after all: back to the queue, sent below.
+                        let e = std::io::Error::from(std::io::ErrorKind::WouldBlock);
+                        let _ = s.send_failed(first, fds, &e);
+                        break;
+                    }
+                }
+            }
+            // Node workers, and whatever did not fit in the ring.
             s.flush();
+        }
+    }
+
+    fn sent(&mut self, token: u64, result: std::io::Result<()>, fds: Vec<std::os::fd::OwnedFd>) {
+        let Some(i) = self.in_ring.iter().position(|(t, ..)| *t == token) else {
+            return;
+        };
+        let (_, slot, first) = self.in_ring.swap_remove(i);
+        if let Err(e) = result {
+            let back = slot.send_failed(first, fds, &e);
+            if !back.is_empty() {
+                self.pool.redispatch(back);
+            }
         }
     }
 }
@@ -239,6 +279,8 @@ pub struct DataPlane {
     pub io: Io,
     /// Acceptors send a wake-up's connections as one message per worker.
     pub cork: bool,
+    /// io_uring acceptors send those messages through their ring.
+    pub ring_send: bool,
     /// The settings it was made with.
     pub cfg: PlaneConfig,
     /// Default address for listeners a Node worker asks for.
@@ -259,9 +301,11 @@ impl DataPlane {
     /// A plane with no listener yet.
     pub fn new(cfg: PlaneConfig, cpus: Vec<usize>, host: String) -> Result<Arc<DataPlane>, String> {
         let io = io_backend()?;
-        let cork = cork_from_env()?;
+        let cork = env_switch("HERD_CORK")?;
+        let ring_send = env_switch("HERD_RING_SEND")?;
         Ok(Arc::new_cyclic(|me| DataPlane {
             cork,
+            ring_send,
             me: me.clone(),
             host,
             pool: Arc::new(Pool::new(cfg.policy)),
@@ -345,6 +389,7 @@ impl DataPlane {
             }
             let multishot = self.cfg.multishot;
             let cork = self.cork;
+            let ring_send = self.ring_send;
             let thread = std::thread::Builder::new()
                 .name(format!("herd-accept-{i}"))
                 .spawn(move || {
@@ -359,6 +404,8 @@ impl DataPlane {
                         accepted,
                         cork,
                         touched: Vec::new(),
+                        in_ring: Vec::new(),
+                        next_token: 0,
                     };
                     let res = match io {
                         Io::Uring(_) => crate::sys::uring::accept_loop(
@@ -367,6 +414,7 @@ impl DataPlane {
                             crate::sys::uring::AcceptOptions {
                                 multishot,
                                 ring_entries: 256,
+                                ring_send,
                             },
                             sink,
                         ),

@@ -56,31 +56,13 @@ pub fn send_with_fds(
     dontwait: bool,
 ) -> io::Result<usize> {
     assert!(fds.len() <= MAX_FDS_PER_MSG, "too many fds for one message");
-    let mut cmsg_buf = [0u64; cmsg_words(MAX_FDS_PER_MSG)];
+    let mut cmsg_buf: RightsBuf = [0u64; RIGHTS_WORDS];
     let iov = [IoSlice::new(data)];
     // SAFETY: msghdr is plain data; zeroed is a valid empty header.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = 1;
-    if !fds.is_empty() {
-        let fd_bytes = std::mem::size_of_val(fds) as u32;
-        msg.msg_control = cmsg_buf.as_mut_ptr().cast();
-        // SAFETY: CMSG_SPACE is a pure computation.
-        msg.msg_controllen = unsafe { libc::CMSG_SPACE(fd_bytes) } as usize;
-        // SAFETY: msg_control points at a buffer of at least CMSG_SPACE bytes
-        // (cmsg_words sizes it for MAX_FDS_PER_MSG), so the first header and
-        // its data fit; we write exactly fds.len() RawFds into CMSG_DATA.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(fd_bytes) as usize;
-            let dst = libc::CMSG_DATA(c) as *mut RawFd;
-            for (i, fd) in fds.iter().enumerate() {
-                dst.add(i).write_unaligned(fd.as_raw_fd());
-            }
-        }
-    }
+    set_rights(&mut msg, &mut cmsg_buf, fds.iter().map(|f| f.as_raw_fd()));
     let flags = libc::MSG_NOSIGNAL | if dontwait { libc::MSG_DONTWAIT } else { 0 };
     loop {
         // SAFETY: msg points at live iov and control buffers for the call.
@@ -98,6 +80,45 @@ pub fn send_with_fds(
 const fn cmsg_words(nfds: usize) -> usize {
     // Header (16 bytes on 64-bit) + fds, rounded up, in u64 words; generous.
     (16 + nfds * 4) / 8 + 2
+}
+
+const RIGHTS_WORDS: usize = cmsg_words(MAX_FDS_PER_MSG);
+
+/// Room for one `SCM_RIGHTS` control message of up to [`MAX_FDS_PER_MSG`]
+/// descriptors (u64 words: aligned as `cmsghdr` needs).
+pub type RightsBuf = [u64; RIGHTS_WORDS];
+
+/// Points `msg`'s control data at `buf`, filled with an `SCM_RIGHTS` header
+/// carrying `fds` (none: no control data). At most [`MAX_FDS_PER_MSG`].
+pub fn set_rights(
+    msg: &mut libc::msghdr,
+    buf: &mut RightsBuf,
+    fds: impl ExactSizeIterator<Item = RawFd>,
+) {
+    let n = fds.len();
+    assert!(n <= MAX_FDS_PER_MSG, "too many fds for one message");
+    if n == 0 {
+        msg.msg_control = std::ptr::null_mut();
+        msg.msg_controllen = 0;
+        return;
+    }
+    let fd_bytes = (n * std::mem::size_of::<RawFd>()) as u32;
+    msg.msg_control = buf.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a pure computation.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(fd_bytes) } as usize;
+    // SAFETY: msg_control points at `buf`, at least CMSG_SPACE bytes for
+    // MAX_FDS_PER_MSG fds (cmsg_words), so the first header and its data
+    // fit; exactly `n` RawFds are written into CMSG_DATA.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(fd_bytes) as usize;
+        let dst = libc::CMSG_DATA(c) as *mut RawFd;
+        for (i, fd) in fds.enumerate() {
+            dst.add(i).write_unaligned(fd);
+        }
+    }
 }
 
 /// Receives one message into `buf`, appending any passed descriptors to

@@ -87,6 +87,14 @@ fn hello_workers_serve_with_a_message_per_connection() {
     both_workers_serve(&h, "");
 }
 
+/// `HERD_RING_SEND=0`: batched messages go out with `sendmsg` and the
+/// daemon's copies close with `close`, not through the acceptor's ring.
+#[test]
+fn hello_workers_serve_with_sends_outside_the_ring() {
+    let h = TestHome::new().with_env("HERD_RING_SEND", "0");
+    both_workers_serve(&h, "");
+}
+
 /// Regression guard for dispatch fairness: 10,000 connections over two
 /// workers must spread evenly (wide margin: Jain ≥ 0.95).
 fn fairness(policy: &str, io: &str) {
@@ -312,6 +320,10 @@ fn bad_mode_policy_and_io_values() {
     let bad = TestHome::new().with_env("HERD_CORK", "yes");
     bad.run(&["start", &script, "-i", "2"])
         .fails_with("HERD_CORK=`yes`: expected `1` or `0`");
+    assert!(bad.list().is_empty());
+    let bad = TestHome::new().with_env("HERD_RING_SEND", "on");
+    bad.run(&["start", &script, "-i", "2"])
+        .fails_with("HERD_RING_SEND=`on`: expected `1` or `0`");
     assert!(bad.list().is_empty());
 }
 

@@ -542,6 +542,58 @@ impl Slot {
         }
     }
 
+    /// herd protocol: takes up to [`MAX_IDS`] queued connections and their
+    /// `C` message (ids assigned), for a sender that sends them itself (an
+    /// acceptor's ring: [`crate::sys::uring::Outbox`]); it reports back
+    /// only a failure, with [`Self::send_failed`]. `None` for a Node
+    /// worker (its own protocols), a dead slot, or an empty queue.
+    pub fn take_batch(&self) -> Option<(u64, Vec<u8>, Vec<OwnedFd>)> {
+        if self.proto != SlotProto::Herd || self.is_dead() {
+            return None;
+        }
+        let mut st = self.lock();
+        if st.queue.is_empty() {
+            return None;
+        }
+        let n = st.queue.len().min(MAX_IDS);
+        let first = st.next_id;
+        st.next_id += n as u64;
+        let mut msg = Vec::with_capacity(1 + 8 * n);
+        Msg::Conns((first..first + n as u64).collect()).encode_into(&mut msg);
+        // Timed from now: the ring reports a success only lazily, and the
+        // worker's `D` may come back before that.
+        if self.timed.load(Ordering::Relaxed) && !self.counts_closes() {
+            let now = Instant::now();
+            st.started
+                .extend((first..first + n as u64).map(|id| (id, now)));
+        }
+        Some((first, msg, st.queue.drain(..n).collect()))
+    }
+
+    /// A batch from [`Self::take_batch`] could not be sent: its connections
+    /// go back to the head of the queue; a full channel wakes the slot's
+    /// task to retry, any other error marks the worker dead. What a dead
+    /// worker holds queued is returned, for re-dispatch (it may already
+    /// have been emptied by [`Self::kill`], which would not see these).
+    pub fn send_failed(&self, first: u64, fds: Vec<OwnedFd>, e: &std::io::Error) -> Vec<OwnedFd> {
+        let mut st = self.lock();
+        for id in first..first + fds.len() as u64 {
+            st.started.remove(&id);
+        }
+        for fd in fds.into_iter().rev() {
+            st.queue.push_front(fd);
+        }
+        if e.kind() == std::io::ErrorKind::WouldBlock && !self.is_dead() {
+            self.queued.notify_one();
+            return Vec::new();
+        }
+        self.dead.store(true, Ordering::Release);
+        let back: Vec<OwnedFd> = st.queue.drain(..).collect();
+        drop(st);
+        self.done(back.len());
+        back
+    }
+
     /// Connections wait in the queue (the channel was full).
     pub fn has_queued(&self) -> bool {
         !self.lock().queue.is_empty()

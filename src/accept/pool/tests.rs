@@ -353,3 +353,32 @@ fn corked_connections_go_to_each_worker_in_one_message_on_flush() {
     assert_eq!(recv(&wb), (Msg::Conns(vec![0, 1, 2]), 3));
     assert!(!a.has_queued() && !b.has_queued());
 }
+
+#[test]
+fn a_batch_taken_for_the_ring_goes_back_to_the_queue_or_elsewhere_when_its_send_fails() {
+    let pool = Pool::new(Policy::LeastTime);
+    let (s, _w) = slot(0);
+    pool.add(s.clone());
+    pool.slot_ready(&s);
+    for _ in 0..3 {
+        pool.dispatch_corked(conn());
+    }
+    let (first, msg, fds) = s.take_batch().unwrap();
+    assert_eq!(Msg::decode(&msg).unwrap(), Msg::Conns(vec![0, 1, 2]));
+    assert_eq!((first, fds.len()), (0, 3));
+    assert!(!s.has_queued() && s.take_batch().is_none());
+    assert_eq!(s.lock().started.len(), 3, "timed from the take");
+    // A full channel: back at the head of the queue, untimed, still ours.
+    let full = std::io::Error::from(std::io::ErrorKind::WouldBlock);
+    assert!(s.send_failed(first, fds, &full).is_empty());
+    assert!(s.has_queued() && !s.is_dead());
+    assert!(s.lock().started.is_empty());
+    assert_eq!(s.load(), 3);
+    // The worker is gone: everything it held queued comes back for
+    // re-dispatch, even if `kill` already emptied the queue before.
+    let (first, _, fds) = s.take_batch().unwrap();
+    let _ = s.kill();
+    let gone = std::io::Error::from_raw_os_error(libc::EPIPE);
+    assert_eq!(s.send_failed(first, fds, &gone).len(), 3);
+    assert!(s.is_dead() && !s.has_queued());
+}

@@ -87,8 +87,13 @@ pub trait AcceptSink {
     /// One accepted connection (blocking, `SOCK_CLOEXEC`).
     fn conn(&mut self, fd: OwnedFd);
     /// The connections of this wake-up have all been given to [`Self::conn`];
-    /// the loop is about to sleep.
-    fn batch_end(&mut self) {}
+    /// the loop is about to sleep. The io_uring loop offers an outbox whose
+    /// messages its ring sends with the next wait (their outcome comes back
+    /// through [`Self::sent`]); epoll offers none.
+    fn batch_end(&mut self, _out: Option<&mut crate::sys::uring::Outbox>) {}
+    /// How the outbox message `token` went: on success the ring has closed
+    /// its descriptors; on failure they are handed back in `fds`.
+    fn sent(&mut self, _token: u64, _result: io::Result<()>, _fds: Vec<OwnedFd>) {}
 }
 
 impl<F: FnMut(OwnedFd)> AcceptSink for F {
@@ -350,7 +355,7 @@ pub fn accept_loop(
                 },
             }
         }
-        sink.batch_end();
+        sink.batch_end(None);
     }
 }
 

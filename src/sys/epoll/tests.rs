@@ -316,7 +316,7 @@ impl AcceptSink for BatchSink {
         self.pending.fetch_add(1, Ordering::SeqCst);
         self.conns.fetch_add(1, Ordering::SeqCst);
     }
-    fn batch_end(&mut self) {
+    fn batch_end(&mut self, _out: Option<&mut crate::sys::uring::Outbox>) {
         if !self.held.is_empty() {
             self.batches.fetch_add(1, Ordering::SeqCst);
         }

@@ -35,7 +35,7 @@
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
@@ -98,6 +98,10 @@ pub struct AcceptOptions {
     /// to 8..=4096. The loop keeps at most three requests in flight, so this
     /// mostly sizes how many completions one wake-up can batch.
     pub ring_entries: u32,
+    /// Offer the sink an [`Outbox`] at each batch end, so its messages (and
+    /// the close of the daemon's copies) go out through the ring with the
+    /// next wait instead of a `sendmsg` and a `close` each.
+    pub ring_send: bool,
 }
 
 impl Default for AcceptOptions {
@@ -105,8 +109,95 @@ impl Default for AcceptOptions {
         Self {
             multishot: true,
             ring_entries: 256,
+            ring_send: true,
         }
     }
+}
+
+/// One message the ring sends for the sink: boxed, because the kernel reads
+/// the header, the iovec and the control data by address until the send
+/// completes.
+struct RingSend {
+    msg: libc::msghdr,
+    iov: libc::iovec,
+    rights: crate::sys::fdpass::RightsBuf,
+    data: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    chan: i32,
+    token: u64,
+}
+
+/// Messages with descriptors that the acceptor's ring sends for its sink
+/// (see [`AcceptSink::batch_end`]). Each is a `SENDMSG` (`MSG_DONTWAIT`:
+/// a full channel fails at once with `EAGAIN` rather than wait in the
+/// kernel) linked to a `CLOSE` of every descriptor it carries, all submitted
+/// by the acceptor's next `io_uring_enter`, the one it sleeps in anyway.
+/// The sink gets each message's outcome in [`AcceptSink::sent`]: on success
+/// the ring has closed the descriptors; on failure the links were cancelled
+/// and the descriptors come back.
+pub struct Outbox {
+    // Boxed: the kernel reads each one by address, and the Vec may move
+    // its elements when it grows.
+    #[allow(clippy::vec_box)]
+    new: Vec<Box<RingSend>>,
+    /// Submission entries still free for this batch.
+    room: usize,
+}
+
+impl Outbox {
+    /// Whether a message with `fds` descriptors fits in this batch.
+    pub fn has_room(&self, fds: usize) -> bool {
+        self.room > fds
+    }
+
+    /// Queues `data` with `fds` (`SCM_RIGHTS`) for `chan`. The caller must
+    /// keep `chan` open until [`AcceptSink::sent`] reports `token`; `Err`
+    /// gives everything back when the batch has no room (see
+    /// [`Outbox::has_room`]) or there are too many descriptors.
+    #[allow(clippy::type_complexity)]
+    pub fn send(
+        &mut self,
+        token: u64,
+        chan: BorrowedFd<'_>,
+        data: Vec<u8>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(), (Vec<u8>, Vec<OwnedFd>)> {
+        if !self.has_room(fds.len()) || fds.len() > crate::sys::fdpass::MAX_FDS_PER_MSG {
+            return Err((data, fds));
+        }
+        self.room -= 1 + fds.len();
+        let mut b = Box::new(RingSend {
+            // SAFETY: msghdr is plain data; zeroed is an empty header.
+            msg: unsafe { std::mem::zeroed() },
+            // SAFETY: iovec is plain data; zeroed is an empty slice.
+            iov: unsafe { std::mem::zeroed() },
+            rights: [0; std::mem::size_of::<crate::sys::fdpass::RightsBuf>() / 8],
+            data,
+            fds,
+            chan: chan.as_raw_fd(),
+            token,
+        });
+        let b_ref = &mut *b;
+        b_ref.iov.iov_base = b_ref.data.as_mut_ptr().cast();
+        b_ref.iov.iov_len = b_ref.data.len();
+        b_ref.msg.msg_iov = &mut b_ref.iov;
+        b_ref.msg.msg_iovlen = 1;
+        crate::sys::fdpass::set_rights(
+            &mut b_ref.msg,
+            &mut b_ref.rights,
+            b_ref.fds.iter().map(|f| f.as_raw_fd()),
+        );
+        self.new.push(b);
+        Ok(())
+    }
+}
+
+/// The ring's messages in flight, by slot (`user_data` is
+/// `TAG_SEND_BASE + index`).
+#[derive(Default)]
+struct Sends {
+    slots: Vec<Option<Box<RingSend>>>,
+    in_flight: usize,
 }
 
 /// Setup flags to try, as our own bits (the crate's are private).
@@ -220,6 +311,8 @@ const TAG_ACCEPT: u64 = 1;
 const TAG_STOP: u64 = 2;
 const TAG_BACKOFF: u64 = 3;
 const TAG_CANCEL: u64 = 4;
+const TAG_CLOSE: u64 = 5;
+const TAG_SEND_BASE: u64 = 1 << 32;
 /// How long a stopping loop waits for its cancelled accept to report back
 /// (it hands over connections accepted meanwhile rather than leak them).
 const STOP_DRAIN: Duration = Duration::from_secs(2);
@@ -322,14 +415,77 @@ impl<'a> AcceptRing<'a> {
             .map_err(|_| io::Error::other("io_uring submission queue full"))
     }
 
+    /// Queues the outbox's messages, each linked to the closes of its
+    /// descriptors, into `sends`.
+    fn push_sends(&mut self, out: &mut Outbox, sends: &mut Sends) -> io::Result<()> {
+        for b in out.new.drain(..) {
+            let idx = match sends.slots.iter().position(Option::is_none) {
+                Some(i) => i,
+                None => {
+                    sends.slots.push(None);
+                    sends.slots.len() - 1
+                }
+            };
+            let n = b.fds.len();
+            let mut entries = Vec::with_capacity(1 + n);
+            let send = opcode::SendMsg::new(types::Fd(b.chan), &b.msg)
+                .flags((libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) as u32)
+                .build()
+                .user_data(TAG_SEND_BASE + idx as u64);
+            entries.push(if n > 0 {
+                send.flags(squeue::Flags::IO_LINK)
+            } else {
+                send
+            });
+            for (i, fd) in b.fds.iter().enumerate() {
+                // Silent on success. If the send fails, the kernel cancels
+                // these and, the send's own completion having no skip
+                // flag, posts each cancellation.
+                let flags = if i + 1 < n {
+                    squeue::Flags::SKIP_SUCCESS | squeue::Flags::IO_LINK
+                } else {
+                    squeue::Flags::SKIP_SUCCESS
+                };
+                entries.push(
+                    opcode::Close::new(types::Fd(fd.as_raw_fd()))
+                        .build()
+                        .user_data(TAG_CLOSE)
+                        .flags(flags),
+                );
+            }
+            // SAFETY: the send entry points at `b.msg`, whose iovec, data
+            // and control buffer live in the same box; the box stays in
+            // `sends` until the send's completion is reaped (`reap_send`),
+            // and the loop reaps every one before it returns (the ring's
+            // drop would cancel any left). The sink keeps `b.chan` open
+            // until then (Outbox::send's contract); the closes name fds
+            // the box owns, which it gives up only once the send succeeded
+            // (the kernel then closes them).
+            unsafe { self.ring.submission().push_multiple(&entries) }
+                .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+            sends.slots[idx] = Some(b);
+            sends.in_flight += 1;
+        }
+        Ok(())
+    }
+
+    /// Free submission entries.
+    fn sq_room(&mut self) -> usize {
+        let sq = self.ring.submission();
+        sq.capacity() - sq.len()
+    }
+
     /// Submits what is queued and waits for at least one completion, or
     /// until `timeout` passes. Interruptions count as a (spurious) wake-up.
-    fn wait(&self, timeout: Option<&types::Timespec>) -> io::Result<()> {
+    /// `want` counts completions already in the queue: the loop passes
+    /// one more than its sends' outstanding completions, so finishing a
+    /// send is not a wake-up of its own.
+    fn wait(&self, want: usize, timeout: Option<&types::Timespec>) -> io::Result<()> {
         let r = match timeout {
-            None => self.ring.submit_and_wait(1),
+            None => self.ring.submit_and_wait(want),
             Some(ts) => {
                 let args = types::SubmitArgs::new().timespec(ts);
-                self.ring.submitter().submit_with_args(1, &args)
+                self.ring.submitter().submit_with_args(want, &args)
             }
         };
         match r {
@@ -344,6 +500,25 @@ impl<'a> AcceptRing<'a> {
             }
             Err(e) => Err(annotate("io_uring_enter", e)),
         }
+    }
+}
+
+/// Hands a finished send's outcome to the sink.
+fn reap_send(sends: &mut Sends, idx: usize, res: i32, sink: &mut impl AcceptSink) {
+    let Some(mut b) = sends.slots.get_mut(idx).and_then(Option::take) else {
+        return;
+    };
+    sends.in_flight -= 1;
+    if res >= 0 {
+        // The linked closes own the descriptors now.
+        for fd in b.fds.drain(..) {
+            let _ = fd.into_raw_fd();
+        }
+        sink.sent(b.token, Ok(()), Vec::new());
+    } else {
+        // The closes were cancelled: the descriptors are still ours.
+        let fds = std::mem::take(&mut b.fds);
+        sink.sent(b.token, Err(io::Error::from_raw_os_error(-res)), fds);
     }
 }
 
@@ -375,13 +550,30 @@ pub fn accept_loop(
     let mut state = AcceptState::Armed;
     let mut stop_deadline: Option<Instant> = None;
     let mut stats = AcceptStats::default();
+    let mut sends = Sends::default();
+    // The send accounting needs silent successful closes (Linux 5.17+).
+    let ring_send = opts.ring_send && r.ring.params().is_feature_skip_cqe_on_success();
     loop {
-        r.wait(stop_deadline.map(|_| &drain_tick))?;
+        // A send that succeeds completes once (its closes post nothing);
+        // one that fails completes once more for each close it cancels.
+        // Waiting for one completion more than the sends in flight keeps
+        // the acceptor asleep until a new connection comes, and wakes it
+        // at once when a send failed (its connections must go back to the
+        // worker's queue now, not at the next connection).
+        let outstanding = sends.in_flight;
+        let timeout = stop_deadline.map(|_| &drain_tick);
+        r.wait(1 + outstanding, timeout)?;
         let mut stop_seen = false;
         let mut back_off = false;
         for cqe in r.ring.completion() {
             let res = cqe.result();
             match cqe.user_data() {
+                // A close cancelled by its failed send (handled there), or
+                // one that failed itself (nothing to do: the send went).
+                TAG_CLOSE => {}
+                tag if tag >= TAG_SEND_BASE => {
+                    reap_send(&mut sends, (tag - TAG_SEND_BASE) as usize, res, &mut sink)
+                }
                 TAG_ACCEPT => {
                     if !cqueue::more(cqe.flags()) {
                         state = AcceptState::Ended;
@@ -428,7 +620,17 @@ pub fn accept_loop(
                 _ => {}
             }
         }
-        sink.batch_end();
+        if ring_send {
+            let mut out = Outbox {
+                new: Vec::new(),
+                // Keep a few entries for the loop's own requests.
+                room: r.sq_room().saturating_sub(4),
+            };
+            sink.batch_end(Some(&mut out));
+            r.push_sends(&mut out, &mut sends)?;
+        } else {
+            sink.batch_end(None);
+        }
 
         if stop_seen && stop_deadline.is_none() {
             stop_deadline = Some(Instant::now() + STOP_DRAIN);
@@ -439,7 +641,8 @@ pub fn accept_loop(
         if let Some(deadline) = stop_deadline {
             // Past the deadline (never seen in practice) the ring's drop
             // cancels the accept instead.
-            if state != AcceptState::Armed || Instant::now() >= deadline {
+            let sending = sends.in_flight > 0;
+            if (state != AcceptState::Armed && !sending) || Instant::now() >= deadline {
                 return Ok(stats);
             }
             continue;

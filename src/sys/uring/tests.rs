@@ -36,6 +36,7 @@ fn runner(multishot: bool) -> Runner {
             AcceptOptions {
                 multishot,
                 ring_entries: 64,
+                ..AcceptOptions::default()
             },
             cb,
         )
@@ -292,4 +293,134 @@ fn uring_ends_every_batch() {
     batch_end_test("uring multishot", |l, s, sink| {
         accept_loop(l, s, AcceptOptions::default(), sink)
     });
+}
+
+/// Each ring send's outcome: succeeded, descriptors handed back.
+type Outcomes = Arc<std::sync::Mutex<Vec<(bool, Vec<OwnedFd>)>>>;
+
+/// A sink that sends every batch through the ring's outbox to one
+/// channel, recording each outcome.
+struct RingSink {
+    chan: OwnedFd,
+    pending: Vec<OwnedFd>,
+    /// In completion order.
+    results: Outcomes,
+    next: u64,
+}
+
+impl crate::sys::epoll::AcceptSink for RingSink {
+    fn conn(&mut self, fd: OwnedFd) {
+        self.pending.push(fd);
+    }
+    fn batch_end(&mut self, out: Option<&mut Outbox>) {
+        let out = out.expect("the io_uring loop offers an outbox");
+        if self.pending.is_empty() {
+            return;
+        }
+        let fds = std::mem::take(&mut self.pending);
+        self.next += 1;
+        if let Err((_, fds)) = out.send(self.next, self.chan.as_fd(), b"C".to_vec(), fds) {
+            self.pending = fds;
+        }
+    }
+    fn sent(&mut self, _token: u64, result: io::Result<()>, fds: Vec<OwnedFd>) {
+        self.results.lock().unwrap().push((result.is_ok(), fds));
+    }
+}
+
+/// Runs a [`RingSink`] loop on a fresh listener; returns the listener's
+/// address, the stopper, the loop's thread and the outcome list.
+#[allow(clippy::type_complexity)]
+fn ring_sink_loop(
+    chan: OwnedFd,
+) -> (
+    std::net::SocketAddr,
+    Arc<Stopper>,
+    std::thread::JoinHandle<io::Result<AcceptStats>>,
+    Outcomes,
+) {
+    let l = listener();
+    let addr = l.local_addr().unwrap();
+    let stop = Arc::new(Stopper::new().unwrap());
+    let results = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = RingSink {
+        chan,
+        pending: Vec::new(),
+        results: results.clone(),
+        next: 0,
+    };
+    let stop2 = stop.clone();
+    let t =
+        std::thread::spawn(move || accept_loop(l.as_fd(), &stop2, AcceptOptions::default(), sink));
+    (addr, stop, t, results)
+}
+
+fn wait_results(r: &std::sync::Mutex<Vec<(bool, Vec<OwnedFd>)>>, n: usize) -> bool {
+    let t0 = Instant::now();
+    while r.lock().unwrap().len() < n {
+        if t0.elapsed() > Duration::from_secs(5) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+#[test]
+fn ring_sends_pass_the_connection_and_close_the_daemons_copy() {
+    require_uring!(true);
+    use crate::sys::fdpass::{recv_with_fds, socketpair, PairKind};
+    let (ours, worker) = socketpair(PairKind::SeqPacket).unwrap();
+    let (addr, stop, t, results) = ring_sink_loop(ours);
+    let mut client = TcpStream::connect(addr).unwrap();
+    let mut buf = [0u8; 16];
+    let mut fds = Vec::new();
+    // Blocking: the ring sends it with the acceptor's next wait.
+    let (n, _) = recv_with_fds(worker.as_fd(), &mut buf, &mut fds, false).unwrap();
+    assert_eq!((&buf[..n], fds.len()), (&b"C"[..], 1));
+    // The worker closes its copy: the client sees EOF only if the ring
+    // closed the daemon's.
+    drop(fds);
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    use std::io::Read;
+    assert_eq!(
+        client.read(&mut b).unwrap(),
+        0,
+        "EOF once the worker closed"
+    );
+    // A success is reported lazily (it wakes nobody): by the time the
+    // loop has stopped, at the latest.
+    stop.stop();
+    t.join().unwrap().unwrap();
+    let r = results.lock().unwrap();
+    assert_eq!(r.len(), 1);
+    assert!(
+        r[0].0 && r[0].1.is_empty(),
+        "succeeded, nothing handed back"
+    );
+}
+
+#[test]
+fn a_failed_ring_send_hands_the_connections_back_without_waiting_for_more() {
+    require_uring!(true);
+    use crate::sys::fdpass::{send_with_fds, set_nonblocking, socketpair, PairKind};
+    let (ours, _worker) = socketpair(PairKind::SeqPacket).unwrap();
+    set_nonblocking(ours.as_fd(), true).unwrap();
+    // The worker never reads: fill its channel.
+    while send_with_fds(ours.as_fd(), &[0u8; 512], &[], true).is_ok() {}
+    let (addr, stop, t, results) = ring_sink_loop(ours);
+    let _client = TcpStream::connect(addr).unwrap();
+    // No second connection comes to wake the acceptor: the failure must.
+    assert!(
+        wait_results(&results, 1),
+        "the failed send was never reaped"
+    );
+    let (ok, back) = results.lock().unwrap().pop().unwrap();
+    assert!(!ok, "a full channel fails the send");
+    assert_eq!(back.len(), 1, "the connection comes back to the sender");
+    stop.stop();
+    t.join().unwrap().unwrap();
 }
