@@ -237,7 +237,7 @@ impl crate::sys::epoll::AcceptSink for Handoff {
                 };
                 let token = self.next_token;
                 self.next_token += 1;
-                match out.send(token, s.chan(), msg, fds) {
+                match out.send(token, s.send_chan(), msg, fds) {
                     Ok(()) => self.in_ring.push((token, s.clone(), first)),
                     Err((_, fds)) => {
                         // No room after all: back to the queue, sent below.

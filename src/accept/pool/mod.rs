@@ -265,6 +265,15 @@ impl Slot {
         self
     }
 
+    /// Where [`Self::take_batch`]'s messages go: the herd-protocol channel
+    /// (a Node worker's second one, once its preload is ready).
+    pub fn send_chan(&self) -> BorrowedFd<'_> {
+        match &self.fast {
+            Some(f) if self.is_fast() => f.as_fd(),
+            _ => self.chan.as_fd(),
+        }
+    }
+
     /// Node: the daemon's end of the herd-protocol channel, if any.
     pub fn fast_chan(&self) -> Option<BorrowedFd<'_>> {
         self.fast.as_ref().map(|f| f.as_fd())
@@ -542,20 +551,28 @@ impl Slot {
         }
     }
 
-    /// herd protocol: takes up to [`MAX_IDS`] queued connections and their
-    /// `C` message (ids assigned), for a sender that sends them itself (an
-    /// acceptor's ring: [`crate::sys::uring::Outbox`]); it reports back
-    /// only a failure, with [`Self::send_failed`]. `None` for a Node
-    /// worker (its own protocols), a dead slot, or an empty queue.
+    /// herd protocol: takes up to [`MAX_IDS`] queued connections (one for a
+    /// Node worker on the preload's channel) and their `C` message (ids
+    /// assigned), for a sender that sends them itself on [`Self::send_chan`]
+    /// (an acceptor's ring: [`crate::sys::uring::Outbox`]); it reports back
+    /// only a failure, with [`Self::send_failed`]. `None` for a Node worker
+    /// on Node's own protocol, a dead slot, or an empty queue.
     pub fn take_batch(&self) -> Option<(u64, Vec<u8>, Vec<OwnedFd>)> {
-        if self.proto != SlotProto::Herd || self.is_dead() {
+        let per_msg = match self.proto {
+            SlotProto::Herd => MAX_IDS,
+            // One connection per message: Node's pipe hands the app one
+            // descriptor per read.
+            SlotProto::Node if self.is_fast() => 1,
+            SlotProto::Node => return None,
+        };
+        if self.is_dead() {
             return None;
         }
         let mut st = self.lock();
         if st.queue.is_empty() {
             return None;
         }
-        let n = st.queue.len().min(MAX_IDS);
+        let n = st.queue.len().min(per_msg);
         let first = st.next_id;
         st.next_id += n as u64;
         let mut msg = Vec::with_capacity(1 + 8 * n);

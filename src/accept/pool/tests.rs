@@ -382,3 +382,33 @@ fn a_batch_taken_for_the_ring_goes_back_to_the_queue_or_elsewhere_when_its_send_
     assert_eq!(s.send_failed(first, fds, &gone).len(), 3);
     assert!(s.is_dead() && !s.has_queued());
 }
+
+#[test]
+fn a_node_worker_takes_ring_batches_of_one_on_the_preloads_channel_only() {
+    use std::os::fd::AsRawFd;
+    let (chan, _node) = socketpair(PairKind::Stream).unwrap();
+    let (fast, fast_theirs) = socketpair(PairKind::SeqPacket).unwrap();
+    let peer = fast_theirs.try_clone().unwrap();
+    let s = Arc::new(Slot::new(0, 0, SlotProto::Node, chan).with_fast_channel(fast, peer));
+    let pool = Pool::new(Policy::RoundRobin);
+    pool.add(s.clone());
+    pool.slot_ready(&s);
+    for _ in 0..2 {
+        pool.dispatch_corked(conn());
+    }
+    assert!(
+        s.take_batch().is_none(),
+        "Node's own protocol: not for the ring"
+    );
+    assert_eq!(s.send_chan().as_raw_fd(), s.chan().as_raw_fd());
+    s.fast_ready.store(true, Ordering::Release); // as set_fast_ready, unflushed
+    assert_eq!(
+        s.send_chan().as_raw_fd(),
+        s.fast_chan().unwrap().as_raw_fd()
+    );
+    let (first, msg, fds) = s.take_batch().unwrap();
+    assert_eq!((first, fds.len()), (0, 1));
+    assert_eq!(Msg::decode(&msg).unwrap(), Msg::Conns(vec![0]));
+    assert_eq!(s.take_batch().unwrap().2.len(), 1);
+    assert!(s.take_batch().is_none());
+}
