@@ -558,6 +558,17 @@ impl DataPlane {
         *self.listener.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
+    /// `herd show`'s `accept io`: the backend, and how connections are
+    /// sent (`HERD_CORK`, `HERD_RING_SEND`).
+    pub fn describe_io(&self) -> String {
+        let sends = match (&self.io, self.cork, self.ring_send) {
+            (_, false, _) => "a message per connection",
+            (Io::Uring(f), true, true) if f.skip_success => "batched, through the ring",
+            (_, true, _) => "batched, sendmsg",
+        };
+        format!("{}; sends {sends}", self.io.describe())
+    }
+
     /// Acceptor thread count.
     pub fn acceptor_count(&self) -> usize {
         self.acceptors

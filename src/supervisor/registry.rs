@@ -1309,7 +1309,7 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
             _ => "none",
         }
         .into(),
-        io: inst.plane.as_ref().map(|p| p.io.describe()),
+        io: inst.plane.as_ref().map(|p| p.describe_io()),
         policy: inst
             .plane
             .as_ref()

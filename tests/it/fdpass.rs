@@ -71,6 +71,8 @@ fn hello_workers_serve_through_io_uring() {
     }
     let h = TestHome::new();
     both_workers_serve(&h, "io_uring");
+    let io = h.list()[0]["io"].as_str().unwrap().to_string();
+    assert!(io.ends_with("; sends batched, through the ring"), "{io}");
 }
 
 #[test]
@@ -85,6 +87,8 @@ fn hello_workers_serve_through_epoll_fallback() {
 fn hello_workers_serve_with_a_message_per_connection() {
     let h = TestHome::new().with_env("HERD_CORK", "0");
     both_workers_serve(&h, "");
+    let io = h.list()[0]["io"].as_str().unwrap().to_string();
+    assert!(io.ends_with("; sends a message per connection"), "{io}");
 }
 
 /// `HERD_RING_SEND=0`: batched messages go out with `sendmsg` and the
@@ -93,6 +97,8 @@ fn hello_workers_serve_with_a_message_per_connection() {
 fn hello_workers_serve_with_sends_outside_the_ring() {
     let h = TestHome::new().with_env("HERD_RING_SEND", "0");
     both_workers_serve(&h, "");
+    let io = h.list()[0]["io"].as_str().unwrap().to_string();
+    assert!(io.ends_with("; sends batched, sendmsg"), "{io}");
 }
 
 /// Regression guard for dispatch fairness: 10,000 connections over two

@@ -56,6 +56,9 @@ pub struct UringFeatures {
     pub defer_taskrun: bool,
     /// `IORING_SETUP_COOP_TASKRUN` was accepted (5.19+).
     pub coop_taskrun: bool,
+    /// `IOSQE_CQE_SKIP_SUCCESS` (5.17+), which sends through the ring
+    /// ([`AcceptOptions::ring_send`]) need.
+    pub skip_success: bool,
 }
 
 impl fmt::Display for UringFeatures {
@@ -301,6 +304,7 @@ pub fn probe() -> Result<UringFeatures, String> {
     let accepts = |flags| build_ring(PROBE_ENTRIES, flags).is_ok();
     Ok(UringFeatures {
         multishot_accept,
+        skip_success: ring.params().is_feature_skip_cqe_on_success(),
         single_issuer: accepts(SINGLE_ISSUER),
         defer_taskrun: accepts(DEFER_TASKRUN),
         coop_taskrun: accepts(COOP_TASKRUN),
