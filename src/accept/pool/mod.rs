@@ -31,7 +31,10 @@ use crate::sys::shm::SharedPage;
 pub enum Policy {
     /// Each worker in turn.
     RoundRobin,
-    /// The worker with the fewest connections in flight (ties: in turn).
+    /// The worker with the fewest connections in flight (ties: in turn),
+    /// leaving out an outlier: a worker whose service time (as
+    /// `least-time` measures it) is four times the fastest one's, until
+    /// its estimate has decayed and one connection measures it again.
     #[default]
     LeastConn,
     /// Two workers at random, the less loaded one wins.
@@ -157,8 +160,8 @@ pub struct Slot {
     /// (ns since [`epoch`]); read by `least-time`.
     ewma_ns: AtomicU64,
     ewma_at: AtomicU64,
-    /// The pool's policy reads the EWMA (`least-time`): only then does a
-    /// herd connection's send time get recorded.
+    /// The pool's policy reads the EWMA (`least-time`, `least-conn`):
+    /// only then does a herd connection's send time get recorded.
     timed: AtomicBool,
     /// When an acceptor thread last read the channel (ns since [`epoch`]).
     acceptor_drain_at: AtomicU64,
@@ -195,6 +198,8 @@ const OUTLIER: f64 = 4.0;
 
 /// Weight of a new sample in the service-time EWMA.
 const EWMA_NEW: f64 = 0.2;
+/// A sample counts for at most this many times the current estimate.
+const SAMPLE_CLAMP: f64 = 8.0;
 /// An unmeasured EWMA halves every this many ns, so a worker that was slow
 /// (and so gets nothing) is tried again now and then.
 const EWMA_HALF_LIFE_NS: f64 = 500e6;
@@ -399,7 +404,10 @@ impl Slot {
         let new = if old == 0.0 {
             x
         } else {
-            old * (1.0 - EWMA_NEW) + x * EWMA_NEW
+            // One long-lived connection (a websocket closing after a
+            // minute) must not make its worker an outlier by itself: a
+            // sample counts for at most SAMPLE_CLAMP × the estimate.
+            old * (1.0 - EWMA_NEW) + x.min(old * SAMPLE_CLAMP) * EWMA_NEW
         };
         self.ewma_ns.store(new as u64, Ordering::Relaxed);
         self.ewma_at.store(ns_since_epoch(now), Ordering::Relaxed);
@@ -872,8 +880,10 @@ impl Pool {
 
     /// Adds a slot (not yet in rotation until ready).
     pub fn add(&self, slot: Arc<Slot>) {
-        slot.timed
-            .store(self.policy == Policy::LeastTime, Ordering::Relaxed);
+        slot.timed.store(
+            matches!(self.policy, Policy::LeastTime | Policy::LeastConn),
+            Ordering::Relaxed,
+        );
         self.slots
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -994,36 +1004,54 @@ impl Pool {
             }
         }
         let load = |s: &Slot| s.in_flight.load(Ordering::Relaxed);
+        // Service-time estimates (least-time, and least-conn's outliers):
+        // unmeasured workers count as the fastest measured one.
+        let now = Instant::now();
+        let timed = matches!(self.policy, Policy::LeastTime | Policy::LeastConn);
+        let floor = if timed {
+            active()
+                .filter_map(|s| s.service_ns(now))
+                .fold(f64::INFINITY, f64::min)
+        } else {
+            f64::INFINITY
+        };
+        let floor = if floor.is_finite() { floor } else { 1.0 };
+        let est = |s: &Slot| s.service_ns(now).unwrap_or(floor).max(1.0);
+        // An outlier (several times slower than the fastest) gets nothing
+        // until its estimate has decayed: then one connection re-measures
+        // it.
+        let fastest = if timed {
+            active().map(|s| est(s)).fold(f64::INFINITY, f64::min)
+        } else {
+            f64::INFINITY
+        };
+        let fit = |s: &&Arc<Slot>| !timed || est(s) <= fastest * OUTLIER;
         let chosen = match self.policy {
             Policy::RoundRobin => active().nth(turn % n)?,
             // Start the scan at a rotating position so ties spread evenly;
             // of equally loaded slots, the one on this acceptor's core
             // wins, else the first.
-            Policy::LeastConn => active().cycle().skip(turn % n).take(n).reduce(|best, s| {
-                if (load(s), !s.is_local()) < (load(best), !best.is_local()) {
-                    s
-                } else {
-                    best
-                }
-            })?,
-            Policy::LeastTime => {
-                let now = Instant::now();
-                // Unmeasured workers count as the fastest measured one.
-                let floor = active()
-                    .filter_map(|s| s.service_ns(now))
-                    .fold(f64::INFINITY, f64::min);
-                let floor = if floor.is_finite() { floor } else { 1.0 };
-                let est = |s: &Slot| s.service_ns(now).unwrap_or(floor).max(1.0);
-                let cost = |s: &Slot| (f64::from(load(s)) + 1.0) * est(s);
-                // An outlier (several times slower than the fastest)
-                // gets nothing until its estimate has decayed: then one
-                // connection re-measures it.
-                let fastest = active().map(|s| est(s)).fold(f64::INFINITY, f64::min);
+            Policy::LeastConn => {
                 active()
                     .cycle()
                     .skip(turn % n)
                     .take(n)
-                    .filter(|s| est(s) <= fastest * OUTLIER)
+                    .filter(fit)
+                    .reduce(|best, s| {
+                        if (load(s), !s.is_local()) < (load(best), !best.is_local()) {
+                            s
+                        } else {
+                            best
+                        }
+                    })?
+            }
+            Policy::LeastTime => {
+                let cost = |s: &Slot| (f64::from(load(s)) + 1.0) * est(s);
+                active()
+                    .cycle()
+                    .skip(turn % n)
+                    .take(n)
+                    .filter(fit)
                     .reduce(|best, s| if cost(s) < cost(best) { s } else { best })?
             }
             Policy::P2c => {

@@ -412,3 +412,62 @@ fn a_node_worker_takes_ring_batches_of_one_on_the_preloads_channel_only() {
     assert_eq!(s.take_batch().unwrap().2.len(), 1);
     assert!(s.take_batch().is_none());
 }
+
+#[test]
+fn least_conn_leaves_out_a_worker_four_times_slower_and_probes_it_later() {
+    let pool = Pool::new(Policy::LeastConn);
+    let (fast, _wf) = slot(0);
+    let (slow, _ws) = slot(1);
+    for s in [&fast, &slow] {
+        pool.add(s.clone());
+        pool.slot_ready(s);
+    }
+    let now = Instant::now();
+    fast.sample(std::time::Duration::from_micros(500), now);
+    slow.sample(std::time::Duration::from_millis(5), now);
+    for _ in 0..20 {
+        pool.dispatch(conn());
+    }
+    assert_eq!(
+        (fast.load(), slow.load()),
+        (20, 0),
+        "counts alone would split 10/10"
+    );
+    // Unmeasured, its estimate decays (half-life 500 ms) below the cut,
+    // while the fast one's stays fresh: the slow one gets the next one.
+    let later = now + std::time::Duration::from_secs(2);
+    fast.sample(std::time::Duration::from_micros(500), later);
+    assert!(slow.service_ns(later).unwrap() < 4.0 * fast.service_ns(later).unwrap());
+    // Equal speeds: plain least-conn.
+    let pool = Pool::new(Policy::LeastConn);
+    let (a, _wa) = slot(2);
+    let (b, _wb) = slot(3);
+    for s in [&a, &b] {
+        pool.add(s.clone());
+        pool.slot_ready(s);
+    }
+    a.sample(std::time::Duration::from_micros(500), now);
+    b.sample(std::time::Duration::from_micros(1500), now);
+    for _ in 0..20 {
+        pool.dispatch(conn());
+    }
+    assert_eq!((a.load(), b.load()), (10, 10), "3× slower is no outlier");
+}
+
+#[test]
+fn one_long_connection_does_not_make_its_worker_an_outlier() {
+    let (s, _w) = slot(0);
+    let now = Instant::now();
+    for _ in 0..10 {
+        s.sample(std::time::Duration::from_micros(500), now);
+    }
+    // A websocket closes after a minute.
+    s.sample(std::time::Duration::from_secs(60), now);
+    let e = s.service_ns(now).unwrap();
+    assert!(e < 4.0 * 500e3, "{e} ns: clamped to 8× the estimate");
+    // A worker that really got slow still shows it within a few samples.
+    for _ in 0..10 {
+        s.sample(std::time::Duration::from_millis(5), now);
+    }
+    assert!(s.service_ns(now).unwrap() > 4.0 * 500e3);
+}
