@@ -155,9 +155,10 @@ fn least_time_shares_between_equal_workers() {
 }
 
 /// least-time, and least-conn (which leaves out a worker four times slower
-/// than the fastest), leave a worker that is 5 ms slower per response
-/// almost idle: under 1% (reuseport gives it half, least-conn without the
-/// outlier rule 4%).
+/// than the fastest once it has 16 samples), leave a worker that is 5 ms
+/// slower per response almost idle: under 2.5% (measured: least-time
+/// 5–8 of 6,000, least-conn 50–71; reuseport gives it half, least-conn
+/// without the outlier rule 255).
 fn routes_around_a_slow_worker(policy: &str) {
     let h = TestHome::exclusive();
     let port = free_port();
@@ -190,7 +191,7 @@ fn routes_around_a_slow_worker(policy: &str) {
         r.per_worker
     );
     assert!(
-        to_slow < 60,
+        to_slow < 150,
         "{policy}: slow worker got {to_slow} of 6000: {:?}",
         r.per_worker
     );

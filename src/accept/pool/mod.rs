@@ -160,6 +160,9 @@ pub struct Slot {
     /// (ns since [`epoch`]); read by `least-time`.
     ewma_ns: AtomicU64,
     ewma_at: AtomicU64,
+    /// Samples taken: a worker is judged an outlier only after
+    /// [`MIN_SAMPLES`] (a fresh worker's first connections are slow).
+    samples: AtomicU32,
     /// The pool's policy reads the EWMA (`least-time`, `least-conn`):
     /// only then does a herd connection's send time get recorded.
     timed: AtomicBool,
@@ -200,6 +203,11 @@ const OUTLIER: f64 = 4.0;
 const EWMA_NEW: f64 = 0.2;
 /// A sample counts for at most this many times the current estimate.
 const SAMPLE_CLAMP: f64 = 8.0;
+/// Samples a worker needs before it can be left out as an outlier: the
+/// first connections of a fresh worker are slow (measured: one of two
+/// fresh hello workers got 44% instead of 50% for its first 3 s when one
+/// sample sufficed).
+const MIN_SAMPLES: u32 = 16;
 /// An unmeasured EWMA halves every this many ns, so a worker that was slow
 /// (and so gets nothing) is tried again now and then.
 const EWMA_HALF_LIFE_NS: f64 = 500e6;
@@ -246,6 +254,7 @@ impl Slot {
             signals: AtomicU8::new(0),
             ewma_ns: AtomicU64::new(0),
             ewma_at: AtomicU64::new(0),
+            samples: AtomicU32::new(0),
             timed: AtomicBool::new(false),
             acceptor_drain_at: AtomicU64::new(0),
             warmup: AtomicU8::new(0),
@@ -411,6 +420,9 @@ impl Slot {
         };
         self.ewma_ns.store(new as u64, Ordering::Relaxed);
         self.ewma_at.store(ns_since_epoch(now), Ordering::Relaxed);
+        let _ = self
+            .samples
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
     }
 
     /// The service-time estimate at `now`, in ns, decayed since its last
@@ -1025,7 +1037,9 @@ impl Pool {
         } else {
             f64::INFINITY
         };
-        let fit = |s: &&Arc<Slot>| !timed || est(s) <= fastest * OUTLIER;
+        let fit = |s: &&Arc<Slot>| {
+            !timed || s.samples.load(Ordering::Relaxed) < MIN_SAMPLES || est(s) <= fastest * OUTLIER
+        };
         let chosen = match self.policy {
             Policy::RoundRobin => active().nth(turn % n)?,
             // Start the scan at a rotating position so ties spread evenly;

@@ -126,9 +126,11 @@ fn least_time_keeps_work_off_a_slow_worker_and_probes_it_later() {
         pool.slot_ready(s);
     }
     let now = Instant::now();
-    fast.sample(std::time::Duration::from_micros(100), now);
-    slow.sample(std::time::Duration::from_millis(5), now);
-    // Least-conn would split these evenly; least-time keeps the slow worker
+    for _ in 0..MIN_SAMPLES {
+        fast.sample(std::time::Duration::from_micros(100), now);
+        slow.sample(std::time::Duration::from_millis(5), now);
+    }
+    // Plain least-conn would split these evenly; least-time keeps the slow worker
     // (50× slower: an outlier) idle however busy the fast one is.
     for _ in 0..100 {
         pool.dispatch(conn());
@@ -423,8 +425,23 @@ fn least_conn_leaves_out_a_worker_four_times_slower_and_probes_it_later() {
         pool.slot_ready(s);
     }
     let now = Instant::now();
+    // A fresh worker's first slow connections do not make it an outlier.
     fast.sample(std::time::Duration::from_micros(500), now);
     slow.sample(std::time::Duration::from_millis(5), now);
+    for _ in 0..20 {
+        pool.dispatch(conn());
+    }
+    assert_eq!(
+        (fast.load(), slow.load()),
+        (10, 10),
+        "one sample is not enough"
+    );
+    fast.done(10);
+    slow.done(10);
+    for _ in 1..MIN_SAMPLES {
+        fast.sample(std::time::Duration::from_micros(500), now);
+        slow.sample(std::time::Duration::from_millis(5), now);
+    }
     for _ in 0..20 {
         pool.dispatch(conn());
     }
@@ -446,8 +463,10 @@ fn least_conn_leaves_out_a_worker_four_times_slower_and_probes_it_later() {
         pool.add(s.clone());
         pool.slot_ready(s);
     }
-    a.sample(std::time::Duration::from_micros(500), now);
-    b.sample(std::time::Duration::from_micros(1500), now);
+    for _ in 0..MIN_SAMPLES {
+        a.sample(std::time::Duration::from_micros(500), now);
+        b.sample(std::time::Duration::from_micros(1500), now);
+    }
     for _ in 0..20 {
         pool.dispatch(conn());
     }
