@@ -24,15 +24,15 @@ fn load_n(port: u16, n: u64, connections: usize) -> load::LoadResult {
     crate::harness::load(port, LoadMode::ConnPerRequest, connections, 2, n)
 }
 
-fn both_workers_serve(h: &TestHome, expect_io: &str) {
+fn both_workers_serve(h: &TestHome, expect_io: &str, expect_sends: &str) {
     let port = free_port();
     let l = start_hello_mode(h, port, "fdpass", &["-i", "2"]);
     for i in &l {
         assert_eq!(i["distribution"], "fdpass");
+        let io = i["io"].as_str().unwrap();
         assert!(
-            i["io"].as_str().unwrap().starts_with(expect_io),
-            "io: {}",
-            i["io"]
+            io.starts_with(expect_io) && io.ends_with(&format!("; sends {expect_sends}")),
+            "io: {io}"
         );
         assert_eq!(i["policy"], "least-conn");
         let env = environ(i["pid"].as_i64().unwrap());
@@ -70,15 +70,13 @@ fn hello_workers_serve_through_io_uring() {
         _ => {}
     }
     let h = TestHome::new();
-    both_workers_serve(&h, "io_uring");
-    let io = h.list()[0]["io"].as_str().unwrap().to_string();
-    assert!(io.ends_with("; sends batched, through the ring"), "{io}");
+    both_workers_serve(&h, "io_uring", "batched, through the ring");
 }
 
 #[test]
 fn hello_workers_serve_through_epoll_fallback() {
     let h = TestHome::new().with_env("HERD_IO", "epoll");
-    both_workers_serve(&h, "epoll (forced by HERD_IO=epoll)");
+    both_workers_serve(&h, "epoll (forced by HERD_IO=epoll)", "batched, sendmsg");
 }
 
 /// `HERD_CORK=0`: one message per connection instead of one per worker
@@ -86,9 +84,7 @@ fn hello_workers_serve_through_epoll_fallback() {
 #[test]
 fn hello_workers_serve_with_a_message_per_connection() {
     let h = TestHome::new().with_env("HERD_CORK", "0");
-    both_workers_serve(&h, "");
-    let io = h.list()[0]["io"].as_str().unwrap().to_string();
-    assert!(io.ends_with("; sends a message per connection"), "{io}");
+    both_workers_serve(&h, "", "a message per connection");
 }
 
 /// `HERD_RING_SEND=0`: batched messages go out with `sendmsg` and the
@@ -96,9 +92,7 @@ fn hello_workers_serve_with_a_message_per_connection() {
 #[test]
 fn hello_workers_serve_with_sends_outside_the_ring() {
     let h = TestHome::new().with_env("HERD_RING_SEND", "0");
-    both_workers_serve(&h, "");
-    let io = h.list()[0]["io"].as_str().unwrap().to_string();
-    assert!(io.ends_with("; sends batched, sendmsg"), "{io}");
+    both_workers_serve(&h, "", "batched, sendmsg");
 }
 
 /// Regression guard for dispatch fairness: 10,000 connections over two

@@ -12,6 +12,14 @@ fn slot(id: u32) -> (Arc<Slot>, OwnedFd) {
     )
 }
 
+/// A slot of `pool` in the rotation, and the worker's end of its channel.
+fn ready_slot(pool: &Pool, id: u32) -> (Arc<Slot>, OwnedFd) {
+    let (s, w) = slot(id);
+    pool.add(s.clone());
+    pool.slot_ready(&s);
+    (s, w)
+}
+
 /// A ready slot of `pool` with a counters page: the slot, the worker's
 /// mapping of the page, and the worker's end of the channel.
 fn counting_slot(pool: &Pool) -> (Arc<Slot>, SharedPage, OwnedFd) {
@@ -54,12 +62,8 @@ fn nothing_dispatched_before_ready_and_held_until_then() {
 #[test]
 fn least_conn_prefers_the_idle_worker() {
     let pool = Pool::new(Policy::LeastConn);
-    let (a, _wa) = slot(0);
-    let (b, _wb) = slot(1);
-    for s in [&a, &b] {
-        pool.add(s.clone());
-        pool.slot_ready(s);
-    }
+    let (a, _wa) = ready_slot(&pool, 0);
+    let (b, _wb) = ready_slot(&pool, 1);
     for _ in 0..10 {
         pool.dispatch(conn());
     }
@@ -77,12 +81,8 @@ fn least_conn_prefers_the_idle_worker() {
 #[test]
 fn a_dead_workers_connections_go_to_another() {
     let pool = Pool::new(Policy::RoundRobin);
-    let (a, wa) = slot(0);
-    let (b, wb) = slot(1);
-    for s in [&a, &b] {
-        pool.add(s.clone());
-        pool.slot_ready(s);
-    }
+    let (a, wa) = ready_slot(&pool, 0);
+    let (b, wb) = ready_slot(&pool, 1);
     for _ in 0..4 {
         pool.dispatch(conn());
     }
@@ -119,12 +119,8 @@ fn policies_parse() {
 #[test]
 fn least_time_keeps_work_off_a_slow_worker_and_probes_it_later() {
     let pool = Pool::new(Policy::LeastTime);
-    let (fast, _wf) = slot(0);
-    let (slow, _ws) = slot(1);
-    for s in [&fast, &slow] {
-        pool.add(s.clone());
-        pool.slot_ready(s);
-    }
+    let (fast, _wf) = ready_slot(&pool, 0);
+    let (slow, _ws) = ready_slot(&pool, 1);
     let now = Instant::now();
     for _ in 0..MIN_SAMPLES {
         fast.sample(std::time::Duration::from_micros(100), now);
@@ -143,12 +139,8 @@ fn least_time_keeps_work_off_a_slow_worker_and_probes_it_later() {
     assert!(slow.service_ns(later).unwrap() < fast.service_ns(now).unwrap());
     // A worker less than 4× slower still shares by expected wait.
     let pool = Pool::new(Policy::LeastTime);
-    let (a, _wa) = slot(2);
-    let (b, _wb) = slot(3);
-    for s in [&a, &b] {
-        pool.add(s.clone());
-        pool.slot_ready(s);
-    }
+    let (a, _wa) = ready_slot(&pool, 2);
+    let (b, _wb) = ready_slot(&pool, 3);
     a.sample(std::time::Duration::from_micros(100), now);
     b.sample(std::time::Duration::from_micros(300), now);
     for _ in 0..40 {
@@ -169,9 +161,7 @@ fn least_time_keeps_work_off_a_slow_worker_and_probes_it_later() {
 #[test]
 fn closed_connections_feed_the_service_time() {
     let pool = Pool::new(Policy::LeastTime);
-    let (s, w) = slot(0);
-    pool.add(s.clone());
-    pool.slot_ready(&s);
+    let (s, w) = ready_slot(&pool, 0);
     assert!(s.service_ns(Instant::now()).is_none());
     pool.dispatch(conn());
     assert_eq!(recv(&w), (Msg::Conns(vec![0]), 1));
@@ -208,9 +198,7 @@ fn the_daemon_keeps_no_copy_of_a_sent_connection() {
     // The worker's close must end the connection: the daemon's copy would
     // keep it open (the client would never see EOF).
     let pool = Pool::new(Policy::RoundRobin);
-    let (s, w) = slot(0);
-    pool.add(s.clone());
-    pool.slot_ready(&s);
+    let (_s, w) = ready_slot(&pool, 0);
     let (ours, client) = socketpair(PairKind::Stream).unwrap();
     crate::sys::fdpass::set_nonblocking(client.as_fd(), true).unwrap();
     pool.dispatch(ours);
@@ -231,9 +219,7 @@ fn the_daemon_keeps_no_copy_of_a_sent_connection() {
 #[test]
 fn a_worker_that_stops_reading_is_seen_stalled() {
     let pool = Pool::new(Policy::RoundRobin);
-    let (s, w) = slot(0);
-    pool.add(s.clone());
-    pool.slot_ready(&s);
+    let (s, w) = ready_slot(&pool, 0);
     let t0 = Instant::now();
     assert_eq!(s.stalled_for(t0), None, "nothing sent: not stalled");
     pool.dispatch(conn());
@@ -284,9 +270,7 @@ fn closes_counted_in_the_shared_page_lower_the_load_and_time_the_worker() {
 #[test]
 fn unread_connections_are_reclaimed_from_a_worker_that_stopped_reading() {
     let pool = Pool::new(Policy::LeastTime);
-    let (s, w) = slot(0);
-    pool.add(s.clone());
-    pool.slot_ready(&s);
+    let (s, w) = ready_slot(&pool, 0);
     for _ in 0..3 {
         pool.dispatch(conn());
     }
@@ -329,12 +313,8 @@ fn a_worker_scribbling_on_its_counters_page_cannot_upset_the_pool() {
 #[test]
 fn corked_connections_go_to_each_worker_in_one_message_on_flush() {
     let pool = Pool::new(Policy::RoundRobin);
-    let (a, wa) = slot(0);
-    let (b, wb) = slot(1);
-    for s in [&a, &b] {
-        pool.add(s.clone());
-        pool.slot_ready(s);
-    }
+    let (a, wa) = ready_slot(&pool, 0);
+    let (b, wb) = ready_slot(&pool, 1);
     let mut touched = Vec::new();
     for _ in 0..6 {
         touched.push(pool.dispatch_corked(conn()).unwrap());
@@ -359,9 +339,7 @@ fn corked_connections_go_to_each_worker_in_one_message_on_flush() {
 #[test]
 fn a_batch_taken_for_the_ring_goes_back_to_the_queue_or_elsewhere_when_its_send_fails() {
     let pool = Pool::new(Policy::LeastTime);
-    let (s, _w) = slot(0);
-    pool.add(s.clone());
-    pool.slot_ready(&s);
+    let (s, _w) = ready_slot(&pool, 0);
     for _ in 0..3 {
         pool.dispatch_corked(conn());
     }
@@ -418,59 +396,40 @@ fn a_node_worker_takes_ring_batches_of_one_on_the_preloads_channel_only() {
 #[test]
 fn least_conn_leaves_out_a_worker_four_times_slower_and_probes_it_later() {
     let pool = Pool::new(Policy::LeastConn);
-    let (fast, _wf) = slot(0);
-    let (slow, _ws) = slot(1);
-    for s in [&fast, &slow] {
-        pool.add(s.clone());
-        pool.slot_ready(s);
-    }
+    let (fast, _wf) = ready_slot(&pool, 0);
+    let (slow, _ws) = ready_slot(&pool, 1);
     let now = Instant::now();
+    let us = std::time::Duration::from_micros;
+    // `samples` more samples of each, then 20 connections: how they split.
+    let round = |pool: &Pool, a: &Slot, a_took, b: &Slot, b_took, samples| {
+        for _ in 0..samples {
+            a.sample(a_took, now);
+            b.sample(b_took, now);
+        }
+        for _ in 0..20 {
+            pool.dispatch(conn());
+        }
+        let split = (a.load(), b.load());
+        a.done(split.0 as usize);
+        b.done(split.1 as usize);
+        split
+    };
     // A fresh worker's first slow connections do not make it an outlier.
-    fast.sample(std::time::Duration::from_micros(500), now);
-    slow.sample(std::time::Duration::from_millis(5), now);
-    for _ in 0..20 {
-        pool.dispatch(conn());
-    }
-    assert_eq!(
-        (fast.load(), slow.load()),
-        (10, 10),
-        "one sample is not enough"
-    );
-    fast.done(10);
-    slow.done(10);
-    for _ in 1..MIN_SAMPLES {
-        fast.sample(std::time::Duration::from_micros(500), now);
-        slow.sample(std::time::Duration::from_millis(5), now);
-    }
-    for _ in 0..20 {
-        pool.dispatch(conn());
-    }
-    assert_eq!(
-        (fast.load(), slow.load()),
-        (20, 0),
-        "counts alone would split 10/10"
-    );
+    let split = round(&pool, &fast, us(500), &slow, us(5000), 1);
+    assert_eq!(split, (10, 10), "one sample is not enough");
+    let split = round(&pool, &fast, us(500), &slow, us(5000), MIN_SAMPLES - 1);
+    assert_eq!(split, (20, 0), "counts alone would split 10/10");
     // Unmeasured, its estimate decays (half-life 500 ms) below the cut,
     // while the fast one's stays fresh: the slow one gets the next one.
     let later = now + std::time::Duration::from_secs(2);
-    fast.sample(std::time::Duration::from_micros(500), later);
+    fast.sample(us(500), later);
     assert!(slow.service_ns(later).unwrap() < 4.0 * fast.service_ns(later).unwrap());
     // Equal speeds: plain least-conn.
     let pool = Pool::new(Policy::LeastConn);
-    let (a, _wa) = slot(2);
-    let (b, _wb) = slot(3);
-    for s in [&a, &b] {
-        pool.add(s.clone());
-        pool.slot_ready(s);
-    }
-    for _ in 0..MIN_SAMPLES {
-        a.sample(std::time::Duration::from_micros(500), now);
-        b.sample(std::time::Duration::from_micros(1500), now);
-    }
-    for _ in 0..20 {
-        pool.dispatch(conn());
-    }
-    assert_eq!((a.load(), b.load()), (10, 10), "3× slower is no outlier");
+    let (a, _wa) = ready_slot(&pool, 2);
+    let (b, _wb) = ready_slot(&pool, 3);
+    let split = round(&pool, &a, us(500), &b, us(1500), MIN_SAMPLES);
+    assert_eq!(split, (10, 10), "3× slower is no outlier");
 }
 
 #[test]
