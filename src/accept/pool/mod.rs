@@ -485,6 +485,12 @@ impl Slot {
             return Deliver::Dead(fd);
         }
         let mut st = self.lock();
+        // Again under the lock: `kill` marks the slot dead before it takes
+        // the lock to empty the queue, so a connection queued after that
+        // would be left behind in a dead slot.
+        if self.is_dead() {
+            return Deliver::Dead(fd);
+        }
         st.queue.push_back(fd);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.dispatched.fetch_add(1, Ordering::Relaxed);
