@@ -28,7 +28,7 @@ use tokio::signal::unix::{signal, SignalKind};
 /// Bytes buffered per connection. A request head that does not fit is
 /// refused with 431; our GETs are ~40 bytes, and 8 KiB also matches the
 /// common header limit of other servers.
-const READ_BUF: usize = 8 * 1024;
+pub(crate) const READ_BUF: usize = 8 * 1024;
 
 /// Sent (then the connection closed) for a request we cannot frame.
 const BAD_REQUEST: &[u8] =
@@ -171,19 +171,20 @@ async fn channel_loop(chan: crate::worker::Channel) -> io::Result<()> {
 
 /// Set when the daemon sends `Stop` (reload, scale down): every connection
 /// finishes its current request with `Connection: close`.
-static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+pub(crate) static DRAINING: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 /// The two canned responses, built once: the pid never changes.
-struct Responses {
-    keep_alive: Box<[u8]>,
-    close: Box<[u8]>,
+pub(crate) struct Responses {
+    pub(crate) keep_alive: Box<[u8]>,
+    pub(crate) close: Box<[u8]>,
     /// Artificial service time per response batch (`herd bench --skew-ms`):
     /// set on one instance to model a slow worker.
     delay: Option<Duration>,
 }
 
 impl Responses {
-    fn new(pid: u32) -> Self {
+    pub(crate) fn new(pid: u32) -> Self {
         let body = format!("hello from {pid}\n");
         let build = |extra: &str| {
             format!(
@@ -204,7 +205,7 @@ impl Responses {
 
 /// `HERD_HELLO_DELAY_MS=N` with `HERD_HELLO_SLOW_INSTANCE=I`: instance I
 /// (its `NODE_APP_INSTANCE`) waits N ms before each response.
-fn slow_delay() -> Option<Duration> {
+pub(crate) fn slow_delay() -> Option<Duration> {
     let ms: u64 = std::env::var("HERD_HELLO_DELAY_MS").ok()?.parse().ok()?;
     let slow = std::env::var("HERD_HELLO_SLOW_INSTANCE").ok()?;
     let me = std::env::var("NODE_APP_INSTANCE").ok()?;
@@ -338,6 +339,71 @@ fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// Answers the complete requests at the start of `buf[..*filled]`: their
+/// responses are appended to `out` (pipelined requests: one write for the
+/// batch), the rest of the buffer moves to the front, and body bytes still
+/// to come are counted in `skip`. Returns whether to close once `out` is
+/// written (the client asked, herd is draining this worker, a request we
+/// cannot frame, or a head larger than the buffer).
+pub(crate) fn answer(
+    buf: &mut [u8],
+    filled: &mut usize,
+    skip: &mut u64,
+    responses: &Responses,
+    out: &mut Vec<u8>,
+) -> bool {
+    let mut pos = 0usize;
+    let mut close = false;
+    loop {
+        if *skip > 0 {
+            let avail = *filled - pos;
+            let take = usize::try_from(*skip).map_or(avail, |s| s.min(avail));
+            pos += take;
+            *skip -= take as u64;
+            if *skip > 0 {
+                break;
+            }
+        }
+        match parse_request(&buf[pos..*filled]) {
+            Request::Incomplete => break,
+            Request::Complete {
+                head_len,
+                body_len,
+                close: wants_close,
+            } => {
+                pos += head_len;
+                *skip = body_len;
+                // Draining (herd asked this worker to stop): answer the
+                // request in flight with `Connection: close`, then close,
+                // so keep-alive clients reconnect to another worker
+                // instead of seeing a reset.
+                if wants_close || DRAINING.load(std::sync::atomic::Ordering::Relaxed) {
+                    out.extend_from_slice(&responses.close);
+                    close = true;
+                    break;
+                }
+                out.extend_from_slice(&responses.keep_alive);
+            }
+            Request::Invalid => {
+                out.extend_from_slice(BAD_REQUEST);
+                close = true;
+                break;
+            }
+        }
+    }
+    if pos == *filled {
+        *filled = 0;
+    } else if pos > 0 {
+        buf.copy_within(pos..*filled, 0);
+        *filled -= pos;
+    }
+    if *filled == buf.len() && !close {
+        out.extend_from_slice(HEAD_TOO_LARGE);
+        close = true;
+    }
+    close
+}
+
 /// Serves one connection: every full request in the buffer (pipelining)
 /// gets its response appended to one write, so a batch costs one syscall.
 async fn connection(mut sock: TcpStream, responses: Arc<Responses>) {
@@ -352,55 +418,7 @@ async fn connection(mut sock: TcpStream, responses: Arc<Responses>) {
             Ok(0) | Err(_) => return,
             Ok(n) => filled += n,
         }
-        let mut pos = 0usize;
-        let mut close = false;
-        loop {
-            if skip > 0 {
-                let avail = filled - pos;
-                let take = usize::try_from(skip).map_or(avail, |s| s.min(avail));
-                pos += take;
-                skip -= take as u64;
-                if skip > 0 {
-                    break;
-                }
-            }
-            match parse_request(&buf[pos..filled]) {
-                Request::Incomplete => break,
-                Request::Complete {
-                    head_len,
-                    body_len,
-                    close: wants_close,
-                } => {
-                    pos += head_len;
-                    skip = body_len;
-                    // Draining (herd asked this worker to stop): answer the
-                    // request in flight with `Connection: close`, then close,
-                    // so keep-alive clients reconnect to another worker
-                    // instead of seeing a reset.
-                    if wants_close || DRAINING.load(std::sync::atomic::Ordering::Relaxed) {
-                        out.extend_from_slice(&responses.close);
-                        close = true;
-                        break;
-                    }
-                    out.extend_from_slice(&responses.keep_alive);
-                }
-                Request::Invalid => {
-                    out.extend_from_slice(BAD_REQUEST);
-                    close = true;
-                    break;
-                }
-            }
-        }
-        if pos == filled {
-            filled = 0;
-        } else if pos > 0 {
-            buf.copy_within(pos..filled, 0);
-            filled -= pos;
-        }
-        if filled == buf.len() && !close {
-            out.extend_from_slice(HEAD_TOO_LARGE);
-            close = true;
-        }
+        let close = answer(&mut buf, &mut filled, &mut skip, &responses, &mut out);
         if !out.is_empty() {
             if let Some(d) = responses.delay {
                 tokio::time::sleep(d).await;

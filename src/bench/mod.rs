@@ -5,6 +5,7 @@
 //! and removes everything it started.
 
 pub mod hello;
+mod hello_uring;
 pub mod load;
 mod report;
 
@@ -30,7 +31,20 @@ use load::{LoadMode, LoadSpec};
 pub fn hello_main() -> Result<()> {
     let io = |e| Error::io("hello worker", e);
     if let Some(chan) = crate::worker::Channel::from_env().map_err(io)? {
-        return hello::serve_channel(chan).map_err(io);
+        // `HERD_HELLO_IO=uring`: the io_uring variant, for measuring it
+        // against tokio's epoll (it has no artificial delay: a skewed
+        // instance keeps tokio).
+        return match std::env::var("HERD_HELLO_IO").ok().as_deref() {
+            Some("uring") if hello::slow_delay().is_none() => {
+                hello_uring::serve_channel(chan).map_err(io)
+            }
+            None | Some("" | "tokio" | "uring") => hello::serve_channel(chan).map_err(io),
+            Some(other) => Err(Error::InvalidArg {
+                what: "HERD_HELLO_IO".into(),
+                value: other.into(),
+                expected: "`tokio` or `uring`".into(),
+            }),
+        };
     }
     match crate::sys::fd::listen_fds_listener().map_err(io)? {
         Some(listener) => hello::serve(listener).map_err(io),

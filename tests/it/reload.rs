@@ -15,9 +15,18 @@ fn burst(port: u16, n: u64) -> std::thread::JoinHandle<load::LoadResult> {
 
 #[test]
 fn reload_under_load_loses_no_request_rust_worker() {
-    let h = TestHome::new();
+    reload_under_load_loses_no_request(&TestHome::new());
+}
+
+/// The hello worker's io_uring variant drains the same way.
+#[test]
+fn reload_under_load_loses_no_request_rust_worker_on_io_uring() {
+    reload_under_load_loses_no_request(&TestHome::new().with_env("HERD_HELLO_IO", "uring"));
+}
+
+fn reload_under_load_loses_no_request(h: &TestHome) {
     let port = free_port();
-    let before = pids(&start_hello_mode(&h, port, "fdpass", &["-i", "2"]));
+    let before = pids(&start_hello_mode(h, port, "fdpass", &["-i", "2"]));
     let load = burst(port, 4000);
     for _ in 0..5 {
         h.run(&["reload", "hello"]).ok();

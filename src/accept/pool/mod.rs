@@ -31,10 +31,7 @@ use crate::sys::shm::SharedPage;
 pub enum Policy {
     /// Each worker in turn.
     RoundRobin,
-    /// The worker with the fewest connections in flight (ties: in turn),
-    /// leaving out an outlier: a worker whose service time (as
-    /// `least-time` measures it) is four times the fastest one's, until
-    /// its estimate has decayed and one connection measures it again.
+    /// The worker with the fewest connections in flight (ties: in turn).
     #[default]
     LeastConn,
     /// Two workers at random, the less loaded one wins.
@@ -163,8 +160,8 @@ pub struct Slot {
     /// Samples taken: a worker is judged an outlier only after
     /// [`MIN_SAMPLES`] (a fresh worker's first connections are slow).
     samples: AtomicU32,
-    /// The pool's policy reads the EWMA (`least-time`, `least-conn`):
-    /// only then does a herd connection's send time get recorded.
+    /// The pool's policy reads the EWMA (`least-time`): only then does a
+    /// herd connection's send time get recorded.
     timed: AtomicBool,
     /// When an acceptor thread last read the channel (ns since [`epoch`]).
     acceptor_drain_at: AtomicU64,
@@ -868,6 +865,8 @@ pub struct Pool {
     rr: AtomicUsize,
     drain_turn: AtomicUsize,
     orphans: Mutex<VecDeque<OwnedFd>>,
+    /// Whether `orphans` may hold something (read on every dispatch).
+    held: AtomicBool,
     /// Connections dispatched (including re-dispatches).
     pub dispatches: AtomicU64,
     /// Connections re-dispatched after a worker died or refused them.
@@ -885,6 +884,7 @@ impl Pool {
             rr: AtomicUsize::new(0),
             drain_turn: AtomicUsize::new(0),
             orphans: Mutex::new(VecDeque::new()),
+            held: AtomicBool::new(false),
             dispatches: AtomicU64::new(0),
             redispatched: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -898,10 +898,8 @@ impl Pool {
 
     /// Adds a slot (not yet in rotation until ready).
     pub fn add(&self, slot: Arc<Slot>) {
-        slot.timed.store(
-            matches!(self.policy, Policy::LeastTime | Policy::LeastConn),
-            Ordering::Relaxed,
-        );
+        slot.timed
+            .store(self.policy == Policy::LeastTime, Ordering::Relaxed);
         self.slots
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -941,12 +939,11 @@ impl Pool {
     }
 
     fn flush_orphans(&self) {
-        let held: Vec<OwnedFd> = self
-            .orphans
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-            .collect();
+        let held: Vec<OwnedFd> = {
+            let mut orphans = self.orphans.lock().unwrap_or_else(|p| p.into_inner());
+            self.held.store(false, Ordering::Release);
+            orphans.drain(..).collect()
+        };
         for fd in held {
             let _ = self.dispatch(fd);
         }
@@ -971,7 +968,14 @@ impl Pool {
         for _ in 0..8 {
             let Some(slot) = self.pick() else { break };
             match slot.deliver(fd, send) {
-                Deliver::Ok => return Some(slot),
+                Deliver::Ok => {
+                    // Held while no worker could be picked, and a worker
+                    // can be now: whatever else joins or leaves, they go.
+                    if self.held.load(Ordering::Acquire) {
+                        self.flush_orphans();
+                    }
+                    return Some(slot);
+                }
                 Deliver::Dead(back) => fd = back,
             }
         }
@@ -981,6 +985,7 @@ impl Pool {
             return None; // fd closes here
         }
         orphans.push_back(fd);
+        self.held.store(true, Ordering::Release);
         drop(orphans);
         // A worker may have become ready between pick() and the push.
         if self.pick().is_some() {
@@ -1022,10 +1027,10 @@ impl Pool {
             }
         }
         let load = |s: &Slot| s.in_flight.load(Ordering::Relaxed);
-        // Service-time estimates (least-time, and least-conn's outliers):
-        // unmeasured workers count as the fastest measured one.
+        // Service-time estimates (least-time): unmeasured workers count as
+        // the fastest measured one.
         let now = Instant::now();
-        let timed = matches!(self.policy, Policy::LeastTime | Policy::LeastConn);
+        let timed = self.policy == Policy::LeastTime;
         let floor = if timed {
             active()
                 .filter_map(|s| s.service_ns(now))
@@ -1051,28 +1056,26 @@ impl Pool {
             // Start the scan at a rotating position so ties spread evenly;
             // of equally loaded slots, the one on this acceptor's core
             // wins, else the first.
-            Policy::LeastConn => {
-                active()
-                    .cycle()
-                    .skip(turn % n)
-                    .take(n)
-                    .filter(fit)
-                    .reduce(|best, s| {
-                        if (load(s), !s.is_local()) < (load(best), !best.is_local()) {
-                            s
-                        } else {
-                            best
-                        }
-                    })?
-            }
+            Policy::LeastConn => active().cycle().skip(turn % n).take(n).reduce(|best, s| {
+                if (load(s), !s.is_local()) < (load(best), !best.is_local()) {
+                    s
+                } else {
+                    best
+                }
+            })?,
             Policy::LeastTime => {
                 let cost = |s: &Slot| (f64::from(load(s)) + 1.0) * est(s);
-                active()
-                    .cycle()
-                    .skip(turn % n)
-                    .take(n)
+                let scan = || active().cycle().skip(turn % n).take(n);
+                let cheapest = |best: &Arc<Slot>, s: &Arc<Slot>| cost(s) < cost(best);
+                // Other acceptors update the estimates while this one
+                // reads them, so the fastest worker of a moment ago may
+                // fail the cut now; then nobody would pass it, and the
+                // connection would wait for the next worker to join. Never:
+                // fall back to all of them.
+                scan()
                     .filter(fit)
-                    .reduce(|best, s| if cost(s) < cost(best) { s } else { best })?
+                    .reduce(|best, s| if cheapest(best, s) { s } else { best })
+                    .or_else(|| scan().reduce(|best, s| if cheapest(best, s) { s } else { best }))?
             }
             Policy::P2c => {
                 let r = xorshift(turn as u64);
