@@ -82,7 +82,8 @@ const fn cmsg_words(nfds: usize) -> usize {
     (16 + nfds * 4) / 8 + 2
 }
 
-const RIGHTS_WORDS: usize = cmsg_words(MAX_FDS_PER_MSG);
+/// Words of a [`RightsBuf`].
+pub const RIGHTS_WORDS: usize = cmsg_words(MAX_FDS_PER_MSG);
 
 /// Room for one `SCM_RIGHTS` control message of up to [`MAX_FDS_PER_MSG`]
 /// descriptors (u64 words: aligned as `cmsghdr` needs).

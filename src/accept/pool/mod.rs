@@ -276,12 +276,32 @@ impl Slot {
         self
     }
 
-    /// Where [`Self::take_batch`]'s messages go: the herd-protocol channel
-    /// (a Node worker's second one, once its preload is ready).
+    /// Where herd-protocol `C` messages go and how many connections each
+    /// carries: a herd worker's channel, up to [`MAX_IDS`]; a Node
+    /// worker's second channel once its preload is ready, one (Node's pipe
+    /// hands the app one descriptor per read). `None`: Node's own protocol.
+    fn herd_route(&self) -> Option<(BorrowedFd<'_>, usize)> {
+        match (self.proto, &self.fast) {
+            (SlotProto::Herd, _) => Some((self.chan.as_fd(), MAX_IDS)),
+            (SlotProto::Node, Some(fast)) if self.is_fast() => Some((fast.as_fd(), 1)),
+            (SlotProto::Node, _) => None,
+        }
+    }
+
+    /// Where [`Self::take_batch`]'s messages go.
     pub fn send_chan(&self) -> BorrowedFd<'_> {
-        match &self.fast {
-            Some(f) if self.is_fast() => f.as_fd(),
-            _ => self.chan.as_fd(),
+        self.herd_route()
+            .map_or(self.chan.as_fd(), |(chan, _)| chan)
+    }
+
+    /// Records when connections `first..first + n` left, for `least-time`'s
+    /// service times (closes counted in the shared page carry no ids:
+    /// nothing to match).
+    fn time_sent(&self, st: &mut SlotState, first: u64, n: usize) {
+        if self.timed.load(Ordering::Relaxed) && !self.counts_closes() {
+            let now = Instant::now();
+            st.started
+                .extend((first..first + n as u64).map(|id| (id, now)));
         }
     }
 
@@ -504,12 +524,9 @@ impl Slot {
         if self.is_dead() {
             return;
         }
-        match (self.proto, &self.fast) {
-            (SlotProto::Herd, _) => self.send_conns(st, self.chan.as_fd(), MAX_IDS),
-            // One connection per message: Node's pipe hands the app one
-            // descriptor per read.
-            (SlotProto::Node, Some(fast)) if self.is_fast() => self.send_conns(st, fast.as_fd(), 1),
-            (SlotProto::Node, _) => {
+        match self.herd_route() {
+            Some((chan, per_msg)) => self.send_conns(st, chan, per_msg),
+            None => {
                 let Some(key) = st.node_key.clone() else {
                     return;
                 };
@@ -555,12 +572,7 @@ impl Slot {
                     // Sent: the worker's now, or back through `peer` should
                     // it die before reading them.
                     st.queue.drain(..n);
-                    // Counted closes carry no ids: nothing to match.
-                    if self.timed.load(Ordering::Relaxed) && !self.counts_closes() {
-                        let now = Instant::now();
-                        st.started
-                            .extend((first..first + n as u64).map(|id| (id, now)));
-                    }
+                    self.time_sent(st, first, n);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     self.queued.notify_one();
@@ -581,13 +593,7 @@ impl Slot {
     /// only a failure, with [`Self::send_failed`]. `None` for a Node worker
     /// on Node's own protocol, a dead slot, or an empty queue.
     pub fn take_batch(&self) -> Option<(u64, Vec<u8>, Vec<OwnedFd>)> {
-        let per_msg = match self.proto {
-            SlotProto::Herd => MAX_IDS,
-            // One connection per message: Node's pipe hands the app one
-            // descriptor per read.
-            SlotProto::Node if self.is_fast() => 1,
-            SlotProto::Node => return None,
-        };
+        let (_, per_msg) = self.herd_route()?;
         if self.is_dead() {
             return None;
         }
@@ -602,11 +608,7 @@ impl Slot {
         Msg::Conns((first..first + n as u64).collect()).encode_into(&mut msg);
         // Timed from now: the ring reports a success only lazily, and the
         // worker's `D` may come back before that.
-        if self.timed.load(Ordering::Relaxed) && !self.counts_closes() {
-            let now = Instant::now();
-            st.started
-                .extend((first..first + n as u64).map(|id| (id, now)));
-        }
+        self.time_sent(&mut st, first, n);
         Some((first, msg, st.queue.drain(..n).collect()))
     }
 
@@ -1027,30 +1029,6 @@ impl Pool {
             }
         }
         let load = |s: &Slot| s.in_flight.load(Ordering::Relaxed);
-        // Service-time estimates (least-time): unmeasured workers count as
-        // the fastest measured one.
-        let now = Instant::now();
-        let timed = self.policy == Policy::LeastTime;
-        let floor = if timed {
-            active()
-                .filter_map(|s| s.service_ns(now))
-                .fold(f64::INFINITY, f64::min)
-        } else {
-            f64::INFINITY
-        };
-        let floor = if floor.is_finite() { floor } else { 1.0 };
-        let est = |s: &Slot| s.service_ns(now).unwrap_or(floor).max(1.0);
-        // An outlier (several times slower than the fastest) gets nothing
-        // until its estimate has decayed: then one connection re-measures
-        // it.
-        let fastest = if timed {
-            active().map(|s| est(s)).fold(f64::INFINITY, f64::min)
-        } else {
-            f64::INFINITY
-        };
-        let fit = |s: &&Arc<Slot>| {
-            !timed || s.samples.load(Ordering::Relaxed) < MIN_SAMPLES || est(s) <= fastest * OUTLIER
-        };
         let chosen = match self.policy {
             Policy::RoundRobin => active().nth(turn % n)?,
             // Start the scan at a rotating position so ties spread evenly;
@@ -1064,18 +1042,28 @@ impl Pool {
                 }
             })?,
             Policy::LeastTime => {
+                let now = Instant::now();
+                // Unmeasured workers count as the fastest measured one.
+                let floor = active()
+                    .filter_map(|s| s.service_ns(now))
+                    .fold(f64::INFINITY, f64::min);
+                let floor = if floor.is_finite() { floor } else { 1.0 };
+                let est = |s: &Slot| s.service_ns(now).unwrap_or(floor).max(1.0);
+                // An outlier (several times slower than the fastest, once
+                // measured enough) gets nothing until its estimate has
+                // decayed: then one connection re-measures it.
+                let fastest = active().map(|s| est(s)).fold(f64::INFINITY, f64::min);
+                let fit = |s: &&Arc<Slot>| {
+                    s.samples.load(Ordering::Relaxed) < MIN_SAMPLES || est(s) <= fastest * OUTLIER
+                };
                 let cost = |s: &Slot| (f64::from(load(s)) + 1.0) * est(s);
                 let scan = || active().cycle().skip(turn % n).take(n);
-                let cheapest = |best: &Arc<Slot>, s: &Arc<Slot>| cost(s) < cost(best);
                 // Other acceptors update the estimates while this one
                 // reads them, so the fastest worker of a moment ago may
                 // fail the cut now; then nobody would pass it, and the
                 // connection would wait for the next worker to join. Never:
                 // fall back to all of them.
-                scan()
-                    .filter(fit)
-                    .reduce(|best, s| if cheapest(best, s) { s } else { best })
-                    .or_else(|| scan().reduce(|best, s| if cheapest(best, s) { s } else { best }))?
+                cheapest(scan().filter(fit), &cost).or_else(|| cheapest(scan(), &cost))?
             }
             Policy::P2c => {
                 let r = xorshift(turn as u64);
@@ -1095,6 +1083,14 @@ impl Pool {
     pub fn slots(&self) -> Vec<Arc<Slot>> {
         self.slots.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
+}
+
+/// The first slot of least `cost` in `slots`.
+fn cheapest<'a>(
+    slots: impl Iterator<Item = &'a Arc<Slot>>,
+    cost: &dyn Fn(&Slot) -> f64,
+) -> Option<&'a Arc<Slot>> {
+    slots.reduce(|best, s| if cost(s) < cost(best) { s } else { best })
 }
 
 /// A cheap mixer for p2c's two random choices (no RNG crate needed).

@@ -174,7 +174,7 @@ impl Outbox {
             msg: unsafe { std::mem::zeroed() },
             // SAFETY: iovec is plain data; zeroed is an empty slice.
             iov: unsafe { std::mem::zeroed() },
-            rights: [0; std::mem::size_of::<crate::sys::fdpass::RightsBuf>() / 8],
+            rights: [0; crate::sys::fdpass::RIGHTS_WORDS],
             data,
             fds,
             chan: chan.as_raw_fd(),
