@@ -25,22 +25,28 @@ use crate::fdpass::herd::{counters, Msg, MAX_IDS};
 use crate::sys::fdpass::{recv_with_fds, send_with_fds};
 use crate::sys::shm::SharedPage;
 
+mod floor;
+use floor::Floor;
+
 /// How a worker is chosen for each connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
     /// Each worker in turn.
     RoundRobin,
-    /// The worker with the fewest connections in flight (ties: in turn).
+    /// The worker with the fewest connections in flight (ties: in turn),
+    /// among those that are not outliers (see [`floor`]): a worker whose
+    /// every connection lately took 4× (and 1 ms) longer than the fastest
+    /// worker's fastest gets nothing until it is measured again.
     #[default]
     LeastConn,
     /// Two workers at random, the less loaded one wins.
     P2c,
     /// The worker with the least expected wait: (in flight + 1) × its
     /// recent service time (an EWMA of how long its connections last,
-    /// herd workers; of how long Node takes to accept one). A worker four
-    /// times slower than the fastest gets nothing; its estimate decays
-    /// while unmeasured (half-life 500 ms), so it is probed again.
+    /// herd workers; of how long Node takes to accept one), among those
+    /// that are not outliers (as for least-conn). The estimate decays while
+    /// unmeasured (half-life 500 ms), so a worker left idle is tried again.
     LeastTime,
 }
 
@@ -160,8 +166,13 @@ pub struct Slot {
     /// Samples taken: a worker is judged an outlier only after
     /// [`MIN_SAMPLES`] (a fresh worker's first connections are slow).
     samples: AtomicU32,
-    /// The pool's policy reads the EWMA (`least-time`): only then does a
-    /// herd connection's send time get recorded.
+    /// Its fastest recent sample, for the outlier rule.
+    floor: Floor,
+    /// Last judged an outlier and not measured fit since: probed with a
+    /// few connections at a time.
+    suspect: AtomicBool,
+    /// The pool's policy reads the samples (`least-conn`, `least-time`):
+    /// only then does a herd connection's send time get recorded.
     timed: AtomicBool,
     /// When an acceptor thread last read the channel (ns since [`epoch`]).
     acceptor_drain_at: AtomicU64,
@@ -191,10 +202,6 @@ fn epoch() -> Instant {
 fn ns_since_epoch(t: Instant) -> u64 {
     t.saturating_duration_since(epoch()).as_nanos() as u64
 }
-
-/// `least-time`: a worker whose service time is this many times the
-/// fastest worker's is left out (until its estimate decays).
-const OUTLIER: f64 = 4.0;
 
 /// Weight of a new sample in the service-time EWMA.
 const EWMA_NEW: f64 = 0.2;
@@ -252,6 +259,8 @@ impl Slot {
             ewma_ns: AtomicU64::new(0),
             ewma_at: AtomicU64::new(0),
             samples: AtomicU32::new(0),
+            floor: Floor::default(),
+            suspect: AtomicBool::new(false),
             timed: AtomicBool::new(false),
             acceptor_drain_at: AtomicU64::new(0),
             warmup: AtomicU8::new(0),
@@ -435,11 +444,37 @@ impl Slot {
             // sample counts for at most SAMPLE_CLAMP × the estimate.
             old * (1.0 - EWMA_NEW) + x.min(old * SAMPLE_CLAMP) * EWMA_NEW
         };
+        let at = ns_since_epoch(now);
         self.ewma_ns.store(new as u64, Ordering::Relaxed);
-        self.ewma_at.store(ns_since_epoch(now), Ordering::Relaxed);
+        self.ewma_at.store(at, Ordering::Relaxed);
+        self.floor.record(took.as_nanos() as u64, at);
         let _ = self
             .samples
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
+    }
+
+    /// The outlier rule (see [`floor`]): whether this worker may get a new
+    /// connection, given `best`, the least floor among the workers.
+    fn fit(&self, best: u64, now_ns: u64) -> bool {
+        let set = |on: bool| {
+            if self.suspect.load(Ordering::Relaxed) != on {
+                self.suspect.store(on, Ordering::Relaxed);
+            }
+        };
+        match floor::judge(self.floor.get(now_ns), best) {
+            floor::Verdict::Outlier => {
+                set(true);
+                false
+            }
+            floor::Verdict::Fit => {
+                set(false);
+                true
+            }
+            floor::Verdict::Unjudged => {
+                !self.suspect.load(Ordering::Relaxed)
+                    || self.in_flight.load(Ordering::Relaxed) < floor::FLOOR_SAMPLES
+            }
+        }
     }
 
     /// The service-time estimate at `now`, in ns, decayed since its last
@@ -900,8 +935,8 @@ impl Pool {
 
     /// Adds a slot (not yet in rotation until ready).
     pub fn add(&self, slot: Arc<Slot>) {
-        slot.timed
-            .store(self.policy == Policy::LeastTime, Ordering::Relaxed);
+        let timed = matches!(self.policy, Policy::LeastConn | Policy::LeastTime);
+        slot.timed.store(timed, Ordering::Relaxed);
         self.slots
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -1029,18 +1064,19 @@ impl Pool {
             }
         }
         let load = |s: &Slot| s.in_flight.load(Ordering::Relaxed);
+        // Start a scan at a rotating position so ties spread evenly.
+        let scan = || active().cycle().skip(turn % n).take(n);
         let chosen = match self.policy {
             Policy::RoundRobin => active().nth(turn % n)?,
-            // Start the scan at a rotating position so ties spread evenly;
-            // of equally loaded slots, the one on this acceptor's core
+            // Of equally loaded slots, the one on this acceptor's core
             // wins, else the first.
-            Policy::LeastConn => active().cycle().skip(turn % n).take(n).reduce(|best, s| {
-                if (load(s), !s.is_local()) < (load(best), !best.is_local()) {
-                    s
-                } else {
-                    best
-                }
-            })?,
+            Policy::LeastConn => {
+                let fit = self.fit(&slots);
+                let least = |best: &'_ Arc<Slot>, s: &'_ Arc<Slot>| {
+                    (load(s), !s.is_local()) < (load(best), !best.is_local())
+                };
+                pick_by(scan().filter(|s| fit(s)), least).or_else(|| pick_by(scan(), least))?
+            }
             Policy::LeastTime => {
                 let now = Instant::now();
                 // Unmeasured workers count as the fastest measured one.
@@ -1049,21 +1085,10 @@ impl Pool {
                     .fold(f64::INFINITY, f64::min);
                 let floor = if floor.is_finite() { floor } else { 1.0 };
                 let est = |s: &Slot| s.service_ns(now).unwrap_or(floor).max(1.0);
-                // An outlier (several times slower than the fastest, once
-                // measured enough) gets nothing until its estimate has
-                // decayed: then one connection re-measures it.
-                let fastest = active().map(|s| est(s)).fold(f64::INFINITY, f64::min);
-                let fit = |s: &&Arc<Slot>| {
-                    s.samples.load(Ordering::Relaxed) < MIN_SAMPLES || est(s) <= fastest * OUTLIER
-                };
                 let cost = |s: &Slot| (f64::from(load(s)) + 1.0) * est(s);
-                let scan = || active().cycle().skip(turn % n).take(n);
-                // Other acceptors update the estimates while this one
-                // reads them, so the fastest worker of a moment ago may
-                // fail the cut now; then nobody would pass it, and the
-                // connection would wait for the next worker to join. Never:
-                // fall back to all of them.
-                cheapest(scan().filter(fit), &cost).or_else(|| cheapest(scan(), &cost))?
+                let cheaper = |best: &'_ Arc<Slot>, s: &'_ Arc<Slot>| cost(s) < cost(best);
+                let fit = self.fit(&slots);
+                pick_by(scan().filter(|s| fit(s)), cheaper).or_else(|| pick_by(scan(), cheaper))?
             }
             Policy::P2c => {
                 let r = xorshift(turn as u64);
@@ -1079,18 +1104,38 @@ impl Pool {
         Some(chosen.clone())
     }
 
+    /// The outlier rule (see [`floor`]) over the active `slots`: whether a
+    /// slot may get new connections.
+    fn fit(&self, slots: &[Arc<Slot>]) -> impl Fn(&Slot) -> bool {
+        let now = ns_since_epoch(Instant::now());
+        let best = slots
+            .iter()
+            .filter(|s| s.is_active())
+            .filter_map(|s| s.floor.get(now))
+            .map(|(f, _)| f)
+            .min();
+        move |s: &Slot| match best {
+            Some(best) if s.samples.load(Ordering::Relaxed) >= MIN_SAMPLES => s.fit(best, now),
+            _ => true,
+        }
+    }
+
     /// Snapshot of the slots.
     pub fn slots(&self) -> Vec<Arc<Slot>> {
         self.slots.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
-/// The first slot of least `cost` in `slots`.
-fn cheapest<'a>(
+/// The first slot of `slots` that no later one is `better` than.
+///
+/// Other acceptors update loads and samples while one picks, so a filter
+/// may let nobody through (the fastest worker of a moment ago fails the
+/// cut now); callers then pick among all, never from nobody.
+fn pick_by<'a>(
     slots: impl Iterator<Item = &'a Arc<Slot>>,
-    cost: &dyn Fn(&Slot) -> f64,
+    better: impl Fn(&Arc<Slot>, &Arc<Slot>) -> bool,
 ) -> Option<&'a Arc<Slot>> {
-    slots.reduce(|best, s| if cost(s) < cost(best) { s } else { best })
+    slots.reduce(|best, s| if better(best, s) { s } else { best })
 }
 
 /// A cheap mixer for p2c's two random choices (no RNG crate needed).

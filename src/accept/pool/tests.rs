@@ -159,6 +159,65 @@ fn least_time_keeps_work_off_a_slow_worker_and_probes_it_later() {
 }
 
 #[test]
+fn least_conn_keeps_work_off_a_slow_worker_probes_it_and_takes_it_back() {
+    let pool = Pool::new(Policy::LeastConn);
+    let (fast, _wf) = ready_slot(&pool, 0);
+    let (slow, _ws) = ready_slot(&pool, 1);
+    let now = Instant::now();
+    for _ in 0..MIN_SAMPLES {
+        fast.sample(std::time::Duration::from_micros(100), now);
+        slow.sample(std::time::Duration::from_millis(5), now);
+    }
+    // Plain least-conn would split these evenly.
+    for _ in 0..100 {
+        pool.dispatch(conn());
+    }
+    assert_eq!(fast.in_flight.load(Ordering::Relaxed), 100);
+    assert_eq!(slow.in_flight.load(Ordering::Relaxed), 0);
+    assert!(slow.suspect.load(Ordering::Relaxed));
+    // Three windows later nothing is measured: the slow worker is probed
+    // with a few connections at a time, not handed everything until its
+    // first close.
+    let t = ns_since_epoch(now) + 3 * floor::WINDOW_NS;
+    assert!(slow.fit(100_000, t));
+    slow.in_flight
+        .store(floor::FLOOR_SAMPLES, Ordering::Relaxed);
+    assert!(!slow.fit(100_000, t));
+    // Measured fast again, it is a worker like the others.
+    let back = now + std::time::Duration::from_nanos(3 * floor::WINDOW_NS);
+    for _ in 0..floor::FLOOR_SAMPLES {
+        slow.sample(std::time::Duration::from_micros(120), back);
+    }
+    assert!(slow.fit(100_000, t));
+    assert!(!slow.suspect.load(Ordering::Relaxed));
+    slow.in_flight.store(50, Ordering::Relaxed);
+    assert!(slow.fit(100_000, t));
+}
+
+/// Two workers equally fast but for a stretch of one (descheduled): both
+/// keep their share, since each still served connections fast.
+#[test]
+fn a_worker_slowed_for_a_moment_keeps_its_share() {
+    let pool = Pool::new(Policy::LeastConn);
+    let (a, _wa) = ready_slot(&pool, 0);
+    let (b, _wb) = ready_slot(&pool, 1);
+    let now = Instant::now();
+    for i in 0..64 {
+        a.sample(std::time::Duration::from_micros(100), now);
+        let hiccup = i >= 44; // just now: its mean is 100× the other's
+        b.sample(
+            std::time::Duration::from_micros(if hiccup { 20_000 } else { 110 }),
+            now,
+        );
+    }
+    for _ in 0..100 {
+        pool.dispatch(conn());
+    }
+    assert_eq!(a.in_flight.load(Ordering::Relaxed), 50);
+    assert_eq!(b.in_flight.load(Ordering::Relaxed), 50);
+}
+
+#[test]
 fn closed_connections_feed_the_service_time() {
     let pool = Pool::new(Policy::LeastTime);
     let (s, w) = ready_slot(&pool, 0);

@@ -1,0 +1,225 @@
+//! The outlier rule of `least-conn` and `least-time`: which worker is too
+//! slow to get new connections.
+//!
+//! The signal is a worker's *floor*: the fastest of its service-time samples
+//! in the current and the previous window of [`WINDOW_NS`]. A worker that is
+//! slow on every connection for a whole window (an app instance that takes
+//! 5 ms longer per request) has a high floor. A worker that a scheduling
+//! hiccup slowed for a few milliseconds, or that also serves some long
+//! requests, still served connections fast within the window and keeps a
+//! low floor. (A mean, which is what the first version of this rule judged,
+//! cannot tell the two apart: under the test suite's contention it left a
+//! healthy worker out long enough to make a 10,000-connection split 64/36.)
+//!
+//! A worker is an outlier when its floor, from at least [`FLOOR_SAMPLES`]
+//! samples, is [`OUTLIER`] times the fastest worker's floor and at least
+//! [`OUTLIER_GAP_NS`] above it. It then gets nothing until its floor goes
+//! stale (no sample for one to two windows). Until it is measured again it
+//! gets at most [`FLOOR_SAMPLES`] connections at a time (the probe: plain
+//! least-conn would hand an idle worker everything until its first close).
+//! So a slow worker costs a few connections per window, and a recovered one
+//! is back within two windows.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Length of one window.
+pub const WINDOW_NS: u64 = 100_000_000;
+/// An outlier's floor is at least this many times the fastest worker's…
+pub const OUTLIER: u64 = 4;
+/// …and at least this much above it (sub-millisecond differences are
+/// noise on a busy host, and not worth leaving a worker idle for).
+pub const OUTLIER_GAP_NS: u64 = 1_000_000;
+/// Samples in the two windows before a worker can be judged at all.
+pub const FLOOR_SAMPLES: u32 = 4;
+
+/// A worker's floor; see the module doc.
+#[derive(Default)]
+pub struct Floor {
+    /// Serializes writers (samples from different acceptor threads);
+    /// readers use the atomics alone.
+    write: Mutex<()>,
+    /// Index of the window `cur` belongs to.
+    win: AtomicU64,
+    /// Least sample (ns) and sample count of the current window (0: none).
+    cur: AtomicU64,
+    cur_n: AtomicU32,
+    /// The same for the window before it.
+    prev: AtomicU64,
+    prev_n: AtomicU32,
+}
+
+impl Floor {
+    /// Records one sample of `ns` taken at `now_ns` (any monotonic origin).
+    pub fn record(&self, ns: u64, now_ns: u64) {
+        let ns = ns.max(1);
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let have = self.win.load(Ordering::Relaxed);
+        // A sample timed by another thread just before the last one's
+        // window began belongs to the current window.
+        let w = (now_ns / WINDOW_NS).max(have);
+        if w != have || self.cur_n.load(Ordering::Relaxed) == 0 {
+            let (prev, prev_n) = if w == have + 1 {
+                (
+                    self.cur.load(Ordering::Relaxed),
+                    self.cur_n.load(Ordering::Relaxed),
+                )
+            } else if w == have {
+                (
+                    self.prev.load(Ordering::Relaxed),
+                    self.prev_n.load(Ordering::Relaxed),
+                )
+            } else {
+                (0, 0)
+            };
+            self.prev.store(prev, Ordering::Relaxed);
+            self.prev_n.store(prev_n, Ordering::Relaxed);
+            self.cur.store(ns, Ordering::Relaxed);
+            self.cur_n.store(1, Ordering::Relaxed);
+            self.win.store(w, Ordering::Release);
+            return;
+        }
+        if ns < self.cur.load(Ordering::Relaxed) {
+            self.cur.store(ns, Ordering::Relaxed);
+        }
+        self.cur_n.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The floor at `now_ns` and how many samples it is the least of;
+    /// `None` when stale (nothing in this window or the one before).
+    pub fn get(&self, now_ns: u64) -> Option<(u64, u32)> {
+        let w = now_ns / WINDOW_NS;
+        let have = self.win.load(Ordering::Acquire);
+        let (cur, n) = (
+            self.cur.load(Ordering::Relaxed),
+            self.cur_n.load(Ordering::Relaxed),
+        );
+        if n == 0 {
+            return None;
+        }
+        match w.checked_sub(have) {
+            // The current window and the one before it.
+            Some(0) => {
+                let (prev, prev_n) = (
+                    self.prev.load(Ordering::Relaxed),
+                    self.prev_n.load(Ordering::Relaxed),
+                );
+                Some(if prev_n > 0 {
+                    (cur.min(prev), n + prev_n)
+                } else {
+                    (cur, n)
+                })
+            }
+            // The window before; nothing in this one yet.
+            Some(1) => Some((cur, n)),
+            // Older, or a clock that went back (samples from another
+            // thread's later `now`): stale or not, judge by what is there.
+            None => Some((cur, n)),
+            Some(_) => None,
+        }
+    }
+}
+
+/// What a worker's floor says next to `best`, the least floor among the
+/// workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Too slow: no new connections.
+    Outlier,
+    /// Measured, and not an outlier.
+    Fit,
+    /// Too few recent samples to say (stale, or fewer than [`FLOOR_SAMPLES`]).
+    Unjudged,
+}
+
+/// Judges a worker whose floor is `floor`.
+pub fn judge(floor: Option<(u64, u32)>, best: u64) -> Verdict {
+    match floor {
+        Some((f, n)) if n >= FLOOR_SAMPLES => {
+            if f / OUTLIER >= best.max(1) && f.saturating_sub(best) >= OUTLIER_GAP_NS {
+                Verdict::Outlier
+            } else {
+                Verdict::Fit
+            }
+        }
+        _ => Verdict::Unjudged,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn a_floor_is_the_least_sample_of_two_windows_then_goes_stale() {
+        let f = Floor::default();
+        assert_eq!(f.get(0), None);
+        let t0 = 10 * WINDOW_NS;
+        f.record(5 * MS, t0);
+        f.record(3 * MS, t0 + 1);
+        f.record(9 * MS, t0 + 2);
+        assert_eq!(f.get(t0 + 3), Some((3 * MS, 3)));
+        // Next window: the previous one still counts.
+        f.record(7 * MS, t0 + WINDOW_NS);
+        assert_eq!(f.get(t0 + WINDOW_NS), Some((3 * MS, 4)));
+        // The one after: only the last window's.
+        assert_eq!(f.get(t0 + 2 * WINDOW_NS), Some((7 * MS, 1)));
+        // Two windows without a sample: stale.
+        assert_eq!(f.get(t0 + 3 * WINDOW_NS), None);
+        // A sample after a gap starts afresh.
+        f.record(2 * MS, t0 + 5 * WINDOW_NS);
+        assert_eq!(f.get(t0 + 5 * WINDOW_NS), Some((2 * MS, 1)));
+    }
+
+    #[test]
+    fn a_hiccup_does_not_raise_the_floor_a_slow_worker_does() {
+        let (fast, hiccup, slow) = (Floor::default(), Floor::default(), Floor::default());
+        let t0 = 7 * WINDOW_NS;
+        for i in 0..200 {
+            let t = t0 + i * 500_000;
+            fast.record(80_000, t);
+            // 20 ms of a 100 ms stretch descheduled: those connections
+            // take up to 20 ms, the rest are fast.
+            hiccup.record(
+                if (40..80).contains(&i) {
+                    20 * MS
+                } else {
+                    90_000
+                },
+                t,
+            );
+            slow.record(5 * MS + 80_000, t);
+        }
+        let now = t0 + 200 * 500_000;
+        let best = [&fast, &hiccup, &slow]
+            .iter()
+            .filter_map(|f| f.get(now))
+            .map(|(f, _)| f)
+            .min()
+            .unwrap();
+        assert_eq!(judge(fast.get(now), best), Verdict::Fit);
+        assert_eq!(judge(hiccup.get(now), best), Verdict::Fit);
+        assert_eq!(judge(slow.get(now), best), Verdict::Outlier);
+    }
+
+    #[test]
+    fn the_rule_needs_samples_a_ratio_and_a_gap() {
+        use Verdict::*;
+        assert_eq!(judge(Some((5 * MS, 4)), 100_000), Outlier);
+        assert_eq!(
+            judge(Some((5 * MS, 3)), 100_000),
+            Unjudged,
+            "too few samples"
+        );
+        assert_eq!(judge(None, 100_000), Unjudged, "stale");
+        assert_eq!(judge(Some((3 * MS, 9)), MS), Fit, "under 4×");
+        assert_eq!(
+            judge(Some((800_000, 9)), 100_000),
+            Fit,
+            "8× but under 1 ms apart"
+        );
+        assert_eq!(judge(Some((8 * MS, 9)), 2 * MS), Outlier);
+    }
+}
