@@ -6,6 +6,7 @@
 //! Sending is not done here: acceptor threads send directly (see
 //! `accept::pool`); this task only retries what a full channel left queued.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,10 +59,18 @@ impl Default for Reader {
     }
 }
 
-/// Serves one slot until its channel ends, then removes it from the pool
+/// Serves one slot until its channel ends or its process exits
+/// (`exited`: the worker's pidfd), then removes it from the pool
 /// (re-dispatching what it held).
-pub async fn serve(slot: Arc<Slot>, plane: Arc<DataPlane>) -> Ended {
-    let ended = run(&slot, &plane).await;
+///
+/// The exit matters on its own: the daemon keeps a copy of the worker's end
+/// of the channel (to take back what it never read), so a dead worker's
+/// channel never reads as closed. Nor can the supervisor's exit handling
+/// always do it: a reload's old process has left the instance's table
+/// entry by the time it exits, and a connection sent to it just before it
+/// left the rotation would otherwise wait for the hung-worker timeout.
+pub async fn serve(slot: Arc<Slot>, plane: Arc<DataPlane>, exited: OwnedFd) -> Ended {
+    let ended = run(&slot, &plane, exited).await;
     report(&slot, &plane, &ended);
     plane.pool.remove(&slot);
     ended
@@ -163,7 +172,11 @@ fn drain_one(slot: &Slot, plane: &DataPlane, reader: &mut Reader, side: Side) ->
     }
 }
 
-async fn run(slot: &Arc<Slot>, plane: &Arc<DataPlane>) -> Ended {
+async fn run(slot: &Arc<Slot>, plane: &Arc<DataPlane>, exited: OwnedFd) -> Ended {
+    let exited = crate::sys::process::pidfd_exited(exited);
+    tokio::pin!(exited);
+    // It exited: apply what it sent last (closes), then end.
+    let gone = |slot: &Slot| drain(slot, plane).err().unwrap_or(Ended::Closed);
     let mut dup = match slot.chan().try_clone_to_owned() {
         Ok(d) => d,
         Err(e) => return Ended::Io(e),
@@ -189,7 +202,10 @@ async fn run(slot: &Arc<Slot>, plane: &Arc<DataPlane>) -> Ended {
         // dispatch: wake only every BUSY_POLL for the rest (and the hung
         // check) instead of once per COALESCE on every close.
         if queued || slot.acceptor_drained_within(BUSY_POLL) {
-            tokio::time::sleep(if queued { COALESCE } else { BUSY_POLL }).await;
+            tokio::select! {
+                _ = &mut exited => return gone(slot),
+                () = tokio::time::sleep(if queued { COALESCE } else { BUSY_POLL }) => {}
+            }
             slot.flush();
             if let Err(ended) = drain(slot, plane) {
                 return ended;
@@ -230,6 +246,7 @@ async fn run(slot: &Arc<Slot>, plane: &Arc<DataPlane>) -> Ended {
             // The channel filled up: loop round to the retry above.
             () = slot.queued.notified() => Ok(true),
             _ = tick.tick() => Ok(false),
+            _ = &mut exited => return gone(slot),
         };
         dup = afd.into_inner();
         fast_dup = fast_afd.map(|a| a.into_inner());

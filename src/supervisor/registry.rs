@@ -452,7 +452,21 @@ impl Supervisor {
                     }
                     plane.pool.add(slot.clone());
                     inst.slot = Some(slot.clone());
-                    tokio::task::spawn_local(channel::serve(slot, plane));
+                    match spawned.pidfd.try_clone() {
+                        Ok(exited) => {
+                            tokio::task::spawn_local(channel::serve(slot, plane, exited));
+                        }
+                        // Out of descriptors: this worker cannot be served
+                        // safely; its exit (now) is handled as a crash.
+                        Err(e) => {
+                            crate::daemon::log(format_args!(
+                                "{} [{id}] cannot watch its channel ({e}): stopped",
+                                inst.app.name
+                            ));
+                            plane.pool.remove(&slot);
+                            let _ = process::kill_group(spawned.pid, libc::SIGKILL);
+                        }
+                    }
                 }
                 crate::daemon::log(format_args!(
                     "{} [{id}] online, pid {}",

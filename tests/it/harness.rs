@@ -209,6 +209,16 @@ impl Drop for TestHome {
                 let _ = Command::new("kill").args(["-9", &p.to_string()]).output();
             }
         }
+        if std::thread::panicking() {
+            // A failed test: what the daemon saw goes with the failure.
+            if let Ok(log) = std::fs::read_to_string(self.root.join("herd.log")) {
+                let lines: Vec<&str> = log.lines().collect();
+                eprintln!("--- last lines of the daemon's log ---");
+                for l in &lines[lines.len().saturating_sub(60)..] {
+                    eprintln!("{l}");
+                }
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.root);
         if !matches!(self.gate, Gate::None) {
             HOLDS_GATE.set(false);
