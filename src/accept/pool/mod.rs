@@ -387,7 +387,7 @@ impl Slot {
     /// Applies the closes the worker counted in the shared page since the
     /// last call: fewer in flight, and (`least-time`) their mean duration
     /// as one service-time sample.
-    fn sync_closes(&self) {
+    fn sync_closes(&self, now: Instant) {
         let Some(c) = &self.counters else { return };
         let closed = c.word(counters::CLOSED).load(Ordering::Acquire);
         let seen = self.closes_seen.load(Ordering::Relaxed);
@@ -405,10 +405,7 @@ impl Slot {
             let ns = c.word(counters::CLOSED_NS).load(Ordering::Acquire);
             let prev = self.closed_ns_seen.swap(ns, Ordering::AcqRel);
             if ns > prev {
-                self.sample(
-                    std::time::Duration::from_nanos((ns - prev) / n),
-                    Instant::now(),
-                );
+                self.sample(std::time::Duration::from_nanos((ns - prev) / n), now);
             }
         }
     }
@@ -416,7 +413,7 @@ impl Slot {
     /// Connections in flight (dispatched, not yet closed), counting the
     /// closes in the shared page.
     pub fn load(&self) -> u32 {
-        self.sync_closes();
+        self.sync_closes(Instant::now());
         self.in_flight.load(Ordering::Relaxed)
     }
 
@@ -1058,9 +1055,11 @@ impl Pool {
             return None;
         }
         let turn = self.rr.fetch_add(1, Ordering::Relaxed);
+        // One clock read per pick serves the samples and the outlier rule.
+        let now = Instant::now();
         if self.policy != Policy::RoundRobin {
             for s in active() {
-                s.sync_closes();
+                s.sync_closes(now);
             }
         }
         let load = |s: &Slot| s.in_flight.load(Ordering::Relaxed);
@@ -1071,14 +1070,13 @@ impl Pool {
             // Of equally loaded slots, the one on this acceptor's core
             // wins, else the first.
             Policy::LeastConn => {
-                let fit = self.fit(&slots);
+                let fit = fit(&slots, now);
                 let least = |best: &'_ Arc<Slot>, s: &'_ Arc<Slot>| {
                     (load(s), !s.is_local()) < (load(best), !best.is_local())
                 };
                 pick_by(scan().filter(|s| fit(s)), least).or_else(|| pick_by(scan(), least))?
             }
             Policy::LeastTime => {
-                let now = Instant::now();
                 // Unmeasured workers count as the fastest measured one.
                 let floor = active()
                     .filter_map(|s| s.service_ns(now))
@@ -1087,7 +1085,7 @@ impl Pool {
                 let est = |s: &Slot| s.service_ns(now).unwrap_or(floor).max(1.0);
                 let cost = |s: &Slot| (f64::from(load(s)) + 1.0) * est(s);
                 let cheaper = |best: &'_ Arc<Slot>, s: &'_ Arc<Slot>| cost(s) < cost(best);
-                let fit = self.fit(&slots);
+                let fit = fit(&slots, now);
                 pick_by(scan().filter(|s| fit(s)), cheaper).or_else(|| pick_by(scan(), cheaper))?
             }
             Policy::P2c => {
@@ -1104,25 +1102,25 @@ impl Pool {
         Some(chosen.clone())
     }
 
-    /// The outlier rule (see [`floor`]) over the active `slots`: whether a
-    /// slot may get new connections.
-    fn fit(&self, slots: &[Arc<Slot>]) -> impl Fn(&Slot) -> bool {
-        let now = ns_since_epoch(Instant::now());
-        let best = slots
-            .iter()
-            .filter(|s| s.is_active())
-            .filter_map(|s| s.floor.get(now))
-            .map(|(f, _)| f)
-            .min();
-        move |s: &Slot| match best {
-            Some(best) if s.samples.load(Ordering::Relaxed) >= MIN_SAMPLES => s.fit(best, now),
-            _ => true,
-        }
-    }
-
     /// Snapshot of the slots.
     pub fn slots(&self) -> Vec<Arc<Slot>> {
         self.slots.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The outlier rule (see [`floor`]) over the active `slots`: whether a
+/// slot may get new connections.
+fn fit(slots: &[Arc<Slot>], now: Instant) -> impl Fn(&Slot) -> bool {
+    let now = ns_since_epoch(now);
+    let best = slots
+        .iter()
+        .filter(|s| s.is_active())
+        .filter_map(|s| s.floor.get(now))
+        .map(|(f, _)| f)
+        .min();
+    move |s: &Slot| match best {
+        Some(best) if s.samples.load(Ordering::Relaxed) >= MIN_SAMPLES => s.fit(best, now),
+        _ => true,
     }
 }
 
