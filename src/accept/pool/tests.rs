@@ -116,23 +116,44 @@ fn policies_parse() {
     assert_eq!(Policy::parse("random"), None);
 }
 
-#[test]
-fn least_time_keeps_work_off_a_slow_worker_and_probes_it_later() {
-    let pool = Pool::new(Policy::LeastTime);
-    let (fast, _wf) = ready_slot(&pool, 0);
-    let (slow, _ws) = ready_slot(&pool, 1);
+/// A pool of `policy` with a fast worker (100 µs) and one 50× slower,
+/// both measured enough to be judged, after 100 dispatches. Plain
+/// least-conn would have split them evenly; the outlier rule keeps the
+/// slow worker idle however busy the fast one is.
+struct FastAndSlow {
+    fast: Arc<Slot>,
+    slow: Arc<Slot>,
+    now: Instant,
+    _workers: [OwnedFd; 2],
+}
+
+fn fast_and_slow(policy: Policy) -> FastAndSlow {
+    let pool = Pool::new(policy);
+    let (fast, wf) = ready_slot(&pool, 0);
+    let (slow, ws) = ready_slot(&pool, 1);
     let now = Instant::now();
     for _ in 0..MIN_SAMPLES {
         fast.sample(std::time::Duration::from_micros(100), now);
         slow.sample(std::time::Duration::from_millis(5), now);
     }
-    // Plain least-conn would split these evenly; least-time keeps the slow worker
-    // (50× slower: an outlier) idle however busy the fast one is.
     for _ in 0..100 {
         pool.dispatch(conn());
     }
     assert_eq!(fast.in_flight.load(Ordering::Relaxed), 100);
     assert_eq!(slow.in_flight.load(Ordering::Relaxed), 0);
+    FastAndSlow {
+        fast,
+        slow,
+        now,
+        _workers: [wf, ws],
+    }
+}
+
+#[test]
+fn least_time_keeps_work_off_a_slow_worker_and_probes_it_later() {
+    let FastAndSlow {
+        fast, slow, now, ..
+    } = fast_and_slow(Policy::LeastTime);
     // Unmeasured for a while, the slow worker's estimate decays (half-life
     // 500 ms) until it is tried again.
     let later = now + std::time::Duration::from_secs(4);
@@ -160,20 +181,7 @@ fn least_time_keeps_work_off_a_slow_worker_and_probes_it_later() {
 
 #[test]
 fn least_conn_keeps_work_off_a_slow_worker_probes_it_and_takes_it_back() {
-    let pool = Pool::new(Policy::LeastConn);
-    let (fast, _wf) = ready_slot(&pool, 0);
-    let (slow, _ws) = ready_slot(&pool, 1);
-    let now = Instant::now();
-    for _ in 0..MIN_SAMPLES {
-        fast.sample(std::time::Duration::from_micros(100), now);
-        slow.sample(std::time::Duration::from_millis(5), now);
-    }
-    // Plain least-conn would split these evenly.
-    for _ in 0..100 {
-        pool.dispatch(conn());
-    }
-    assert_eq!(fast.in_flight.load(Ordering::Relaxed), 100);
-    assert_eq!(slow.in_flight.load(Ordering::Relaxed), 0);
+    let FastAndSlow { slow, now, .. } = fast_and_slow(Policy::LeastConn);
     assert!(slow.suspect.load(Ordering::Relaxed));
     // Three windows later nothing is measured: the slow worker is probed
     // with a few connections at a time, not handed everything until its
