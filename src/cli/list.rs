@@ -110,20 +110,22 @@ pub fn show(a: ShowArgs) -> Result<()> {
 
 fn describe(i: &InstanceInfo) -> String {
     let opt = |o: Option<String>| o.unwrap_or_else(|| "-".into());
-    let mut rows: Vec<Vec<String>> =
+    let mut rows: Vec<Vec<String>> = vec![
+        vec!["status".into(), i.status.pm2_name().into()],
+        vec!["name".into(), i.name.clone()],
+        vec!["id".into(), i.id.to_string()],
         vec![
-            vec!["status".into(), i.status.pm2_name().into()],
-            vec!["name".into(), i.name.clone()],
-            vec!["id".into(), i.id.to_string()],
-            vec![
-                "instance".into(),
-                format!("{} of {}", i.instance, i.instances),
-            ],
-            vec!["pid".into(), opt(i.pid.map(|p| p.to_string()))],
-            vec!["exec mode".into(), i.exec_mode.clone()],
-            vec![
+            "instance".into(),
+            format!("{} of {}", i.instance, i.instances),
+        ],
+        vec!["pid".into(), opt(i.pid.map(|p| p.to_string()))],
+        vec!["exec mode".into(), i.exec_mode.clone()],
+        vec![
             "distribution".into(),
-            match (i.distribution.as_str(), crate::accept::reuseport::migrate_req()) {
+            match (
+                i.distribution.as_str(),
+                crate::accept::reuseport::migrate_req(),
+            ) {
                 ("reuseport", Some(false)) => {
                     "reuseport (reload may reset queued connections: net.ipv4.tcp_migrate_req=0)"
                         .into()
@@ -132,112 +134,119 @@ fn describe(i: &InstanceInfo) -> String {
                 (d, _) => d.to_string(),
             },
         ],
-            vec!["accept io".into(), opt(i.io.clone())],
-            vec!["policy".into(), opt(i.policy.clone())],
-            vec![
-                "acceptor threads".into(),
-                opt(i.acceptors.map(|n| n.to_string())),
-            ],
-            vec!["in rotation".into(), i.in_rotation.to_string()],
-            vec![
-                "ready".into(),
-                format!(
-                    "{}{}",
-                    i.ready,
-                    if i.wait_ready {
-                        " (wait_ready: the app's own signal)"
-                    } else {
-                        ""
-                    }
-                ),
-            ],
-            vec![
-                "stops with".into(),
-                if i.shutdown_with_message {
-                    "message `shutdown`, then SIGKILL"
+        vec!["accept io".into(), opt(i.io.clone())],
+        vec!["policy".into(), opt(i.policy.clone())],
+        vec![
+            "acceptor threads".into(),
+            opt(i.acceptors.map(|n| n.to_string())),
+        ],
+        vec![
+            "in rotation".into(),
+            if i.left_out_slow {
+                "true, but left out as slow: its fastest connections lately took 4× the fastest worker's (probed until fast again)".into()
+            } else {
+                i.in_rotation.to_string()
+            },
+        ],
+        vec![
+            "ready".into(),
+            format!(
+                "{}{}",
+                i.ready,
+                if i.wait_ready {
+                    " (wait_ready: the app's own signal)"
                 } else {
-                    "SIGINT, then SIGKILL"
+                    ""
                 }
-                .into(),
-            ],
-            vec!["dispatched".into(), i.dispatched.to_string()],
-            vec!["in flight".into(), i.in_flight.to_string()],
-            vec!["channel".into(), opt(i.channel.clone())],
-            vec![
-                "port".into(),
-                opt(i
-                    .port
-                    .map(|p| format!("{}:{p}", i.host.as_deref().unwrap_or("?")))),
-            ],
-            vec![
-                "pinned core".into(),
-                opt(i.core.map(|c| c.to_string())).replace('-', "not pinned"),
-            ],
-            vec!["script".into(), i.script.clone()],
-            vec!["interpreter".into(), opt(i.interpreter.clone())],
-            vec!["interpreter args".into(), i.interpreter_args.join(" ")],
-            vec!["args".into(), i.args.join(" ")],
-            vec!["cwd".into(), i.cwd.clone()],
-            vec!["restarts".into(), i.restarts.to_string()],
-            vec!["unstable restarts".into(), i.unstable_restarts.to_string()],
-            vec!["last exit".into(), opt(i.last_exit.map(|e| e.to_string()))],
-            vec!["last error".into(), opt(i.last_error.clone())],
-            vec!["uptime".into(), human_duration(i.uptime_ms)],
-            vec![
-                "created at".into(),
-                crate::daemon::utc_timestamp(ms_to_time(i.created_at_ms)),
-            ],
-            vec!["cpu".into(), format!("{}%", i.cpu_percent)],
-            vec!["memory".into(), human_bytes(i.memory_bytes)],
-            vec!["autorestart".into(), i.autorestart.to_string()],
-            vec!["kill timeout".into(), format!("{} ms", i.kill_timeout_ms)],
-            vec!["min uptime".into(), format!("{} ms", i.min_uptime_ms)],
-            vec!["max restarts".into(), i.max_restarts.to_string()],
-            vec![
-                "max memory restart".into(),
-                opt(i.max_memory_restart.map(human_bytes)),
-            ],
-            vec![
-                "memory restarts".into(),
-                match i.last_memory_rss {
-                    Some(rss) => format!("{} (last at {})", i.memory_restarts, human_bytes(rss)),
-                    None => i.memory_restarts.to_string(),
-                },
-            ],
-            vec!["restart delay".into(), format!("{} ms", i.restart_delay_ms)],
-            vec!["watch".into(), watch_summary(i)],
-            vec!["cron restart".into(), cron_summary(i)],
-            vec!["out log".into(), i.out_log.clone()],
-            vec!["error log".into(), i.err_log.clone()],
-            vec!["combined log".into(), opt(i.combined_log.clone())],
-            vec![
-                "log format".into(),
-                match &i.log_date_format {
-                    Some(f) if i.log_format != "json" => format!("{} ({f})", i.log_format),
-                    _ => i.log_format.clone(),
-                },
-            ],
-            vec![
-                "log rotation".into(),
-                match i.log_max_size {
-                    Some(m) => format!("at {}, keep {}", human_bytes(m), i.log_retain),
-                    None => "off".into(),
-                },
-            ],
-            vec![
-                "log bytes dropped".into(),
-                match &i.log_error {
-                    Some(e) => format!("{} ({e})", i.log_dropped_bytes),
-                    None => i.log_dropped_bytes.to_string(),
-                },
-            ],
-            vec![
-                "inherited env".into(),
-                format!("{} variables", i.inherited_env),
-            ],
-            vec!["config file".into(), opt(i.config_file.clone())],
-            vec!["stop exit codes".into(), format!("{:?}", i.stop_exit_codes)],
-        ];
+            ),
+        ],
+        vec![
+            "stops with".into(),
+            if i.shutdown_with_message {
+                "message `shutdown`, then SIGKILL"
+            } else {
+                "SIGINT, then SIGKILL"
+            }
+            .into(),
+        ],
+        vec!["dispatched".into(), i.dispatched.to_string()],
+        vec!["in flight".into(), i.in_flight.to_string()],
+        vec!["channel".into(), opt(i.channel.clone())],
+        vec![
+            "port".into(),
+            opt(i
+                .port
+                .map(|p| format!("{}:{p}", i.host.as_deref().unwrap_or("?")))),
+        ],
+        vec![
+            "pinned core".into(),
+            opt(i.core.map(|c| c.to_string())).replace('-', "not pinned"),
+        ],
+        vec!["script".into(), i.script.clone()],
+        vec!["interpreter".into(), opt(i.interpreter.clone())],
+        vec!["interpreter args".into(), i.interpreter_args.join(" ")],
+        vec!["args".into(), i.args.join(" ")],
+        vec!["cwd".into(), i.cwd.clone()],
+        vec!["restarts".into(), i.restarts.to_string()],
+        vec!["unstable restarts".into(), i.unstable_restarts.to_string()],
+        vec!["last exit".into(), opt(i.last_exit.map(|e| e.to_string()))],
+        vec!["last error".into(), opt(i.last_error.clone())],
+        vec!["uptime".into(), human_duration(i.uptime_ms)],
+        vec![
+            "created at".into(),
+            crate::daemon::utc_timestamp(ms_to_time(i.created_at_ms)),
+        ],
+        vec!["cpu".into(), format!("{}%", i.cpu_percent)],
+        vec!["memory".into(), human_bytes(i.memory_bytes)],
+        vec!["autorestart".into(), i.autorestart.to_string()],
+        vec!["kill timeout".into(), format!("{} ms", i.kill_timeout_ms)],
+        vec!["min uptime".into(), format!("{} ms", i.min_uptime_ms)],
+        vec!["max restarts".into(), i.max_restarts.to_string()],
+        vec![
+            "max memory restart".into(),
+            opt(i.max_memory_restart.map(human_bytes)),
+        ],
+        vec![
+            "memory restarts".into(),
+            match i.last_memory_rss {
+                Some(rss) => format!("{} (last at {})", i.memory_restarts, human_bytes(rss)),
+                None => i.memory_restarts.to_string(),
+            },
+        ],
+        vec!["restart delay".into(), format!("{} ms", i.restart_delay_ms)],
+        vec!["watch".into(), watch_summary(i)],
+        vec!["cron restart".into(), cron_summary(i)],
+        vec!["out log".into(), i.out_log.clone()],
+        vec!["error log".into(), i.err_log.clone()],
+        vec!["combined log".into(), opt(i.combined_log.clone())],
+        vec![
+            "log format".into(),
+            match &i.log_date_format {
+                Some(f) if i.log_format != "json" => format!("{} ({f})", i.log_format),
+                _ => i.log_format.clone(),
+            },
+        ],
+        vec![
+            "log rotation".into(),
+            match i.log_max_size {
+                Some(m) => format!("at {}, keep {}", human_bytes(m), i.log_retain),
+                None => "off".into(),
+            },
+        ],
+        vec![
+            "log bytes dropped".into(),
+            match &i.log_error {
+                Some(e) => format!("{} ({e})", i.log_dropped_bytes),
+                None => i.log_dropped_bytes.to_string(),
+            },
+        ],
+        vec![
+            "inherited env".into(),
+            format!("{} variables", i.inherited_env),
+        ],
+        vec!["config file".into(), opt(i.config_file.clone())],
+        vec!["stop exit codes".into(), format!("{:?}", i.stop_exit_codes)],
+    ];
     for (k, v) in &i.pending_config {
         rows.push(vec![format!("{k} (not acted on yet)"), v.to_string()]);
     }

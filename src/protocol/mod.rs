@@ -217,6 +217,11 @@ pub struct InstanceInfo {
     pub channel: Option<String>,
     /// fdpass: the current process is ready and receives connections.
     pub in_rotation: bool,
+    /// fdpass, least-conn and least-time: the current process was last
+    /// judged too slow (the outlier rule) and gets no new connections
+    /// except probes until it is measured fast again.
+    #[serde(default)]
+    pub left_out_slow: bool,
     /// Current state.
     pub status: Status,
     /// OS pid while running.

@@ -1336,6 +1336,7 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         in_flight: inst.slot.as_ref().map_or(0, |s| s.load()),
         channel: inst.slot.as_ref().map(|s| s.channel_kind().into()),
         in_rotation: inst.slot.as_ref().is_some_and(|s| s.is_active()),
+        left_out_slow: inst.slot.as_ref().is_some_and(|s| s.is_left_out_slow()),
         status: inst.status,
         pid: inst.pid.filter(|_| inst.status.is_running()),
         core: inst.core,

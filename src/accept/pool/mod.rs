@@ -450,6 +450,11 @@ impl Slot {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
     }
 
+    /// Last judged an outlier and not measured fit since (see [`floor`]).
+    pub fn is_left_out_slow(&self) -> bool {
+        self.suspect.load(Ordering::Relaxed)
+    }
+
     /// The outlier rule (see [`floor`]): whether this worker may get a new
     /// connection, given `best`, the least floor among the workers.
     fn fit(&self, best: u64, now_ns: u64) -> bool {
