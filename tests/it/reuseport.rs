@@ -49,8 +49,12 @@ pub fn start_hello_mode(
     let args = hello_start_args(port, mode, extra);
     h.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
         .ok();
-    let l = h.wait_for("hello online", T, |l| {
-        !l.is_empty() && l.iter().all(|i| i["status"] == "online")
+    // fdpass: online is not yet ready; a test that freezes or kills a
+    // worker needs it in the rotation first.
+    let l = h.wait_for("hello online (fdpass: in rotation)", T, |l| {
+        !l.is_empty()
+            && l.iter()
+                .all(|i| i["status"] == "online" && (mode != "fdpass" || i["in_rotation"] == true))
     });
     wait_http(port, T);
     l
