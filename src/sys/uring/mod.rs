@@ -156,7 +156,9 @@ impl Outbox {
     /// Queues `data` with `fds` (`SCM_RIGHTS`) for `chan`. The caller must
     /// keep `chan` open until [`AcceptSink::sent`] reports `token`; `Err`
     /// gives everything back when the batch has no room (see
-    /// [`Outbox::has_room`]) or there are too many descriptors.
+    /// [`Outbox::has_room`]), or there are no descriptors or too many. (A
+    /// message without descriptors has no linked closes whose cancellation
+    /// would wake the loop at once if it failed; send those with `sendmsg`.)
     #[allow(clippy::type_complexity)]
     pub fn send(
         &mut self,
@@ -165,7 +167,10 @@ impl Outbox {
         data: Vec<u8>,
         fds: Vec<OwnedFd>,
     ) -> Result<(), (Vec<u8>, Vec<OwnedFd>)> {
-        if !self.has_room(fds.len()) || fds.len() > crate::sys::fdpass::MAX_FDS_PER_MSG {
+        if fds.is_empty()
+            || !self.has_room(fds.len())
+            || fds.len() > crate::sys::fdpass::MAX_FDS_PER_MSG
+        {
             return Err((data, fds));
         }
         self.room -= 1 + fds.len();

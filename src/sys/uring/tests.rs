@@ -314,6 +314,11 @@ impl crate::sys::epoll::AcceptSink for RingSink {
     }
     fn batch_end(&mut self, out: Option<&mut Outbox>) {
         let out = out.expect("the io_uring loop offers an outbox");
+        assert!(
+            out.send(0, self.chan.as_fd(), b"S".to_vec(), Vec::new())
+                .is_err(),
+            "a message without descriptors is refused"
+        );
         if self.pending.is_empty() {
             return;
         }
