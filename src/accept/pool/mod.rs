@@ -112,8 +112,9 @@ struct SlotState {
     node_handles_in_flight: VecDeque<u64>,
     /// Node: the server key from queryServer.
     node_key: Option<String>,
-    /// herd, `least-time` only: when each connection still open was sent
-    /// (for the service-time EWMA; removed by `D`).
+    /// herd, timed policies only (`least-conn`, `least-time`): when each
+    /// connection still open was sent (for the service-time samples;
+    /// removed by `D`).
     started: std::collections::HashMap<u64, Instant>,
     /// Reusable encode buffer.
     buf: Vec<u8>,
@@ -303,8 +304,8 @@ impl Slot {
             .map_or(self.chan.as_fd(), |(chan, _)| chan)
     }
 
-    /// Records when connections `first..first + n` left, for `least-time`'s
-    /// service times (closes counted in the shared page carry no ids:
+    /// Records when connections `first..first + n` left, for the timed
+    /// policies' service times (closes counted in the shared page carry no ids:
     /// nothing to match).
     fn time_sent(&self, st: &mut SlotState, first: u64, n: usize) {
         if self.timed.load(Ordering::Relaxed) && !self.counts_closes() {
@@ -385,9 +386,10 @@ impl Slot {
     }
 
     /// Applies the closes the worker counted in the shared page since the
-    /// last call: fewer in flight, and (`least-time`) their mean duration
-    /// as one service-time sample.
-    fn sync_closes(&self, now: Instant) {
+    /// last call: fewer in flight, and (timed policies) their mean duration
+    /// as one service-time sample taken at `now` (`None`: read the clock
+    /// only if there is a sample to take).
+    fn sync_closes(&self, now: Option<Instant>) {
         let Some(c) = &self.counters else { return };
         let closed = c.word(counters::CLOSED).load(Ordering::Acquire);
         let seen = self.closes_seen.load(Ordering::Relaxed);
@@ -405,6 +407,7 @@ impl Slot {
             let ns = c.word(counters::CLOSED_NS).load(Ordering::Acquire);
             let prev = self.closed_ns_seen.swap(ns, Ordering::AcqRel);
             if ns > prev {
+                let now = now.unwrap_or_else(Instant::now);
                 self.sample(std::time::Duration::from_nanos((ns - prev) / n), now);
             }
         }
@@ -413,7 +416,7 @@ impl Slot {
     /// Connections in flight (dispatched, not yet closed), counting the
     /// closes in the shared page.
     pub fn load(&self) -> u32 {
-        self.sync_closes(Instant::now());
+        self.sync_closes(None);
         self.in_flight.load(Ordering::Relaxed)
     }
 
@@ -935,10 +938,14 @@ impl Pool {
         self.policy
     }
 
+    /// The policy reads service times (samples and the outlier rule).
+    fn timed(&self) -> bool {
+        matches!(self.policy, Policy::LeastConn | Policy::LeastTime)
+    }
+
     /// Adds a slot (not yet in rotation until ready).
     pub fn add(&self, slot: Arc<Slot>) {
-        let timed = matches!(self.policy, Policy::LeastConn | Policy::LeastTime);
-        slot.timed.store(timed, Ordering::Relaxed);
+        slot.timed.store(self.timed(), Ordering::Relaxed);
         self.slots
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -1060,13 +1067,15 @@ impl Pool {
             return None;
         }
         let turn = self.rr.fetch_add(1, Ordering::Relaxed);
-        // One clock read per pick serves the samples and the outlier rule.
-        let now = Instant::now();
+        // One clock read per pick serves the samples and the outlier rule,
+        // for the policies that read them; the others read no clock.
+        let now = self.timed().then(Instant::now);
         if self.policy != Policy::RoundRobin {
             for s in active() {
                 s.sync_closes(now);
             }
         }
+        let now = || now.unwrap_or_else(Instant::now);
         let load = |s: &Slot| s.in_flight.load(Ordering::Relaxed);
         // Start a scan at a rotating position so ties spread evenly.
         let scan = || active().cycle().skip(turn % n).take(n);
@@ -1075,13 +1084,14 @@ impl Pool {
             // Of equally loaded slots, the one on this acceptor's core
             // wins, else the first.
             Policy::LeastConn => {
-                let fit = fit(&slots, now);
+                let fit = fit(&slots, now());
                 let least = |best: &'_ Arc<Slot>, s: &'_ Arc<Slot>| {
                     (load(s), !s.is_local()) < (load(best), !best.is_local())
                 };
                 pick_by(scan().filter(|s| fit(s)), least).or_else(|| pick_by(scan(), least))?
             }
             Policy::LeastTime => {
+                let now = now();
                 // Unmeasured workers count as the fastest measured one.
                 let floor = active()
                     .filter_map(|s| s.service_ns(now))
