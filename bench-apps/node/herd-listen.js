@@ -19,7 +19,7 @@
 // 3. fdpass mode: connections come over herd's own channel (fd
 //    $HERD_CHANNEL_FD, docs/PROTOCOL.md) rather than as Node cluster
 //    `newconn` messages: one recvmsg per connection, no JSON, no
-//    acknowledgement; closes go back once per event-loop turn (`D`), so
+//    acknowledgement; closes go back once per event-loop turn (`T`, timed), so
 //    least-connections counts open connections. The cluster channel still
 //    carries listen, `listening`, `ready` and stop. Until this channel says
 //    `R` (or if anything here fails, or the app's environment has
@@ -88,6 +88,7 @@ function fastChannel(fd) {
   chan.unref(); // the app decides when the process is done, not herd's channel
   let target = null; // the server herd dispatches to
   let arriving = null; // id of the connection being handed to it
+  let arrived = 0n; // and when it came off the channel
   let closed = [];
   let flushing = false;
   const write = (buf) => {
@@ -97,19 +98,27 @@ function fastChannel(fd) {
     req.oncomplete = () => {};
     chan.writeBuffer(req, buf);
   };
+  // Closes go back as `T`: (id, ns the connection was open by this
+  // process's clock), up to 32 pairs a message. herd's least-conn judges a
+  // worker slow by these times, which leave out how long a connection
+  // waited for this process to get the CPU (load, not slowness).
   const flush = () => {
     flushing = false;
-    for (let i = 0; i < closed.length; i += 64) {
-      const ids = closed.slice(i, i + 64);
-      const buf = Buffer.allocUnsafe(1 + 8 * ids.length);
-      buf[0] = 0x44; // 'D'
-      ids.forEach((id, k) => buf.writeBigUInt64LE(id, 1 + 8 * k));
+    for (let i = 0; i < closed.length; i += 32) {
+      const pairs = closed.slice(i, i + 32);
+      const buf = Buffer.allocUnsafe(1 + 16 * pairs.length);
+      buf[0] = 0x54; // 'T'
+      pairs.forEach(([id, ns], k) => {
+        buf.writeBigUInt64LE(id, 1 + 16 * k);
+        buf.writeBigUInt64LE(ns, 9 + 16 * k);
+      });
       write(buf);
     }
     closed = [];
   };
-  const close = (id) => {
-    closed.push(id);
+  const close = (id, since) => {
+    const ns = since === undefined ? 0n : process.hrtime.bigint() - since;
+    closed.push([id, ns < 0n ? 0n : ns]);
     if (!flushing) {
       flushing = true;
       setImmediate(flush);
@@ -135,6 +144,7 @@ function fastChannel(fd) {
       return;
     }
     arriving = id;
+    arrived = process.hrtime.bigint();
     target._handle.onconnection(0, handle);
     if (arriving !== null) {
       arriving = null; // refused (maxConnections): already closed
@@ -158,8 +168,9 @@ function fastChannel(fd) {
       server.prependListener('connection', (socket) => {
         if (arriving === null) return; // a `newconn` connection
         const id = arriving;
+        const since = arrived;
         arriving = null;
-        socket.once('close', () => close(id));
+        socket.once('close', () => close(id, since));
       });
       chan.readStart();
       write(Buffer.from('R'));

@@ -396,7 +396,6 @@ impl DataPlane {
                     if let Some(cpu) = cpu {
                         crate::sys::pin_current_thread(cpu);
                     }
-                    pool::set_local_cpu(cpu);
                     use std::os::fd::AsFd;
                     let sink = Handoff {
                         pool,

@@ -3,6 +3,7 @@
 //! PM2's value forms (`-i max`, durations).
 
 pub mod ecosystem;
+pub mod limits;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,7 +67,7 @@ impl Instances {
         match n {
             0 => Ok(Instances::Max),
             n if n < 0 && n >= -(u32::MAX as i64) => Ok(Instances::MaxMinus((-n) as u32)),
-            n if n > 0 && n <= 4096 => Ok(Instances::Count(n as u32)),
+            n if n > 0 && n <= i64::from(limits::MAX_INSTANCES) => Ok(Instances::Count(n as u32)),
             _ => Err(bad()),
         }
     }

@@ -298,12 +298,13 @@ fn worker_msg(msg: &[u8], truncated: bool, nfds: usize) -> Result<Msg, String> {
 }
 
 /// herd's Node preload on a Node slot's herd-protocol channel: `R` switches
-/// the slot's connections to it; `D` reports closes. Readiness itself comes
+/// the slot's connections to it; `T` (or `D`) reports closes. Readiness itself comes
 /// from Node's `listening` (and `ready`) on the cluster channel.
 fn on_fast(slot: &Slot, msg: &[u8], truncated: bool, nfds: usize) -> Result<(), String> {
     match worker_msg(msg, truncated, nfds)? {
         Msg::Ready => slot.set_fast_ready(),
         Msg::Done(ids) => slot.closed(&ids),
+        Msg::Timed(pairs) => slot.closed_timed(&pairs),
         Msg::Acked(_) => {}
         other => return Err(format!("{other:?} is not a worker message")),
     }
@@ -322,6 +323,7 @@ fn on_herd(
         // Optional since the daemon keeps no copies: a chance to send more.
         Msg::Acked(_) => slot.flush(),
         Msg::Done(ids) => slot.closed(&ids),
+        Msg::Timed(pairs) => slot.closed_timed(&pairs),
         other => return Err(format!("{other:?} is not a worker message")),
     }
     Ok(())

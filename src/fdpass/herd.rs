@@ -8,6 +8,7 @@
 //! | `R` | worker → daemon | — (ready: send me connections) | — |
 //! | `A` | worker → daemon | ids received (the daemon closes its copies) | — |
 //! | `D` | worker → daemon | ids closed (in-flight goes down) | — |
+//! | `T` | worker → daemon | (id, ns open) pairs: closed, timed by the worker | — |
 
 /// The counters page a herd worker gets as `HERD_COUNTERS_FD` (fd 4): a
 /// 4096-byte shared memfd of little-endian `u64` words, updated with
@@ -44,7 +45,16 @@ pub enum Msg {
     Acked(Vec<u64>),
     /// The worker closed these connections.
     Done(Vec<u64>),
+    /// The worker closed these connections, each after being open this
+    /// many ns by its own clock (receipt to close): the service time
+    /// without the wait in the channel, the worker's queue or the daemon's
+    /// reading of this message (herd's Node preload sends these). 0 ns:
+    /// not timed.
+    Timed(Vec<(u64, u64)>),
 }
+
+/// Most (id, ns) pairs in one `T` message (it fits in [`MAX_MSG`]).
+pub const MAX_TIMED: usize = MAX_IDS / 2;
 
 /// A message that is not valid herd protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,12 +74,21 @@ impl Msg {
     /// Serializes into `out` (cleared first).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.clear();
+        if let Msg::Timed(pairs) = self {
+            out.push(b'T');
+            for (id, ns) in pairs {
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&ns.to_le_bytes());
+            }
+            return;
+        }
         let (kind, ids): (u8, &[u64]) = match self {
             Msg::Conns(ids) => (b'C', ids),
             Msg::Stop => (b'S', &[]),
             Msg::Ready => (b'R', &[]),
             Msg::Acked(ids) => (b'A', ids),
             Msg::Done(ids) => (b'D', ids),
+            Msg::Timed(_) => unreachable!("encoded above"),
         };
         out.push(kind);
         for id in ids {
@@ -107,6 +126,17 @@ impl Msg {
             b'C' => Ok(Msg::Conns(ids()?)),
             b'A' => Ok(Msg::Acked(ids()?)),
             b'D' => Ok(Msg::Done(ids()?)),
+            b'T' => {
+                if rest.is_empty() || rest.len() % 16 != 0 || rest.len() / 16 > MAX_TIMED {
+                    return Err(ProtoError::BadLength(rest.len()));
+                }
+                let word = |c: &[u8]| u64::from_le_bytes(c.try_into().expect("8 bytes"));
+                Ok(Msg::Timed(
+                    rest.chunks_exact(16)
+                        .map(|c| (word(&c[..8]), word(&c[8..])))
+                        .collect(),
+                ))
+            }
             b'S' => bare(Msg::Stop),
             b'R' => bare(Msg::Ready),
             k => Err(ProtoError::UnknownKind(k)),
@@ -126,6 +156,7 @@ mod tests {
             Msg::Ready,
             Msg::Acked(vec![7]),
             Msg::Done(vec![3, 4, 5]),
+            Msg::Timed(vec![(3, 250_000), (u64::MAX, 1)]),
         ] {
             assert_eq!(Msg::decode(&m.encode()).unwrap(), m);
         }
@@ -140,6 +171,17 @@ mod tests {
         assert_eq!(Msg::decode(b"A\x01\x02"), Err(ProtoError::BadLength(2)));
         assert_eq!(Msg::decode(b"A"), Err(ProtoError::BadLength(0)));
         assert_eq!(Msg::decode(b"Rx"), Err(ProtoError::BadLength(1)));
+        // `T` carries whole (id, ns) pairs.
+        assert_eq!(Msg::decode(b"T"), Err(ProtoError::BadLength(0)));
+        assert_eq!(
+            Msg::decode(b"T\x01\0\0\0\0\0\0\0"),
+            Err(ProtoError::BadLength(8))
+        );
+        let too_many = Msg::Timed((0..=MAX_TIMED as u64).map(|i| (i, i)).collect()).encode();
+        assert!(matches!(
+            Msg::decode(&too_many),
+            Err(ProtoError::BadLength(_))
+        ));
         let too_many = Msg::Acked((0..=MAX_IDS as u64).collect()).encode();
         assert!(matches!(
             Msg::decode(&too_many),

@@ -447,9 +447,6 @@ impl Supervisor {
                     }
                     let slot = Arc::new(slot);
                     slot.set_wait_ready(inst.app.wait_ready);
-                    if let Some(core) = inst.core {
-                        slot.set_core(core);
-                    }
                     plane.pool.add(slot.clone());
                     inst.slot = Some(slot.clone());
                     match spawned.pidfd.try_clone() {

@@ -34,10 +34,15 @@ use floor::Floor;
 pub enum Policy {
     /// Each worker in turn.
     RoundRobin,
-    /// The worker with the fewest connections in flight (ties: in turn),
-    /// among those that are not outliers (see [`floor`]): a worker whose
-    /// every connection lately took 4× (and 1 ms) longer than the fastest
-    /// worker's fastest gets nothing until it is measured again.
+    /// Each worker in turn, skipping the ones that are behind: an outlier
+    /// (see [`floor`]: a worker whose every connection lately took 4× and
+    /// 2.5 ms longer than the fastest worker's fastest, by the worker's
+    /// own clock, gets only a probe now and then), or stuck (more than
+    /// [`STUCK_SLACK`] connections beyond the least loaded worker, and
+    /// either no close for 50 ms or a backlog of more than 50 ms at its
+    /// mean service time). When every worker is behind, the least loaded.
+    /// So uniform load is split exactly evenly however in-flight counts
+    /// jitter, and a slow or blocked worker gets almost nothing.
     #[default]
     LeastConn,
     /// Two workers at random, the less loaded one wins.
@@ -158,8 +163,6 @@ pub struct Slot {
     wait_ready: AtomicBool,
     /// Node readiness signals seen: [`Slot::LISTENING`] | [`Slot::READY`].
     signals: AtomicU8,
-    /// The CPU the worker is pinned to, if any.
-    core: std::sync::OnceLock<usize>,
     /// Service-time EWMA in ns (0: none yet), and when it was last updated
     /// (ns since [`epoch`]); read by `least-time`.
     ewma_ns: AtomicU64,
@@ -172,26 +175,21 @@ pub struct Slot {
     /// Last judged an outlier and not measured fit since: probed with a
     /// few connections at a time.
     suspect: AtomicBool,
+    /// When it was last let through as a probe (ns since [`epoch`]).
+    probed_at: AtomicU64,
     /// The pool's policy reads the samples (`least-conn`, `least-time`):
     /// only then does a herd connection's send time get recorded.
     timed: AtomicBool,
     /// When an acceptor thread last read the channel (ns since [`epoch`]).
     acceptor_drain_at: AtomicU64,
+    /// When a connection of it last closed (ns since [`epoch`]; 0: none
+    /// yet), for least-conn's stuck rule.
+    closed_at: AtomicU64,
     /// Warm-up: 0 not started, 1 running, 2 done.
     warmup: AtomicU8,
     /// Signalled when the channel was full and connections stayed queued:
     /// the slot's task then retries until they are sent.
     pub queued: tokio::sync::Notify,
-}
-
-thread_local! {
-    /// The CPU of the acceptor thread calling [`Pool::dispatch`], if pinned.
-    static LOCAL_CPU: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
-}
-
-/// Marks this thread as an acceptor pinned to `cpu` (see [`Slot::set_core`]).
-pub fn set_local_cpu(cpu: Option<usize>) {
-    LOCAL_CPU.set(cpu);
 }
 
 /// A fixed origin for storing instants in atomics.
@@ -213,6 +211,14 @@ const SAMPLE_CLAMP: f64 = 8.0;
 /// fresh hello workers got 44% instead of 50% for its first 3 s when one
 /// sample sufficed).
 const MIN_SAMPLES: u32 = 16;
+/// least-conn: connections a worker may hold beyond the least loaded
+/// worker before it can count as stuck…
+const STUCK_SLACK: u32 = 4;
+/// …when it has also closed none for this long (ns). A scheduling hiccup
+/// on a busy host lasts a few ms; an event loop blocked by a long request
+/// or a worker holding long-lived connections, far longer.
+const STUCK_NS: u64 = 50_000_000;
+
 /// An unmeasured EWMA halves every this many ns, so a worker that was slow
 /// (and so gets nothing) is tried again now and then.
 const EWMA_HALF_LIFE_NS: f64 = 500e6;
@@ -262,11 +268,12 @@ impl Slot {
             samples: AtomicU32::new(0),
             floor: Floor::default(),
             suspect: AtomicBool::new(false),
+            probed_at: AtomicU64::new(0),
             timed: AtomicBool::new(false),
             acceptor_drain_at: AtomicU64::new(0),
+            closed_at: AtomicU64::new(0),
             warmup: AtomicU8::new(0),
             queued: tokio::sync::Notify::new(),
-            core: std::sync::OnceLock::new(),
         }
     }
 
@@ -420,17 +427,6 @@ impl Slot {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// The worker runs pinned to `cpu`: among equally loaded workers, an
-    /// acceptor on that CPU prefers it (the wake-up stays on the core).
-    pub fn set_core(&self, cpu: usize) {
-        let _ = self.core.set(cpu);
-    }
-
-    fn is_local(&self) -> bool {
-        let here = LOCAL_CPU.get();
-        here.is_some() && self.core.get().copied() == here
-    }
-
     /// Records how long one connection took (herd: sent → closed; Node:
     /// sent → accepted).
     fn sample(&self, took: std::time::Duration, now: Instant) {
@@ -476,8 +472,20 @@ impl Slot {
                 true
             }
             floor::Verdict::Unjudged => {
-                !self.suspect.load(Ordering::Relaxed)
-                    || self.in_flight.load(Ordering::Relaxed) < floor::FLOOR_SAMPLES
+                if !self.suspect.load(Ordering::Relaxed) {
+                    return true;
+                }
+                // A probe: one connection at a time, at most one per
+                // PROBE_EVERY_NS (a probe-sized stream of requests to a 5 ms
+                // slow worker is what would set the p99).
+                let last = self.probed_at.load(Ordering::Relaxed);
+                let due = now_ns.saturating_sub(last) >= floor::PROBE_EVERY_NS;
+                if due && self.in_flight.load(Ordering::Relaxed) < floor::PROBES {
+                    self.probed_at.store(now_ns, Ordering::Relaxed);
+                    true
+                } else {
+                    false
+                }
             }
         }
     }
@@ -695,6 +703,25 @@ impl Slot {
         send_all(self.chan.as_fd(), bytes)
     }
 
+    /// Drops the service times measured so far (the warm-up's, whose
+    /// connections are not the app's traffic: one fast warm-up sample kept
+    /// a 5 ms slow worker's floor low, and so kept it in the rotation, for
+    /// its first 200 ms). Closes counted in the shared page still lower
+    /// `in_flight`.
+    fn forget_samples(&self) {
+        if let Some(c) = &self.counters {
+            let closed = c.word(counters::CLOSED).load(Ordering::Acquire);
+            let prev = self.closes_seen.swap(closed, Ordering::AcqRel);
+            self.done(closed.saturating_sub(prev) as usize);
+            self.closed_ns_seen
+                .store(c.word(counters::CLOSED_NS).load(Ordering::Acquire), Ordering::Release);
+        }
+        self.lock().started.clear();
+        self.floor.clear();
+        self.samples.store(0, Ordering::Relaxed);
+        self.ewma_ns.store(0, Ordering::Relaxed);
+    }
+
     /// The worker is ready: join the rotation.
     pub fn set_ready(&self) {
         self.active.store(true, Ordering::Release);
@@ -726,8 +753,48 @@ impl Slot {
         self.done(ids.len());
     }
 
+    /// herd `T`: these connections closed, each open for the ns the worker
+    /// measured; those are the service-time samples (the daemon's own
+    /// sent → read-`D` time would add the channel's and the worker's
+    /// queueing, which is load, not slowness: on a core the client also
+    /// runs on it made a healthy Node worker look 4× slower).
+    pub fn closed_timed(&self, pairs: &[(u64, u64)]) {
+        if self.timed.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let mut st = self.lock();
+            for &(id, ns) in pairs {
+                // 0: not timed (a connection refused before it opened).
+                if st.started.remove(&id).is_some() && ns > 0 {
+                    self.sample(std::time::Duration::from_nanos(ns), now);
+                }
+            }
+        }
+        self.done(pairs.len());
+    }
+
+    /// least-conn's stuck rule: a worker holding more than [`STUCK_SLACK`]
+    /// connections beyond the least loaded worker's `least` gets no new
+    /// ones when it has closed none for [`STUCK_NS`] (an event loop
+    /// blocked by one long request, or long-lived connections), or when
+    /// what it holds beyond `least` takes longer than that at its mean
+    /// service time (a slow worker not judged yet). A worker the scheduler
+    /// left out for a few ms is not stuck: it keeps its turn.
+    fn is_stuck(&self, load: u32, least: u32, now_ns: u64) -> bool {
+        if load <= least.saturating_add(STUCK_SLACK) {
+            return false;
+        }
+        let silent = now_ns.saturating_sub(self.closed_at.load(Ordering::Relaxed)) > STUCK_NS;
+        // What it holds beyond the least loaded, at its mean service time.
+        let behind = u64::from(load - least).saturating_mul(self.ewma_ns.load(Ordering::Relaxed));
+        silent || behind > STUCK_NS
+    }
+
     /// `n` connections are no longer in flight.
     pub fn done(&self, n: usize) {
+        if n > 0 {
+            self.closed_at
+                .store(ns_since_epoch(Instant::now()), Ordering::Relaxed);
+        }
         let _ = self
             .in_flight
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
@@ -980,6 +1047,7 @@ impl Pool {
 
     /// A slot became ready: connections held while none was ready go out.
     pub fn slot_ready(&self, slot: &Slot) {
+        slot.forget_samples();
         slot.set_ready();
         self.flush_orphans();
     }
@@ -1084,11 +1152,29 @@ impl Pool {
             // Of equally loaded slots, the one on this acceptor's core
             // wins, else the first.
             Policy::LeastConn => {
-                let fit = fit(&slots, now());
-                let least = |best: &'_ Arc<Slot>, s: &'_ Arc<Slot>| {
-                    (load(s), !s.is_local()) < (load(best), !best.is_local())
+                let now = now();
+                let fit = fit(&slots, now);
+                // In turn among the workers that are neither outliers nor
+                // stuck: uniform load stays exactly fair however the
+                // in-flight counts jitter (a worker descheduled for a few
+                // ms holds most of the connections for a moment: measured
+                // 16 of 18 on 2 cores); when none qualifies, the least
+                // loaded.
+                let now_ns = ns_since_epoch(now);
+                let least = active().map(|s| load(s)).min()?;
+                // A worker not measured enough to be judged yet takes its
+                // turn only while no busier than the least loaded: a slow
+                // one would otherwise get half of everything until judged.
+                let ok = |s: &Slot| {
+                    fit(s)
+                        && !s.is_stuck(load(s), least, now_ns)
+                        && (s.samples.load(Ordering::Relaxed) >= MIN_SAMPLES || load(s) <= least)
                 };
-                pick_by(scan().filter(|s| fit(s)), least).or_else(|| pick_by(scan(), least))?
+                let c = match scan().find(|s| ok(s)) {
+                    Some(s) => s,
+                    None => pick_by(scan(), |best, s| load(s) < load(best))?,
+                };
+                c
             }
             Policy::LeastTime => {
                 let now = now();

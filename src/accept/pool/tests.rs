@@ -239,25 +239,77 @@ fn closed_connections_feed_the_service_time() {
     assert!((1.8e6..1e9).contains(&e), "{e}");
 }
 
+/// Uniform load: in-flight counts jitter (a descheduled worker holds most
+/// connections for a moment), and least-conn still goes in turn.
 #[test]
-fn least_conn_ties_go_to_the_worker_on_the_acceptors_core() {
+fn least_conn_goes_in_turn_while_no_worker_is_stuck() {
     let pool = Pool::new(Policy::LeastConn);
-    let (a, _wa) = slot(0);
-    let (b, _wb) = slot(1);
-    a.set_core(0);
-    b.set_core(1);
+    let (a, _wa) = ready_slot(&pool, 0);
+    let (b, _wb) = ready_slot(&pool, 1);
     for s in [&a, &b] {
-        pool.add(s.clone());
-        pool.slot_ready(s);
+        s.done(0);
+        s.samples.store(MIN_SAMPLES, Ordering::Relaxed);
+        s.ewma_ns.store(300_000, Ordering::Relaxed);
+        s.closed_at.store(ns_since_epoch(Instant::now()), Ordering::Relaxed);
     }
-    set_local_cpu(Some(1));
-    // Equal loads: core 1's worker; unequal: the less loaded one still.
+    a.in_flight.store(12, Ordering::Relaxed); // 12 × 0.3 ms: not stuck
+    let mut to_a = 0;
+    for _ in 0..100 {
+        if Arc::ptr_eq(&pool.dispatch(conn()).unwrap(), &a) {
+            to_a += 1;
+        }
+    }
+    assert_eq!(to_a, 50, "in turn, whatever the loads");
+}
+
+/// A worker that holds far more than the least loaded one and either
+/// closes nothing (a blocked event loop) or would take long to clear its
+/// backlog (slow, not judged yet) is skipped; the others take its turns.
+#[test]
+fn least_conn_skips_a_stuck_worker() {
+    let pool = Pool::new(Policy::LeastConn);
+    let (a, _wa) = ready_slot(&pool, 0);
+    let (b, _wb) = ready_slot(&pool, 1);
+    let now = ns_since_epoch(Instant::now());
+    // Blocked: 10 in flight, no close for a second.
+    a.in_flight.store(10, Ordering::Relaxed);
+    a.closed_at
+        .store(now.saturating_sub(1_000_000_000), Ordering::Relaxed);
+    b.closed_at.store(now, Ordering::Relaxed);
+    for _ in 0..10 {
+        assert!(Arc::ptr_eq(&pool.dispatch(conn()).unwrap(), &b));
+    }
+    // Closing, but 10 beyond b at 10 ms each: 100 ms of backlog.
+    b.in_flight.store(0, Ordering::Relaxed);
+    a.closed_at.store(now, Ordering::Relaxed);
+    a.ewma_ns.store(10_000_000, Ordering::Relaxed);
     assert!(Arc::ptr_eq(&pool.dispatch(conn()).unwrap(), &b));
-    assert!(Arc::ptr_eq(&pool.dispatch(conn()).unwrap(), &a));
-    assert!(Arc::ptr_eq(&pool.dispatch(conn()).unwrap(), &b));
-    set_local_cpu(None);
-    assert_eq!(a.in_flight.load(Ordering::Relaxed), 1);
-    assert_eq!(b.in_flight.load(Ordering::Relaxed), 2);
+    // Within the slack it is not stuck, however slow: its turn again.
+    a.in_flight.store(3, Ordering::Relaxed);
+    b.in_flight.store(0, Ordering::Relaxed);
+    let picks: Vec<bool> = (0..4)
+        .map(|_| Arc::ptr_eq(&pool.dispatch(conn()).unwrap(), &a))
+        .collect();
+    assert!(picks.contains(&true), "{picks:?}");
+}
+
+/// Service times from the worker's own clock (`T`) are the samples, and
+/// a refused, untimed close (0 ns) is none.
+#[test]
+fn timed_closes_feed_the_service_time_and_zero_is_untimed() {
+    let pool = Pool::new(Policy::LeastConn);
+    let (s, _w) = ready_slot(&pool, 0);
+    for _ in 0..3 {
+        pool.dispatch(conn());
+    }
+    s.closed_timed(&[(0, 0)]);
+    assert!(s.service_ns(Instant::now()).is_none());
+    assert_eq!(s.in_flight.load(Ordering::Relaxed), 2);
+    s.closed_timed(&[(1, 2_000_000), (2, 2_000_000)]);
+    assert_eq!(s.in_flight.load(Ordering::Relaxed), 0);
+    let e = s.service_ns(Instant::now()).unwrap();
+    assert!((1.9e6..2.1e6).contains(&e), "{e}");
+    assert_eq!(s.samples.load(Ordering::Relaxed), 2);
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub(super) async fn start(
     force: bool,
     existing: OnExisting,
 ) -> Result<Response, Error> {
+    crate::config::limits::check_spec(&spec)?;
     let mut started = ctx.sup.start_app(spec, force, existing)?;
     if !started.restart.is_empty() {
         started

@@ -1,0 +1,145 @@
+//! The limits every request is held to, in one place. The CLI checks them
+//! too (for a message that names the flag), but the daemon checks each
+//! request against them itself: a client on the socket is not always
+//! herd's CLI, and one request must never take the daemon, and with it
+//! every app, down (a `start` asking for 4,000,000,000 instances once made
+//! it allocate them and abort).
+
+use super::{AppSpec, Instances};
+use crate::error::{Error, Result};
+
+/// Most instances of one app (`-i`, `instances`, `herd scale`).
+pub const MAX_INSTANCES: u32 = 4096;
+/// Most fdpass acceptor threads (`--acceptors`).
+pub const MAX_ACCEPTORS: usize = 1024;
+/// Longest duration a spec may set (kill timeout, listen timeout,
+/// warm-up, restart delays, …): a day, in ms.
+pub const MAX_DURATION_MS: u64 = 86_400_000;
+
+fn invalid(what: &str, value: impl ToString, expected: &str) -> Error {
+    Error::InvalidArg {
+        what: what.into(),
+        value: value.to_string(),
+        expected: expected.into(),
+    }
+}
+
+/// Checks a spec that arrived in a `start` request.
+pub fn check_spec(spec: &AppSpec) -> Result<()> {
+    if let Instances::Count(n) = spec.instances {
+        if n == 0 || n > MAX_INSTANCES {
+            return Err(invalid(
+                "instances",
+                n,
+                &format!("1 to {MAX_INSTANCES} instances, `max` or -N"),
+            ));
+        }
+    }
+    if let Some(n) = spec.plane.acceptors {
+        if n == 0 || n > MAX_ACCEPTORS {
+            return Err(invalid(
+                "acceptors",
+                n,
+                &format!("1 to {MAX_ACCEPTORS} acceptor threads"),
+            ));
+        }
+    }
+    if let Some(b) = spec.plane.backlog {
+        if b < 1 {
+            return Err(invalid("backlog", b, "a listen backlog of at least 1"));
+        }
+    }
+    if spec.name.trim().is_empty() {
+        return Err(invalid("name", &spec.name, "a non-empty app name"));
+    }
+    let durations = [
+        ("kill_timeout", spec.kill_timeout_ms),
+        ("min_uptime", spec.min_uptime_ms),
+        ("restart_delay", spec.restart_delay_ms),
+        ("listen_timeout", spec.listen_timeout_ms),
+        ("memory_check", spec.memory_check_ms),
+        ("watch_delay", spec.watch_delay_ms),
+        ("ack_timeout", spec.plane.ack_timeout_ms),
+        ("warmup", spec.plane.warmup_ms),
+        (
+            "exp_backoff_restart_delay",
+            spec.exp_backoff_restart_delay_ms.unwrap_or(0),
+        ),
+    ];
+    for (what, ms) in durations {
+        if ms > MAX_DURATION_MS {
+            return Err(invalid(what, format!("{ms} ms"), "at most a day (86400000 ms)"));
+        }
+    }
+    if spec.memory_check_ms == 0 && spec.max_memory_restart.is_some() {
+        return Err(invalid("memory_check", "0 ms", "a check interval of at least 1 ms"));
+    }
+    if spec.plane.ack_timeout_ms == 0 {
+        return Err(invalid("ack_timeout", "0 ms", "a timeout of at least 1 ms"));
+    }
+    Ok(())
+}
+
+/// The instance count `herd scale APP TO` asks for, from `current`:
+/// `N`, `+N` or `-N`, overflow-safe, within [`MAX_INSTANCES`].
+pub fn scale_target(current: u32, to: &str) -> Result<u32> {
+    let bad = || {
+        invalid(
+            "scale",
+            to,
+            &format!("a number of instances N (0 to {MAX_INSTANCES}), or +N / -N to add or remove"),
+        )
+    };
+    let t = to.trim();
+    let num = |s: &str| s.parse::<u32>().map_err(|_| bad());
+    let target = if let Some(d) = t.strip_prefix('+') {
+        current.checked_add(num(d)?)
+    } else if let Some(d) = t.strip_prefix('-') {
+        current.checked_sub(num(d)?)
+    } else {
+        Some(num(t)?)
+    };
+    match target {
+        Some(n) if n <= MAX_INSTANCES => Ok(n),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_targets_are_overflow_safe_and_bounded() {
+        assert_eq!(scale_target(2, "4").unwrap(), 4);
+        assert_eq!(scale_target(2, "+3").unwrap(), 5);
+        assert_eq!(scale_target(2, "-2").unwrap(), 0);
+        assert!(scale_target(2, "-3").is_err());
+        assert!(scale_target(2, "+4294967295").is_err());
+        assert!(scale_target(2, "4097").is_err());
+        assert!(scale_target(2, "+99999999999999999999").is_err());
+        assert!(scale_target(2, "x").is_err());
+        assert!(scale_target(2, "+-1").is_err());
+    }
+
+    #[test]
+    fn specs_beyond_the_limits_are_refused() {
+        let ok = AppSpec::new("a".into(), "/bin/true".into(), "/".into());
+        check_spec(&ok).unwrap();
+        let mut s = ok.clone();
+        s.instances = Instances::Count(4_000_000_000);
+        assert!(check_spec(&s).unwrap_err().to_string().contains("instances"));
+        let mut s = ok.clone();
+        s.instances = Instances::Count(0);
+        assert!(check_spec(&s).is_err());
+        let mut s = ok.clone();
+        s.plane.acceptors = Some(1 << 40);
+        assert!(check_spec(&s).unwrap_err().to_string().contains("acceptors"));
+        let mut s = ok.clone();
+        s.listen_timeout_ms = u64::MAX;
+        assert!(check_spec(&s).unwrap_err().to_string().contains("listen_timeout"));
+        let mut s = ok.clone();
+        s.name = " ".into();
+        assert!(check_spec(&s).is_err());
+    }
+}
