@@ -379,7 +379,12 @@ impl Overrides {
             host: a.host.clone(),
             mode,
             policy,
-            acceptors: positive("--acceptors", &a.acceptors, crate::config::limits::MAX_ACCEPTORS as i64)?.map(|n| n as usize),
+            acceptors: positive(
+                "--acceptors",
+                &a.acceptors,
+                crate::config::limits::MAX_ACCEPTORS as i64,
+            )?
+            .map(|n| n as usize),
             backlog: positive("--backlog", &a.backlog, i32::MAX as i64)?.map(|n| n as i32),
             multishot: a.no_multishot.then_some(false),
             ack_timeout_ms: duration("--ack-timeout", &a.ack_timeout)?.map(|ms| ms.max(1)),

@@ -68,11 +68,19 @@ pub fn check_spec(spec: &AppSpec) -> Result<()> {
     ];
     for (what, ms) in durations {
         if ms > MAX_DURATION_MS {
-            return Err(invalid(what, format!("{ms} ms"), "at most a day (86400000 ms)"));
+            return Err(invalid(
+                what,
+                format!("{ms} ms"),
+                "at most a day (86400000 ms)",
+            ));
         }
     }
     if spec.memory_check_ms == 0 && spec.max_memory_restart.is_some() {
-        return Err(invalid("memory_check", "0 ms", "a check interval of at least 1 ms"));
+        return Err(invalid(
+            "memory_check",
+            "0 ms",
+            "a check interval of at least 1 ms",
+        ));
     }
     if spec.plane.ack_timeout_ms == 0 {
         return Err(invalid("ack_timeout", "0 ms", "a timeout of at least 1 ms"));
@@ -128,16 +136,25 @@ mod tests {
         check_spec(&ok).unwrap();
         let mut s = ok.clone();
         s.instances = Instances::Count(4_000_000_000);
-        assert!(check_spec(&s).unwrap_err().to_string().contains("instances"));
+        assert!(check_spec(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("instances"));
         let mut s = ok.clone();
         s.instances = Instances::Count(0);
         assert!(check_spec(&s).is_err());
         let mut s = ok.clone();
         s.plane.acceptors = Some(1 << 40);
-        assert!(check_spec(&s).unwrap_err().to_string().contains("acceptors"));
+        assert!(check_spec(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("acceptors"));
         let mut s = ok.clone();
         s.listen_timeout_ms = u64::MAX;
-        assert!(check_spec(&s).unwrap_err().to_string().contains("listen_timeout"));
+        assert!(check_spec(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("listen_timeout"));
         let mut s = ok.clone();
         s.name = " ".into();
         assert!(check_spec(&s).is_err());

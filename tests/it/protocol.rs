@@ -195,3 +195,63 @@ fn stale_socket_and_pid_file_are_replaced() {
     assert_eq!(h.daemon_pid(), Some(pid));
     assert!(alive(pid));
 }
+
+/// One request from any client on the socket must not take the daemon
+/// down: `start` asking for 4,000,000,000 instances (once: the daemon
+/// allocated them and aborted, and every app died with it), absurd
+/// acceptors, a scale that overflows. Each gets an error naming the field;
+/// the running app keeps serving and keeps its pid.
+#[test]
+fn requests_beyond_the_limits_get_an_error_and_apps_keep_serving() {
+    let h = TestHome::new();
+    let port = free_port();
+    let before = crate::reuseport::start_hello_mode(&h, port, "fdpass", &["-i", "1"]);
+    let daemon = h.daemon_pid().unwrap();
+
+    let spec = |f: &dyn Fn(&mut Value)| {
+        let mut s = serde_json::to_value(herd::config::AppSpec::new(
+            "huge".into(),
+            app("scripts/sleep.sh").into(),
+            std::env::temp_dir(),
+        ))
+        .unwrap();
+        s["exec_mode"] = json!("cluster");
+        f(&mut s);
+        s
+    };
+    let requests = [
+        (
+            json!({"cmd": "start", "force": true, "spec": spec(&|s| s["instances"] = json!({"count": 4_000_000_000u64}))}),
+            "instances",
+        ),
+        (
+            json!({"cmd": "start", "force": true, "spec": spec(&|s| s["plane"]["acceptors"] = json!(1u64 << 40))}),
+            "acceptors",
+        ),
+        (
+            json!({"cmd": "start", "force": true, "spec": spec(&|s| s["listen_timeout_ms"] = json!(u64::MAX))}),
+            "listen_timeout",
+        ),
+        (
+            json!({"cmd": "scale", "app": "hello", "to": "+4294967295"}),
+            "scale",
+        ),
+    ];
+    for (req, field) in requests {
+        let mut s = raw_client(&h);
+        read_frame(&mut s);
+        s.write_all(&frame(&hello(1))).unwrap();
+        s.write_all(&frame(&req)).unwrap();
+        let r = read_frame(&mut s);
+        assert_eq!(r["reply"], "error", "{field}: {r}");
+        assert!(
+            r["message"].as_str().unwrap().contains(field),
+            "{field}: {r}"
+        );
+    }
+    assert_eq!(h.daemon_pid(), Some(daemon), "the daemon survived");
+    let after = h.list();
+    assert_eq!(after.len(), 1, "nothing was started: {after:?}");
+    assert_eq!(after[0]["pid"], before[0]["pid"]);
+    http_get(port).expect("the app still serves");
+}

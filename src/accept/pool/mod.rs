@@ -713,8 +713,10 @@ impl Slot {
             let closed = c.word(counters::CLOSED).load(Ordering::Acquire);
             let prev = self.closes_seen.swap(closed, Ordering::AcqRel);
             self.done(closed.saturating_sub(prev) as usize);
-            self.closed_ns_seen
-                .store(c.word(counters::CLOSED_NS).load(Ordering::Acquire), Ordering::Release);
+            self.closed_ns_seen.store(
+                c.word(counters::CLOSED_NS).load(Ordering::Acquire),
+                Ordering::Release,
+            );
         }
         self.lock().started.clear();
         self.floor.clear();

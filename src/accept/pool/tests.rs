@@ -250,7 +250,8 @@ fn least_conn_goes_in_turn_while_no_worker_is_stuck() {
         s.done(0);
         s.samples.store(MIN_SAMPLES, Ordering::Relaxed);
         s.ewma_ns.store(300_000, Ordering::Relaxed);
-        s.closed_at.store(ns_since_epoch(Instant::now()), Ordering::Relaxed);
+        s.closed_at
+            .store(ns_since_epoch(Instant::now()), Ordering::Relaxed);
     }
     a.in_flight.store(12, Ordering::Relaxed); // 12 × 0.3 ms: not stuck
     let mut to_a = 0;
