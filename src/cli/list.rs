@@ -170,6 +170,13 @@ fn describe(i: &InstanceInfo) -> String {
             .into(),
         ],
         vec!["dispatched".into(), i.dispatched.to_string()],
+        vec![
+            "on worker death".into(),
+            format!(
+                "{} saved (received, untouched: answered by another worker), {} lost (started on)",
+                i.saved_on_death, i.lost_started
+            ),
+        ],
         vec!["in flight".into(), i.in_flight.to_string()],
         vec!["channel".into(), opt(i.channel.clone())],
         vec![

@@ -205,6 +205,14 @@ pub struct InstanceInfo {
     pub acceptors: Option<usize>,
     /// fdpass: connections dispatched to the current process.
     pub dispatched: u64,
+    /// fdpass: connections its dead processes had received but not
+    /// touched, answered by another worker from the daemon's copies.
+    #[serde(default)]
+    pub saved_on_death: u64,
+    /// fdpass: connections lost with its dead processes because they had
+    /// started on them (read or written a byte).
+    #[serde(default)]
+    pub lost_started: u64,
     /// fdpass: connections dispatched and not yet closed (herd workers, and
     /// Node workers through herd's preload) or not yet accepted (Node
     /// workers on Node's `newconn` path).

@@ -1330,6 +1330,14 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
             .slot
             .as_ref()
             .map_or(0, |s| s.dispatched.load(Ordering::Relaxed)),
+        saved_on_death: inst
+            .plane
+            .as_ref()
+            .map_or(0, |p| p.pool.deaths(inst.id).saved),
+        lost_started: inst
+            .plane
+            .as_ref()
+            .map_or(0, |p| p.pool.deaths(inst.id).lost_started),
         in_flight: inst.slot.as_ref().map_or(0, |s| s.load()),
         channel: inst.slot.as_ref().map(|s| s.channel_kind().into()),
         in_rotation: inst.slot.as_ref().is_some_and(|s| s.is_active()),

@@ -15,6 +15,7 @@ pub mod notify;
 pub mod process;
 pub mod shm;
 pub mod spawn;
+pub mod tcp;
 pub mod uring;
 
 use std::io;

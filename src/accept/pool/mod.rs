@@ -123,6 +123,11 @@ struct SlotState {
     started: std::collections::HashMap<u64, Instant>,
     /// Reusable encode buffer.
     buf: Vec<u8>,
+    /// herd protocol: the daemon's copy of each connection sent, by id,
+    /// until the worker reports it closed or the kernel shows the worker
+    /// started on it (read or wrote a byte, or shut it): should the worker
+    /// die first, an untouched one goes to another worker.
+    held: std::collections::BTreeMap<u64, OwnedFd>,
 }
 
 /// One worker process and its channel.
@@ -156,6 +161,12 @@ pub struct Slot {
     pub in_flight: AtomicU32,
     /// Connections dispatched to it, ever.
     pub dispatched: AtomicU64,
+    /// Connections lost when it died because it had started on them (read
+    /// or written a byte): they cannot be handed on.
+    pub lost_started: AtomicU64,
+    /// Connections it had received but not touched when it died, handed
+    /// to another worker from the daemon's copies.
+    pub saved: AtomicU64,
     active: AtomicBool,
     dead: AtomicBool,
     /// `wait_ready`: a Node worker joins the rotation on `process.send('ready')`
@@ -259,6 +270,8 @@ impl Slot {
             reader: Mutex::new(Default::default()),
             in_flight: AtomicU32::new(0),
             dispatched: AtomicU64::new(0),
+            lost_started: AtomicU64::new(0),
+            saved: AtomicU64::new(0),
             active: AtomicBool::new(false),
             dead: AtomicBool::new(false),
             wait_ready: AtomicBool::new(false),
@@ -410,6 +423,7 @@ impl Slot {
         }
         let n = closed - seen;
         self.done(n as usize);
+        self.sweep_held(2 * n as usize + 4);
         if self.timed.load(Ordering::Relaxed) {
             let ns = c.word(counters::CLOSED_NS).load(Ordering::Acquire);
             let prev = self.closed_ns_seen.swap(ns, Ordering::AcqRel);
@@ -618,8 +632,10 @@ impl Slot {
                 Ok(_) => {
                     st.next_id += n as u64;
                     // Sent: the worker's now, or back through `peer` should
-                    // it die before reading them.
-                    st.queue.drain(..n);
+                    // it die before reading them, or from `held` should it
+                    // die before starting on them.
+                    let sent: Vec<OwnedFd> = st.queue.drain(..n).collect();
+                    st.held.extend((first..).zip(sent));
                     self.time_sent(st, first, n);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -657,7 +673,14 @@ impl Slot {
         // Timed from now: the ring reports a success only lazily, and the
         // worker's `D` may come back before that.
         self.time_sent(&mut st, first, n);
-        Some((first, msg, st.queue.drain(..n).collect()))
+        let fds: Vec<OwnedFd> = st.queue.drain(..n).collect();
+        // The ring closes what it sends; the copies stay here (see `held`).
+        for (id, fd) in (first..).zip(&fds) {
+            if let Ok(copy) = fd.try_clone() {
+                st.held.insert(id, copy);
+            }
+        }
+        Some((first, msg, fds))
     }
 
     /// A batch from [`Self::take_batch`] could not be sent: its connections
@@ -669,6 +692,7 @@ impl Slot {
         let mut st = self.lock();
         for id in first..first + fds.len() as u64 {
             st.started.remove(&id);
+            st.held.remove(&id);
         }
         for fd in fds.into_iter().rev() {
             st.queue.push_front(fd);
@@ -743,15 +767,16 @@ impl Slot {
 
     /// herd `D`: these connections closed.
     pub fn closed(&self, ids: &[u64]) {
-        if self.timed.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            let mut st = self.lock();
-            for id in ids {
-                if let Some(t) = st.started.remove(id) {
-                    self.sample(now.saturating_duration_since(t), now);
-                }
+        let timed = self.timed.load(Ordering::Relaxed);
+        let now = timed.then(Instant::now);
+        let mut st = self.lock();
+        for id in ids {
+            st.held.remove(id);
+            if let (Some(now), Some(t)) = (now, st.started.remove(id)) {
+                self.sample(now.saturating_duration_since(t), now);
             }
         }
+        drop(st);
         self.done(ids.len());
     }
 
@@ -761,17 +786,47 @@ impl Slot {
     /// queueing, which is load, not slowness: on a core the client also
     /// runs on it made a healthy Node worker look 4× slower).
     pub fn closed_timed(&self, pairs: &[(u64, u64)]) {
-        if self.timed.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            let mut st = self.lock();
-            for &(id, ns) in pairs {
-                // 0: not timed (a connection refused before it opened).
-                if st.started.remove(&id).is_some() && ns > 0 {
-                    self.sample(std::time::Duration::from_nanos(ns), now);
-                }
+        let timed = self.timed.load(Ordering::Relaxed);
+        let now = Instant::now();
+        let mut st = self.lock();
+        for &(id, ns) in pairs {
+            st.held.remove(&id);
+            // 0: not timed (a connection refused before it opened).
+            if st.started.remove(&id).is_some() && timed && ns > 0 {
+                self.sample(std::time::Duration::from_nanos(ns), now);
             }
         }
+        drop(st);
         self.done(pairs.len());
+    }
+
+    /// Lets go of the copies of connections the worker has started on (the
+    /// kernel says so: see [`crate::sys::tcp::progress`]), oldest first,
+    /// looking at no more than `at_most` of them. Workers that count their
+    /// closes in the shared page report no ids, so this is how their
+    /// copies go: after closes (a few more than closed, since they finish
+    /// roughly in order) and on the slot task's tick (all).
+    pub fn sweep_held(&self, at_most: usize) {
+        let mut st = self.lock();
+        Self::sweep_locked(&mut st, at_most);
+    }
+
+    fn sweep_locked(st: &mut SlotState, at_most: usize) {
+        let started: Vec<u64> = st
+            .held
+            .iter()
+            .take(at_most)
+            .filter(|(_, fd)| crate::sys::tcp::progress(fd.as_fd()).map_or(true, |p| p.started()))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in started {
+            st.held.remove(&id);
+        }
+    }
+
+    /// Copies of connections the daemon holds for this worker.
+    pub fn held(&self) -> usize {
+        self.lock().held.len()
     }
 
     /// least-conn's stuck rule: a worker holding more than [`STUCK_SLACK`]
@@ -859,6 +914,9 @@ impl Slot {
     /// accepted). `None` when it is keeping up.
     pub fn stalled_for(&self, now: Instant) -> Option<std::time::Duration> {
         let mut st = self.lock();
+        // The slot task's tick: also let go of the copies of connections
+        // the worker has started on (long-lived ones, between closes).
+        Self::sweep_locked(&mut st, 1024);
         let node = st
             .unacked
             .front()
@@ -891,12 +949,39 @@ impl Slot {
         self.dead.store(true, Ordering::Release);
         self.active.store(false, Ordering::Release);
         let _ = crate::sys::fdpass::shutdown(self.chan.as_fd());
+        self.sync_closes(None);
         let mut st = self.lock();
         let mut fds: Vec<OwnedFd> = st.unacked.drain(..).map(|(_, fd, _)| fd).collect();
+        // Still in the channel: those (their copies in `held` go).
         fds.extend(self.unread(&mut st));
         fds.extend(st.queue.drain(..));
+        // Taken by the worker: the ones it never touched can be answered
+        // by another; the rest are lost with it.
+        use crate::sys::tcp::Progress;
+        let (mut saved, mut lost) = (0u64, 0u64);
+        let held = std::mem::take(&mut st.held);
+        let held_n = held.len() as u64;
+        for (_, fd) in held {
+            match crate::sys::tcp::progress(fd.as_fd()) {
+                Ok(Progress::Untouched) => {
+                    fds.push(fd);
+                    saved += 1;
+                }
+                Ok(Progress::Read | Progress::Written) => lost += 1,
+                // Answered (or abandoned by the client) before the end,
+                // its close report lost with the worker.
+                Ok(Progress::Finished | Progress::PeerGone) | Err(_) => {}
+            }
+        }
         st.started.clear();
-        self.in_flight.store(0, Ordering::Relaxed);
+        let in_flight = u64::from(self.in_flight.swap(0, Ordering::Relaxed));
+        drop(st);
+        let back = fds.len() as u64 - saved;
+        // In flight, not in the channel or the queue, and no copy held:
+        // the daemon let go of it once the worker had started on it.
+        lost += in_flight.saturating_sub(back + held_n);
+        self.saved.fetch_add(saved, Ordering::Relaxed);
+        self.lost_started.fetch_add(lost, Ordering::Relaxed);
         fds
     }
 
@@ -923,6 +1008,7 @@ impl Slot {
             if let Ok(Msg::Conns(ids)) = Msg::decode(&buf[..n]) {
                 for id in ids {
                     st.started.remove(&id);
+                    st.held.remove(&id);
                 }
             }
         }
@@ -984,6 +1070,20 @@ pub struct Pool {
     pub redispatched: AtomicU64,
     /// Connections closed because no worker was ready and the holding queue was full.
     pub dropped: AtomicU64,
+    /// By instance id: connections saved from and lost with its dead
+    /// processes (see [`Slot::saved`], [`Slot::lost_started`]).
+    deaths: Mutex<std::collections::HashMap<u32, Deaths>>,
+}
+
+/// What the deaths of an instance's processes cost: connections handed on
+/// from the daemon's copies, and connections lost because the process had
+/// started on them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deaths {
+    /// Received, untouched, answered by another worker.
+    pub saved: u64,
+    /// Started on (a byte read or written), closed with the process.
+    pub lost_started: u64,
 }
 
 impl Pool {
@@ -999,6 +1099,7 @@ impl Pool {
             dispatches: AtomicU64::new(0),
             redispatched: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            deaths: Mutex::new(Default::default()),
         }
     }
 
@@ -1024,6 +1125,12 @@ impl Pool {
     /// Removes a slot and re-dispatches everything it held.
     pub fn remove(&self, slot: &Arc<Slot>) {
         let fds = slot.kill();
+        {
+            let mut d = self.deaths.lock().unwrap_or_else(|p| p.into_inner());
+            let e = d.entry(slot.instance_id).or_default();
+            e.saved += slot.saved.swap(0, Ordering::Relaxed);
+            e.lost_started += slot.lost_started.swap(0, Ordering::Relaxed);
+        }
         self.slots
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -1120,6 +1227,16 @@ impl Pool {
         }
         let k = self.drain_turn.fetch_add(1, Ordering::Relaxed);
         Some(slots[k % slots.len()].clone())
+    }
+
+    /// What the deaths of instance `id`'s processes cost so far.
+    pub fn deaths(&self, id: u32) -> Deaths {
+        self.deaths
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Connections held while no worker is ready.

@@ -313,12 +313,13 @@ fn timed_closes_feed_the_service_time_and_zero_is_untimed() {
     assert_eq!(s.samples.load(Ordering::Relaxed), 2);
 }
 
+/// The daemon keeps a copy of a sent connection until the worker reports
+/// it closed (then the client sees EOF), so a worker that dies first
+/// leaves it to another worker.
 #[test]
-fn the_daemon_keeps_no_copy_of_a_sent_connection() {
-    // The worker's close must end the connection: the daemon's copy would
-    // keep it open (the client would never see EOF).
+fn the_daemon_keeps_a_copy_until_the_close_is_reported() {
     let pool = Pool::new(Policy::RoundRobin);
-    let (_s, w) = ready_slot(&pool, 0);
+    let (s, w) = ready_slot(&pool, 0);
     let (ours, client) = socketpair(PairKind::Stream).unwrap();
     crate::sys::fdpass::set_nonblocking(client.as_fd(), true).unwrap();
     pool.dispatch(ours);
@@ -326,14 +327,69 @@ fn the_daemon_keeps_no_copy_of_a_sent_connection() {
     let mut fds = Vec::new();
     recv_with_fds(w.as_fd(), &mut buf, &mut fds, true).unwrap();
     assert_eq!(fds.len(), 1);
+    assert_eq!(s.held(), 1);
     drop(fds);
     let mut b = [0u8; 1];
-    let n = crate::sys::fd::read(&client, &mut b);
-    assert_eq!(
-        n.ok(),
-        Some(0),
-        "the peer sees EOF once the worker closed its copy"
+    assert!(
+        crate::sys::fd::read(&client, &mut b).is_err(),
+        "the daemon's copy keeps it open (would block)"
     );
+    s.closed(&[0]);
+    assert_eq!(s.held(), 0);
+    assert_eq!(
+        crate::sys::fd::read(&client, &mut b).ok(),
+        Some(0),
+        "the peer sees EOF once the close is reported"
+    );
+}
+
+/// A worker that took TCP connections from its channel and died: the
+/// untouched one goes to another worker, the one it had read from is
+/// counted lost.
+#[test]
+fn a_dead_workers_untouched_connections_are_saved_and_started_ones_counted() {
+    use std::io::{Read, Write};
+    let pool = Pool::new(Policy::RoundRobin);
+    let (a, wa) = ready_slot(&pool, 0);
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        clients.push(c);
+        let (srv, _) = l.accept().unwrap();
+        pool.dispatch(OwnedFd::from(srv));
+    }
+    let mut buf = [0u8; 64];
+    let mut fds = Vec::new();
+    while fds.len() < 2 {
+        recv_with_fds(wa.as_fd(), &mut buf, &mut fds, true).unwrap();
+    }
+    // The worker starts on the first one, then dies with both.
+    let mut started = std::net::TcpStream::from(fds.remove(0));
+    started.read_exact(&mut [0u8; 4]).unwrap();
+    drop(started);
+    drop(fds);
+    drop(wa);
+    let (b, wb) = ready_slot(&pool, 1);
+    pool.remove(&a);
+    let d = pool.deaths(0);
+    assert_eq!(
+        d,
+        Deaths {
+            saved: 1,
+            lost_started: 1
+        }
+    );
+    let mut got = Vec::new();
+    recv_with_fds(wb.as_fd(), &mut buf, &mut got, true).unwrap();
+    assert_eq!(got.len(), 1, "the untouched one reached b");
+    let mut req = [0u8; 18];
+    std::net::TcpStream::from(got.remove(0))
+        .read_exact(&mut req)
+        .unwrap();
+    assert_eq!(&req, b"GET / HTTP/1.1\r\n\r\n", "with its request unread");
+    assert_eq!(b.dispatched.load(Ordering::Relaxed), 1);
 }
 
 #[test]

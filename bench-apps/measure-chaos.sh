@@ -1,0 +1,26 @@
+#!/bin/bash
+# kill -9 under load (#15): a random worker of APP -i 2 killed every 0.4 s while the outside
+# client sends REQS connection-per-request requests; prints kills, failures by cause, and
+# what herd reports (saved_on_death, lost_started).
+# usage: chaos.sh APP MODE REQS [start flags]
+APP=$1; MODE=$2; REQS=$3; shift 3
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+H=$ROOT/target/release/herd
+export HERD_HOME=$(mktemp -d)
+PORT=$((20000 + RANDOM % 20000))
+$H start $APP -i 2 --port $PORT --mode $MODE "$@" >/dev/null 2>&1 || echo start failed
+for k in $(seq 50); do curl -s -o /dev/null localhost:$PORT/ && break; sleep 0.1; done
+python3 $ROOT/bench-apps/scripts/http-client.py $PORT --requests $REQS --connections 16 > $HERD_HOME/client.json &
+CL=$!
+kills=0
+sleep 0.3
+while [ -e /proc/$CL ] && ! grep -q . $HERD_HOME/client.json 2>/dev/null; do
+  pid=$($H list --json 2>/dev/null | python3 -c 'import json,sys,random; l=[i["pid"] for i in json.load(sys.stdin) if i.get("pid")]; print(random.choice(l) if l else "")')
+  [ -n "$pid" ] && kill -9 $pid 2>/dev/null && kills=$((kills+1))
+  sleep 0.4
+done
+wait $CL
+echo "kills $kills $(cat $HERD_HOME/client.json | python3 -c 'import json,sys; d=json.load(sys.stdin); print("ok", d["ok"], "failed", d["failed"], d["fails"])')"
+$H list --json | python3 -c 'import json,sys; l=json.load(sys.stdin); print("saved", sum(i.get("saved_on_death",0) for i in l), "lost_started", sum(i.get("lost_started",0) for i in l))'
+$H kill >/dev/null 2>&1
+rm -rf $HERD_HOME
