@@ -122,7 +122,10 @@ pub fn io_backend() -> Result<Io, String> {
 ///   one message (off: one message per connection);
 /// * `HERD_RING_SEND`: those messages, and the close of the daemon's
 ///   copies, go out through the acceptor's io_uring ring (off: `sendmsg`
-///   and `close` calls).
+///   and `close` calls);
+/// * `HERD_KEEP_COPIES`: the daemon keeps a copy of each connection it
+///   sends until the worker closes or starts on it, so a worker's death
+///   loses none it had not touched (off: the copy closes once sent).
 pub fn env_switch(name: &str) -> Result<bool, String> {
     match std::env::var(name).ok().as_deref() {
         None | Some("") | Some("1") => Ok(true),
@@ -303,12 +306,14 @@ impl DataPlane {
         let io = io_backend()?;
         let cork = env_switch("HERD_CORK")?;
         let ring_send = env_switch("HERD_RING_SEND")?;
+        let pool = Arc::new(Pool::new(cfg.policy));
+        pool.set_keep_copies(env_switch("HERD_KEEP_COPIES")?);
         Ok(Arc::new_cyclic(|me| DataPlane {
             cork,
             ring_send,
             me: me.clone(),
             host,
-            pool: Arc::new(Pool::new(cfg.policy)),
+            pool,
             io,
             cfg,
             cpus,

@@ -230,7 +230,7 @@ impl Supervisor {
                             .map_err(|e| {
                                 refuse(
                                     e,
-                                    "fix or unset HERD_IO / HERD_CORK / HERD_RING_SEND, or use --mode reuseport",
+                                    "fix or unset HERD_IO / HERD_CORK / HERD_RING_SEND / HERD_KEEP_COPIES, or use --mode reuseport",
                                 )
                             })?;
                     if let Some(port) = port {

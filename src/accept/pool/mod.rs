@@ -188,6 +188,9 @@ pub struct Slot {
     suspect: AtomicBool,
     /// When it was last let through as a probe (ns since [`epoch`]).
     probed_at: AtomicU64,
+    /// The daemon keeps a copy of each connection sent (`HERD_KEEP_COPIES`,
+    /// on unless `0`): see `SlotState::held`.
+    keep: AtomicBool,
     /// The pool's policy reads the samples (`least-conn`, `least-time`):
     /// only then does a herd connection's send time get recorded.
     timed: AtomicBool,
@@ -229,6 +232,16 @@ const STUCK_SLACK: u32 = 4;
 /// on a busy host lasts a few ms; an event loop blocked by a long request
 /// or a worker holding long-lived connections, far longer.
 const STUCK_NS: u64 = 50_000_000;
+
+/// …or when what it holds beyond the least loaded worker would take this
+/// long (ns) at its mean service time. Uniform load stays below it (the
+/// hello worker under 32 connections: 14 beyond at 1.5 ms, 21 ms); a
+/// 5 ms slow worker reaches it 10 connections beyond.
+const STUCK_BACKLOG_NS: u64 = 50_000_000;
+
+/// Copies of closed connections a slot may keep before it lets go of them
+/// (workers that count their closes report no ids; see `sweep_closed`).
+const SWEEP_EVERY: usize = 16;
 
 /// An unmeasured EWMA halves every this many ns, so a worker that was slow
 /// (and so gets nothing) is tried again now and then.
@@ -283,6 +296,7 @@ impl Slot {
             suspect: AtomicBool::new(false),
             probed_at: AtomicU64::new(0),
             timed: AtomicBool::new(false),
+            keep: AtomicBool::new(true),
             acceptor_drain_at: AtomicU64::new(0),
             closed_at: AtomicU64::new(0),
             warmup: AtomicU8::new(0),
@@ -423,7 +437,7 @@ impl Slot {
         }
         let n = closed - seen;
         self.done(n as usize);
-        self.sweep_held(2 * n as usize + 4);
+        self.sweep_closed();
         if self.timed.load(Ordering::Relaxed) {
             let ns = c.word(counters::CLOSED_NS).load(Ordering::Acquire);
             let prev = self.closed_ns_seen.swap(ns, Ordering::AcqRel);
@@ -635,7 +649,9 @@ impl Slot {
                     // it die before reading them, or from `held` should it
                     // die before starting on them.
                     let sent: Vec<OwnedFd> = st.queue.drain(..n).collect();
-                    st.held.extend((first..).zip(sent));
+                    if self.keep.load(Ordering::Relaxed) {
+                        st.held.extend((first..).zip(sent));
+                    }
                     self.time_sent(st, first, n);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -675,9 +691,11 @@ impl Slot {
         self.time_sent(&mut st, first, n);
         let fds: Vec<OwnedFd> = st.queue.drain(..n).collect();
         // The ring closes what it sends; the copies stay here (see `held`).
-        for (id, fd) in (first..).zip(&fds) {
-            if let Ok(copy) = fd.try_clone() {
-                st.held.insert(id, copy);
+        if self.keep.load(Ordering::Relaxed) {
+            for (id, fd) in (first..).zip(&fds) {
+                if let Ok(copy) = fd.try_clone() {
+                    st.held.insert(id, copy);
+                }
             }
         }
         Some((first, msg, fds))
@@ -811,14 +829,32 @@ impl Slot {
         Self::sweep_locked(&mut st, at_most);
     }
 
+    /// After closes counted in the shared page: once the copies outnumber
+    /// the connections still open by [`SWEEP_EVERY`], the surplus is mostly
+    /// closed ones; let go of them (one kernel query each, not one per
+    /// pick).
+    fn sweep_closed(&self) {
+        let mut st = self.lock();
+        let open = self.in_flight.load(Ordering::Relaxed) as usize;
+        let held = st.held.len();
+        if held > open + SWEEP_EVERY {
+            Self::sweep_locked(&mut st, held - open + 1);
+        }
+    }
+
     fn sweep_locked(st: &mut SlotState, at_most: usize) {
-        let started: Vec<u64> = st
-            .held
-            .iter()
-            .take(at_most)
-            .filter(|(_, fd)| crate::sys::tcp::progress(fd.as_fd()).map_or(true, |p| p.started()))
-            .map(|(id, _)| *id)
-            .collect();
+        // Oldest first, up to the first one the worker has not touched:
+        // workers start on their connections roughly in order, so what
+        // lies beyond it is mostly untouched too (the tick's sweep, and
+        // the worker's close reports, take the rest).
+        let mut started = Vec::new();
+        for (id, fd) in st.held.iter().take(at_most) {
+            if crate::sys::tcp::progress(fd.as_fd()).map_or(true, |p| p.started()) {
+                started.push(*id);
+            } else {
+                break;
+            }
+        }
         for id in started {
             st.held.remove(&id);
         }
@@ -833,8 +869,8 @@ impl Slot {
     /// connections beyond the least loaded worker's `least` gets no new
     /// ones when it has closed none for [`STUCK_NS`] (an event loop
     /// blocked by one long request, or long-lived connections), or when
-    /// what it holds beyond `least` takes longer than that at its mean
-    /// service time (a slow worker not judged yet). A worker the scheduler
+    /// what it holds beyond `least` takes longer than [`STUCK_BACKLOG_NS`]
+    /// at its mean service time (a slow worker not judged yet). A worker the scheduler
     /// left out for a few ms is not stuck: it keeps its turn.
     fn is_stuck(&self, load: u32, least: u32, now_ns: u64) -> bool {
         if load <= least.saturating_add(STUCK_SLACK) {
@@ -843,7 +879,7 @@ impl Slot {
         let silent = now_ns.saturating_sub(self.closed_at.load(Ordering::Relaxed)) > STUCK_NS;
         // What it holds beyond the least loaded, at its mean service time.
         let behind = u64::from(load - least).saturating_mul(self.ewma_ns.load(Ordering::Relaxed));
-        silent || behind > STUCK_NS
+        silent || behind > STUCK_BACKLOG_NS
     }
 
     /// `n` connections are no longer in flight.
@@ -1061,6 +1097,8 @@ pub struct Pool {
     policy: Policy,
     rr: AtomicUsize,
     drain_turn: AtomicUsize,
+    /// Slots keep copies of what they send (see `SlotState::held`).
+    keep_copies: AtomicBool,
     orphans: Mutex<VecDeque<OwnedFd>>,
     /// Whether `orphans` may hold something (read on every dispatch).
     held: AtomicBool,
@@ -1094,6 +1132,7 @@ impl Pool {
             policy,
             rr: AtomicUsize::new(0),
             drain_turn: AtomicUsize::new(0),
+            keep_copies: AtomicBool::new(true),
             orphans: Mutex::new(VecDeque::new()),
             held: AtomicBool::new(false),
             dispatches: AtomicU64::new(0),
@@ -1101,6 +1140,13 @@ impl Pool {
             dropped: AtomicU64::new(0),
             deaths: Mutex::new(Default::default()),
         }
+    }
+
+    /// Whether slots added from now on keep a copy of each connection they
+    /// send, for a worker that dies before starting on it
+    /// (`HERD_KEEP_COPIES=0` turns it off, to measure what it costs).
+    pub fn set_keep_copies(&self, on: bool) {
+        self.keep_copies.store(on, Ordering::Relaxed);
     }
 
     /// The policy.
@@ -1116,6 +1162,8 @@ impl Pool {
     /// Adds a slot (not yet in rotation until ready).
     pub fn add(&self, slot: Arc<Slot>) {
         slot.timed.store(self.timed(), Ordering::Relaxed);
+        slot.keep
+            .store(self.keep_copies.load(Ordering::Relaxed), Ordering::Relaxed);
         self.slots
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -1280,7 +1328,14 @@ impl Pool {
                 // 16 of 18 on 2 cores); when none qualifies, the least
                 // loaded.
                 let now_ns = ns_since_epoch(now);
-                let least = active().map(|s| load(s)).min()?;
+                // The least loaded among the workers not left out as slow:
+                // an outlier's empty queue must not make the others look
+                // stuck.
+                let trusted = || active().filter(|s| !s.is_left_out_slow());
+                let least = trusted()
+                    .map(|s| load(s))
+                    .min()
+                    .or_else(|| active().map(|s| load(s)).min())?;
                 // A worker not measured enough to be judged yet takes its
                 // turn only while no busier than the least loaded: a slow
                 // one would otherwise get half of everything until judged.
@@ -1289,11 +1344,12 @@ impl Pool {
                         && !s.is_stuck(load(s), least, now_ns)
                         && (s.samples.load(Ordering::Relaxed) >= MIN_SAMPLES || load(s) <= least)
                 };
-                let c = match scan().find(|s| ok(s)) {
+                let fewer = |best: &'_ Arc<Slot>, s: &'_ Arc<Slot>| load(s) < load(best);
+                match scan().find(|s| ok(s)) {
                     Some(s) => s,
-                    None => pick_by(scan(), |best, s| load(s) < load(best))?,
-                };
-                c
+                    None => pick_by(scan().filter(|s| !s.is_left_out_slow()), fewer)
+                        .or_else(|| pick_by(scan(), fewer))?,
+                }
             }
             Policy::LeastTime => {
                 let now = now();
