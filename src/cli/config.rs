@@ -96,7 +96,7 @@ fn describe(s: &AppSpec) -> String {
         ],
         vec!["args".into(), s.args.join(" ")],
         vec!["exec mode".into(), s.exec_mode.as_str().into()],
-        vec!["instances".into(), format!("{:?}", s.instances)],
+        vec!["instances".into(), s.instances.display()],
         vec!["port".into(), s.port.map_or("-".into(), |p| p.to_string())],
         vec!["mode".into(), s.mode.as_str().into()],
         vec!["autorestart".into(), s.autorestart.to_string()],

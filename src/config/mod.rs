@@ -72,6 +72,15 @@ impl Instances {
         }
     }
 
+    /// How a user writes it: `max`, `-2`, `4`.
+    pub fn display(self) -> String {
+        match self {
+            Instances::Max => "max".into(),
+            Instances::MaxMinus(k) => format!("-{k} (max minus {k})"),
+            Instances::Count(n) => n.to_string(),
+        }
+    }
+
     /// The count for a host with `cpus` usable CPUs (at least 1).
     pub fn resolve(self, cpus: usize) -> u32 {
         let cpus = cpus.max(1) as u32;
@@ -508,6 +517,9 @@ mod tests {
             assert!(Instances::parse(bad).is_err(), "{bad} accepted");
         }
         assert_eq!(Instances::Max.resolve(8), 8);
+        assert_eq!(Instances::Count(4).display(), "4");
+        assert_eq!(Instances::Max.display(), "max");
+        assert_eq!(Instances::MaxMinus(1).display(), "-1 (max minus 1)");
         assert_eq!(Instances::MaxMinus(1).resolve(8), 7);
         assert_eq!(Instances::MaxMinus(9).resolve(8), 1, "floor of 1");
         assert_eq!(Instances::Count(3).resolve(1), 3);

@@ -345,4 +345,18 @@ fn config_check_prints_resolved_apps_for_every_format() {
         seen.windows(2).all(|w| w[0] == w[1]),
         "JSON, YAML and TOML resolve to the same apps"
     );
+    // The table speaks the user's words, not Rust's Debug.
+    let table = h
+        .run(&[
+            "config",
+            "check",
+            fixtures().join("api-server.json").to_str().unwrap(),
+        ])
+        .ok()
+        .stdout;
+    let row = table
+        .lines()
+        .find(|l| l.contains("instances"))
+        .unwrap_or_else(|| panic!("no instances row: {table}"));
+    assert!(!row.contains("Count(") && !row.contains("Max"), "{row}");
 }
