@@ -990,11 +990,7 @@ impl Supervisor {
             }
             ask_to_stop(old.pid, &old.app, old.ipc.as_ref(), old.slot.as_deref());
             let (pid, limit) = (old.pid, Duration::from_millis(old.app.kill_timeout_ms));
-            tokio::task::spawn_local(async move {
-                if !wait_gone(pid, limit).await {
-                    let _ = process::kill_group(pid, libc::SIGKILL);
-                }
-            });
+            tokio::task::spawn_local(wait_gone_or_kill(pid, limit));
         }
         self.bump();
     }
@@ -1250,9 +1246,7 @@ async fn hand_over(
         _ => {}
     }
     ask_to_stop(pid, app, ipc, slot.map(|s| &**s));
-    if !wait_gone(pid, kill_timeout).await {
-        let _ = process::kill_group(pid, libc::SIGKILL);
-    }
+    wait_gone_or_kill(pid, kill_timeout).await;
 }
 
 /// Asks process group `pid` to stop: the IPC message `shutdown` when the app
@@ -1274,16 +1268,37 @@ fn ask_to_stop(pid: i32, app: &AppSpec, ipc: Option<&super::ready::Ipc>, slot: O
     let _ = process::kill_group(pid, libc::SIGINT);
 }
 
-/// Waits until `pid` has exited (or is a zombie), at most `limit`.
+/// Waits until `pid` has exited (a zombie counts), at most `limit`: on a
+/// pidfd, which becomes readable at the exit, so nothing polls `/proc`.
+/// `true`: gone.
 async fn wait_gone(pid: i32, limit: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while process::alive(pid) {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    match process::pidfd_open(pid) {
+        Ok(pidfd) => exited_within(&pidfd, limit).await,
+        // No such process (or no pidfd: an old kernel): judge by /proc.
+        Err(_) => !process::alive(pid),
     }
-    true
+}
+
+async fn exited_within(pidfd: &std::os::fd::OwnedFd, limit: Duration) -> bool {
+    match pidfd.try_clone() {
+        Ok(dup) => tokio::time::timeout(limit, process::pidfd_exited(dup))
+            .await
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// [`wait_gone`], then SIGKILL to the process group if it still runs. The
+/// pidfd is held throughout, and the kill goes only while it says the
+/// process has not exited: a live process keeps its pid, so the signal
+/// cannot reach another process that was given the same pid.
+async fn wait_gone_or_kill(pid: i32, limit: Duration) {
+    let Ok(pidfd) = process::pidfd_open(pid) else {
+        return; // gone already
+    };
+    if !exited_within(&pidfd, limit).await && !process::pidfd_has_exited(&pidfd) {
+        let _ = process::kill_group(pid, libc::SIGKILL);
+    }
 }
 
 fn epoch_ms(t: SystemTime) -> u64 {

@@ -1,7 +1,7 @@
 //! Signals, pidfds and reaping for the processes the daemon started.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// How a child ended, as `waitpid` reported it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -157,6 +157,19 @@ pub fn setsid() -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Whether the process behind `pidfd` has exited (its pidfd is readable
+/// now).
+pub fn pidfd_has_exited(pidfd: &OwnedFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, a zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & libc::POLLIN != 0
 }
 
 /// Waits until the process behind `pidfd` has exited (the pidfd becomes
