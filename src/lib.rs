@@ -17,4 +17,6 @@ pub mod metrics; // fairness indexes (and later counters, histograms, exporters)
 pub mod protocol; // request/response types, framing, version handshake
 pub mod supervisor; // instance state machine, spawning, restarts, process stats
 pub mod sys; // every syscall and unsafe block, each with a SAFETY comment
+#[doc(hidden)]
+pub mod testing; // SKIP lines, and HERD_REQUIRE turning them into failures
 pub mod worker; // library side for Rust workers: receive connections over HERD_CHANNEL_FD

@@ -369,7 +369,7 @@ mod tests {
     fn full_disk_is_counted_not_fatal() {
         // /dev/full fails every write with ENOSPC.
         if !Path::new("/dev/full").exists() {
-            eprintln!("SKIP: no /dev/full on this machine");
+            crate::testing::skip("devfull", "no /dev/full on this machine");
             return;
         }
         let mut f = LogFile::open(Path::new("/dev/full"), None);

@@ -61,9 +61,12 @@ fn both_workers_serve(h: &TestHome, expect_io: &str, expect_sends: &str) {
 fn io_uring_disabled() -> bool {
     match std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
         Ok(v) if v.trim() != "0" => {
-            eprintln!(
-                "SKIP: io_uring is disabled on this host (io_uring_disabled={})",
-                v.trim()
+            herd::testing::skip(
+                "uring",
+                &format!(
+                    "io_uring is disabled on this host (io_uring_disabled={})",
+                    v.trim()
+                ),
             );
             true
         }

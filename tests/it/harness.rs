@@ -343,7 +343,7 @@ pub fn node_available() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("SKIP: node is not installed; this Node test cannot run");
+        herd::testing::skip("node", "node is not installed; this Node test cannot run");
     }
     ok
 }

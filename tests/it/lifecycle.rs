@@ -285,7 +285,7 @@ fn memory_cap_restarts_a_leaking_app() {
         .output()
         .is_err()
     {
-        eprintln!("SKIP: node is not installed; the leaking app cannot run");
+        herd::testing::skip("node", "node is not installed; the leaking app cannot run");
         return;
     }
     let h = TestHome::new();

@@ -350,7 +350,7 @@ fn a_one_megabyte_line_arrives_whole() {
 fn a_full_disk_is_counted_and_null_discards() {
     let h = TestHome::new();
     if !Path::new("/dev/full").exists() {
-        eprintln!("SKIP a_full_disk_is_counted: no /dev/full here");
+        herd::testing::skip("devfull", "a_full_disk_is_counted: no /dev/full here");
         return;
     }
     h.run(&[

@@ -149,14 +149,17 @@ fn express_app_answered_by_both_pids() {
         match out {
             Ok(o) if o.status.success() => {}
             Ok(o) => {
-                eprintln!(
-                    "SKIP: `npm install express` failed (no registry?): {}",
-                    String::from_utf8_lossy(&o.stderr)
+                herd::testing::skip(
+                    "npm",
+                    &format!(
+                        "`npm install express` failed (no registry?): {}",
+                        String::from_utf8_lossy(&o.stderr)
+                    ),
                 );
                 return;
             }
             Err(e) => {
-                eprintln!("SKIP: npm not available: {e}");
+                herd::testing::skip("npm", &format!("npm not available: {e}"));
                 return;
             }
         }

@@ -123,7 +123,10 @@ fn workers_are_pinned_one_per_core_unless_no_pin() {
     if cpus >= 2 {
         assert_ne!(cores[0], cores[1], "two instances on two cores");
     } else {
-        eprintln!("SKIP part: only {cpus} CPU, cannot check distinct cores");
+        herd::testing::skip(
+            "cpus",
+            &format!("only {cpus} CPU, cannot check distinct cores"),
+        );
     }
     let show = h.run(&["show", "0"]).ok().stdout;
     assert!(show.contains("pinned core"), "{show}");

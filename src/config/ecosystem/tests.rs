@@ -27,8 +27,9 @@ fn node_available(test: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!(
-            "SKIPPED {test}: `node` is not in PATH; JavaScript ecosystem files cannot be read"
+        crate::testing::skip(
+            "node",
+            &format!("{test}: `node` is not in PATH; JavaScript ecosystem files cannot be read"),
         );
     }
     ok

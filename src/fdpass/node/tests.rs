@@ -291,7 +291,10 @@ const APP: &str = "const cluster = require('cluster');\n\
 #[test]
 fn live_node_worker_serves_connections_we_pass() {
     let Some(node) = find_node() else {
-        eprintln!("SKIPPED live_node_worker_serves_connections_we_pass: no `node` on PATH");
+        crate::testing::skip(
+            "node",
+            "live_node_worker_serves_connections_we_pass: no `node` on PATH",
+        );
         return;
     };
     let dir = std::env::temp_dir();

@@ -13,13 +13,16 @@ macro_rules! require_uring {
     ($multishot:expr) => {
         match probe() {
             Err(why) => {
-                eprintln!("SKIP: io_uring unavailable: {why}");
+                crate::testing::skip("uring", &format!("io_uring unavailable: {why}"));
                 return;
             }
             Ok(f) if $multishot && !f.multishot_accept => {
-                eprintln!(
-                    "SKIP: multishot accept unavailable on kernel {}",
-                    kernel_release()
+                crate::testing::skip(
+                    "uring",
+                    &format!(
+                        "multishot accept unavailable on kernel {}",
+                        kernel_release()
+                    ),
                 );
                 return;
             }
