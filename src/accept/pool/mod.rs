@@ -258,6 +258,16 @@ pub enum Warmup {
     Done,
 }
 
+/// How long a connection reported closed took.
+enum Took {
+    /// Unknown: the daemon's time from sending it (`D`).
+    SinceSent,
+    /// As the worker measured it (`T`).
+    Measured(std::time::Duration),
+    /// Not timed (`T` with 0 ns): no sample.
+    Untimed,
+}
+
 /// Outcome of handing a connection to a slot.
 enum Deliver {
     Ok,
@@ -751,15 +761,8 @@ impl Slot {
     /// its first 200 ms). Closes counted in the shared page still lower
     /// `in_flight`.
     fn forget_samples(&self) {
-        if let Some(c) = &self.counters {
-            let closed = c.word(counters::CLOSED).load(Ordering::Acquire);
-            let prev = self.closes_seen.swap(closed, Ordering::AcqRel);
-            self.done(closed.saturating_sub(prev) as usize);
-            self.closed_ns_seen.store(
-                c.word(counters::CLOSED_NS).load(Ordering::Acquire),
-                Ordering::Release,
-            );
-        }
+        // Apply the warm-up's closes (the sample they make goes below).
+        self.sync_closes(None);
         self.lock().started.clear();
         self.floor.clear();
         self.samples.store(0, Ordering::Relaxed);
@@ -783,50 +786,44 @@ impl Slot {
         self.flush_locked(&mut st);
     }
 
-    /// herd `D`: these connections closed.
+    /// herd `D`: these connections closed; each one's service time is the
+    /// daemon's, from sending to now.
     pub fn closed(&self, ids: &[u64]) {
-        let timed = self.timed.load(Ordering::Relaxed);
-        let now = timed.then(Instant::now);
-        let mut st = self.lock();
-        for id in ids {
-            st.held.remove(id);
-            if let (Some(now), Some(t)) = (now, st.started.remove(id)) {
-                self.sample(now.saturating_duration_since(t), now);
-            }
-        }
-        drop(st);
-        self.done(ids.len());
+        self.closed_with(ids.iter().map(|&id| (id, Took::SinceSent)));
     }
 
     /// herd `T`: these connections closed, each open for the ns the worker
     /// measured; those are the service-time samples (the daemon's own
     /// sent → read-`D` time would add the channel's and the worker's
     /// queueing, which is load, not slowness: on a core the client also
-    /// runs on it made a healthy Node worker look 4× slower).
+    /// runs on it made a healthy Node worker look 4× slower). 0 ns: not
+    /// timed (a connection refused before it opened), no sample.
     pub fn closed_timed(&self, pairs: &[(u64, u64)]) {
-        let timed = self.timed.load(Ordering::Relaxed);
-        let now = Instant::now();
+        self.closed_with(pairs.iter().map(|&(id, ns)| match ns {
+            0 => (id, Took::Untimed),
+            ns => (id, Took::Measured(std::time::Duration::from_nanos(ns))),
+        }));
+    }
+
+    /// Closes reported by id: the copies go, and (timed policies) each
+    /// sent connection is one sample, as [`Took`] says.
+    fn closed_with(&self, closes: impl ExactSizeIterator<Item = (u64, Took)>) {
+        let n = closes.len();
+        let now = self.timed.load(Ordering::Relaxed).then(Instant::now);
         let mut st = self.lock();
-        for &(id, ns) in pairs {
+        for (id, took) in closes {
             st.held.remove(&id);
-            // 0: not timed (a connection refused before it opened).
-            if st.started.remove(&id).is_some() && timed && ns > 0 {
-                self.sample(std::time::Duration::from_nanos(ns), now);
+            let (Some(now), Some(sent)) = (now, st.started.remove(&id)) else {
+                continue;
+            };
+            match took {
+                Took::SinceSent => self.sample(now.saturating_duration_since(sent), now),
+                Took::Measured(d) => self.sample(d, now),
+                Took::Untimed => {}
             }
         }
         drop(st);
-        self.done(pairs.len());
-    }
-
-    /// Lets go of the copies of connections the worker has started on (the
-    /// kernel says so: see [`crate::sys::tcp::progress`]), oldest first,
-    /// looking at no more than `at_most` of them. Workers that count their
-    /// closes in the shared page report no ids, so this is how their
-    /// copies go: after closes (a few more than closed, since they finish
-    /// roughly in order) and on the slot task's tick (all).
-    pub fn sweep_held(&self, at_most: usize) {
-        let mut st = self.lock();
-        Self::sweep_locked(&mut st, at_most);
+        self.done(n);
     }
 
     /// After closes counted in the shared page: once the copies outnumber
@@ -842,6 +839,11 @@ impl Slot {
         }
     }
 
+    /// Lets go of the copies of connections the worker has started on (the
+    /// kernel says so: see [`crate::sys::tcp::progress`]), looking at no
+    /// more than `at_most` of them. Workers that count their closes in the
+    /// shared page report no ids, so this is how their copies go: after
+    /// closes ([`Self::sweep_closed`]) and on the slot task's tick.
     fn sweep_locked(st: &mut SlotState, at_most: usize) {
         // Oldest first, up to the first one the worker has not touched:
         // workers start on their connections roughly in order, so what
@@ -1316,8 +1318,6 @@ impl Pool {
         let scan = || active().cycle().skip(turn % n).take(n);
         let chosen = match self.policy {
             Policy::RoundRobin => active().nth(turn % n)?,
-            // Of equally loaded slots, the one on this acceptor's core
-            // wins, else the first.
             Policy::LeastConn => {
                 let now = now();
                 let fit = fit(&slots, now);
