@@ -29,6 +29,36 @@ pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// Socket option values the kernel may fill with any bytes.
+pub(crate) trait SockOptValue: Copy {}
+impl SockOptValue for libc::c_int {}
+impl SockOptValue for libc::tcp_info {}
+
+/// `getsockopt(fd, level, name)` into `value`, which holds its initial
+/// value (the kernel writes at most its size, and may write less).
+pub(crate) fn getsockopt<T: SockOptValue>(
+    fd: std::os::fd::BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &mut T,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` is valid for `len` bytes for the call; the kernel
+    // writes at most `len`, and any bytes are a valid T (SockOptValue:
+    // plain integers only). A non-socket fd only yields an error.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *mut T).cast(),
+            &mut len,
+        )
+    };
+    cvt(rc).map(drop)
+}
+
 /// The effective uid of this process (the daemon only serves this uid).
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -123,22 +153,11 @@ pub fn pin_current_thread(cpu: usize) {
 mod incoming_cpu_tests {
     #[test]
     fn incoming_cpu_is_set_on_the_socket() {
-        use std::os::fd::{AsFd, AsRawFd};
+        use std::os::fd::AsFd;
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         super::set_incoming_cpu(l.as_fd(), 1).unwrap();
         let mut v: libc::c_int = -1;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `v`.
-        let rc = unsafe {
-            libc::getsockopt(
-                l.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_INCOMING_CPU,
-                (&mut v as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(rc, 0);
+        super::getsockopt(l.as_fd(), libc::SOL_SOCKET, libc::SO_INCOMING_CPU, &mut v).unwrap();
         assert_eq!(v, 1);
     }
 }

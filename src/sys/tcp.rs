@@ -46,21 +46,7 @@ fn ioctl_int(fd: BorrowedFd<'_>, req: libc::Ioctl) -> io::Result<u64> {
 pub fn progress(fd: BorrowedFd<'_>) -> io::Result<Progress> {
     // SAFETY: tcp_info is plain old data; all zeroes is a valid value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: info is valid for len bytes; the kernel writes at most len
-    // and updates it.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    super::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info)?;
     // include/net/tcp_states.h
     const ESTABLISHED: u8 = 1;
     const FIN_WAIT1: u8 = 4;

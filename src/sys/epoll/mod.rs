@@ -159,20 +159,7 @@ pub(crate) fn classify_accept_error(errno: i32) -> AcceptError {
 /// a clear error instead of deep inside a backend.
 pub(crate) fn check_listening(fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut accepting: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `accepting`, which
-    // outlives the call; a non-socket fd only yields an error.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
-            (&mut accepting as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        let e = io::Error::last_os_error();
+    if let Err(e) = super::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN, &mut accepting) {
         return Err(io::Error::new(
             e.kind(),
             format!("acceptor: fd {} is not a socket: {e}", fd.as_raw_fd()),
