@@ -1311,6 +1311,11 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         (true, Some(pid)) => inst.stats.sample(pid),
         _ => (0.0, 0),
     };
+    let deaths = inst
+        .plane
+        .as_ref()
+        .map(|p| p.pool.deaths(inst.id))
+        .unwrap_or_default();
     let (mut log_dropped_bytes, mut log_error) = (0, None);
     for path in inst.log_paths() {
         if let Some(f) = files.find(path) {
@@ -1345,14 +1350,8 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
             .slot
             .as_ref()
             .map_or(0, |s| s.dispatched.load(Ordering::Relaxed)),
-        saved_on_death: inst
-            .plane
-            .as_ref()
-            .map_or(0, |p| p.pool.deaths(inst.id).saved),
-        lost_started: inst
-            .plane
-            .as_ref()
-            .map_or(0, |p| p.pool.deaths(inst.id).lost_started),
+        saved_on_death: deaths.saved,
+        lost_started: deaths.lost_started,
         in_flight: inst.slot.as_ref().map_or(0, |s| s.load()),
         channel: inst.slot.as_ref().map(|s| s.channel_kind().into()),
         in_rotation: inst.slot.as_ref().is_some_and(|s| s.is_active()),
