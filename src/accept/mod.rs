@@ -193,8 +193,8 @@ struct Handoff {
     /// The workers given connections since the batch began (corked).
     touched: Vec<Arc<pool::Slot>>,
     /// Messages the ring is sending: token, worker (its channel stays open
-    /// while this holds it), first id.
-    in_ring: Vec<(u64, Arc<pool::Slot>, u64)>,
+    /// while this holds it), first id, how many.
+    in_ring: Vec<(u64, Arc<pool::Slot>, u64, usize)>,
     next_token: u64,
 }
 
@@ -235,20 +235,30 @@ impl crate::sys::epoll::AcceptSink for Handoff {
         };
         for s in std::mem::take(&mut self.touched) {
             while out.has_room(crate::fdpass::herd::MAX_IDS) {
-                let Some((first, msg, fds)) = s.take_batch() else {
+                let Some(batch) = s.take_batch() else {
                     break;
                 };
+                let (first, n) = (batch.first, batch.len());
                 let token = self.next_token;
                 self.next_token += 1;
-                match out.send(token, s.send_chan(), msg, fds) {
-                    Ok(()) => self.in_ring.push((token, s.clone(), first)),
-                    Err((_, fds)) => {
-                        // No room after all: back to the queue, sent below.
-                        let e = std::io::Error::from(std::io::ErrorKind::WouldBlock);
-                        let _ = s.send_failed(first, fds, &e);
-                        break;
-                    }
+                let refused = match batch.fds {
+                    pool::BatchFds::Owned(fds) => out
+                        .send(token, s.send_chan(), batch.msg, fds)
+                        .err()
+                        .map(|(_, fds)| fds),
+                    // The slot keeps its copies: nothing comes back.
+                    pool::BatchFds::Shared(fds) => out
+                        .send_shared(token, s.send_chan(), batch.msg, fds)
+                        .err()
+                        .map(|_| Vec::new()),
+                };
+                if let Some(fds) = refused {
+                    // No room after all: back to the queue, sent below.
+                    let e = std::io::Error::from(std::io::ErrorKind::WouldBlock);
+                    let _ = s.send_failed(first, n, fds, &e);
+                    break;
                 }
+                self.in_ring.push((token, s.clone(), first, n));
             }
             // Node workers, and whatever did not fit in the ring.
             s.flush();
@@ -259,9 +269,9 @@ impl crate::sys::epoll::AcceptSink for Handoff {
         let Some(i) = self.in_ring.iter().position(|(t, ..)| *t == token) else {
             return;
         };
-        let (_, slot, first) = self.in_ring.swap_remove(i);
+        let (_, slot, first, n) = self.in_ring.swap_remove(i);
         if let Err(e) = result {
-            let back = slot.send_failed(first, fds, &e);
+            let back = slot.send_failed(first, n, fds, &e);
             if !back.is_empty() {
                 self.pool.redispatch(back);
             }

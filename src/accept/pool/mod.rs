@@ -126,8 +126,50 @@ struct SlotState {
     /// herd protocol: the daemon's copy of each connection sent, by id,
     /// until the worker reports it closed or the kernel shows the worker
     /// started on it (read or wrote a byte, or shut it): should the worker
-    /// die first, an untouched one goes to another worker.
-    held: std::collections::BTreeMap<u64, OwnedFd>,
+    /// die first, an untouched one goes to another worker. Shared with an
+    /// acceptor's ring while it sends them ([`Batch`]): no `dup`.
+    held: std::collections::BTreeMap<u64, Arc<OwnedFd>>,
+}
+
+/// Connections taken for an acceptor's ring ([`Slot::take_batch`]).
+pub struct Batch {
+    /// The id of the first.
+    pub first: u64,
+    /// Their `C` message.
+    pub msg: Vec<u8>,
+    /// The connections.
+    pub fds: BatchFds,
+}
+
+/// A [`Batch`]'s connections.
+pub enum BatchFds {
+    /// The ring closes them once sent
+    /// ([`crate::sys::uring::Outbox::send`]).
+    Owned(Vec<OwnedFd>),
+    /// The slot keeps them as its copies; the ring lets go of its
+    /// references once sent ([`crate::sys::uring::Outbox::send_shared`]).
+    Shared(Vec<Arc<OwnedFd>>),
+}
+
+impl Batch {
+    /// How many connections.
+    pub fn len(&self) -> usize {
+        match &self.fds {
+            BatchFds::Owned(f) => f.len(),
+            BatchFds::Shared(f) => f.len(),
+        }
+    }
+
+    /// Never: a batch holds at least one connection.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The descriptor behind `fd`: itself when no one else holds it, else a
+/// `dup` (the ring still sending it, say).
+fn own(fd: Arc<OwnedFd>) -> Option<OwnedFd> {
+    Arc::try_unwrap(fd).or_else(|f| f.try_clone()).ok()
 }
 
 /// One worker process and its channel.
@@ -660,7 +702,8 @@ impl Slot {
                     // die before starting on them.
                     let sent: Vec<OwnedFd> = st.queue.drain(..n).collect();
                     if self.keep.load(Ordering::Relaxed) {
-                        st.held.extend((first..).zip(sent));
+                        st.held
+                            .extend((first..).zip(sent.into_iter().map(Arc::new)));
                     }
                     self.time_sent(st, first, n);
                 }
@@ -682,7 +725,7 @@ impl Slot {
     /// (an acceptor's ring: [`crate::sys::uring::Outbox`]); it reports back
     /// only a failure, with [`Self::send_failed`]. `None` for a Node worker
     /// on Node's own protocol, a dead slot, or an empty queue.
-    pub fn take_batch(&self) -> Option<(u64, Vec<u8>, Vec<OwnedFd>)> {
+    pub fn take_batch(&self) -> Option<Batch> {
         let (_, per_msg) = self.herd_route()?;
         if self.is_dead() {
             return None;
@@ -699,30 +742,44 @@ impl Slot {
         // Timed from now: the ring reports a success only lazily, and the
         // worker's `D` may come back before that.
         self.time_sent(&mut st, first, n);
-        let fds: Vec<OwnedFd> = st.queue.drain(..n).collect();
-        // The ring closes what it sends; the copies stay here (see `held`).
-        if self.keep.load(Ordering::Relaxed) {
-            for (id, fd) in (first..).zip(&fds) {
-                if let Ok(copy) = fd.try_clone() {
-                    st.held.insert(id, copy);
-                }
-            }
-        }
-        Some((first, msg, fds))
+        let fds = st.queue.drain(..n);
+        let fds = if self.keep.load(Ordering::Relaxed) {
+            // The copies (see `held`) from the start: a worker that dies
+            // before the ring reports the send loses nothing untouched.
+            let shared: Vec<Arc<OwnedFd>> = fds.map(Arc::new).collect();
+            st.held.extend((first..).zip(shared.iter().cloned()));
+            BatchFds::Shared(shared)
+        } else {
+            BatchFds::Owned(fds.collect())
+        };
+        Some(Batch { first, msg, fds })
     }
 
-    /// A batch from [`Self::take_batch`] could not be sent: its connections
-    /// go back to the head of the queue; a full channel wakes the slot's
-    /// task to retry, any other error marks the worker dead. What a dead
-    /// worker holds queued is returned, for re-dispatch (it may already
-    /// have been emptied by [`Self::kill`], which would not see these).
-    pub fn send_failed(&self, first: u64, fds: Vec<OwnedFd>, e: &std::io::Error) -> Vec<OwnedFd> {
+    /// The batch of `n` connections from `first` taken by
+    /// [`Self::take_batch`] could not be sent: they go back to the head of
+    /// the queue (`fds`, or for a shared batch the slot's own copies); a
+    /// full channel wakes the slot's task to retry, any other error marks
+    /// the worker dead. What a dead worker holds queued is returned, for
+    /// re-dispatch (it may already have been emptied by [`Self::kill`],
+    /// which would not see these).
+    pub fn send_failed(
+        &self,
+        first: u64,
+        n: usize,
+        fds: Vec<OwnedFd>,
+        e: &std::io::Error,
+    ) -> Vec<OwnedFd> {
         let mut st = self.lock();
-        for id in first..first + fds.len() as u64 {
+        let mut back = Vec::with_capacity(n);
+        for id in first..first + n as u64 {
             st.started.remove(&id);
-            st.held.remove(&id);
+            if let Some(copy) = st.held.remove(&id) {
+                back.extend(own(copy));
+            }
         }
-        for fd in fds.into_iter().rev() {
+        // A shared batch's are the copies; an owned one's come with it.
+        let back = if fds.is_empty() { back } else { fds };
+        for fd in back.into_iter().rev() {
             st.queue.push_front(fd);
         }
         if e.kind() == std::io::ErrorKind::WouldBlock && !self.is_dead() {
@@ -1002,8 +1059,10 @@ impl Slot {
         for (_, fd) in held {
             match crate::sys::tcp::progress(fd.as_fd()) {
                 Ok(Progress::Untouched) => {
-                    fds.push(fd);
-                    saved += 1;
+                    if let Some(fd) = own(fd) {
+                        fds.push(fd);
+                        saved += 1;
+                    }
                 }
                 Ok(Progress::Read | Progress::Written) => lost += 1,
                 // Answered (or abandoned by the client) before the end,

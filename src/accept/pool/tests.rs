@@ -519,24 +519,85 @@ fn a_batch_taken_for_the_ring_goes_back_to_the_queue_or_elsewhere_when_its_send_
     for _ in 0..3 {
         pool.dispatch_corked(conn());
     }
-    let (first, msg, fds) = s.take_batch().unwrap();
-    assert_eq!(Msg::decode(&msg).unwrap(), Msg::Conns(vec![0, 1, 2]));
-    assert_eq!((first, fds.len()), (0, 3));
+    let batch = s.take_batch().unwrap();
+    assert_eq!(Msg::decode(&batch.msg).unwrap(), Msg::Conns(vec![0, 1, 2]));
+    assert_eq!((batch.first, batch.len()), (0, 3));
+    let (first, n) = (batch.first, batch.len());
+    drop(batch); // the ring let go of its references
     assert!(!s.has_queued() && s.take_batch().is_none());
     assert_eq!(s.lock().started.len(), 3, "timed from the take");
     // A full channel: back at the head of the queue, untimed, still ours.
     let full = std::io::Error::from(std::io::ErrorKind::WouldBlock);
-    assert!(s.send_failed(first, fds, &full).is_empty());
+    assert!(s.send_failed(first, n, Vec::new(), &full).is_empty());
     assert!(s.has_queued() && !s.is_dead());
     assert!(s.lock().started.is_empty());
     assert_eq!(s.load(), 3);
     // The worker is gone: everything it held queued comes back for
     // re-dispatch, even if `kill` already emptied the queue before.
-    let (first, _, fds) = s.take_batch().unwrap();
+    let batch = s.take_batch().unwrap();
+    let (first, n) = (batch.first, batch.len());
     let _ = s.kill();
+    drop(batch);
     let gone = std::io::Error::from_raw_os_error(libc::EPIPE);
-    assert_eq!(s.send_failed(first, fds, &gone).len(), 3);
+    let back = s.send_failed(first, n, Vec::new(), &gone);
+    assert_eq!(
+        back.len(),
+        0,
+        "kill already handed back the untouched copies"
+    );
     assert!(s.is_dead() && !s.has_queued());
+}
+
+/// A batch for the ring shares its descriptors with the slot's copies (no
+/// `dup`): a worker that dies while the ring still sends them loses none
+/// it never touched, and a failed send puts them back in the queue.
+#[test]
+fn a_ring_batch_is_the_slots_copies_from_the_start() {
+    let pool = Pool::new(Policy::RoundRobin);
+    let (s, _w) = ready_slot(&pool, 0);
+    let (a, a_client) = socketpair(PairKind::Stream).unwrap();
+    crate::sys::fdpass::set_nonblocking(a_client.as_fd(), true).unwrap();
+    pool.dispatch_corked(a);
+    let batch = s.take_batch().unwrap();
+    let BatchFds::Shared(fds) = batch.fds else {
+        panic!("copies are on by default: the batch is shared");
+    };
+    assert_eq!(s.held(), 1, "the copy is held while the ring sends it");
+    // The ring is done with it, the worker closes its end: the copy holds
+    // the connection open.
+    drop(fds);
+    let mut buf = [0u8; 1];
+    assert!(
+        crate::sys::fd::read(&a_client, &mut buf).is_err(),
+        "the copy holds it (would block)"
+    );
+    s.closed(&[batch.first]);
+    assert_eq!(
+        crate::sys::fd::read(&a_client, &mut buf).ok(),
+        Some(0),
+        "the copy goes with the close"
+    );
+    // The worker dies while the ring still holds a batch: the untouched
+    // connection comes back (a dup: the ring's reference is still out).
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    pool.dispatch_corked(l.accept().unwrap().0.into());
+    let late = s.take_batch().unwrap();
+    let back = s.kill();
+    assert_eq!(back.len(), 1, "saved from the copy");
+    assert_eq!(s.saved.load(Ordering::Relaxed), 1);
+    drop(late);
+    // A failed send takes the copies back into the queue.
+    let pool = Pool::new(Policy::RoundRobin);
+    let (s, _w) = ready_slot(&pool, 0);
+    pool.dispatch_corked(socketpair(PairKind::Stream).unwrap().0);
+    let batch = s.take_batch().unwrap();
+    let (first, n) = (batch.first, batch.len());
+    drop(batch); // the ring let go of it
+    let full = std::io::Error::from(std::io::ErrorKind::WouldBlock);
+    assert!(s.send_failed(first, n, Vec::new(), &full).is_empty());
+    assert!(s.has_queued());
+    assert_eq!(s.held(), 0);
 }
 
 #[test]
@@ -562,10 +623,10 @@ fn a_node_worker_takes_ring_batches_of_one_on_the_preloads_channel_only() {
         s.send_chan().as_raw_fd(),
         s.fast_chan().unwrap().as_raw_fd()
     );
-    let (first, msg, fds) = s.take_batch().unwrap();
-    assert_eq!((first, fds.len()), (0, 1));
-    assert_eq!(Msg::decode(&msg).unwrap(), Msg::Conns(vec![0]));
-    assert_eq!(s.take_batch().unwrap().2.len(), 1);
+    let batch = s.take_batch().unwrap();
+    assert_eq!((batch.first, batch.len()), (0, 1));
+    assert_eq!(Msg::decode(&batch.msg).unwrap(), Msg::Conns(vec![0]));
+    assert_eq!(s.take_batch().unwrap().len(), 1);
     assert!(s.take_batch().is_none());
 }
 

@@ -92,7 +92,9 @@ pub trait AcceptSink {
     /// through [`Self::sent`]); epoll offers none.
     fn batch_end(&mut self, _out: Option<&mut crate::sys::uring::Outbox>) {}
     /// How the outbox message `token` went: on success the ring has closed
-    /// its descriptors; on failure they are handed back in `fds`.
+    /// its descriptors; on failure they are handed back in `fds` (none for
+    /// a [`crate::sys::uring::Outbox::send_shared`] message: the sink holds
+    /// its own references).
     fn sent(&mut self, _token: u64, _result: io::Result<()>, _fds: Vec<OwnedFd>) {}
 }
 

@@ -36,6 +36,7 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
@@ -126,6 +127,9 @@ struct RingSend {
     rights: crate::sys::fdpass::RightsBuf,
     data: Vec<u8>,
     fds: Vec<OwnedFd>,
+    /// Descriptors the sink keeps as well: not closed, only let go of
+    /// here once the send is done.
+    shared: Vec<Arc<OwnedFd>>,
     chan: i32,
     token: u64,
 }
@@ -137,7 +141,9 @@ struct RingSend {
 /// by the acceptor's next `io_uring_enter`, the one it sleeps in anyway.
 /// The sink gets each message's outcome in [`AcceptSink::sent`]: on success
 /// the ring has closed the descriptors; on failure the links were cancelled
-/// and the descriptors come back.
+/// and the descriptors come back. A message sent with
+/// [`Outbox::send_shared`] has no closes: the sink keeps its own reference
+/// to each descriptor (the daemon's copy of a connection, without a `dup`).
 pub struct Outbox {
     // Boxed: the kernel reads each one by address, and the Vec may move
     // its elements when it grows.
@@ -174,6 +180,39 @@ impl Outbox {
             return Err((data, fds));
         }
         self.room -= 1 + fds.len();
+        self.push(token, chan, data, fds, Vec::new());
+        Ok(())
+    }
+
+    /// Queues `data` with `fds` for `chan` as [`Outbox::send`] does, but
+    /// without closing them: the sink keeps its own references, and the
+    /// ring lets go of its own once the send is done. [`AcceptSink::sent`]
+    /// reports the outcome with no descriptors; on failure the sink takes
+    /// them back from its references. `Err` as for [`Outbox::send`].
+    #[allow(clippy::type_complexity)]
+    pub fn send_shared(
+        &mut self,
+        token: u64,
+        chan: BorrowedFd<'_>,
+        data: Vec<u8>,
+        fds: Vec<Arc<OwnedFd>>,
+    ) -> Result<(), (Vec<u8>, Vec<Arc<OwnedFd>>)> {
+        if fds.is_empty() || self.room < 1 || fds.len() > crate::sys::fdpass::MAX_FDS_PER_MSG {
+            return Err((data, fds));
+        }
+        self.room -= 1;
+        self.push(token, chan, data, Vec::new(), fds);
+        Ok(())
+    }
+
+    fn push(
+        &mut self,
+        token: u64,
+        chan: BorrowedFd<'_>,
+        data: Vec<u8>,
+        fds: Vec<OwnedFd>,
+        shared: Vec<Arc<OwnedFd>>,
+    ) {
         let mut b = Box::new(RingSend {
             // SAFETY: msghdr is plain data; zeroed is an empty header.
             msg: unsafe { std::mem::zeroed() },
@@ -182,6 +221,7 @@ impl Outbox {
             rights: [0; crate::sys::fdpass::RIGHTS_WORDS],
             data,
             fds,
+            shared,
             chan: chan.as_raw_fd(),
             token,
         });
@@ -190,13 +230,11 @@ impl Outbox {
         b_ref.iov.iov_len = b_ref.data.len();
         b_ref.msg.msg_iov = &mut b_ref.iov;
         b_ref.msg.msg_iovlen = 1;
-        crate::sys::fdpass::set_rights(
-            &mut b_ref.msg,
-            &mut b_ref.rights,
-            b_ref.fds.iter().map(|f| f.as_raw_fd()),
-        );
+        let raw: Vec<i32> = (b_ref.fds.iter().map(|f| f.as_raw_fd()))
+            .chain(b_ref.shared.iter().map(|f| f.as_raw_fd()))
+            .collect();
+        crate::sys::fdpass::set_rights(&mut b_ref.msg, &mut b_ref.rights, raw.into_iter());
         self.new.push(b);
-        Ok(())
     }
 }
 
@@ -518,6 +556,8 @@ fn reap_send(sends: &mut Sends, idx: usize, res: i32, sink: &mut impl AcceptSink
         return;
     };
     sends.in_flight -= 1;
+    // Shared descriptors: the sink holds its own references.
+    b.shared.clear();
     if res >= 0 {
         // The linked closes own the descriptors now.
         for fd in b.fds.drain(..) {

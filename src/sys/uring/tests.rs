@@ -309,7 +309,12 @@ struct RingSink {
     /// In completion order.
     results: Outcomes,
     next: u64,
+    /// Sent with `send_shared`, the sink keeping these references (else the
+    /// ring closes what it sent).
+    kept: Option<Kept>,
 }
+
+type Kept = Arc<std::sync::Mutex<Vec<Arc<OwnedFd>>>>;
 
 impl crate::sys::epoll::AcceptSink for RingSink {
     fn conn(&mut self, fd: OwnedFd) {
@@ -327,7 +332,13 @@ impl crate::sys::epoll::AcceptSink for RingSink {
         }
         let fds = std::mem::take(&mut self.pending);
         self.next += 1;
-        if let Err((_, fds)) = out.send(self.next, self.chan.as_fd(), b"C".to_vec(), fds) {
+        if let Some(kept) = &self.kept {
+            let fds: Vec<_> = fds.into_iter().map(Arc::new).collect();
+            kept.lock().unwrap().extend(fds.iter().cloned());
+            assert!(out
+                .send_shared(self.next, self.chan.as_fd(), b"C".to_vec(), fds)
+                .is_ok());
+        } else if let Err((_, fds)) = out.send(self.next, self.chan.as_fd(), b"C".to_vec(), fds) {
             self.pending = fds;
         }
     }
@@ -341,6 +352,7 @@ impl crate::sys::epoll::AcceptSink for RingSink {
 #[allow(clippy::type_complexity)]
 fn ring_sink_loop(
     chan: OwnedFd,
+    kept: Option<Kept>,
 ) -> (
     std::net::SocketAddr,
     Arc<Stopper>,
@@ -356,6 +368,7 @@ fn ring_sink_loop(
         pending: Vec::new(),
         results: results.clone(),
         next: 0,
+        kept,
     };
     let stop2 = stop.clone();
     let t =
@@ -379,7 +392,7 @@ fn ring_sends_pass_the_connection_and_close_the_daemons_copy() {
     require_uring!(true);
     use crate::sys::fdpass::{recv_with_fds, socketpair, PairKind};
     let (ours, worker) = socketpair(PairKind::SeqPacket).unwrap();
-    let (addr, stop, t, results) = ring_sink_loop(ours);
+    let (addr, stop, t, results) = ring_sink_loop(ours, None);
     let mut client = TcpStream::connect(addr).unwrap();
     let mut buf = [0u8; 16];
     let mut fds = Vec::new();
@@ -412,6 +425,43 @@ fn ring_sends_pass_the_connection_and_close_the_daemons_copy() {
 }
 
 #[test]
+fn a_shared_ring_send_leaves_the_connection_to_the_senders_reference() {
+    require_uring!(true);
+    use crate::sys::fdpass::{recv_with_fds, socketpair, PairKind};
+    let (ours, worker) = socketpair(PairKind::SeqPacket).unwrap();
+    let kept = Kept::default();
+    let (addr, stop, t, results) = ring_sink_loop(ours, Some(kept.clone()));
+    let mut client = TcpStream::connect(addr).unwrap();
+    let mut buf = [0u8; 16];
+    let mut fds = Vec::new();
+    let (n, _) = recv_with_fds(worker.as_fd(), &mut buf, &mut fds, false).unwrap();
+    assert_eq!((&buf[..n], fds.len()), (&b"C"[..], 1));
+    drop(fds);
+    stop.stop();
+    t.join().unwrap().unwrap();
+    let (ok, back) = results.lock().unwrap().pop().unwrap();
+    assert!(ok && back.is_empty(), "sent, nothing handed back");
+    let mut kept = std::mem::take(&mut *kept.lock().unwrap());
+    assert_eq!(kept.len(), 1);
+    let copy = Arc::try_unwrap(kept.pop().unwrap()).expect("the ring let go of its reference");
+    // The worker closed its end; the copy still holds the connection open.
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    use std::io::Read;
+    assert!(
+        client.read(&mut b).is_err(),
+        "no EOF while the copy is held"
+    );
+    drop(copy);
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(client.read(&mut b).unwrap(), 0, "EOF once the copy goes");
+}
+
+#[test]
 fn a_failed_ring_send_hands_the_connections_back_without_waiting_for_more() {
     require_uring!(true);
     use crate::sys::fdpass::{send_with_fds, set_nonblocking, socketpair, PairKind};
@@ -419,7 +469,7 @@ fn a_failed_ring_send_hands_the_connections_back_without_waiting_for_more() {
     set_nonblocking(ours.as_fd(), true).unwrap();
     // The worker never reads: fill its channel.
     while send_with_fds(ours.as_fd(), &[0u8; 512], &[], true).is_ok() {}
-    let (addr, stop, t, results) = ring_sink_loop(ours);
+    let (addr, stop, t, results) = ring_sink_loop(ours, None);
     let _client = TcpStream::connect(addr).unwrap();
     // No second connection comes to wake the acceptor: the failure must.
     assert!(

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The PM2 docs' Node app (bench-apps/node/app.js) under wrk, connection per
+# request (`-H 'Connection: close'`), in alternating rounds: herd fdpass,
+# herd reuseport (both -i 2, or INSTANCES), and one bare `node app.js`.
+# Per run: wrk's req/s, and CPU per request of herd's daemon and of the app's
+# processes (utime+stime from /proc over the measured run).
+# Usage: bench-apps/measure-node-wrk.sh [ROUNDS] [SECONDS]   (default 5 5)
+#   env: CONNS (64), INSTANCES (2), RAW (file for wrk's raw output)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench-apps/lib/wrk.sh
+need_wrk
+ROUNDS=${1:-5}
+SECS=${2:-5}
+CONNS=${CONNS:-64}
+N=${INSTANCES:-2}
+RAW=${RAW:-/dev/null}
+HERD=$PWD/target/release/herd
+[ -x "$HERD" ] || cargo build --release
+APP=bench-apps/node/app.js
+TICK=$(getconf CLK_TCK)
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+cpu_of() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+# one RUN-NAME PORT DAEMON-PID WORKER-PIDS...: warm up, measure, print a line
+one() {
+  local name=$1 port=$2 daemon=$3; shift 3
+  wrk -t2 -c"$CONNS" -d2s -H 'Connection: close' "http://127.0.0.1:$port/" >/dev/null
+  local d0 w0 d1 w1 out
+  d0=$( [ "$daemon" = - ] && echo 0 || cpu_of "$daemon"); w0=$(cpu_of "$@")
+  out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" -H 'Connection: close' "http://127.0.0.1:$port/")
+  d1=$( [ "$daemon" = - ] && echo 0 || cpu_of "$daemon"); w1=$(cpu_of "$@")
+  { echo "== round $round $name"; echo "$out"; } >>"$RAW"
+  python3 - "$name" "$round" "$out" "$((d1 - d0))" "$((w1 - w0))" "$TICK" <<'PY'
+import json, re, sys
+name, rnd, out, d, w, tick = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+reqs = int(re.search(r"(\d+) requests in", out).group(1))
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+errs = re.search(r"Socket errors: (.*)", out)
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+us = lambda t: round(t / tick * 1e6 / reqs, 1)
+print(json.dumps({"round": rnd, "run": name, "rps": rps, "requests": reqs,
+                  "daemon_cpu_us_per_req": us(d), "app_cpu_us_per_req": us(w),
+                  "socket_errors": errs.group(1) if errs else None,
+                  "non_2xx": int(non2xx.group(1)) if non2xx else 0}))
+PY
+}
+herd_run() {
+  local mode=$1 port home pids
+  port=$(free_port); home=$(mktemp -d)
+  HERD_HOME=$home "$HERD" start "$APP" -i "$N" --mode "$mode" --port "$port" --name app >/dev/null
+  sleep 1
+  pids=$(HERD_HOME=$home "$HERD" list --json | python3 -c 'import json,sys;print(" ".join(str(i["pid"]) for i in json.load(sys.stdin)))')
+  one "herd-$mode" "$port" "$(cat "$home/herd.pid")" $pids
+  HERD_HOME=$home "$HERD" kill >/dev/null 2>&1 || true
+  rm -rf "$home"
+}
+bare_run() {
+  local port pid
+  port=$(free_port)
+  PORT=$port node "$APP" & pid=$!
+  for _ in $(seq 50); do curl -s "127.0.0.1:$port/" >/dev/null && break; sleep 0.1; done
+  one bare-node "$port" - "$pid"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+for round in $(seq "$ROUNDS"); do
+  herd_run fdpass
+  herd_run reuseport
+  bare_run
+done
