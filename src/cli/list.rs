@@ -108,6 +108,10 @@ pub fn show(a: ShowArgs) -> Result<()> {
     output::write_stdout(&blocks.join("\n\n"))
 }
 
+/// `herd show`'s distribution for a Node app in fdpass mode: the mode
+/// choice, with what each side buys (figures in docs/BENCHMARKS.md).
+pub const NODE_FDPASS_NOTE: &str = "fdpass (Node app: at connection-per-request load reuseport serves more requests per second, 1.1-1.3x here on a 2-core VM; fdpass is fairer under skew and hands untouched connections of a dead worker to another: docs/BENCHMARKS.md)";
+
 fn describe(i: &InstanceInfo) -> String {
     let opt = |o: Option<String>| o.unwrap_or_else(|| "-".into());
     let mut rows: Vec<Vec<String>> = vec![
@@ -131,6 +135,9 @@ fn describe(i: &InstanceInfo) -> String {
                         .into()
                 }
                 ("reuseport", Some(true)) => "reuseport (tcp_migrate_req=1)".into(),
+                ("fdpass", _) if i.channel.as_deref().is_some_and(|c| c.starts_with("node")) => {
+                    NODE_FDPASS_NOTE.into()
+                }
                 (d, _) => d.to_string(),
             },
         ],

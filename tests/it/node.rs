@@ -260,6 +260,12 @@ fn node_fairness_on_a_fresh_daemon(io: &str) {
     let j = herd::metrics::fairness::jain(&counts);
     eprintln!("NODE FAIRNESS {io}: Jain {j:.4} over {per:?}");
     assert!(j >= 0.95, "Jain {j} over {per:?}");
+    // `herd show` names the mode choice for a Node app.
+    let show = h.run(&["show", "app"]).ok().stdout;
+    assert!(
+        show.contains(herd::cli::list::NODE_FDPASS_NOTE),
+        "herd show says nothing of the mode choice: {show}"
+    );
 }
 
 #[test]
