@@ -9,6 +9,7 @@
 
 pub mod pool;
 pub mod reuseport;
+mod warmup;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +19,7 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 use socket2::Socket;
 
-use crate::sys::epoll::Stopper;
+use crate::sys::acceptor::Stopper;
 use pool::{Policy, Pool};
 
 /// How an app's connections are distributed (`--mode`).
@@ -198,7 +199,7 @@ struct Handoff {
     next_token: u64,
 }
 
-impl crate::sys::epoll::AcceptSink for Handoff {
+impl crate::sys::acceptor::AcceptSink for Handoff {
     fn conn(&mut self, fd: std::os::fd::OwnedFd) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
         let plane = self.plane.upgrade();
@@ -226,7 +227,7 @@ impl crate::sys::epoll::AcceptSink for Handoff {
         }
     }
 
-    fn batch_end(&mut self, out: Option<&mut crate::sys::uring::Outbox>) {
+    fn batch_end(&mut self, out: Option<&mut crate::sys::acceptor::Outbox>) {
         let Some(out) = out else {
             for s in self.touched.drain(..) {
                 s.flush();
@@ -492,7 +493,7 @@ impl DataPlane {
                 while let Some(mut c) = client.take() {
                     conns += 1;
                     let (n, n_ok) =
-                        crate::bench::load::warm(&mut c, &path, deadline, WARMUP_PER_CONN);
+                        warmup::warm(&mut c, &path, deadline, WARMUP_PER_CONN);
                     (answered, ok) = (answered + n, ok + n_ok);
                     drop(c);
                     if n < WARMUP_PER_CONN || std::time::Instant::now() >= deadline {

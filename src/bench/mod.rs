@@ -4,6 +4,7 @@
 //! tallies responses per worker, prints throughput, latency and fairness,
 //! and removes everything it started.
 
+mod args;
 pub mod hello;
 mod hello_uring;
 pub mod load;
@@ -19,8 +20,10 @@ use serde_json::{json, Value};
 
 use crate::accept::pool::Policy;
 use crate::accept::{Mode, PlaneConfig};
-use crate::cli::bench::BenchArgs;
-use crate::cli::client::{self, Autostart};
+pub use args::BenchArgs;
+pub use report::render;
+
+use crate::client::{self, Autostart};
 use crate::config::{self, AppSpec, ExecMode, Instances};
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -186,8 +189,9 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
     })
 }
 
-/// Runs the benchmark described by `a`.
-pub fn run(a: &BenchArgs) -> Result<()> {
+/// Runs the benchmark described by `a`; returns its report (JSON: the
+/// machine, the configuration, every run and the summary).
+pub fn run(a: &BenchArgs) -> Result<Value> {
     let plan = plan(a)?;
     let policy = Policy::parse(&a.policy).ok_or_else(|| Error::InvalidArg {
         what: "--policy".into(),
@@ -221,11 +225,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         "runs": runs,
         "summary": summary,
     });
-    if a.json {
-        crate::cli::output::print_json(&report)
-    } else {
-        crate::cli::output::write_stdout(&report::render(&report))
-    }
+    Ok(report)
 }
 
 fn load(

@@ -83,7 +83,7 @@ pub fn render(report: &Value) -> String {
             ));
         }
     }
-    out.push_str(&crate::cli::output::table(&header, &rows));
+    out.push_str(&crate::table::table(&header, &rows));
     if report["config"]["rounds"].as_u64().unwrap_or(1) > 1 {
         let rows: Vec<Vec<String>> = report["summary"]["medians"]
             .as_array()
@@ -101,7 +101,7 @@ pub fn render(report: &Value) -> String {
             })
             .collect();
         out.push_str("\n\nmedians over the rounds:\n");
-        out.push_str(&crate::cli::output::table(
+        out.push_str(&crate::table::table(
             &[
                 "mode",
                 "scenario",

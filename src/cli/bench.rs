@@ -1,70 +1,16 @@
-//! `herd bench`: flags only; the work is in `crate::bench`.
-
-use clap::Args;
+//! `herd bench`: its flags are `crate::bench::BenchArgs`; the work is in
+//! `crate::bench`, and this prints the report.
 
 use crate::error::Result;
 
-/// Options of `herd bench`.
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Instances of the app: a number, `max`, 0 or -N (as `start -i`).
-    #[arg(
-        short = 'i',
-        long = "instances",
-        default_value = "max",
-        allow_hyphen_values = true
-    )]
-    pub instances: String,
-    /// Seconds of load per scenario.
-    #[arg(short = 'd', long, default_value = "3", value_name = "SECONDS")]
-    pub duration: String,
-    /// Concurrent client connections.
-    #[arg(short = 'c', long, default_value_t = 32)]
-    pub connections: usize,
-    /// Load-generator threads.
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
-    /// Scenarios: `close` (a connection per request), `keepalive`, or `all`.
-    #[arg(long, default_value = "all")]
-    pub scenario: String,
-    /// Distribution mode: `fdpass`, `reuseport`, `shared`, or `all` (side by side).
-    #[arg(long, default_value = "fdpass")]
-    pub mode: String,
-    /// fdpass dispatch policy: `least-conn`, `round-robin`, `p2c`, `least-time`.
-    #[arg(long, default_value = "least-conn")]
-    pub policy: String,
-    /// fdpass: single-shot accept instead of multishot.
-    #[arg(long = "no-multishot")]
-    pub no_multishot: bool,
-    /// Make instance 0 of the hello worker this many ms slower per response
-    /// (the skewed scenario: does dispatch route around a slow worker?).
-    #[arg(long = "skew-ms", default_value_t = 0)]
-    pub skew_ms: u64,
-    /// Benchmark this app instead of the built-in hello worker (e.g.
-    /// `bench-apps/node/app.js`); it must serve HTTP on `PORT`.
-    #[arg(long, value_name = "SCRIPT")]
-    pub app: Option<String>,
-    /// Only load an already running server at HOST:PORT (e.g. one started
-    /// by PM2), with the same load generator and report.
-    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["app", "skew_ms"])]
-    pub target: Option<String>,
-    /// Do not pin workers to cores.
-    #[arg(long = "no-pin")]
-    pub no_pin: bool,
-    /// reuseport: `SO_INCOMING_CPU` on the pinned workers' listeners.
-    #[arg(long = "incoming-cpu")]
-    pub incoming_cpu: bool,
-    /// Run the modes this many times, alternating (fdpass, reuseport, …,
-    /// fdpass, …), and summarize each by its median: on a noisy machine
-    /// one pass in a row compares moments as much as modes.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
-    pub rounds: u32,
-    /// Print the raw results as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
+pub use crate::bench::BenchArgs;
 
-/// Runs `herd bench`.
+/// Runs `herd bench` and prints its report (a table, or JSON).
 pub fn run(a: BenchArgs) -> Result<()> {
-    crate::bench::run(&a)
+    let report = crate::bench::run(&a)?;
+    if a.json {
+        super::output::print_json(&report)
+    } else {
+        super::output::write_stdout(&crate::bench::render(&report))
+    }
 }

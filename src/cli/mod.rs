@@ -2,7 +2,7 @@
 //! [`output`] for tables. The CLI is thin: build a request, send it, print.
 
 pub mod bench;
-pub mod client;
+pub use crate::client;
 pub mod config;
 pub mod daemon;
 pub mod lifecycle;

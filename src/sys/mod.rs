@@ -7,6 +7,7 @@
 //! only async-signal-safe calls on memory prepared before the fork, which is
 //! easiest to audit as plain libc.
 
+pub mod acceptor;
 pub mod epoll;
 pub mod fd;
 pub mod fdpass;

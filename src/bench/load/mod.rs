@@ -22,15 +22,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::http::{parse_head, response_end, MAX_HEAD, MAX_RESPONSE};
 use crate::metrics::fairness;
 
 const KEEP_ALIVE_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 const CLOSE_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-/// Largest response head we accept; hello's is ~100 bytes.
-const MAX_HEAD: usize = 16 * 1024;
-/// Largest whole response we buffer; a bigger one is counted as `other`
-/// rather than letting a bad server exhaust our memory.
-const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 /// A request (including its connect, if any) not answered within this is
 /// abandoned and counted as `timeout`.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -435,70 +431,6 @@ async fn one_request(
     Ok(response)
 }
 
-/// Sends `GET path` requests one after the other on one keep-alive
-/// connection (blocking, each read bounded by the time left) until
-/// `at_most` responses, `deadline`, the server closes, or an error;
-/// returns how many full responses came back, and how many of them 2xx. The daemon warms a fresh worker with it (`warmup`):
-/// a just-started JIT answers its first thousands of requests slowly.
-pub fn warm(
-    stream: &mut std::net::TcpStream,
-    path: &str,
-    deadline: std::time::Instant,
-    at_most: u64,
-) -> (u64, u64) {
-    use std::io::{Read, Write};
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: herd-warmup\r\n\r\n");
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 16 * 1024];
-    let (mut done, mut ok) = (0, 0);
-    let mut read_more = |stream: &mut std::net::TcpStream, buf: &mut Vec<u8>| -> bool {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return false;
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => false,
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                buf.len() <= MAX_RESPONSE
-            }
-        }
-    };
-    while done < at_most && std::time::Instant::now() < deadline {
-        if stream.write_all(request.as_bytes()).is_err() {
-            break;
-        }
-        let head = loop {
-            match parse_head(&buf) {
-                Ok(Some(head)) => break Some(head),
-                Ok(None) if buf.len() < MAX_HEAD && read_more(stream, &mut buf) => {}
-                _ => break None,
-            }
-        };
-        let Some(head) = head else { break };
-        // A body that runs to EOF means one request is all this connection
-        // gives: stop there.
-        let end = loop {
-            match response_end(&head, &buf) {
-                Ok(Some(end)) => break Some(end),
-                Ok(None) if read_more(stream, &mut buf) => {}
-                _ => break None,
-            }
-        };
-        let Some(end) = end else { break };
-        done += 1;
-        if (200..300).contains(&head.status) {
-            ok += 1;
-        }
-        if head.close {
-            break;
-        }
-        buf.drain(..end);
-    }
-    (done, ok)
-}
-
 /// Appends whatever the socket has to `buf`; EOF here means the response
 /// was cut short.
 async fn read_more(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), Failure> {
@@ -508,146 +440,6 @@ async fn read_more(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), Failur
         Ok(_) => Ok(()),
         Err(e) => Err(classify(&e)),
     }
-}
-
-/// A parsed response head; `worker` is a byte range into the buffer so the
-/// parse itself allocates nothing.
-#[derive(Debug, PartialEq, Eq)]
-struct Head {
-    head_len: usize,
-    status: u16,
-    content_length: Option<u64>,
-    chunked: bool,
-    worker: Option<(usize, usize)>,
-    close: bool,
-}
-
-/// Where the response whose head is `head` ends in `buf`, for a chunked
-/// body (Node's default for `res.end(body)` without a length) or one with
-/// a `Content-Length`: `Ok(None)` if it is not all there yet, `Err` if it
-/// is malformed, longer than [`MAX_RESPONSE`], or has neither (see
-/// [`Head::runs_to_eof`]).
-fn response_end(head: &Head, buf: &[u8]) -> Result<Option<usize>, ()> {
-    if head.chunked {
-        return match chunked_end(buf, head.head_len)? {
-            None if buf.len() > MAX_RESPONSE => Err(()),
-            end => Ok(end),
-        };
-    }
-    let end = head
-        .content_length
-        .and_then(|len| usize::try_from(len).ok())
-        .and_then(|len| len.checked_add(head.head_len))
-        .filter(|&end| end <= MAX_RESPONSE)
-        .ok_or(())?;
-    Ok((buf.len() >= end).then_some(end))
-}
-
-impl Head {
-    /// Neither chunked nor with a length: the body runs to EOF.
-    fn runs_to_eof(&self) -> bool {
-        self.content_length.is_none() && !self.chunked
-    }
-}
-
-/// Where a chunked body starting at `from` ends (after the last chunk and
-/// its terminating blank line; trailers are skipped): `Ok(None)` if it is
-/// not all there yet, `Err` if it is malformed.
-fn chunked_end(buf: &[u8], mut from: usize) -> Result<Option<usize>, ()> {
-    loop {
-        let Some(nl) = buf[from..].windows(2).position(|w| w == b"\r\n") else {
-            return Ok(None);
-        };
-        let line = &buf[from..from + nl];
-        let hex = line
-            .split(|&b| b == b';')
-            .next()
-            .unwrap_or_default()
-            .trim_ascii();
-        let size =
-            usize::from_str_radix(std::str::from_utf8(hex).map_err(|_| ())?, 16).map_err(|_| ())?;
-        from += nl + 2;
-        if size == 0 {
-            // Trailers (usually none), then an empty line.
-            loop {
-                let Some(nl) = buf[from..].windows(2).position(|w| w == b"\r\n") else {
-                    return Ok(None);
-                };
-                from += nl + 2;
-                if nl == 0 {
-                    return Ok(Some(from));
-                }
-            }
-        }
-        let next = from
-            .checked_add(size)
-            .and_then(|e| e.checked_add(2))
-            .ok_or(())?;
-        if buf.len() < next {
-            return Ok(None);
-        }
-        if &buf[next - 2..next] != b"\r\n" {
-            return Err(());
-        }
-        from = next;
-    }
-}
-
-/// Parses the response head at the start of `buf`: `Ok(None)` if it is not
-/// all there yet, `Err` if it is not HTTP/1.x.
-fn parse_head(buf: &[u8]) -> Result<Option<Head>, ()> {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Ok(None);
-    };
-    let head_len = end + 4;
-    let mut offset = 0usize;
-    let mut lines = buf[..end].split(|&b| b == b'\n').map(|line| {
-        let start = offset;
-        offset += line.len() + 1;
-        (start, line.strip_suffix(b"\r").unwrap_or(line))
-    });
-    let (_, status_line) = lines.next().ok_or(())?;
-    // "HTTP/1.1 200 OK": the status is the three digits after the first space.
-    if !status_line.starts_with(b"HTTP/1.") {
-        return Err(());
-    }
-    let code = status_line.get(9..12).ok_or(())?;
-    let status = std::str::from_utf8(code)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or(())?;
-    let mut head = Head {
-        head_len,
-        status,
-        content_length: None,
-        chunked: false,
-        worker: None,
-        close: status_line.starts_with(b"HTTP/1.0"),
-    };
-    for (start, line) in lines {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let name = &line[..colon];
-        let raw = &line[colon + 1..];
-        let value = raw.trim_ascii();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(value)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or(())?;
-            head.content_length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            head.chunked = value.eq_ignore_ascii_case(b"chunked");
-        } else if name.eq_ignore_ascii_case(b"x-worker") {
-            let lead = raw.len() - raw.trim_ascii_start().len();
-            let from = start + colon + 1 + lead;
-            head.worker = Some((from, from + value.len()));
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            head.close = value.eq_ignore_ascii_case(b"close");
-        }
-    }
-    Ok(Some(head))
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
-//! The portable acceptor backend: `epoll` on a listening socket, and the
-//! pieces both acceptor backends share ([`Stopper`], [`AcceptStats`], how an
-//! `accept` error is classified). `uring.rs` has the same `accept_loop` shape
-//! and is preferred where [`super::uring::probe`] says io_uring works; this one
-//! is the fallback that works everywhere (and under `HERD_IO=epoll`).
+//! The portable acceptor backend: `epoll` on a listening socket, serving
+//! the contract in [`super::acceptor`] (sink, stopper, stats, error
+//! classes). Its io_uring sibling has the same `accept_loop` shape and is
+//! preferred where its probe says io_uring works; this one is the fallback
+//! that works everywhere (and under `HERD_IO=epoll`).
 //!
 //! Several acceptor threads (one per core, each with its own epoll instance)
 //! wait on one listening socket. The listener is registered with
@@ -25,180 +25,12 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::time::Duration;
 
+use super::acceptor::{
+    annotate, check_listening, classify_accept_error, poll_readable, AcceptError, AcceptSink,
+    AcceptStats, Stopper, BACKOFF,
+};
 use super::cvt;
-
-/// An eventfd that tells acceptor threads to exit. [`Stopper::stop`] makes it
-/// readable for good (nothing ever reads it back), so one `Stopper` shared by
-/// many threads (`Arc<Stopper>` or a plain reference in a scope) stops them
-/// all, whichever backend they run.
-#[derive(Debug)]
-pub struct Stopper {
-    fd: OwnedFd,
-}
-
-impl Stopper {
-    /// Creates a stopper that is not stopped yet (a non-blocking,
-    /// close-on-exec eventfd with counter 0).
-    pub fn new() -> io::Result<Self> {
-        // SAFETY: eventfd takes no pointers; it returns a new fd or -1.
-        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
-        // SAFETY: `fd` was just created by eventfd and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Self { fd })
-    }
-
-    /// Tells every thread waiting on this stopper to exit. Idempotent and
-    /// cannot fail in practice: the only error eventfd `write` has for a
-    /// valid 8-byte write is `EAGAIN` at a counter near 2^64, which would
-    /// mean it is already readable.
-    pub fn stop(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from `one`, which lives across the call, to
-        // the eventfd we own.
-        let _ = unsafe {
-            libc::write(
-                self.fd.as_raw_fd(),
-                (&one as *const u64).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        };
-    }
-
-    /// Whether [`Stopper::stop`] has been called.
-    pub fn is_stopped(&self) -> bool {
-        poll_readable(self.fd.as_fd(), 0).unwrap_or(false)
-    }
-}
-
-impl AsFd for Stopper {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
-
-/// Where an accept loop puts what it accepts: every connection, then a
-/// mark at the end of each wake-up's batch, so a sink may hold the
-/// connections of one batch back and hand them on together (one message per
-/// worker rather than one per connection). A plain `FnMut(OwnedFd)` is a
-/// sink that hands each on at once.
-pub trait AcceptSink {
-    /// One accepted connection (blocking, `SOCK_CLOEXEC`).
-    fn conn(&mut self, fd: OwnedFd);
-    /// The connections of this wake-up have all been given to [`Self::conn`];
-    /// the loop is about to sleep. The io_uring loop offers an outbox whose
-    /// messages its ring sends with the next wait (their outcome comes back
-    /// through [`Self::sent`]); epoll offers none.
-    fn batch_end(&mut self, _out: Option<&mut crate::sys::uring::Outbox>) {}
-    /// How the outbox message `token` went: on success the ring has closed
-    /// its descriptors; on failure they are handed back in `fds` (none for
-    /// a [`crate::sys::uring::Outbox::send_shared`] message: the sink holds
-    /// its own references).
-    fn sent(&mut self, _token: u64, _result: io::Result<()>, _fds: Vec<OwnedFd>) {}
-}
-
-impl<F: FnMut(OwnedFd)> AcceptSink for F {
-    fn conn(&mut self, fd: OwnedFd) {
-        self(fd)
-    }
-}
-
-/// What an acceptor thread did, returned when its loop ends.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct AcceptStats {
-    /// Connections handed to the callback.
-    pub accepted: u64,
-    /// io_uring: accept requests submitted again after the previous one
-    /// ended (multishot: it ended without `IORING_CQE_F_MORE`; single-shot:
-    /// after every completion). epoll: wake-ups that found the listener
-    /// readable, so `accepted / rearms` is the mean batch size.
-    pub rearms: u64,
-    /// Transient accept errors that were counted and survived
-    /// (`EMFILE`, `ENFILE`, `ECONNABORTED`, `ENOBUFS`, `ENOMEM`, …).
-    pub errors: u64,
-}
-
-/// How an acceptor reacts to a failed accept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AcceptError {
-    /// One connection failed (aborted before we took it, network error,
-    /// signal): count it and accept again at once.
-    Retry,
-    /// Out of descriptors or memory: count it and wait [`BACKOFF`] before
-    /// accepting again, or we would spin on a full backlog.
-    BackOff,
-    /// The listener itself is unusable: end the loop with the error.
-    Fatal,
-}
-
-/// How long an acceptor pauses after `EMFILE`/`ENFILE`/`ENOBUFS`/`ENOMEM`.
-pub(crate) const BACKOFF: Duration = Duration::from_millis(10);
-
-/// Classifies an `accept` errno. Linux passes pending network errors of the
-/// new connection through `accept` (see accept(2), "Error handling"); those
-/// are per-connection and retried like `ECONNABORTED`.
-pub(crate) fn classify_accept_error(errno: i32) -> AcceptError {
-    match errno {
-        libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => AcceptError::BackOff,
-        libc::ECONNABORTED
-        | libc::EINTR
-        | libc::EAGAIN
-        | libc::EPROTO
-        | libc::EPERM
-        | libc::ENETDOWN
-        | libc::ENETUNREACH
-        | libc::ENOPROTOOPT
-        | libc::EHOSTDOWN
-        | libc::EHOSTUNREACH
-        | libc::ENONET
-        | libc::ETIMEDOUT => AcceptError::Retry,
-        _ => AcceptError::Fatal,
-    }
-}
-
-/// Checks that `fd` is a listening socket, so a wrong fd fails at once with
-/// a clear error instead of deep inside a backend.
-pub(crate) fn check_listening(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let mut accepting: libc::c_int = 0;
-    if let Err(e) = super::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN, &mut accepting) {
-        return Err(io::Error::new(
-            e.kind(),
-            format!("acceptor: fd {} is not a socket: {e}", fd.as_raw_fd()),
-        ));
-    }
-    if accepting == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "acceptor: fd {} is a socket but not listening (call listen first)",
-                fd.as_raw_fd()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Prefixes an OS error with the call that failed, keeping its kind.
-pub(crate) fn annotate(call: &str, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{call}: {e}"))
-}
-
-/// Waits up to `timeout_ms` (0: just look, -1: forever) for `fd` to be
-/// readable. `EINTR` counts as "not yet".
-fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: libc::c_int) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `pfd` is one valid pollfd that outlives the call.
-    match cvt(unsafe { libc::poll(&mut pfd, 1, timeout_ms) }) {
-        Ok(n) => Ok(n > 0 && pfd.revents & libc::POLLIN != 0),
-        Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(false),
-        Err(e) => Err(annotate("poll", e)),
-    }
-}
 
 /// Sets `O_NONBLOCK` on the open file description behind `fd` if it is not
 /// set yet (see the module doc for why the listener must be non-blocking).

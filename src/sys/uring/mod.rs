@@ -1,7 +1,8 @@
 //! The io_uring acceptor backend: one ring per acceptor thread (the caller
 //! runs one thread per core, pinned), a multishot `IORING_OP_ACCEPT` on the
 //! daemon's listening socket, and a poll on the [`Stopper`] eventfd so the
-//! loop wakes up to exit. It has the same shape as `epoll.rs`, which is the
+//! loop wakes up to exit. It serves the contract in [`super::acceptor`] with
+//! the same shape as its sibling `epoll`, which is the
 //! fallback when [`probe`] says io_uring cannot be used (Docker's default
 //! seccomp profile, `kernel.io_uring_disabled`, kernels before 5.19).
 //!
@@ -36,14 +37,14 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 
-use super::epoll::{
+pub use super::acceptor::Outbox;
+use super::acceptor::{
     annotate, check_listening, classify_accept_error, AcceptError, AcceptSink, AcceptStats,
-    Stopper, BACKOFF,
+    RingSend, Stopper, BACKOFF,
 };
 
 /// What io_uring features this kernel offers the acceptor, from [`probe`].
@@ -115,126 +116,6 @@ impl Default for AcceptOptions {
             ring_entries: 256,
             ring_send: true,
         }
-    }
-}
-
-/// One message the ring sends for the sink: boxed, because the kernel reads
-/// the header, the iovec and the control data by address until the send
-/// completes.
-struct RingSend {
-    msg: libc::msghdr,
-    iov: libc::iovec,
-    rights: crate::sys::fdpass::RightsBuf,
-    data: Vec<u8>,
-    fds: Vec<OwnedFd>,
-    /// Descriptors the sink keeps as well: not closed, only let go of
-    /// here once the send is done.
-    shared: Vec<Arc<OwnedFd>>,
-    chan: i32,
-    token: u64,
-}
-
-/// Messages with descriptors that the acceptor's ring sends for its sink
-/// (see [`AcceptSink::batch_end`]). Each is a `SENDMSG` (`MSG_DONTWAIT`:
-/// a full channel fails at once with `EAGAIN` rather than wait in the
-/// kernel) linked to a `CLOSE` of every descriptor it carries, all submitted
-/// by the acceptor's next `io_uring_enter`, the one it sleeps in anyway.
-/// The sink gets each message's outcome in [`AcceptSink::sent`]: on success
-/// the ring has closed the descriptors; on failure the links were cancelled
-/// and the descriptors come back. A message sent with
-/// [`Outbox::send_shared`] has no closes: the sink keeps its own reference
-/// to each descriptor (the daemon's copy of a connection, without a `dup`).
-pub struct Outbox {
-    // Boxed: the kernel reads each one by address, and the Vec may move
-    // its elements when it grows.
-    #[allow(clippy::vec_box)]
-    new: Vec<Box<RingSend>>,
-    /// Submission entries still free for this batch.
-    room: usize,
-}
-
-impl Outbox {
-    /// Whether a message with `fds` descriptors fits in this batch.
-    pub fn has_room(&self, fds: usize) -> bool {
-        self.room > fds
-    }
-
-    /// Queues `data` with `fds` (`SCM_RIGHTS`) for `chan`. The caller must
-    /// keep `chan` open until [`AcceptSink::sent`] reports `token`; `Err`
-    /// gives everything back when the batch has no room (see
-    /// [`Outbox::has_room`]), or there are no descriptors or too many. (A
-    /// message without descriptors has no linked closes whose cancellation
-    /// would wake the loop at once if it failed; send those with `sendmsg`.)
-    #[allow(clippy::type_complexity)]
-    pub fn send(
-        &mut self,
-        token: u64,
-        chan: BorrowedFd<'_>,
-        data: Vec<u8>,
-        fds: Vec<OwnedFd>,
-    ) -> Result<(), (Vec<u8>, Vec<OwnedFd>)> {
-        if fds.is_empty()
-            || !self.has_room(fds.len())
-            || fds.len() > crate::sys::fdpass::MAX_FDS_PER_MSG
-        {
-            return Err((data, fds));
-        }
-        self.room -= 1 + fds.len();
-        self.push(token, chan, data, fds, Vec::new());
-        Ok(())
-    }
-
-    /// Queues `data` with `fds` for `chan` as [`Outbox::send`] does, but
-    /// without closing them: the sink keeps its own references, and the
-    /// ring lets go of its own once the send is done. [`AcceptSink::sent`]
-    /// reports the outcome with no descriptors; on failure the sink takes
-    /// them back from its references. `Err` as for [`Outbox::send`].
-    #[allow(clippy::type_complexity)]
-    pub fn send_shared(
-        &mut self,
-        token: u64,
-        chan: BorrowedFd<'_>,
-        data: Vec<u8>,
-        fds: Vec<Arc<OwnedFd>>,
-    ) -> Result<(), (Vec<u8>, Vec<Arc<OwnedFd>>)> {
-        if fds.is_empty() || self.room < 1 || fds.len() > crate::sys::fdpass::MAX_FDS_PER_MSG {
-            return Err((data, fds));
-        }
-        self.room -= 1;
-        self.push(token, chan, data, Vec::new(), fds);
-        Ok(())
-    }
-
-    fn push(
-        &mut self,
-        token: u64,
-        chan: BorrowedFd<'_>,
-        data: Vec<u8>,
-        fds: Vec<OwnedFd>,
-        shared: Vec<Arc<OwnedFd>>,
-    ) {
-        let mut b = Box::new(RingSend {
-            // SAFETY: msghdr is plain data; zeroed is an empty header.
-            msg: unsafe { std::mem::zeroed() },
-            // SAFETY: iovec is plain data; zeroed is an empty slice.
-            iov: unsafe { std::mem::zeroed() },
-            rights: [0; crate::sys::fdpass::RIGHTS_WORDS],
-            data,
-            fds,
-            shared,
-            chan: chan.as_raw_fd(),
-            token,
-        });
-        let b_ref = &mut *b;
-        b_ref.iov.iov_base = b_ref.data.as_mut_ptr().cast();
-        b_ref.iov.iov_len = b_ref.data.len();
-        b_ref.msg.msg_iov = &mut b_ref.iov;
-        b_ref.msg.msg_iovlen = 1;
-        let raw: Vec<i32> = (b_ref.fds.iter().map(|f| f.as_raw_fd()))
-            .chain(b_ref.shared.iter().map(|f| f.as_raw_fd()))
-            .collect();
-        crate::sys::fdpass::set_rights(&mut b_ref.msg, &mut b_ref.rights, raw.into_iter());
-        self.new.push(b);
     }
 }
 

@@ -1,6 +1,6 @@
 //! Tests of `uring`.
 use super::*;
-use crate::sys::epoll::tests::{
+use crate::sys::acceptor::scenarios::{
     batch_end_test, connect_n, count_test, emfile_test, listener, stop_midstream_test, thread_cpu,
     Acceptors, Runner,
 };
@@ -316,7 +316,7 @@ struct RingSink {
 
 type Kept = Arc<std::sync::Mutex<Vec<Arc<OwnedFd>>>>;
 
-impl crate::sys::epoll::AcceptSink for RingSink {
+impl crate::sys::acceptor::AcceptSink for RingSink {
     fn conn(&mut self, fd: OwnedFd) {
         self.pending.push(fd);
     }
