@@ -3,6 +3,8 @@
 //! The binary (`src/main.rs`) only parses arguments and maps errors to exit
 //! codes; everything else lives in these modules.
 #![deny(clippy::undocumented_unsafe_blocks)]
+// Every unsafe block is in `sys` (allowed there, and only there).
+#![deny(unsafe_code)]
 
 pub mod accept; // how connections reach workers: the fdpass data plane, reuseport and shared listeners
 pub mod bench; // `herd bench`: the built-in hello worker, load generator, report
@@ -18,6 +20,7 @@ pub mod logs; // app log capture from pipes, rotation, timestamps, tail/follow f
 pub mod metrics; // fairness indexes (and later counters, histograms, exporters)
 pub mod protocol; // request/response types, framing, version handshake
 pub mod supervisor; // instance state machine, spawning, restarts, process stats
+#[allow(unsafe_code)]
 pub mod sys; // every syscall and unsafe block, each with a SAFETY comment
 pub mod table; // aligned text tables for the terminal
 #[doc(hidden)]

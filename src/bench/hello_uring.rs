@@ -7,267 +7,150 @@
 //!
 //! Each connection has one request in flight at a time: a `RECV` into its
 //! buffer, then a `SEND` of the responses, then either another `RECV` or a
-//! `SHUTDOWN` linked to a `CLOSE`. The channel is watched with a `POLL_ADD`
-//! and read with the worker library's `Channel::recv`.
+//! `SHUTDOWN` linked to a `CLOSE` ([`crate::sys::uring::conns::ConnRing`],
+//! which owns the buffers those requests point at). The channel is watched
+//! with a poll and read with the worker library's `Channel::recv`.
 
+use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use io_uring::{opcode, squeue, types, IoUring};
-
 use super::hello::{answer, Responses, DRAINING, READ_BUF};
+use crate::sys::uring::conns::{ConnRing, Done};
 use crate::worker::{Channel, Received};
 
-const OP_CHAN: u64 = 0;
-const OP_RECV: u64 = 1;
-const OP_SEND: u64 = 2;
-const OP_CLOSE: u64 = 3;
+/// The poll token of the channel.
+const CHAN: u64 = 0;
 
-static SIGNALLED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    SIGNALLED.store(true, Ordering::Relaxed);
-}
-
-struct Conn {
-    fd: OwnedFd,
+/// What the worker keeps of a connection besides its buffers (the ring's).
+struct Meta {
     id: u64,
     received: Instant,
-    buf: Vec<u8>,
-    filled: usize,
     skip: u64,
-    out: Vec<u8>,
-    sent: usize,
     close: bool,
 }
 
-fn user_data(slot: usize, op: u64) -> u64 {
-    ((slot as u64) << 2) | op
-}
-
-struct Worker {
-    ring: IoUring,
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
-    open: usize,
-}
-
-impl Worker {
-    fn push(&mut self, e: squeue::Entry) -> io::Result<()> {
-        loop {
-            // SAFETY: for every caller, each entry points only at the
-            // buffers of a connection in `self.conns`, whose heap storage
-            // does not move (`buf` is never resized, `out` is not touched
-            // while its send is in flight) and stays until that
-            // connection's last request has completed: a connection is
-            // removed only when its close is submitted, and nothing of it
-            // is in flight then but the shutdown and close, which name
-            // only its fd.
-            let pushed = unsafe { self.ring.submission().push(&e) };
-            if pushed.is_ok() {
-                return Ok(());
-            }
-            self.ring.submit()?;
-        }
+/// Closes `slot` through the ring and reports the close to the daemon.
+fn close(
+    ring: &mut ConnRing,
+    meta: &mut HashMap<usize, Meta>,
+    slot: usize,
+    chan: &Channel,
+) -> io::Result<()> {
+    if let Some(m) = meta.remove(&slot) {
+        chan.closed(m.id, m.received.elapsed());
     }
-
-    fn recv(&mut self, slot: usize) -> io::Result<()> {
-        let c = self.conns[slot].as_mut().expect("live connection");
-        let free = &mut c.buf[c.filled..];
-        let e = opcode::Recv::new(
-            types::Fd(c.fd.as_raw_fd()),
-            free.as_mut_ptr(),
-            free.len() as u32,
-        )
-        .build()
-        .user_data(user_data(slot, OP_RECV));
-        self.push(e)
-    }
-
-    fn send(&mut self, slot: usize) -> io::Result<()> {
-        let c = self.conns[slot].as_mut().expect("live connection");
-        let rest = &c.out[c.sent..];
-        let e = opcode::Send::new(
-            types::Fd(c.fd.as_raw_fd()),
-            rest.as_ptr(),
-            rest.len() as u32,
-        )
-        .flags(libc::MSG_NOSIGNAL)
-        .build()
-        .user_data(user_data(slot, OP_SEND));
-        self.push(e)
-    }
-
-    /// Shuts the connection down and closes it through the ring; reports
-    /// the close to the daemon.
-    fn close(&mut self, slot: usize, chan: &Channel) -> io::Result<()> {
-        let c = self.conns[slot].take().expect("live connection");
-        self.free.push(slot);
-        self.open -= 1;
-        chan.closed(c.id, c.received.elapsed());
-        let fd = c.fd.into_raw_fd();
-        // The close runs whether or not the shutdown worked (a hard link);
-        // the fd is the ring's to close now.
-        let shut = opcode::Shutdown::new(types::Fd(fd), libc::SHUT_WR)
-            .build()
-            .user_data(user_data(slot, OP_CLOSE))
-            .flags(squeue::Flags::IO_HARDLINK | squeue::Flags::SKIP_SUCCESS);
-        let close = opcode::Close::new(types::Fd(fd))
-            .build()
-            .user_data(user_data(slot, OP_CLOSE))
-            .flags(squeue::Flags::SKIP_SUCCESS);
-        self.push(shut)?;
-        self.push(close)
-    }
-
-    fn add(&mut self, fd: OwnedFd, id: u64, responses: &Responses) -> io::Result<()> {
-        let conn = Conn {
-            fd,
-            id,
-            received: Instant::now(),
-            buf: vec![0u8; READ_BUF],
-            filled: 0,
-            skip: 0,
-            out: Vec::with_capacity(4 * responses.close.len()),
-            sent: 0,
-            close: false,
-        };
-        let slot = match self.free.pop() {
-            Some(s) => {
-                self.conns[s] = Some(conn);
-                s
-            }
-            None => {
-                self.conns.push(Some(conn));
-                self.conns.len() - 1
-            }
-        };
-        self.open += 1;
-        self.recv(slot)
-    }
+    ring.close(slot)
 }
 
 /// Serves connections from herd's channel on one io_uring ring until the
 /// daemon closes the channel, after a `Stop` once open connections are
 /// done, or on SIGINT/SIGTERM (drained the same way).
 pub fn serve_channel(chan: Channel) -> io::Result<()> {
-    // SAFETY: the handler only stores to an atomic (async-signal-safe).
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+    let signalled = crate::sys::process::term_flag();
     chan.set_nonblocking(true)?;
     let responses = Responses::new(std::process::id());
-    let ring = IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(1024)
-        .or_else(|_| IoUring::new(1024))?;
-    let mut w = Worker {
-        ring,
-        conns: Vec::new(),
-        free: Vec::new(),
-        open: 0,
-    };
-    let chan_fd = types::Fd(chan.as_fd().as_raw_fd());
-    let poll_chan = || {
-        opcode::PollAdd::new(chan_fd, libc::POLLIN as u32)
-            .build()
-            .user_data(OP_CHAN)
-    };
+    let mut ring = ConnRing::new(1024)?;
+    let mut meta: HashMap<usize, Meta> = HashMap::new();
     chan.ready()?;
-    w.push(poll_chan())?;
+    ring.poll(chan.as_fd(), CHAN)?;
     let mut draining_since: Option<Instant> = None;
     loop {
-        match w.ring.submit_and_wait(1) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-            Err(e) => return Err(e),
-        }
-        if SIGNALLED.load(Ordering::Relaxed) && draining_since.is_none() {
+        let done = ring.wait()?;
+        if signalled.load(Ordering::Relaxed) && draining_since.is_none() {
             DRAINING.store(true, Ordering::Relaxed);
             draining_since = Some(Instant::now());
         }
-        let done: Vec<(u64, i32)> = w
-            .ring
-            .completion()
-            .map(|c| (c.user_data(), c.result()))
-            .collect();
-        for (ud, res) in done {
-            let (slot, op) = ((ud >> 2) as usize, ud & 3);
-            match op {
-                OP_CHAN => loop {
+        for d in done {
+            match d {
+                Done::Poll { .. } => loop {
                     match chan.recv(true)? {
                         Received::Conns(conns) => {
                             for c in conns {
-                                w.add(OwnedFd::from(c.stream), c.id, &responses)?;
+                                let slot = ring.add(
+                                    OwnedFd::from(c.stream),
+                                    READ_BUF,
+                                    4 * responses.close.len(),
+                                );
+                                meta.insert(
+                                    slot,
+                                    Meta {
+                                        id: c.id,
+                                        received: Instant::now(),
+                                        skip: 0,
+                                        close: false,
+                                    },
+                                );
+                                ring.recv(slot)?;
                             }
                         }
                         Received::WouldBlock => {
-                            w.push(poll_chan())?;
+                            ring.poll(chan.as_fd(), CHAN)?;
                             break;
                         }
                         Received::Closed => return Ok(()),
                         Received::Stop => {
                             DRAINING.store(true, Ordering::Relaxed);
                             draining_since.get_or_insert_with(Instant::now);
-                            w.push(poll_chan())?;
+                            ring.poll(chan.as_fd(), CHAN)?;
                             break;
                         }
                     }
                 },
-                OP_RECV => {
+                Done::Recv { slot, res } => {
                     if res <= 0 {
-                        w.close(slot, &chan)?;
+                        close(&mut ring, &mut meta, slot, &chan)?;
                         continue;
                     }
-                    let c = w.conns[slot].as_mut().expect("live connection");
+                    let (Some(c), Some(m)) = (ring.conn(slot), meta.get_mut(&slot)) else {
+                        continue;
+                    };
                     c.filled += res as usize;
-                    c.close = answer(
-                        &mut c.buf,
+                    m.close = answer(
+                        &mut c.input,
                         &mut c.filled,
-                        &mut c.skip,
+                        &mut m.skip,
                         &responses,
-                        &mut c.out,
+                        &mut c.output,
                     );
-                    if !c.out.is_empty() {
+                    if !c.output.is_empty() {
                         c.sent = 0;
-                        w.send(slot)?;
-                    } else if c.close {
-                        w.close(slot, &chan)?;
+                        ring.send(slot)?;
+                    } else if m.close {
+                        close(&mut ring, &mut meta, slot, &chan)?;
                     } else {
-                        w.recv(slot)?;
+                        ring.recv(slot)?;
                     }
                 }
-                OP_SEND => {
+                Done::Send { slot, res } => {
                     if res < 0 {
-                        w.close(slot, &chan)?;
+                        close(&mut ring, &mut meta, slot, &chan)?;
                         continue;
                     }
-                    let c = w.conns[slot].as_mut().expect("live connection");
+                    let closing = meta.get(&slot).is_some_and(|m| m.close);
+                    let Some(c) = ring.conn(slot) else { continue };
                     c.sent += res as usize;
-                    if c.sent < c.out.len() {
-                        w.send(slot)?;
-                    } else if c.close {
-                        w.close(slot, &chan)?;
+                    if c.sent < c.output.len() {
+                        ring.send(slot)?;
+                    } else if closing {
+                        close(&mut ring, &mut meta, slot, &chan)?;
                     } else {
-                        c.out.clear();
-                        w.recv(slot)?;
+                        c.output.clear();
+                        ring.recv(slot)?;
                     }
                 }
-                // A failed shutdown or close (a reset peer): nothing to do.
-                _ => {}
+                Done::Closed => {}
             }
         }
         if !chan.counts_closes() {
             chan.flush()?;
         }
         if let Some(t) = draining_since {
-            if w.open == 0 || t.elapsed() > Duration::from_secs(10) {
+            if ring.open() == 0 || t.elapsed() > Duration::from_secs(10) {
                 // Let the ring finish the closes it has queued.
-                let _ = w.ring.submit();
+                let _ = ring.submit();
                 return Ok(());
             }
         }

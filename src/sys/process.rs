@@ -179,3 +179,28 @@ pub async fn pidfd_exited(pidfd: OwnedFd) -> io::Result<()> {
     let _guard = afd.readable().await?;
     Ok(())
 }
+
+static TERM_FLAG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn raise_term_flag(_: libc::c_int) {
+    TERM_FLAG.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Makes SIGINT and SIGTERM only raise a flag, and returns it: for a
+/// worker loop that checks it between waits (an interrupted wait returns
+/// early, so the loop sees it at once).
+pub fn term_flag() -> &'static std::sync::atomic::AtomicBool {
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe; `signal` takes no memory of ours.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            raise_term_flag as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            raise_term_flag as *const () as libc::sighandler_t,
+        );
+    }
+    &TERM_FLAG
+}

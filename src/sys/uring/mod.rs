@@ -41,6 +41,8 @@ use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 
+pub mod conns;
+
 pub use super::acceptor::Outbox;
 use super::acceptor::{
     annotate, check_listening, classify_accept_error, AcceptError, AcceptSink, AcceptStats,
