@@ -179,8 +179,42 @@ pub enum Response {
     },
 }
 
-/// The status of an instance: one state machine, see `supervisor::Status`.
-pub use crate::supervisor::Status;
+/// Where an instance is in its life. PM2's names, one enum, no flag soup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Being started.
+    Launching,
+    /// Running.
+    Online,
+    /// Asked to stop; waiting for it to exit (SIGKILL after kill_timeout).
+    Stopping,
+    /// Not running, and not coming back unless asked.
+    Stopped,
+    /// Exited; an automatic restart is scheduled.
+    WaitingRestart,
+    /// Crashed too often (more than max_restarts runs under min_uptime).
+    Errored,
+}
+
+impl Status {
+    /// PM2's spelling, for `jlist` and the table.
+    pub fn pm2_name(self) -> &'static str {
+        match self {
+            Status::Launching => "launching",
+            Status::Online => "online",
+            Status::Stopping => "stopping",
+            Status::Stopped => "stopped",
+            Status::WaitingRestart => "waiting restart",
+            Status::Errored => "errored",
+        }
+    }
+
+    /// Has a live process (or is about to).
+    pub fn is_running(self) -> bool {
+        matches!(self, Status::Launching | Status::Online | Status::Stopping)
+    }
+}
 
 /// One instance as `herd list --json` prints it. This shape is documented
 /// (README, "Scripting") and only grows: fields are added, never renamed.

@@ -16,48 +16,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::{Deserialize, Serialize};
 use socket2::Socket;
 
 use crate::config::AppSpec;
 use crate::sys::process::ExitStatus;
 
-/// Where an instance is in its life. PM2's names, one enum, no flag soup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    /// Being started.
-    Launching,
-    /// Running.
-    Online,
-    /// Asked to stop; waiting for it to exit (SIGKILL after kill_timeout).
-    Stopping,
-    /// Not running, and not coming back unless asked.
-    Stopped,
-    /// Exited; an automatic restart is scheduled.
-    WaitingRestart,
-    /// Crashed too often (more than max_restarts runs under min_uptime).
-    Errored,
-}
-
-impl Status {
-    /// PM2's spelling, for `jlist` and the table.
-    pub fn pm2_name(self) -> &'static str {
-        match self {
-            Status::Launching => "launching",
-            Status::Online => "online",
-            Status::Stopping => "stopping",
-            Status::Stopped => "stopped",
-            Status::WaitingRestart => "waiting restart",
-            Status::Errored => "errored",
-        }
-    }
-
-    /// Has a live process (or is about to).
-    pub fn is_running(self) -> bool {
-        matches!(self, Status::Launching | Status::Online | Status::Stopping)
-    }
-}
+/// Where an instance is in its life (the wire type is the state machine's
+/// own: the CLI shows it as is).
+pub use crate::protocol::Status;
 
 /// Longest exponential-backoff restart delay (PM2: 15 s).
 pub const BACKOFF_CAP_MS: u64 = 15_000;

@@ -1,6 +1,9 @@
 //! Tests of `pool`.
+use super::policy::MIN_SAMPLES;
 use super::*;
+use crate::fdpass::herd::{counters, Msg};
 use crate::sys::fdpass::{recv_with_fds, socketpair, PairKind};
+use std::os::fd::AsFd;
 
 fn slot(id: u32) -> (Arc<Slot>, OwnedFd) {
     let (ours, theirs) = socketpair(PairKind::SeqPacket).unwrap();

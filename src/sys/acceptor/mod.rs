@@ -3,8 +3,8 @@
 //! each other): where an accept loop puts what it accepts ([`AcceptSink`],
 //! with the [`Outbox`] of messages an io_uring loop sends for its sink), how
 //! a loop is told to stop ([`Stopper`]), what it reports ([`AcceptStats`]),
-//! and how an `accept` error is classified. The data plane
-//! (`crate::accept`) implements the sink and picks the backend.
+//! and how an `accept` error is classified. The data plane implements the
+//! sink and picks the backend.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};

@@ -127,7 +127,16 @@ impl Default for AcceptOptions {
 struct Sends {
     slots: Vec<Option<Box<RingSend>>>,
     in_flight: usize,
+    /// Of those, sent with [`Outbox::send_shared`]: until reaped, the ring
+    /// holds a reference to each of their connections (the sink's copy is
+    /// not the last one, so a connection the worker closed stays open),
+    /// and a failed one posts no extra completion to wake the loop.
+    shared: usize,
 }
+
+/// How long the loop sleeps at most while shared sends are unreaped: their
+/// completions are in the queue by then, and the wake-up reaps them.
+const SHARED_REAP: Duration = Duration::from_millis(1);
 
 /// Setup flags to try, as our own bits (the crate's are private).
 const SINGLE_ISSUER: u8 = 1;
@@ -393,6 +402,7 @@ impl<'a> AcceptRing<'a> {
             // (the kernel then closes them).
             unsafe { self.ring.submission().push_multiple(&entries) }
                 .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+            sends.shared += usize::from(!b.shared.is_empty());
             sends.slots[idx] = Some(b);
             sends.in_flight += 1;
         }
@@ -439,8 +449,11 @@ fn reap_send(sends: &mut Sends, idx: usize, res: i32, sink: &mut impl AcceptSink
         return;
     };
     sends.in_flight -= 1;
-    // Shared descriptors: the sink holds its own references.
-    b.shared.clear();
+    if !b.shared.is_empty() {
+        sends.shared -= 1;
+        // Shared descriptors: the sink holds its own references.
+        b.shared.clear();
+    }
     if res >= 0 {
         // The linked closes own the descriptors now.
         for fd in b.fds.drain(..) {
@@ -477,6 +490,7 @@ pub fn accept_loop(
     check_listening(listener)?;
     let mut r = AcceptRing::new(listener, stop, opts)?;
     let drain_tick = types::Timespec::from(Duration::from_millis(100));
+    let shared_reap = types::Timespec::from(SHARED_REAP);
     r.push(Op::StopPoll)?;
     r.push(Op::Accept)?;
     let mut state = AcceptState::Armed;
@@ -492,8 +506,16 @@ pub fn accept_loop(
         // the acceptor asleep until a new connection comes, and wakes it
         // at once when a send failed (its connections must go back to the
         // worker's queue now, not at the next connection).
+        // Shared sends are reaped soon even with no new connection: a
+        // connection's last reference must not wait in the ring for the
+        // next one (its client would wait for the EOF), nor a failed
+        // send's connections for their retry.
         let outstanding = sends.in_flight;
-        let timeout = stop_deadline.map(|_| &drain_tick);
+        let timeout = match (stop_deadline, sends.shared) {
+            (Some(_), _) => Some(&drain_tick),
+            (None, 0) => None,
+            (None, _) => Some(&shared_reap),
+        };
         r.wait(1 + outstanding, timeout)?;
         let mut stop_seen = false;
         let mut back_off = false;

@@ -437,6 +437,14 @@ fn a_shared_ring_send_leaves_the_connection_to_the_senders_reference() {
     let (n, _) = recv_with_fds(worker.as_fd(), &mut buf, &mut fds, false).unwrap();
     assert_eq!((&buf[..n], fds.len()), (&b"C"[..], 1));
     drop(fds);
+    // With no further connection and no stop, the ring lets go of its
+    // reference soon (else the client of a connection the worker closed
+    // would wait for its EOF until the next connection came).
+    assert!(
+        wait_results(&results, 1),
+        "the shared send was never reaped while the acceptor idled"
+    );
+    assert_eq!(Arc::strong_count(&kept.lock().unwrap()[0]), 1);
     stop.stop();
     t.join().unwrap().unwrap();
     let (ok, back) = results.lock().unwrap().pop().unwrap();

@@ -1,0 +1,319 @@
+//! How a worker is chosen for each connection: the [`Policy`], the
+//! service-time estimate the timed policies read (an EWMA of samples), and
+//! their rules for leaving a worker out: the outlier rule (see [`floor`])
+//! and least-conn's stuck rule.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::{floor, ns_since_epoch, Pool, Slot};
+
+/// How a worker is chosen for each connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Each worker in turn.
+    RoundRobin,
+    /// Each worker in turn, skipping the ones that are behind: an outlier
+    /// (see [`floor`]: a worker whose every connection lately took 4× and
+    /// 2.5 ms longer than the fastest worker's fastest, by the worker's
+    /// own clock, gets only a probe now and then), or stuck (more than
+    /// [`STUCK_SLACK`] connections beyond the least loaded worker, and
+    /// either no close for 50 ms or a backlog of more than 50 ms at its
+    /// mean service time). When every worker is behind, the least loaded.
+    /// So uniform load is split exactly evenly however in-flight counts
+    /// jitter, and a slow or blocked worker gets almost nothing.
+    #[default]
+    LeastConn,
+    /// Two workers at random, the less loaded one wins.
+    P2c,
+    /// The worker with the least expected wait: (in flight + 1) × its
+    /// recent service time (an EWMA of how long its connections last,
+    /// herd workers; of how long Node takes to accept one), among those
+    /// that are not outliers (as for least-conn). The estimate decays while
+    /// unmeasured (half-life 500 ms), so a worker left idle is tried again.
+    LeastTime,
+}
+
+impl Policy {
+    /// Parses `round-robin|least-conn|p2c`.
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s {
+            "round-robin" | "rr" => Some(Policy::RoundRobin),
+            "least-conn" | "lc" => Some(Policy::LeastConn),
+            "p2c" => Some(Policy::P2c),
+            "least-time" | "lt" => Some(Policy::LeastTime),
+            _ => None,
+        }
+    }
+
+    /// The flag spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "round-robin",
+            Policy::LeastConn => "least-conn",
+            Policy::P2c => "p2c",
+            Policy::LeastTime => "least-time",
+        }
+    }
+}
+
+/// Weight of a new sample in the service-time EWMA.
+const EWMA_NEW: f64 = 0.2;
+/// A sample counts for at most this many times the current estimate.
+const SAMPLE_CLAMP: f64 = 8.0;
+/// Samples a worker needs before it can be left out as an outlier: the
+/// first connections of a fresh worker are slow (measured: one of two
+/// fresh hello workers got 44% instead of 50% for its first 3 s when one
+/// sample sufficed).
+pub(super) const MIN_SAMPLES: u32 = 16;
+/// least-conn: connections a worker may hold beyond the least loaded
+/// worker before it can count as stuck…
+const STUCK_SLACK: u32 = 4;
+/// …when it has also closed none for this long (ns). A scheduling hiccup
+/// on a busy host lasts a few ms; an event loop blocked by a long request
+/// or a worker holding long-lived connections, far longer.
+const STUCK_NS: u64 = 50_000_000;
+
+/// …or when what it holds beyond the least loaded worker would take this
+/// long (ns) at its mean service time. Uniform load stays below it (the
+/// hello worker under 32 connections: 14 beyond at 1.5 ms, 21 ms); a
+/// 5 ms slow worker reaches it 10 connections beyond.
+const STUCK_BACKLOG_NS: u64 = 50_000_000;
+
+/// An unmeasured EWMA halves every this many ns, so a worker that was slow
+/// (and so gets nothing) is tried again now and then.
+const EWMA_HALF_LIFE_NS: f64 = 500e6;
+
+impl Slot {
+    /// Records how long one connection took (herd: sent → closed; Node:
+    /// sent → accepted).
+    pub(super) fn sample(&self, took: std::time::Duration, now: Instant) {
+        let x = took.as_nanos() as f64;
+        let old = self.ewma_ns.load(Ordering::Relaxed) as f64;
+        let new = if old == 0.0 {
+            x
+        } else {
+            // One long-lived connection (a websocket closing after a
+            // minute) must not make its worker an outlier by itself: a
+            // sample counts for at most SAMPLE_CLAMP × the estimate.
+            old * (1.0 - EWMA_NEW) + x.min(old * SAMPLE_CLAMP) * EWMA_NEW
+        };
+        let at = ns_since_epoch(now);
+        self.ewma_ns.store(new as u64, Ordering::Relaxed);
+        self.ewma_at.store(at, Ordering::Relaxed);
+        self.floor.record(took.as_nanos() as u64, at);
+        let _ = self
+            .samples
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
+    }
+
+    /// Last judged an outlier and not measured fit since (see [`floor`]).
+    pub fn is_left_out_slow(&self) -> bool {
+        self.suspect.load(Ordering::Relaxed)
+    }
+
+    /// The outlier rule (see [`floor`]): whether this worker may get a new
+    /// connection, given `best`, the least floor among the workers.
+    pub(super) fn fit(&self, best: u64, now_ns: u64) -> bool {
+        let set = |on: bool| {
+            if self.suspect.load(Ordering::Relaxed) != on {
+                self.suspect.store(on, Ordering::Relaxed);
+            }
+        };
+        match floor::judge(self.floor.get(now_ns), best) {
+            floor::Verdict::Outlier => {
+                set(true);
+                false
+            }
+            floor::Verdict::Fit => {
+                set(false);
+                true
+            }
+            floor::Verdict::Unjudged => {
+                if !self.suspect.load(Ordering::Relaxed) {
+                    return true;
+                }
+                // A probe: one connection at a time, at most one per
+                // PROBE_EVERY_NS (a probe-sized stream of requests to a 5 ms
+                // slow worker is what would set the p99).
+                let last = self.probed_at.load(Ordering::Relaxed);
+                let due = now_ns.saturating_sub(last) >= floor::PROBE_EVERY_NS;
+                if due && self.in_flight.load(Ordering::Relaxed) < floor::PROBES {
+                    self.probed_at.store(now_ns, Ordering::Relaxed);
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+
+    /// The service-time estimate at `now`, in ns, decayed since its last
+    /// sample; `None` before the first sample.
+    pub fn service_ns(&self, now: Instant) -> Option<f64> {
+        let v = self.ewma_ns.load(Ordering::Relaxed);
+        if v == 0 {
+            return None;
+        }
+        let age = ns_since_epoch(now).saturating_sub(self.ewma_at.load(Ordering::Relaxed));
+        Some(v as f64 * (-(age as f64) / EWMA_HALF_LIFE_NS).exp2())
+    }
+
+    /// Drops the service times measured so far (the warm-up's, whose
+    /// connections are not the app's traffic: one fast warm-up sample kept
+    /// a 5 ms slow worker's floor low, and so kept it in the rotation, for
+    /// its first 200 ms). Closes counted in the shared page still lower
+    /// `in_flight`.
+    pub(super) fn forget_samples(&self) {
+        // Apply the warm-up's closes (the sample they make goes below).
+        self.sync_closes(None);
+        self.lock().started.clear();
+        self.floor.clear();
+        self.samples.store(0, Ordering::Relaxed);
+        self.ewma_ns.store(0, Ordering::Relaxed);
+    }
+
+    /// least-conn's stuck rule: a worker holding more than [`STUCK_SLACK`]
+    /// connections beyond the least loaded worker's `least` gets no new
+    /// ones when it has closed none for [`STUCK_NS`] (an event loop
+    /// blocked by one long request, or long-lived connections), or when
+    /// what it holds beyond `least` takes longer than [`STUCK_BACKLOG_NS`]
+    /// at its mean service time (a slow worker not judged yet). A worker the scheduler
+    /// left out for a few ms is not stuck: it keeps its turn.
+    fn is_stuck(&self, load: u32, least: u32, now_ns: u64) -> bool {
+        if load <= least.saturating_add(STUCK_SLACK) {
+            return false;
+        }
+        let silent = now_ns.saturating_sub(self.closed_at.load(Ordering::Relaxed)) > STUCK_NS;
+        // What it holds beyond the least loaded, at its mean service time.
+        let behind = u64::from(load - least).saturating_mul(self.ewma_ns.load(Ordering::Relaxed));
+        silent || behind > STUCK_BACKLOG_NS
+    }
+}
+
+impl Pool {
+    pub(super) fn pick(&self) -> Option<Arc<Slot>> {
+        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        // Runs once per connection: walk the active slots in place rather
+        // than collecting them into a Vec.
+        let active = || slots.iter().filter(|s| s.is_active());
+        let n = active().count();
+        if n == 0 {
+            return None;
+        }
+        let turn = self.rr.fetch_add(1, Ordering::Relaxed);
+        // One clock read per pick serves the samples and the outlier rule,
+        // for the policies that read them; the others read no clock.
+        let now = self.timed().then(Instant::now);
+        if self.policy != Policy::RoundRobin {
+            for s in active() {
+                s.sync_closes(now);
+            }
+        }
+        let now = || now.unwrap_or_else(Instant::now);
+        let load = |s: &Slot| s.in_flight.load(Ordering::Relaxed);
+        // Start a scan at a rotating position so ties spread evenly.
+        let scan = || active().cycle().skip(turn % n).take(n);
+        let chosen = match self.policy {
+            Policy::RoundRobin => active().nth(turn % n)?,
+            Policy::LeastConn => {
+                let now = now();
+                let fit = fit(&slots, now);
+                // In turn among the workers that are neither outliers nor
+                // stuck: uniform load stays exactly fair however the
+                // in-flight counts jitter (a worker descheduled for a few
+                // ms holds most of the connections for a moment: measured
+                // 16 of 18 on 2 cores); when none qualifies, the least
+                // loaded.
+                let now_ns = ns_since_epoch(now);
+                // The least loaded among the workers not left out as slow:
+                // an outlier's empty queue must not make the others look
+                // stuck.
+                let trusted = || active().filter(|s| !s.is_left_out_slow());
+                let least = trusted()
+                    .map(|s| load(s))
+                    .min()
+                    .or_else(|| active().map(|s| load(s)).min())?;
+                // A worker not measured enough to be judged yet takes its
+                // turn only while no busier than the least loaded: a slow
+                // one would otherwise get half of everything until judged.
+                let ok = |s: &Slot| {
+                    fit(s)
+                        && !s.is_stuck(load(s), least, now_ns)
+                        && (s.samples.load(Ordering::Relaxed) >= MIN_SAMPLES || load(s) <= least)
+                };
+                let fewer = |best: &'_ Arc<Slot>, s: &'_ Arc<Slot>| load(s) < load(best);
+                match scan().find(|s| ok(s)) {
+                    Some(s) => s,
+                    None => pick_by(scan().filter(|s| !s.is_left_out_slow()), fewer)
+                        .or_else(|| pick_by(scan(), fewer))?,
+                }
+            }
+            Policy::LeastTime => {
+                let now = now();
+                // Unmeasured workers count as the fastest measured one.
+                let floor = active()
+                    .filter_map(|s| s.service_ns(now))
+                    .fold(f64::INFINITY, f64::min);
+                let floor = if floor.is_finite() { floor } else { 1.0 };
+                let est = |s: &Slot| s.service_ns(now).unwrap_or(floor).max(1.0);
+                let cost = |s: &Slot| (f64::from(load(s)) + 1.0) * est(s);
+                let cheaper = |best: &'_ Arc<Slot>, s: &'_ Arc<Slot>| cost(s) < cost(best);
+                let fit = fit(&slots, now);
+                pick_by(scan().filter(|s| fit(s)), cheaper).or_else(|| pick_by(scan(), cheaper))?
+            }
+            Policy::P2c => {
+                let r = xorshift(turn as u64);
+                let a = active().nth((r % n as u64) as usize)?;
+                let b = active().nth(((r >> 32) % n as u64) as usize)?;
+                if load(b) < load(a) {
+                    b
+                } else {
+                    a
+                }
+            }
+        };
+        Some(chosen.clone())
+    }
+}
+
+/// The outlier rule (see [`floor`]) over the active `slots`: whether a
+/// slot may get new connections.
+fn fit(slots: &[Arc<Slot>], now: Instant) -> impl Fn(&Slot) -> bool {
+    let now = ns_since_epoch(now);
+    let best = slots
+        .iter()
+        .filter(|s| s.is_active())
+        .filter_map(|s| s.floor.get(now))
+        .map(|(f, _)| f)
+        .min();
+    move |s: &Slot| match best {
+        Some(best) if s.samples.load(Ordering::Relaxed) >= MIN_SAMPLES => s.fit(best, now),
+        _ => true,
+    }
+}
+
+/// The first slot of `slots` that no later one is `better` than.
+///
+/// Other acceptors update loads and samples while one picks, so a filter
+/// may let nobody through (the fastest worker of a moment ago fails the
+/// cut now); callers then pick among all, never from nobody.
+fn pick_by<'a>(
+    slots: impl Iterator<Item = &'a Arc<Slot>>,
+    better: impl Fn(&Arc<Slot>, &Arc<Slot>) -> bool,
+) -> Option<&'a Arc<Slot>> {
+    slots.reduce(|best, s| if better(best, s) { s } else { best })
+}
+
+/// A cheap mixer for p2c's two random choices (no RNG crate needed).
+fn xorshift(seed: u64) -> u64 {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    x ^= x >> 33;
+    x
+}

@@ -1,0 +1,119 @@
+//! A process leaving without cutting a request (a reload's old process, a
+//! scaled-down instance), the stop request every leaving process gets, and
+//! the SIGKILL deadline that makes sure it goes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::accept::pool::Slot;
+use crate::config::{AppSpec, ExecMode};
+use crate::supervisor::ready;
+use crate::sys::process;
+
+/// How long a leaving Node worker answers with `Connection: close` before
+/// its servers close (keep-alive clients move on between two requests).
+const NODE_DRAIN: Duration = Duration::from_millis(300);
+
+/// Takes a leaving process (a reload's old process, a scaled-down instance)
+/// out of service without cutting a request, then makes sure it exits:
+/// * fdpass: out of the rotation first; a herd worker gets `S` (it answers
+///   what is in flight with `Connection: close` and exits); a Node worker
+///   gets the preload's drain, then Node's own `disconnect`;
+/// * reuseport/shared Node apps: drain, then the preload closes the servers
+///   and reports when their requests are done;
+/// * then SIGINT (or `shutdown`), and SIGKILL after `kill_timeout`.
+pub(super) async fn hand_over(
+    pid: i32,
+    app: &AppSpec,
+    slot: Option<&Arc<Slot>>,
+    ipc: Option<&ready::Ipc>,
+) {
+    use crate::accept::pool::SlotProto;
+    use crate::supervisor::ready::preload;
+    let kill_timeout = Duration::from_millis(app.kill_timeout_ms);
+    let drain = NODE_DRAIN.min(kill_timeout / 2);
+    match (slot, ipc) {
+        (Some(slot), _) => {
+            slot.set_inactive();
+            match slot.proto {
+                SlotProto::Herd => {
+                    let _ = slot.send_raw(&crate::fdpass::herd::Msg::Stop.encode());
+                }
+                SlotProto::Node => {
+                    let _ = slot.send_raw(preload::DRAIN);
+                    if wait_gone(pid, drain).await {
+                        return;
+                    }
+                    let _ = slot.send_raw(&crate::fdpass::node::disconnect());
+                }
+            }
+            if wait_gone(pid, kill_timeout).await {
+                return;
+            }
+        }
+        (None, Some(chan)) if app.exec_mode == ExecMode::Cluster => {
+            let _ = ready::send_raw(chan, preload::DRAIN);
+            if wait_gone(pid, drain).await {
+                return;
+            }
+            if ready::send_raw(chan, preload::CLOSE).is_ok() {
+                let _ = tokio::time::timeout(kill_timeout, chan.closed.notified()).await;
+            }
+        }
+        _ => {}
+    }
+    ask_to_stop(pid, app, ipc, slot.map(|s| &**s));
+    wait_gone_or_kill(pid, kill_timeout).await;
+}
+
+/// Asks process group `pid` to stop: the IPC message `shutdown` when the app
+/// wants it (`shutdown_with_message`) and has a channel, else SIGINT.
+pub(super) fn ask_to_stop(pid: i32, app: &AppSpec, ipc: Option<&ready::Ipc>, slot: Option<&Slot>) {
+    if app.shutdown_with_message {
+        let msg = serde_json::Value::from("shutdown");
+        let sent = match (ipc, slot) {
+            (Some(chan), _) => ready::send(chan, &msg).is_ok(),
+            (None, Some(slot)) if slot.proto == crate::accept::pool::SlotProto::Node => {
+                slot.send_raw(&crate::fdpass::node::message(&msg)).is_ok()
+            }
+            _ => false,
+        };
+        if sent {
+            return;
+        }
+    }
+    let _ = process::kill_group(pid, libc::SIGINT);
+}
+
+/// Waits until `pid` has exited (a zombie counts), at most `limit`: on a
+/// pidfd, which becomes readable at the exit, so nothing polls `/proc`.
+/// `true`: gone.
+async fn wait_gone(pid: i32, limit: Duration) -> bool {
+    match process::pidfd_open(pid) {
+        Ok(pidfd) => exited_within(&pidfd, limit).await,
+        // No such process (or no pidfd: an old kernel): judge by /proc.
+        Err(_) => !process::alive(pid),
+    }
+}
+
+async fn exited_within(pidfd: &std::os::fd::OwnedFd, limit: Duration) -> bool {
+    match pidfd.try_clone() {
+        Ok(dup) => tokio::time::timeout(limit, process::pidfd_exited(dup))
+            .await
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// [`wait_gone`], then SIGKILL to the process group if it still runs. The
+/// pidfd is held throughout, and the kill goes only while it says the
+/// process has not exited: a live process keeps its pid, so the signal
+/// cannot reach another process that was given the same pid.
+pub(super) async fn wait_gone_or_kill(pid: i32, limit: Duration) {
+    let Ok(pidfd) = process::pidfd_open(pid) else {
+        return; // gone already
+    };
+    if !exited_within(&pidfd, limit).await && !process::pidfd_has_exited(&pidfd) {
+        let _ = process::kill_group(pid, libc::SIGKILL);
+    }
+}

@@ -1,0 +1,143 @@
+//! The daemon's table of instances and the async machinery around it:
+//! launching, noticing exits (pidfd, no polling), scheduled restarts, stops
+//! with a SIGKILL deadline. Runs on the daemon's single control-plane thread
+//! (a tokio `LocalSet`), so state is a `RefCell` that is never borrowed
+//! across an `.await`.
+//!
+//! One file per verb or concern, as pueue's `daemon/process_handler/*`:
+//! `resolve.rs` (naming targets), `start.rs`, `spawn.rs` (bringing a
+//! process up), `exit.rs` (noticing its exit), `readiness.rs`, `memory.rs`
+//! (memory caps), `stop.rs` (and delete), `restart.rs` (and reset),
+//! `reload.rs`, `scale.rs`, `hand_over.rs` (how a process leaves),
+//! `info.rs` (snapshots), `hooks.rs` (watch and cron).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::auto::Auto;
+use super::Instance;
+use crate::error::Error;
+use crate::home::Home;
+use crate::logs::file::LogFiles;
+
+mod exit;
+mod hand_over;
+mod hooks;
+mod info;
+mod memory;
+mod readiness;
+mod reload;
+mod resolve;
+mod restart;
+mod scale;
+mod spawn;
+mod start;
+mod stop;
+
+/// A refusal the client sees as `error: …` / `hint: …`.
+fn refuse(message: impl Into<String>, hint: impl Into<String>) -> Error {
+    Error::Remote {
+        message: message.into(),
+        hint: Some(hint.into()),
+    }
+}
+
+/// What a start did: instances launched, running instances that now carry a
+/// new spec and must be restarted by the caller (`--update-env`), notes.
+#[derive(Debug, Default)]
+pub struct Started {
+    /// Instances launched.
+    pub ids: Vec<u32>,
+    /// Running instances to restart with their new spec.
+    pub restart: Vec<u32>,
+    /// One line per thing worth telling.
+    pub notes: Vec<String>,
+}
+
+/// Owns every instance of every app.
+pub struct Supervisor {
+    home: Home,
+    /// CPUs we may pin to (the daemon's affinity mask).
+    cpus: Vec<usize>,
+    /// What `-i max` means here: affinity mask and cgroup quota.
+    max_instances: usize,
+    table: RefCell<Table>,
+    /// Bumped on every state change; waiters re-check their condition.
+    changed: watch::Sender<u64>,
+    /// Reloads run one at a time: a second `herd reload` waits for the
+    /// first instead of interleaving replacements of the same instances.
+    reload_lock: tokio::sync::Mutex<()>,
+    /// Log files open for the instances' output.
+    pub log_files: LogFiles,
+    /// Watchers and cron tasks per app, and the instances the user stopped.
+    auto: RefCell<Auto>,
+}
+
+#[derive(Default)]
+struct Table {
+    instances: BTreeMap<u32, Instance>,
+    next_id: u32,
+}
+
+impl Supervisor {
+    /// An empty supervisor for the daemon at `home`.
+    pub fn new(home: Home) -> Rc<Supervisor> {
+        let cpus = crate::sys::allowed_cpus();
+        let max_instances = std::thread::available_parallelism()
+            .map_or(cpus.len(), |n| n.get())
+            .max(1);
+        Rc::new(Supervisor {
+            home,
+            cpus,
+            max_instances,
+            table: RefCell::new(Table::default()),
+            changed: watch::channel(0).0,
+            reload_lock: tokio::sync::Mutex::new(()),
+            log_files: LogFiles::default(),
+            auto: RefCell::new(Auto::default()),
+        })
+    }
+
+    /// The daemon's home.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Every id, ascending.
+    pub fn all_ids(&self) -> Vec<u32> {
+        self.table.borrow().instances.keys().copied().collect()
+    }
+
+    async fn wait_until(&self, mut done: impl FnMut(&Table) -> bool) {
+        let mut rx = self.changed.subscribe();
+        loop {
+            if done(&self.table.borrow()) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// `--update-env`: the instances run with `env` as their inherited
+    /// environment from their next start on.
+    pub fn update_env(&self, ids: &[u32], env: BTreeMap<String, String>) {
+        let mut table = self.table.borrow_mut();
+        for id in ids {
+            if let Some(inst) = table.instances.get_mut(id) {
+                let mut app = (*inst.app).clone();
+                app.base_env = env.clone();
+                inst.app = Arc::new(app);
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! `herd reload`: zero-downtime replacement, replacement first; the old
+//! process stays until the new one is ready, and comes back if it never is.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::hand_over::{ask_to_stop, hand_over, wait_gone_or_kill};
+use super::Supervisor;
+use crate::accept::pool::Slot;
+use crate::accept::{reuseport, Mode};
+use crate::config::{AppSpec, ExecMode};
+use crate::supervisor::{launch, ready, Status};
+use crate::sys::process;
+
+impl Supervisor {
+    /// Rolling reload of `ids`, replacement first:
+    /// the replacement starts (a reuseport instance gets a new listener in
+    /// the group; a shared one the same listener), and only once it is ready
+    /// does the old process leave: fdpass takes it out of the rotation and
+    /// asks it to finish (herd `S` / Node `disconnect`); other modes stop
+    /// it (SIGINT, or `shutdown` with `shutdown_with_message`). It gets
+    /// `kill_timeout` to go, then SIGKILL. A replacement that is not ready
+    /// within `listen_timeout` is killed and the old process keeps serving;
+    /// the result has one line per such instance. Fork-mode instances (the
+    /// app binds its own port) are restarted, as PM2 does.
+    /// `parallel` instances are replaced at a time (`herd reload --parallel
+    /// N`; 1 is one after the other).
+    pub async fn reload(self: &Rc<Self>, ids: &[u32], parallel: usize) -> Vec<String> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let mut failed = Vec::new();
+        for batch in ids.chunks(parallel.max(1)) {
+            let tasks: Vec<_> = batch
+                .iter()
+                .map(|&id| {
+                    let this = self.clone();
+                    tokio::task::spawn_local(async move { this.reload_one(id).await })
+                })
+                .collect();
+            for t in tasks {
+                failed.extend(t.await.ok().flatten());
+            }
+        }
+        failed
+    }
+
+    /// The reuseport/tcp_migrate_req note, when it applies to `ids`.
+    pub fn reuseport_note(&self, ids: &[u32]) -> Option<String> {
+        let table = self.table.borrow();
+        let reuseport = ids
+            .iter()
+            .filter_map(|id| table.instances.get(id))
+            .any(|i| i.app.mode == Mode::Reuseport && i.app.exec_mode == ExecMode::Cluster);
+        (reuseport && reuseport::migrate_req() == Some(false))
+            .then(|| reuseport::MIGRATE_NOTE.to_string())
+    }
+
+    async fn reload_one(self: &Rc<Self>, id: u32) -> Option<String> {
+        let old = {
+            let table = self.table.borrow();
+            table
+                .instances
+                .get(&id)
+                .and_then(|i| match (i.status, i.pid) {
+                    (Status::Online, Some(pid)) => Some(Previous {
+                        pid,
+                        slot: i.slot.clone(),
+                        listener: i.listener.clone(),
+                        ipc: i.ipc.clone(),
+                        app: i.app.clone(),
+                        port: i.port,
+                    }),
+                    _ => None,
+                })
+        };
+        // Fork mode (PM2 too): the app binds its own port, so a second copy
+        // could not start next to the first; reload is a restart.
+        let Some(old) = old.filter(|o| o.slot.is_some() || o.listener.is_some()) else {
+            return self.restart(&[id]).await.into_iter().next();
+        };
+        let app = old.app.clone();
+        if let (ExecMode::Cluster, Mode::Reuseport, Some(port)) =
+            (app.exec_mode, app.mode, old.port)
+        {
+            // The old listener stays in the group (and keeps its queue)
+            // until the old process has stopped.
+            match reuseport::join_group(&app.host, port) {
+                Ok(l) => self.set_listener(id, Some(Arc::new(l))),
+                Err(e) => {
+                    return Some(format!(
+                        "instance {id}: no listener for a replacement ({e}); the old process keeps serving"
+                    ))
+                }
+            }
+        }
+        let before = self.table.borrow().instances.get(&id).and_then(|i| i.pid);
+        if let Err(e) = self.launch_instance(id) {
+            self.restore(id, &old, before);
+            return Some(format!(
+                "instance {id}: the replacement did not start ({e}); the old process keeps serving"
+            ));
+        }
+        let new_pid = {
+            let mut table = self.table.borrow_mut();
+            match table.instances.get_mut(&id) {
+                Some(inst) => {
+                    inst.restarts += 1;
+                    inst.pid
+                }
+                None => None, // deleted meanwhile: `restore` stops the old one
+            }
+        };
+        // A warm-up (fdpass `warmup`) comes on top of getting ready.
+        let ready_timeout = Duration::from_millis(app.listen_timeout_ms + app.plane.warmup_ms);
+        if !self.replacement_ready(id, new_pid, ready_timeout).await {
+            if let Some(pid) = new_pid {
+                let _ = process::kill_group(pid, libc::SIGKILL);
+            }
+            self.restore(id, &old, new_pid);
+            return Some(format!(
+                "instance {id}: the replacement was not ready within {} ms (listen_timeout); it was stopped and the old process keeps serving",
+                ready_timeout.as_millis()
+            ));
+        }
+        let Previous {
+            pid: old_pid,
+            slot,
+            listener,
+            ipc,
+            ..
+        } = old;
+        // Our copy of a reuseport listener goes now: the old process holds
+        // the last one, so the socket leaves the group when it exits.
+        drop(listener);
+        hand_over(old_pid, &app, slot.as_ref(), ipc.as_ref()).await;
+        None
+    }
+
+    fn set_listener(&self, id: u32, listener: Option<Arc<socket2::Socket>>) {
+        if let Some(inst) = self.table.borrow_mut().instances.get_mut(&id) {
+            inst.listener = listener;
+        }
+    }
+
+    /// Waits until the reload's replacement `pid` of `id` is ready: an
+    /// fdpass slot in rotation; a signal (Node preload `listening`,
+    /// `process.send('ready')`, `READY=1`); or, for an app that sends none
+    /// and is not asked to (`wait_ready` off, not a Node server), up for
+    /// `min_uptime`. False if it dies or the time runs out.
+    async fn replacement_ready(&self, id: u32, pid: Option<i32>, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            {
+                let table = self.table.borrow();
+                let Some(inst) = table.instances.get(&id) else {
+                    return false;
+                };
+                if inst.pid != pid || inst.status != Status::Online {
+                    return false;
+                }
+                match &inst.slot {
+                    Some(s) if s.is_active() => return true,
+                    Some(s) if s.is_dead() => return false,
+                    Some(_) => {}
+                    None if inst.ready => return true,
+                    None => {
+                        let signals = inst.app.wait_ready
+                            || (inst.listener.is_some() && launch::is_node_app(inst));
+                        let stable = inst.app.min_uptime_ms.min(limit.as_millis() as u64);
+                        if !signals && inst.uptime_ms() >= stable {
+                            return true;
+                        }
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Puts the previous process back as the instance's own (failed
+    /// reload). If the instance was deleted or taken over meanwhile (scale
+    /// down, delete, stop), the previous process is stopped instead: no
+    /// process may outlive its place in the table.
+    fn restore(&self, id: u32, old: &Previous, replacement: Option<i32>) {
+        let restored = match self.table.borrow_mut().instances.get_mut(&id) {
+            // Only if the slot is still the reload's: a stop, delete or
+            // automatic restart meanwhile owns the instance now.
+            Some(inst) if inst.pid == replacement || inst.pid.is_none() => {
+                inst.pid = Some(old.pid);
+                inst.slot = old.slot.clone();
+                inst.listener = old.listener.clone();
+                inst.ipc = old.ipc.clone();
+                inst.ready = true;
+                inst.status = Status::Online;
+                inst.generation += 1;
+                true
+            }
+            _ => false,
+        };
+        if !restored {
+            if let Some(slot) = &old.slot {
+                slot.set_inactive();
+            }
+            ask_to_stop(old.pid, &old.app, old.ipc.as_ref(), old.slot.as_deref());
+            let (pid, limit) = (old.pid, Duration::from_millis(old.app.kill_timeout_ms));
+            tokio::task::spawn_local(wait_gone_or_kill(pid, limit));
+        }
+        self.bump();
+    }
+}
+
+/// The process a reload replaces, kept until its replacement is ready.
+struct Previous {
+    pid: i32,
+    slot: Option<Arc<Slot>>,
+    listener: Option<Arc<socket2::Socket>>,
+    ipc: Option<ready::Ipc>,
+    app: Arc<AppSpec>,
+    port: Option<u16>,
+}

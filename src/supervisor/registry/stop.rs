@@ -1,0 +1,84 @@
+//! `herd stop` (SIGINT, or `shutdown`, then SIGKILL after `kill_timeout`)
+//! and `herd delete`, which stops and forgets.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::hand_over::ask_to_stop;
+use super::{hooks, Supervisor};
+use crate::protocol::InstanceInfo;
+use crate::supervisor::{Status, StopAction};
+use crate::sys::process;
+
+impl Supervisor {
+    /// Stops `ids`: SIGINT to each process group, SIGKILL after the app's
+    /// kill_timeout; returns once none of them is still stopping.
+    pub async fn stop(self: &Rc<Self>, ids: &[u32]) {
+        let mut waiting = Vec::new();
+        {
+            let mut table = self.table.borrow_mut();
+            for id in ids {
+                let Some(inst) = table.instances.get_mut(id) else {
+                    continue;
+                };
+                match inst.begin_stop() {
+                    StopAction::Signal(pid) => {
+                        ask_to_stop(pid, &inst.app, inst.ipc.as_ref(), inst.slot.as_deref());
+                        let timeout = Duration::from_millis(inst.app.kill_timeout_ms);
+                        let generation = inst.generation;
+                        let this = self.clone();
+                        let id = *id;
+                        tokio::task::spawn_local(async move {
+                            tokio::time::sleep(timeout).await;
+                            this.kill_if_still_stopping(id, pid, generation);
+                        });
+                        waiting.push(id);
+                    }
+                    StopAction::InProgress => waiting.push(*id),
+                    StopAction::AlreadyStopped => {}
+                }
+            }
+        }
+        self.bump();
+        self.wait_until(|t| {
+            waiting.iter().all(|id| {
+                t.instances
+                    .get(id)
+                    .is_none_or(|i| i.status != Status::Stopping)
+            })
+        })
+        .await;
+    }
+
+    fn kill_if_still_stopping(&self, id: u32, pid: i32, generation: u64) {
+        let table = self.table.borrow();
+        if let Some(inst) = table.instances.get(&id) {
+            if inst.status == Status::Stopping
+                && inst.generation == generation
+                && inst.pid == Some(pid)
+            {
+                crate::daemon::log(format_args!(
+                    "{} [{id}] pid {pid} ignored SIGINT for {} ms, sending SIGKILL",
+                    inst.app.name, inst.app.kill_timeout_ms
+                ));
+                let _ = process::kill_group(pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Stops `ids` and removes them (their listeners close; an app left
+    /// without instances loses its watcher and cron task).
+    pub async fn delete(self: &Rc<Self>, ids: &[u32]) -> Vec<InstanceInfo> {
+        self.stop(ids).await;
+        let infos = self.info(ids);
+        let mut table = self.table.borrow_mut();
+        for id in ids {
+            table.instances.remove(id);
+        }
+        drop(table);
+        self.auto.borrow_mut().release(ids);
+        self.sync_auto(&hooks::app_names(&infos));
+        self.bump();
+        infos
+    }
+}
