@@ -7,6 +7,7 @@
 //! * `reuseport` / `shared` ([`reuseport`]): listeners handed to the workers
 //!   as fd 3; the kernel (or the workers' accept race) distributes.
 
+pub mod channel;
 pub mod pool;
 pub mod reuseport;
 mod warmup;
@@ -209,7 +210,7 @@ impl crate::sys::acceptor::AcceptSink for Handoff {
         let drain = |slot: Option<&Arc<pool::Slot>>| {
             if let (Some(slot), Some(plane)) = (slot, &plane) {
                 if !slot.counts_closes() {
-                    crate::fdpass::channel::drain_from_acceptor(slot, plane);
+                    crate::accept::channel::drain_from_acceptor(slot, plane);
                 }
             }
         };
@@ -380,7 +381,7 @@ impl DataPlane {
             let stopper = match Stopper::new() {
                 Ok(s) => Arc::new(s),
                 Err(e) => {
-                    crate::daemon::log(format_args!("cannot create an acceptor stopper: {e}"));
+                    log::info!("cannot create an acceptor stopper: {e}");
                     continue;
                 }
             };
@@ -400,7 +401,7 @@ impl DataPlane {
                 // CPU per connection 18.9 → 14.4 µs measured, README).
                 use std::os::fd::AsFd;
                 if let Err(e) = crate::sys::set_incoming_cpu(sock.as_fd(), c) {
-                    crate::daemon::log(format_args!("acceptor {i}: SO_INCOMING_CPU: {e}"));
+                    log::info!("acceptor {i}: SO_INCOMING_CPU: {e}");
                 }
             }
             let multishot = self.cfg.multishot;
@@ -436,7 +437,7 @@ impl DataPlane {
                         Io::Epoll(_) => crate::sys::epoll::accept_loop(sock.as_fd(), &stop, sink),
                     };
                     if let Err(e) = res {
-                        crate::daemon::log(format_args!("acceptor {i} stopped: {e}"));
+                        log::info!("acceptor {i} stopped: {e}");
                     }
                 });
             match thread {
@@ -444,7 +445,7 @@ impl DataPlane {
                     stopper,
                     thread: Some(t),
                 }),
-                Err(e) => crate::daemon::log(format_args!("cannot start acceptor thread {i}: {e}")),
+                Err(e) => log::info!("cannot start acceptor thread {i}: {e}"),
             }
         }
     }
@@ -461,10 +462,11 @@ impl DataPlane {
             pool::Warmup::Done => return self.pool.slot_ready(slot),
         }
         if let Err(e) = self.warm_up(slot) {
-            crate::daemon::log(format_args!(
+            log::info!(
                 "instance {} (pid {}): no warm-up ({e}); it joins the rotation now",
-                slot.instance_id, slot.pid
-            ));
+                slot.instance_id,
+                slot.pid
+            );
             slot.end_warmup();
             self.pool.slot_ready(slot);
         }
@@ -507,10 +509,10 @@ impl DataPlane {
                     };
                     client = plane.warmup_conn(&listener, &slot).ok();
                 }
-                crate::daemon::log(format_args!(
+                log::info!(
                     "instance {id} (pid {pid}) warmed up: {answered} requests for GET {path} ({ok} answered 2xx) on {conns} connections in {} ms",
                     t0.elapsed().as_millis()
-                ));
+                );
                 if let Some(slot) = pool.slots().into_iter().find(|s| s.pid == pid) {
                     slot.end_warmup();
                     pool.slot_ready(&slot);

@@ -2,19 +2,20 @@
 //! (or in the foreground with `herd daemon`). It holds the single-instance
 //! lock, serves the control socket, and owns the [`Supervisor`].
 //!
-//! Threads: one. The control plane is a tokio current-thread runtime with a
-//! `LocalSet`; the per-core acceptor threads of `fdpass` mode will be the
-//! only others. That keeps an idle daemon at a few MB and makes the state a
-//! plain `RefCell`.
+//! Threads: the control plane is a tokio current-thread runtime with a
+//! `LocalSet` (so the state is a plain `RefCell`); besides it run the
+//! per-core acceptor threads of each `fdpass` app and short-lived helper
+//! threads (warm-ups). The rest of herd logs through the `log` facade; the
+//! daemon installs its sink ([`logger`]).
 
 pub mod handlers;
+mod logger;
 pub mod server;
 
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
-use std::sync::OnceLock;
 use std::time::{Instant, SystemTime};
 
 use crate::error::{Error, Result};
@@ -29,34 +30,11 @@ pub struct DaemonOptions {
     pub background: bool,
 }
 
-/// The daemon log's path while the daemon runs in the background (its
-/// stderr is that file); `None` in the foreground, where nothing rotates.
-static DAEMON_LOG: OnceLock<PathBuf> = OnceLock::new();
-
 /// The daemon log rotates at this size (`HERD_DAEMON_LOG_MAX_SIZE` changes
 /// it), keeping [`DAEMON_LOG_RETAIN`] old files: PM2's pm2.log grows forever.
 pub const DAEMON_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
 /// Rotated daemon logs kept (`herd.log.1` … `herd.log.3`).
 pub const DAEMON_LOG_RETAIN: u32 = 3;
-
-/// Writes one timestamped line to the daemon log (its stderr, which is
-/// `$HERD_HOME/herd.log` when it runs in the background), rotating it when
-/// it has grown past its limit.
-pub fn log(args: std::fmt::Arguments<'_>) {
-    {
-        let mut err = io::stderr().lock();
-        let _ = writeln!(err, "{} {args}", utc_timestamp(SystemTime::now()));
-    }
-    if let Some(path) = DAEMON_LOG.get() {
-        let max = std::env::var("HERD_DAEMON_LOG_MAX_SIZE")
-            .ok()
-            .and_then(|v| crate::config::parse_size("HERD_DAEMON_LOG_MAX_SIZE", &v).ok())
-            .unwrap_or(DAEMON_LOG_MAX_SIZE);
-        if std::fs::metadata(path).is_ok_and(|m| m.len() >= max) {
-            rotate_daemon_log(path);
-        }
-    }
-}
 
 fn rotate_daemon_log(path: &Path) {
     if crate::logs::file::shift(path, DAEMON_LOG_RETAIN).is_err() {
@@ -104,12 +82,12 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
     };
     if opts.background {
         let _ = crate::sys::process::setsid();
-        let _ = DAEMON_LOG.set(home.daemon_log());
     }
+    logger::install(opts.background.then(|| home.daemon_log()));
     // We hold the lock, so any socket or pid file left is from a dead daemon.
     let sock_path = home.sock();
     match std::fs::remove_file(&sock_path) {
-        Ok(()) => log(format_args!("removed stale socket {}", sock_path.display())),
+        Ok(()) => log::info!("removed stale socket {}", sock_path.display()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => {
             return Err(Error::io(
@@ -135,12 +113,12 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
         format!("{}\n", std::process::id()).as_bytes(),
     )
     .map_err(|e| Error::io("cannot write the pid file", e))?;
-    log(format_args!(
+    log::info!(
         "herd daemon {} pid {} listening on {}",
         crate::protocol::HERD_VERSION,
         std::process::id(),
         sock_path.display()
-    ));
+    );
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -162,7 +140,7 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
         let made = std::fs::create_dir_all(&dir)
             .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)));
         if let Err(e) = made {
-            log(format_args!("cannot create {}: {e}", dir.display()));
+            log::info!("cannot create {}: {e}", dir.display());
         }
         match crate::sys::notify::bind(&ctx.sup.home().notify_sock()) {
             Ok(sock) => {
@@ -171,9 +149,9 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
                     sock,
                 ));
             }
-            Err(e) => log(format_args!(
-                "cannot bind the notify socket: {e}; apps' READY=1 will not be heard"
-            )),
+            Err(e) => {
+                log::info!("cannot bind the notify socket: {e}; apps' READY=1 will not be heard")
+            }
         }
         server::serve(listener, ctx).await
     });
@@ -181,7 +159,7 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
     let _ = std::fs::remove_file(home.pid_file());
     let _ = std::fs::remove_file(home.notify_sock());
     let _ = std::fs::remove_dir_all(home.notify_dir());
-    log(format_args!("herd daemon {} exits", std::process::id()));
+    log::info!("herd daemon {} exits", std::process::id());
     result
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
 
-use super::{handlers, log, Context};
+use super::{handlers, Context};
 use crate::error::{Error, Result};
 use crate::protocol::frame::{self, FrameError, MAX_REQUEST};
 use crate::protocol::{Hello, Request, Response};
@@ -31,12 +31,12 @@ pub async fn serve(listener: UnixListener, ctx: Rc<Context>) -> Result<()> {
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    log(format_args!("accept on control socket failed: {e}"));
+                    log::info!("accept on control socket failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = term.recv() => { log(format_args!("SIGTERM: stopping")); break; }
-            _ = int.recv() => { log(format_args!("SIGINT: stopping")); break; }
+            _ = term.recv() => { log::info!("SIGTERM: stopping"); break; }
+            _ = int.recv() => { log::info!("SIGINT: stopping"); break; }
             _ = ctx.shutdown.notified() => break,
         }
     }
@@ -47,13 +47,13 @@ pub async fn serve(listener: UnixListener, ctx: Rc<Context>) -> Result<()> {
 
 async fn connection(mut stream: UnixStream, ctx: Rc<Context>) {
     if let Err(e) = frame::write_async(&mut stream, &Hello::ours()).await {
-        log(format_args!("client went away before hello: {e}"));
+        log::info!("client went away before hello: {e}");
         return;
     }
     match stream.peer_cred() {
         Ok(cred) if cred.uid() == crate::sys::euid() => {}
         Ok(cred) => {
-            log(format_args!("refused a client with uid {}", cred.uid()));
+            log::info!("refused a client with uid {}", cred.uid());
             let _ = reply_error(
                 &mut stream,
                 "permission denied: this daemon serves only its own user",
@@ -63,7 +63,7 @@ async fn connection(mut stream: UnixStream, ctx: Rc<Context>) {
             return;
         }
         Err(e) => {
-            log(format_args!("cannot read peer credentials: {e}"));
+            log::info!("cannot read peer credentials: {e}");
             return;
         }
     }
@@ -141,7 +141,7 @@ async fn reply_bad_frame(stream: &mut UnixStream, e: &FrameError) -> std::io::Re
     match e {
         FrameError::Closed | FrameError::Io(_) => Ok(()),
         FrameError::TooLarge { .. } | FrameError::Malformed(_) => {
-            log(format_args!("bad frame from client: {e}"));
+            log::info!("bad frame from client: {e}");
             reply_error(
                 stream,
                 &format!("bad request: {e}"),

@@ -187,12 +187,12 @@ pub async fn pump(pipe: OwnedFd, mut enc: Encoder, files: Vec<Shared>) {
     let afd = match fd::async_fd(pipe, tokio::io::Interest::READABLE) {
         Ok(a) => a,
         Err(e) => {
-            crate::daemon::log(format_args!(
+            log::info!(
                 "{} [{}] cannot watch its {} pipe: {e}",
                 enc.app_name,
                 enc.id,
                 enc.stream.as_str()
-            ));
+            );
             return;
         }
     };

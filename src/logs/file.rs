@@ -126,11 +126,11 @@ impl LogFile {
         }
         if rest.is_empty() {
             if self.error.take().is_some() {
-                crate::daemon::log(format_args!(
+                log::info!(
                     "log {}: writing again ({} bytes dropped so far)",
                     self.path.display(),
                     self.dropped
-                ));
+                );
             }
         } else {
             self.dropped += rest.len() as u64;
@@ -140,7 +140,7 @@ impl LogFile {
     fn fail(&mut self, e: &io::Error) {
         let msg = format!("{}: {e}", self.path.display());
         if self.error.as_deref() != Some(&msg) {
-            crate::daemon::log(format_args!("log {msg} (dropping output until it works)"));
+            log::info!("log {msg} (dropping output until it works)");
         }
         self.error = Some(msg);
     }

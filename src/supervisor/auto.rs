@@ -126,7 +126,7 @@ impl Auto {
                     Ok(h) => Some((p, h)),
                     Err(why) => {
                         // The CLI and start_app check patterns; this is a guard.
-                        crate::daemon::log(format_args!("{name}: cron `{p}` not armed: {why}"));
+                        log::info!("{name}: cron `{p}` not armed: {why}");
                         None
                     }
                 });

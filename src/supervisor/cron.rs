@@ -70,9 +70,9 @@ async fn run(
     loop {
         let Some(at) = next_after(&cron, Local::now()) else {
             next.set(None);
-            crate::daemon::log(format_args!(
+            log::info!(
                 "{name}: cron `{pattern}` matches no time from now on; no more cron restarts"
-            ));
+            );
             return;
         };
         next.set(Some(at.into()));
@@ -82,7 +82,7 @@ async fn run(
             }
             tokio::time::sleep(left.min(MAX_SLEEP)).await;
         }
-        crate::daemon::log(format_args!("{name}: cron `{pattern}`: restarting (cron)"));
+        log::info!("{name}: cron `{pattern}`: restarting (cron)");
         trigger(Cause::Cron).await;
     }
 }

@@ -134,7 +134,7 @@ pub async fn serve_notify(sup: Rc<Supervisor>, sock: OwnedFd) {
     let sock = match fd::async_fd(sock, tokio::io::Interest::READABLE) {
         Ok(s) => s,
         Err(e) => {
-            crate::daemon::log(format_args!("notify socket: {e}; READY=1 is not heard"));
+            log::info!("notify socket: {e}; READY=1 is not heard");
             return;
         }
     };

@@ -176,7 +176,7 @@ pub fn start(name: &str, plan: &Plan, trigger: Trigger) -> Handle {
 
 /// Logs a watch problem (one line) and keeps it for `herd show`.
 fn note_error(name: &str, error: &RefCell<Option<String>>, why: String) {
-    crate::daemon::log(format_args!("{name}: watch: {why}"));
+    log::info!("{name}: watch: {why}");
     *error.borrow_mut() = Some(why);
 }
 
@@ -330,10 +330,10 @@ impl Run {
             1 => String::new(),
             n => format!(" (and {} more changes)", n - 1),
         };
-        crate::daemon::log(format_args!(
+        log::info!(
             "{}: {} changed{more}: restarting (watch)",
             self.name,
             shown.display()
-        ));
+        );
     }
 }

@@ -8,6 +8,7 @@ mod badinput;
 mod docs;
 mod ecosystem;
 mod fdpass;
+mod layout;
 mod lifecycle;
 mod logs;
 mod node;

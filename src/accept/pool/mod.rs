@@ -94,8 +94,8 @@ pub struct Slot {
     closes_seen: AtomicU64,
     closed_ns_seen: AtomicU64,
     state: Mutex<SlotState>,
-    /// Read side of the channel; see `fdpass::channel::drain`.
-    pub reader: Mutex<crate::fdpass::channel::Reader>,
+    /// Read side of the channel; see `accept::channel::drain`.
+    pub reader: Mutex<crate::accept::channel::Reader>,
     /// Connections dispatched and not yet closed (herd) / not yet accepted (Node).
     pub in_flight: AtomicU32,
     /// Connections dispatched to it, ever.

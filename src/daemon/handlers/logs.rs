@@ -37,7 +37,7 @@ pub(super) fn flush(ctx: &Context, targets: &[String]) -> Result<Response, Error
 /// renamed them).
 pub(super) fn reload_logs(ctx: &Context) -> Response {
     let n = ctx.sup.log_files.reopen_all();
-    crate::daemon::log(format_args!("reopened {n} log file(s)"));
+    log::info!("reopened {n} log file(s)");
     Response::Done {
         instances: Vec::new(),
         notes: vec![format!("reopened {n} log file(s)")],

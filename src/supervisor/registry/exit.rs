@@ -39,11 +39,11 @@ impl Supervisor {
             plane.pool.remove(&slot);
         }
         let after = inst.on_exit(status, Instant::now());
-        crate::daemon::log(format_args!(
+        log::info!(
             "{} [{id}] pid {pid} exited ({status}), now {}",
             inst.app.name,
             inst.status.pm2_name()
-        ));
+        );
         let generation = inst.generation;
         drop(table);
         self.bump();

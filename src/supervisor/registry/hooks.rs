@@ -84,7 +84,7 @@ impl Supervisor {
             return;
         }
         for note in self.restart(&ids).await {
-            crate::daemon::log(format_args!("{name}: {cause:?} restart: {note}"));
+            log::info!("{name}: {cause:?} restart: {note}");
         }
     }
 }

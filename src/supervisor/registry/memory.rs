@@ -34,13 +34,13 @@ impl Supervisor {
                 };
                 inst.memory_restarts += 1;
                 inst.last_memory_rss = Some(rss);
-                crate::daemon::log(format_args!(
+                log::info!(
                     "{} [{id}] pid {pid} uses {} MiB (cap {} MiB): restarting (memory restart #{})",
                     inst.app.name,
                     rss >> 20,
                     cap >> 20,
                     inst.memory_restarts
-                ));
+                );
             }
             // Cluster apps: a replacement first, as a reload does, so the
             // instance keeps serving; if that fails, a plain restart.

@@ -19,11 +19,11 @@ impl Supervisor {
             return;
         };
         if !inst.is_ready() && inst.status == Status::Online {
-            crate::daemon::log(format_args!(
+            log::info!(
                 "{} [{id}] pid {pid} has not said it is ready after {} ms (wait_ready: process.send('ready') or READY=1 on NOTIFY_SOCKET); it gets no connections until it does",
                 inst.app.name,
                 limit.as_millis()
-            ));
+            );
         }
     }
 

@@ -118,9 +118,7 @@ impl Supervisor {
                 id
             };
             if let Err(e) = self.launch_instance(id) {
-                crate::daemon::log(format_args!(
-                    "{name} [{id}] failed to start while scaling: {e}"
-                ));
+                log::info!("{name} [{id}] failed to start while scaling: {e}");
             }
             added.push(id);
         }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Supervisor;
+use crate::accept::channel;
 use crate::accept::pool::Slot;
-use crate::fdpass::channel;
 use crate::logs::capture;
 use crate::supervisor::launch::{self, Launched};
 use crate::supervisor::{ready, Status};
@@ -59,10 +59,9 @@ impl Supervisor {
                             chan,
                         ));
                     }
-                    Some(Err(e)) => crate::daemon::log(format_args!(
-                        "{} [{id}] cannot watch its IPC channel: {e}",
-                        inst.app.name
-                    )),
+                    Some(Err(e)) => {
+                        log::info!("{} [{id}] cannot watch its IPC channel: {e}", inst.app.name)
+                    }
                     None => {}
                 }
                 if let (Some(ends), Some(plane)) = (chan, inst.plane.clone()) {
@@ -86,19 +85,16 @@ impl Supervisor {
                         // Out of descriptors: this worker cannot be served
                         // safely; its exit (now) is handled as a crash.
                         Err(e) => {
-                            crate::daemon::log(format_args!(
+                            log::info!(
                                 "{} [{id}] cannot watch its channel ({e}): stopped",
                                 inst.app.name
-                            ));
+                            );
                             plane.pool.remove(&slot);
                             let _ = process::kill_group(spawned.pid, libc::SIGKILL);
                         }
                     }
                 }
-                crate::daemon::log(format_args!(
-                    "{} [{id}] online, pid {}",
-                    inst.app.name, spawned.pid
-                ));
+                log::info!("{} [{id}] online, pid {}", inst.app.name, spawned.pid);
                 if let Some(cap) = inst.app.max_memory_restart {
                     let every = Duration::from_millis(inst.app.memory_check_ms);
                     tokio::task::spawn_local(self.clone().watch_memory(
@@ -124,10 +120,7 @@ impl Supervisor {
             Err(e) => {
                 inst.status = Status::Errored;
                 inst.last_error = Some(e.to_string());
-                crate::daemon::log(format_args!(
-                    "{} [{id}] failed to launch: {e}",
-                    inst.app.name
-                ));
+                log::info!("{} [{id}] failed to launch: {e}", inst.app.name);
                 drop(table);
                 self.bump();
                 Err(e)

@@ -57,10 +57,11 @@ impl Supervisor {
                 && inst.generation == generation
                 && inst.pid == Some(pid)
             {
-                crate::daemon::log(format_args!(
+                log::info!(
                     "{} [{id}] pid {pid} ignored SIGINT for {} ms, sending SIGKILL",
-                    inst.app.name, inst.app.kill_timeout_ms
-                ));
+                    inst.app.name,
+                    inst.app.kill_timeout_ms
+                );
                 let _ = process::kill_group(pid, libc::SIGKILL);
             }
         }

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use tokio::io::Interest;
 
-use super::herd::{Msg, MAX_MSG};
-use super::node::{self, FromWorker, LineDecoder};
 use crate::accept::pool::{Slot, SlotProto};
 use crate::accept::DataPlane;
+use crate::fdpass::herd::{Msg, MAX_MSG};
+use crate::fdpass::node::{self, FromWorker, LineDecoder};
 use crate::sys::fdpass::recv_with_fds;
 
 /// Why a channel ended.
@@ -79,15 +79,15 @@ pub async fn serve(slot: Arc<Slot>, plane: Arc<DataPlane>, exited: OwnedFd) -> E
 fn report(slot: &Slot, plane: &DataPlane, ended: &Ended) {
     match ended {
         Ended::Closed => {}
-        Ended::Protocol(why) => crate::daemon::log(format_args!(
+        Ended::Protocol(why) => log::info!(
             "instance {} (pid {}) broke the channel protocol: {why}; channel closed",
             slot.instance_id, slot.pid
-        )),
-        Ended::Hung => crate::daemon::log(format_args!(
+        ),
+        Ended::Hung => log::info!(
             "instance {} (pid {}) left a connection unread for {} ms: killed, its connections re-dispatched",
             slot.instance_id, slot.pid, plane.cfg.ack_timeout_ms
-        )),
-        Ended::Io(e) => crate::daemon::log(format_args!("instance {} channel error: {e}", slot.instance_id)),
+        ),
+        Ended::Io(e) => log::info!("instance {} channel error: {e}", slot.instance_id),
     }
 }
 
@@ -338,10 +338,10 @@ fn on_node(slot: &Slot, plane: &DataPlane, decoder: &mut LineDecoder) -> Result<
             // (an over-long or non-JSON message): skip it, the decoder
             // resynchronises at the next newline.
             Err(e) => {
-                crate::daemon::log(format_args!(
+                log::info!(
                     "instance {}: skipped a channel message: {e}",
                     slot.instance_id
-                ));
+                );
                 continue;
             }
         };
@@ -375,10 +375,7 @@ fn on_node(slot: &Slot, plane: &DataPlane, decoder: &mut LineDecoder) -> Result<
                         }
                     }
                     Err(e) => {
-                        crate::daemon::log(format_args!(
-                            "instance {}: listen({port}) failed: {e}",
-                            slot.instance_id
-                        ));
+                        log::info!("instance {}: listen({port}) failed: {e}", slot.instance_id);
                         Some(node::query_server_error(seq, errno_of(&e)))
                     }
                 }
@@ -386,10 +383,10 @@ fn on_node(slot: &Slot, plane: &DataPlane, decoder: &mut LineDecoder) -> Result<
             FromWorker::QueryUnsupported {
                 seq, address_type, ..
             } => {
-                crate::daemon::log(format_args!(
+                log::info!(
                     "instance {}: listen on {address_type:?} is not supported in fdpass mode",
                     slot.instance_id
-                ));
+                );
                 Some(node::query_server_error(seq, libc::EINVAL))
             }
             FromWorker::Listening { .. } => {
