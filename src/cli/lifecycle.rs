@@ -121,7 +121,7 @@ fn run_opts(
     env: Option<std::collections::BTreeMap<String, String>>,
     parallel: Option<u32>,
 ) -> Result<()> {
-    let targets = expand_files(&a.targets, &a.only)?;
+    let targets = crate::protocol::Target::parse_all(&expand_files(&a.targets, &a.only)?);
     let (req, done) = match verb {
         Verb::Stop => (
             Request::Stop {
@@ -174,10 +174,13 @@ pub struct ScaleArgs {
 
 /// Runs `herd scale`.
 pub fn scale(a: ScaleArgs) -> Result<()> {
-    match client::call(&Request::Scale {
-        app: a.app,
-        to: a.to,
-    })? {
+    let to =
+        crate::protocol::ScaleTo::parse(&a.to).ok_or_else(|| crate::error::Error::InvalidArg {
+            what: "scale".into(),
+            value: a.to.clone(),
+            expected: "a number of instances N, or +N / -N to add or remove".into(),
+        })?;
+    match client::call(&Request::Scale { app: a.app, to })? {
         Response::Done { instances, notes } => {
             if a.json {
                 return super::output::print_json(&instances);

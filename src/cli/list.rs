@@ -99,7 +99,7 @@ pub fn pm2_shape(i: &InstanceInfo) -> Value {
 /// Runs `herd show`.
 pub fn show(a: ShowArgs) -> Result<()> {
     let list = fetch(&Request::Show {
-        target: a.target.clone(),
+        target: crate::protocol::Target::parse(&a.target),
     })?;
     if a.json {
         return output::print_json(&list);

@@ -184,7 +184,9 @@ impl LogOverrides {
 
 /// Runs `herd flush`.
 pub fn flush(a: FlushArgs) -> Result<()> {
-    done(&Request::Flush { targets: a.targets })
+    done(&Request::Flush {
+        targets: crate::protocol::Target::parse_all(&a.targets),
+    })
 }
 
 /// Runs `herd reloadLogs`.
@@ -315,7 +317,9 @@ pub fn logs(a: LogsArgs) -> Result<()> {
         .map(|f| Stamper::new(Some(DateFormat::parse(f))));
     let req = match a.target.as_deref() {
         None | Some("all") => Request::List,
-        Some(t) => Request::Show { target: t.into() },
+        Some(t) => Request::Show {
+            target: crate::protocol::Target::parse(t),
+        },
     };
     let list = match client::call(&req)? {
         Response::Instances { instances } => instances,

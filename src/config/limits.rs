@@ -88,28 +88,19 @@ pub fn check_spec(spec: &AppSpec) -> Result<()> {
     Ok(())
 }
 
-/// The instance count `herd scale APP TO` asks for, from `current`:
-/// `N`, `+N` or `-N`, overflow-safe, within [`MAX_INSTANCES`].
-pub fn scale_target(current: u32, to: &str) -> Result<u32> {
-    let bad = || {
-        invalid(
-            "scale",
-            to,
-            &format!("a number of instances N (0 to {MAX_INSTANCES}), or +N / -N to add or remove"),
-        )
-    };
-    let t = to.trim();
-    let num = |s: &str| s.parse::<u32>().map_err(|_| bad());
-    let target = if let Some(d) = t.strip_prefix('+') {
-        current.checked_add(num(d)?)
-    } else if let Some(d) = t.strip_prefix('-') {
-        current.checked_sub(num(d)?)
-    } else {
-        Some(num(t)?)
-    };
+/// The instance count `herd scale APP TO` asks for: `target`, TO applied
+/// to `current` with checked arithmetic (`None`: it over- or underflowed),
+/// within [`MAX_INSTANCES`]; `to` is TO as the user wrote it.
+pub fn scale_target(current: u32, to: &str, target: Option<u32>) -> Result<u32> {
     match target {
         Some(n) if n <= MAX_INSTANCES => Ok(n),
-        _ => Err(bad()),
+        _ => Err(invalid(
+            "scale",
+            to,
+            &format!(
+                "a number of instances N (0 to {MAX_INSTANCES}), or +N / -N to add or remove (the app has {current})"
+            ),
+        )),
     }
 }
 
@@ -119,15 +110,20 @@ mod tests {
 
     #[test]
     fn scale_targets_are_overflow_safe_and_bounded() {
-        assert_eq!(scale_target(2, "4").unwrap(), 4);
-        assert_eq!(scale_target(2, "+3").unwrap(), 5);
-        assert_eq!(scale_target(2, "-2").unwrap(), 0);
-        assert!(scale_target(2, "-3").is_err());
-        assert!(scale_target(2, "+4294967295").is_err());
-        assert!(scale_target(2, "4097").is_err());
-        assert!(scale_target(2, "+99999999999999999999").is_err());
-        assert!(scale_target(2, "x").is_err());
-        assert!(scale_target(2, "+-1").is_err());
+        use crate::protocol::ScaleTo;
+        let t = |s: &str| {
+            let to = ScaleTo::parse(s).expect("a scale form");
+            scale_target(2, s, to.apply(2))
+        };
+        assert_eq!(t("4").unwrap(), 4);
+        assert_eq!(t("+3").unwrap(), 5);
+        assert_eq!(t("-2").unwrap(), 0);
+        assert!(t("-3").is_err());
+        assert!(t("+4294967295").is_err());
+        assert!(t("4097").is_err());
+        for bad in ["+99999999999999999999", "x", "+-1", "", "+", "1.5"] {
+            assert_eq!(ScaleTo::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

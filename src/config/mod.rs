@@ -92,8 +92,9 @@ impl Instances {
     }
 }
 
-/// Everything herd needs to run one app.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Everything herd needs to run one app. Its `Debug` leaves out the
+/// values of its environments ([`redact_envs`]).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct AppSpec {
     /// App name (unique per script; `-f` allows a second copy).
     pub name: String,
@@ -503,9 +504,63 @@ pub fn parse_env_pair(s: &str) -> Result<(String, String)> {
     }
 }
 
+/// Replaces, at any depth of `v`, every `env` / `base_env` object by the
+/// count of its variables: for `Debug` output that may reach a log, where
+/// environment values (tokens, passwords) must not.
+pub fn redact_envs(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                match val {
+                    serde_json::Value::Object(env) if k == "env" || k == "base_env" => {
+                        *val = serde_json::Value::String(format!("<{} variables>", env.len()));
+                    }
+                    _ => redact_envs(val),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_envs),
+        _ => {}
+    }
+}
+
+impl std::fmt::Debug for AppSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut v = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        redact_envs(&mut v);
+        write!(f, "AppSpec {v}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_leaves_out_environment_values() {
+        let mut spec = AppSpec::new("api".into(), "/bin/true".into(), "/".into());
+        spec.env.insert("API_TOKEN".into(), "hunter2".into());
+        spec.base_env
+            .insert("AWS_SECRET_ACCESS_KEY".into(), "s3cr3t".into());
+        let d = format!("{spec:?}");
+        assert!(!d.contains("hunter2") && !d.contains("s3cr3t"), "{d}");
+        assert!(
+            d.contains("\"name\":\"api\"") && d.contains("<1 variables>"),
+            "{d}"
+        );
+        let req = crate::protocol::Request::Restart {
+            targets: vec![crate::protocol::Target::All],
+            env: Some([("DB_PASSWORD".to_string(), "pw123".to_string())].into()),
+        };
+        let d = format!("{req:?}");
+        assert!(!d.contains("pw123") && d.contains("restart"), "{d}");
+        let start = crate::protocol::Request::Start {
+            spec: Box::new(spec),
+            force: false,
+            existing: Default::default(),
+        };
+        assert!(!format!("{start:?}").contains("hunter2"));
+    }
 
     #[test]
     fn instances_forms() {

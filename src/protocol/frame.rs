@@ -102,16 +102,38 @@ pub async fn write_async<T: Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Hello, Request};
+    use crate::protocol::{Hello, Request, ScaleTo, Target};
 
     #[test]
     fn round_trip() {
+        let targets = Target::parse_all(&["api".into(), "3".into(), "all".into(), "007x".into()]);
+        assert_eq!(
+            targets,
+            [
+                Target::Name("api".into()),
+                Target::Id(3),
+                Target::All,
+                Target::Name("007x".into())
+            ]
+        );
         let bytes = encode(&Request::Stop {
             missing_ok: false,
-            targets: vec!["api".into(), "3".into()],
+            targets: targets.clone(),
         });
         let back: Request = read_sync(&mut &bytes[..], MAX_REQUEST).unwrap();
-        assert!(matches!(back, Request::Stop { targets, .. } if targets == ["api", "3"]));
+        assert!(matches!(back, Request::Stop { targets: t, .. } if t == targets));
+        let bytes = encode(&Request::Scale {
+            app: "api".into(),
+            to: ScaleTo::parse("-2").unwrap(),
+        });
+        let back: Request = read_sync(&mut &bytes[..], MAX_REQUEST).unwrap();
+        assert!(matches!(
+            back,
+            Request::Scale {
+                to: ScaleTo::Remove(2),
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::AppSpec;
 use crate::sys::process::ExitStatus;
 
-/// Bumped on any change an older peer would misread.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped on any change an older peer would misread (2: typed targets and
+/// scale).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The crate version, shown by `herd ping` and in version errors.
 pub const HERD_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -45,8 +46,112 @@ impl Hello {
     }
 }
 
-/// A CLI request. Targets are ids, app names or `all`, as in PM2.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One thing a request acts on, as the CLI read it (PM2's forms): `all`,
+/// an instance id, or an app name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// Every instance.
+    All,
+    /// One instance.
+    Id(u32),
+    /// Every instance of the app with this name.
+    Name(String),
+}
+
+impl Target {
+    /// `all`, a number that fits an id, or else a name.
+    pub fn parse(s: &str) -> Target {
+        match s {
+            "all" => Target::All,
+            _ => match s.parse::<u32>() {
+                Ok(id) if s.bytes().all(|b| b.is_ascii_digit()) => Target::Id(id),
+                _ => Target::Name(s.to_string()),
+            },
+        }
+    }
+
+    /// [`Target::parse`] of each.
+    pub fn parse_all(v: &[String]) -> Vec<Target> {
+        v.iter().map(|s| Target::parse(s)).collect()
+    }
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut v = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        crate::config::redact_envs(&mut v);
+        write!(f, "Request {v}")
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::All => f.write_str("all"),
+            Target::Id(id) => write!(f, "{id}"),
+            Target::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// How `herd scale` changes an app's instance count: `N`, `+N`, `-N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleTo {
+    /// To exactly this many.
+    Set(u32),
+    /// This many more.
+    Add(u32),
+    /// This many fewer.
+    Remove(u32),
+}
+
+impl ScaleTo {
+    /// `N`, `+N` or `-N`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<ScaleTo> {
+        let s = s.trim();
+        let num = |d: &str| {
+            (!d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| d.parse::<u32>().ok())
+                .flatten()
+        };
+        if let Some(d) = s.strip_prefix('+') {
+            num(d).map(ScaleTo::Add)
+        } else if let Some(d) = s.strip_prefix('-') {
+            num(d).map(ScaleTo::Remove)
+        } else {
+            num(s).map(ScaleTo::Set)
+        }
+    }
+}
+
+impl ScaleTo {
+    /// The new count from `current` (`None` where it would over- or
+    /// underflow; the daemon also bounds it by its instance limit).
+    pub fn apply(self, current: u32) -> Option<u32> {
+        match self {
+            ScaleTo::Set(n) => Some(n),
+            ScaleTo::Add(n) => current.checked_add(n),
+            ScaleTo::Remove(n) => current.checked_sub(n),
+        }
+    }
+}
+
+impl std::fmt::Display for ScaleTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScaleTo::Set(n) => write!(f, "{n}"),
+            ScaleTo::Add(n) => write!(f, "+{n}"),
+            ScaleTo::Remove(n) => write!(f, "-{n}"),
+        }
+    }
+}
+
+/// A CLI request. Targets are ids, app names or `all`, as in PM2. Its
+/// `Debug` leaves out environment values (`--update-env` sends the CLI's
+/// whole environment).
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     /// Is the daemon alive?
@@ -66,12 +171,12 @@ pub enum Request {
     /// The instances one target names.
     Show {
         /// Id or name.
-        target: String,
+        target: Target,
     },
     /// Stop instances (SIGINT, then SIGKILL after the kill timeout).
     Stop {
         /// Ids, names or `all`.
-        targets: Vec<String>,
+        targets: Vec<Target>,
         /// An app name that is not in the list is a note, not an error
         /// (`herd stop api` before the first deploy).
         #[serde(default)]
@@ -80,7 +185,7 @@ pub enum Request {
     /// Stop then start instances.
     Restart {
         /// Ids, names or `all`.
-        targets: Vec<String>,
+        targets: Vec<Target>,
         /// `--update-env`: the CLI's environment replaces the inherited one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         env: Option<BTreeMap<String, String>>,
@@ -88,7 +193,7 @@ pub enum Request {
     /// Rolling zero-downtime reload, replacement first, in every mode.
     Reload {
         /// Ids, names or `all`.
-        targets: Vec<String>,
+        targets: Vec<Target>,
         /// `--update-env`: the CLI's environment replaces the inherited one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         env: Option<BTreeMap<String, String>>,
@@ -99,25 +204,25 @@ pub enum Request {
     /// Stop instances and forget them.
     Delete {
         /// Ids, names or `all`.
-        targets: Vec<String>,
+        targets: Vec<Target>,
     },
     /// Change the number of instances of an app (`herd scale api 4|+2|-1`).
     Scale {
         /// App name.
         app: String,
         /// `N`, `+N` or `-N`.
-        to: String,
+        to: ScaleTo,
     },
     /// Zero the restart counters of instances (`herd reset`).
     Reset {
         /// Ids, names or `all`.
-        targets: Vec<String>,
+        targets: Vec<Target>,
     },
     /// Empty the log files of instances (all when no target).
     Flush {
         /// Ids, names or `all`; empty: everything, the daemon log included.
         #[serde(default)]
-        targets: Vec<String>,
+        targets: Vec<Target>,
     },
     /// Reopen every open log file (after an external logrotate moved them).
     ReloadLogs,

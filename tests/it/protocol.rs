@@ -52,7 +52,7 @@ fn daemon_refuses_another_protocol_version_clearly() {
     let mut s = raw_client(&h);
     let daemon_hello = read_frame(&mut s);
     assert_eq!(daemon_hello["herd"], "herd");
-    assert_eq!(daemon_hello["protocol"], 1);
+    assert_eq!(daemon_hello["protocol"], herd::protocol::PROTOCOL_VERSION);
     s.write_all(&frame(&hello(999))).unwrap();
     let reply = read_frame(&mut s);
     assert_eq!(reply["reply"], "error");
@@ -70,15 +70,18 @@ fn cli_reports_a_daemon_of_another_version_without_hanging() {
     let server = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         s.write_all(&frame(
-            &json!({"herd": "herd", "protocol": 2, "version": "9.9.9"}),
+            &json!({"herd": "herd", "protocol": herd::protocol::PROTOCOL_VERSION + 1, "version": "9.9.9"}),
         ))
         .unwrap();
         let mut sink = [0u8; 256];
         let _ = s.read(&mut sink);
     });
     let t0 = Instant::now();
-    h.run(&["list"])
-        .fails_with("speaks protocol 1 but the running daemon (9.9.9) speaks protocol 2");
+    let v = herd::protocol::PROTOCOL_VERSION;
+    h.run(&["list"]).fails_with(&format!(
+        "speaks protocol {v} but the running daemon (9.9.9) speaks protocol {}",
+        v + 1
+    ));
     assert!(
         t0.elapsed() < Duration::from_secs(5),
         "the CLI must not hang"
@@ -106,7 +109,8 @@ fn daemon_survives_garbage_oversized_and_truncated_frames() {
     // 2. A valid hello, then a frame over the size limit (no body sent).
     let mut s = raw_client(&h);
     read_frame(&mut s);
-    s.write_all(&frame(&hello(1))).unwrap();
+    s.write_all(&frame(&hello(herd::protocol::PROTOCOL_VERSION)))
+        .unwrap();
     s.write_all(&(64u32 << 20).to_be_bytes()).unwrap();
     let r = read_frame(&mut s);
     assert!(r["message"].as_str().unwrap().contains("exceeds"), "{r}");
@@ -114,14 +118,16 @@ fn daemon_survives_garbage_oversized_and_truncated_frames() {
     // 3. A hello, then half a frame, then hang up.
     let mut s = raw_client(&h);
     read_frame(&mut s);
-    s.write_all(&frame(&hello(1))).unwrap();
+    s.write_all(&frame(&hello(herd::protocol::PROTOCOL_VERSION)))
+        .unwrap();
     s.write_all(&[0, 0, 1, 0, b'{']).unwrap();
     drop(s);
 
     // 4. A well-formed frame with an unknown command.
     let mut s = raw_client(&h);
     read_frame(&mut s);
-    s.write_all(&frame(&hello(1))).unwrap();
+    s.write_all(&frame(&hello(herd::protocol::PROTOCOL_VERSION)))
+        .unwrap();
     s.write_all(&frame(&json!({"cmd": "explode"}))).unwrap();
     assert_eq!(read_frame(&mut s)["reply"], "error");
 
@@ -233,14 +239,15 @@ fn requests_beyond_the_limits_get_an_error_and_apps_keep_serving() {
             "listen_timeout",
         ),
         (
-            json!({"cmd": "scale", "app": "hello", "to": "+4294967295"}),
+            json!({"cmd": "scale", "app": "hello", "to": {"add": 4294967295u32}}),
             "scale",
         ),
     ];
     for (req, field) in requests {
         let mut s = raw_client(&h);
         read_frame(&mut s);
-        s.write_all(&frame(&hello(1))).unwrap();
+        s.write_all(&frame(&hello(herd::protocol::PROTOCOL_VERSION)))
+            .unwrap();
         s.write_all(&frame(&req)).unwrap();
         let r = read_frame(&mut s);
         assert_eq!(r["reply"], "error", "{field}: {r}");

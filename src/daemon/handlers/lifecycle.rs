@@ -8,7 +8,7 @@ use crate::protocol::Response;
 
 pub(super) async fn stop(
     ctx: &Context,
-    targets: &[String],
+    targets: &[crate::protocol::Target],
     missing_ok: bool,
 ) -> Result<Response, Error> {
     let (ids, missing) = ctx.sup.resolve_lenient(targets, missing_ok)?;
@@ -28,7 +28,7 @@ pub(super) async fn stop(
 
 pub(super) async fn restart(
     ctx: &Context,
-    targets: &[String],
+    targets: &[crate::protocol::Target],
     env: Option<BTreeMap<String, String>>,
 ) -> Result<Response, Error> {
     let ids = ctx.sup.resolve(targets)?;
@@ -43,7 +43,10 @@ pub(super) async fn restart(
     })
 }
 
-pub(super) async fn delete(ctx: &Context, targets: &[String]) -> Result<Response, Error> {
+pub(super) async fn delete(
+    ctx: &Context,
+    targets: &[crate::protocol::Target],
+) -> Result<Response, Error> {
     let ids = ctx.sup.resolve(targets)?;
     let instances = ctx.sup.delete(&ids).await;
     Ok(Response::Done {
@@ -52,7 +55,7 @@ pub(super) async fn delete(ctx: &Context, targets: &[String]) -> Result<Response
     })
 }
 
-pub(super) fn reset(ctx: &Context, targets: &[String]) -> Result<Response, Error> {
+pub(super) fn reset(ctx: &Context, targets: &[crate::protocol::Target]) -> Result<Response, Error> {
     let ids = ctx.sup.resolve(targets)?;
     ctx.sup.reset(&ids);
     Ok(Response::Done {
@@ -63,7 +66,7 @@ pub(super) fn reset(ctx: &Context, targets: &[String]) -> Result<Response, Error
 
 pub(super) async fn reload(
     ctx: &Context,
-    targets: &[String],
+    targets: &[crate::protocol::Target],
     env: Option<BTreeMap<String, String>>,
     parallel: Option<u32>,
 ) -> Result<Response, Error> {

@@ -10,8 +10,8 @@ pub(super) fn list(ctx: &Context) -> Response {
     }
 }
 
-pub(super) fn show(ctx: &Context, target: &str) -> Result<Response, Error> {
-    let ids = ctx.sup.resolve(&[target.to_string()])?;
+pub(super) fn show(ctx: &Context, target: &crate::protocol::Target) -> Result<Response, Error> {
+    let ids = ctx.sup.resolve(std::slice::from_ref(target))?;
     Ok(Response::Instances {
         instances: ctx.sup.info(&ids),
     })

@@ -7,7 +7,7 @@ use crate::protocol::Response;
 /// Truncates the targets' log files through the daemon's own handles, so
 /// apps keep writing (at offset 0 from then on). No target: every app's
 /// files and the daemon's log, as `pm2 flush`.
-pub(super) fn flush(ctx: &Context, targets: &[String]) -> Result<Response, Error> {
+pub(super) fn flush(ctx: &Context, targets: &[crate::protocol::Target]) -> Result<Response, Error> {
     let everything = targets.is_empty();
     let ids = if everything {
         ctx.sup.all_ids()

@@ -36,7 +36,7 @@ pub async fn handle(ctx: &Context, req: Request) -> Response {
             parallel,
         } => lifecycle::reload(ctx, &targets, env, parallel).await,
         Request::Delete { targets } => lifecycle::delete(ctx, &targets).await,
-        Request::Scale { app, to } => scale::scale(ctx, &app, &to).await,
+        Request::Scale { app, to } => scale::scale(ctx, &app, to).await,
         Request::Reset { targets } => lifecycle::reset(ctx, &targets),
         Request::Flush { targets } => logs::flush(ctx, &targets),
         Request::ReloadLogs => Ok(logs::reload_logs(ctx)),

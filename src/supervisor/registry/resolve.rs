@@ -2,10 +2,11 @@
 
 use super::{refuse, Supervisor};
 use crate::error::Error;
+use crate::protocol::Target;
 
 impl Supervisor {
     /// Resolves `all`, ids and names to ids (deduplicated, in order).
-    pub fn resolve(&self, targets: &[String]) -> Result<Vec<u32>, Error> {
+    pub fn resolve(&self, targets: &[Target]) -> Result<Vec<u32>, Error> {
         self.resolve_lenient(targets, false).map(|(ids, _)| ids)
     }
 
@@ -13,7 +14,7 @@ impl Supervisor {
     /// returned apart instead of failing (ids must still exist).
     pub fn resolve_lenient(
         &self,
-        targets: &[String],
+        targets: &[Target],
         missing_ok: bool,
     ) -> Result<(Vec<u32>, Vec<String>), Error> {
         let mut missing = Vec::new();
@@ -23,32 +24,34 @@ impl Supervisor {
         let table = self.table.borrow();
         let mut ids = Vec::new();
         for t in targets {
-            let found: Vec<u32> = if t == "all" {
-                table.instances.keys().copied().collect()
-            } else if let Ok(id) = t.parse::<u32>() {
-                if !table.instances.contains_key(&id) {
-                    return Err(refuse(
-                        format!("no instance with id {id}"),
-                        "see `herd list` for ids",
-                    ));
+            let found: Vec<u32> = match t {
+                Target::All => table.instances.keys().copied().collect(),
+                Target::Id(id) => {
+                    if !table.instances.contains_key(id) {
+                        return Err(refuse(
+                            format!("no instance with id {id}"),
+                            "see `herd list` for ids",
+                        ));
+                    }
+                    vec![*id]
                 }
-                vec![id]
-            } else {
-                let v: Vec<u32> = table
-                    .instances
-                    .values()
-                    .filter(|i| i.app.name == *t)
-                    .map(|i| i.id)
-                    .collect();
-                if v.is_empty() && missing_ok {
-                    missing.push(t.clone());
-                } else if v.is_empty() {
-                    return Err(refuse(
-                        format!("no app named `{t}`"),
-                        "see `herd list` for names",
-                    ));
+                Target::Name(name) => {
+                    let v: Vec<u32> = table
+                        .instances
+                        .values()
+                        .filter(|i| i.app.name == *name)
+                        .map(|i| i.id)
+                        .collect();
+                    if v.is_empty() && missing_ok {
+                        missing.push(name.clone());
+                    } else if v.is_empty() {
+                        return Err(refuse(
+                            format!("no app named `{name}`"),
+                            "see `herd list` for names",
+                        ));
+                    }
+                    v
                 }
-                v
             };
             for id in found {
                 if !ids.contains(&id) {
