@@ -203,7 +203,15 @@ fn describe(i: &InstanceInfo) -> String {
         vec!["cwd".into(), i.cwd.clone()],
         vec!["restarts".into(), i.restarts.to_string()],
         vec!["unstable restarts".into(), i.unstable_restarts.to_string()],
-        vec!["last exit".into(), opt(i.last_exit.map(|e| e.to_string()))],
+        vec![
+            "last exit".into(),
+            opt(i.last_exit.map(|e| match e {
+                crate::protocol::Exit::Code(c) => format!("exit code {c}"),
+                crate::protocol::Exit::Signal(s) => {
+                    format!("signal {}", crate::sys::process::signal_name(s))
+                }
+            })),
+        ],
         vec!["last error".into(), opt(i.last_error.clone())],
         vec!["uptime".into(), human_duration(i.uptime_ms)],
         vec![

@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::AppSpec;
-use crate::sys::process::ExitStatus;
 
 /// Bumped on any change an older peer would misread (2: typed targets and
 /// scale).
@@ -44,6 +43,17 @@ impl Hello {
             version: HERD_VERSION.into(),
         }
     }
+}
+
+/// How a process ended, as `waitpid` reported it (the daemon's
+/// `sys::process::ExitStatus` on the wire: `{"code": 1}`, `{"signal": 9}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exit {
+    /// `exit(code)`.
+    Code(i32),
+    /// Killed by this signal number.
+    Signal(i32),
 }
 
 /// One thing a request acts on, as the CLI read it (PM2's forms): `all`,
@@ -394,7 +404,7 @@ pub struct InstanceInfo {
     /// Resident memory of the process, bytes.
     pub memory_bytes: u64,
     /// How the last process ended.
-    pub last_exit: Option<ExitStatus>,
+    pub last_exit: Option<Exit>,
     /// Why the last launch failed, if it did.
     pub last_error: Option<String>,
     /// Absolute script path.

@@ -7,8 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::Supervisor;
 use crate::config::ExecMode;
 use crate::logs::file::LogFiles;
-use crate::protocol::InstanceInfo;
+use crate::protocol::{Exit, InstanceInfo};
 use crate::supervisor::Instance;
+use crate::sys::process::ExitStatus;
 
 impl Supervisor {
     /// The log files `ids` write, each once.
@@ -120,7 +121,10 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         uptime_ms: inst.uptime_ms(),
         cpu_percent,
         memory_bytes,
-        last_exit: inst.last_exit,
+        last_exit: inst.last_exit.map(|e| match e {
+            ExitStatus::Code(c) => Exit::Code(c),
+            ExitStatus::Signal(s) => Exit::Signal(s),
+        }),
         last_error: inst.last_error.clone(),
         script: app.script.to_string_lossy().into_owned(),
         exec,
