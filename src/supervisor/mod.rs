@@ -108,6 +108,10 @@ pub struct Instance {
     pub ready: bool,
     /// The daemon's end of a Node app's IPC channel (outside fdpass mode).
     pub ipc: Option<ready::Ipc>,
+    /// The current process's pidfd (from its launch): waits for its exit
+    /// and guards signals after it may have been reaped, where its pid
+    /// could already name another process.
+    pub pidfd: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 impl Instance {
@@ -151,6 +155,7 @@ impl Instance {
             app_instances,
             status: Status::Launching,
             pid: None,
+            pidfd: None,
             core,
             listener,
             plane: None,
@@ -191,6 +196,7 @@ impl Instance {
     /// A process was started.
     pub fn on_launched(&mut self, pid: i32) {
         self.pid = Some(pid);
+        self.pidfd = None;
         self.ready = false;
         self.ipc = None;
         self.status = Status::Online;
@@ -205,6 +211,7 @@ impl Instance {
             .started
             .map_or(Duration::ZERO, |(_, t)| now.duration_since(t));
         self.pid = None;
+        self.pidfd = None;
         self.last_exit = Some(exit);
         self.generation += 1;
         let was = self.status;

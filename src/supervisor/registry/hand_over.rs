@@ -2,6 +2,7 @@
 //! scaled-down instance), the stop request every leaving process gets, and
 //! the SIGKILL deadline that makes sure it goes.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ const NODE_DRAIN: Duration = Duration::from_millis(300);
 /// * then SIGINT (or `shutdown`), and SIGKILL after `kill_timeout`.
 pub(super) async fn hand_over(
     pid: i32,
+    pidfd: Option<Arc<OwnedFd>>,
     app: &AppSpec,
     slot: Option<&Arc<Slot>>,
     ipc: Option<&ready::Ipc>,
@@ -32,6 +34,13 @@ pub(super) async fn hand_over(
     use crate::supervisor::ready::preload;
     let kill_timeout = Duration::from_millis(app.kill_timeout_ms);
     let drain = NODE_DRAIN.min(kill_timeout / 2);
+    // The launch's pidfd: the process may be reaped while this runs (a
+    // reload's old process has left the table), and its pid then reused.
+    let pidfd = match pidfd {
+        Some(fd) => Some(fd),
+        None => process::pidfd_open(pid).ok().map(Arc::new),
+    };
+    let wait_gone = |limit| wait_gone(pid, pidfd.as_deref(), limit);
     match (slot, ipc) {
         (Some(slot), _) => {
             slot.set_inactive();
@@ -41,19 +50,19 @@ pub(super) async fn hand_over(
                 }
                 SlotProto::Node => {
                     let _ = slot.send_raw(preload::DRAIN);
-                    if wait_gone(pid, drain).await {
+                    if wait_gone(drain).await {
                         return;
                     }
                     let _ = slot.send_raw(&crate::fdpass::node::disconnect());
                 }
             }
-            if wait_gone(pid, kill_timeout).await {
+            if wait_gone(kill_timeout).await {
                 return;
             }
         }
         (None, Some(chan)) if app.exec_mode == ExecMode::Cluster => {
             let _ = ready::send_raw(chan, preload::DRAIN);
-            if wait_gone(pid, drain).await {
+            if wait_gone(drain).await {
                 return;
             }
             if ready::send_raw(chan, preload::CLOSE).is_ok() {
@@ -62,8 +71,11 @@ pub(super) async fn hand_over(
         }
         _ => {}
     }
+    if pidfd.as_deref().is_some_and(process::pidfd_has_exited) {
+        return;
+    }
     ask_to_stop(pid, app, ipc, slot.map(|s| &**s));
-    wait_gone_or_kill(pid, kill_timeout).await;
+    wait_gone_or_kill(pid, pidfd, kill_timeout).await;
 }
 
 /// Asks process group `pid` to stop: the IPC message `shutdown` when the app
@@ -85,18 +97,18 @@ pub(super) fn ask_to_stop(pid: i32, app: &AppSpec, ipc: Option<&ready::Ipc>, slo
     let _ = process::kill_group(pid, libc::SIGINT);
 }
 
-/// Waits until `pid` has exited (a zombie counts), at most `limit`: on a
-/// pidfd, which becomes readable at the exit, so nothing polls `/proc`.
-/// `true`: gone.
-async fn wait_gone(pid: i32, limit: Duration) -> bool {
-    match process::pidfd_open(pid) {
-        Ok(pidfd) => exited_within(&pidfd, limit).await,
-        // No such process (or no pidfd: an old kernel): judge by /proc.
-        Err(_) => !process::alive(pid),
+/// Waits until the process has exited (a zombie counts), at most `limit`:
+/// on its pidfd, which becomes readable at the exit, so nothing polls
+/// `/proc`. `true`: gone.
+async fn wait_gone(pid: i32, pidfd: Option<&OwnedFd>, limit: Duration) -> bool {
+    match pidfd {
+        Some(pidfd) => exited_within(pidfd, limit).await,
+        // No pidfd (gone before one could be opened): judge by /proc.
+        None => !process::alive(pid),
     }
 }
 
-async fn exited_within(pidfd: &std::os::fd::OwnedFd, limit: Duration) -> bool {
+async fn exited_within(pidfd: &OwnedFd, limit: Duration) -> bool {
     match pidfd.try_clone() {
         Ok(dup) => tokio::time::timeout(limit, process::pidfd_exited(dup))
             .await
@@ -106,14 +118,54 @@ async fn exited_within(pidfd: &std::os::fd::OwnedFd, limit: Duration) -> bool {
 }
 
 /// [`wait_gone`], then SIGKILL to the process group if it still runs. The
-/// pidfd is held throughout, and the kill goes only while it says the
-/// process has not exited: a live process keeps its pid, so the signal
-/// cannot reach another process that was given the same pid.
-pub(super) async fn wait_gone_or_kill(pid: i32, limit: Duration) {
-    let Ok(pidfd) = process::pidfd_open(pid) else {
-        return; // gone already
+/// pidfd (the launch's, else one opened now) is held throughout, and the
+/// kill goes only while it says the process has not exited: a live process
+/// keeps its pid, so the signal cannot reach another process that was
+/// given the same pid.
+pub(super) async fn wait_gone_or_kill(pid: i32, pidfd: Option<Arc<OwnedFd>>, limit: Duration) {
+    let pidfd = match pidfd {
+        Some(fd) => fd,
+        None => match process::pidfd_open(pid) {
+            Ok(fd) => Arc::new(fd),
+            Err(_) => return, // gone already
+        },
     };
     if !exited_within(&pidfd, limit).await && !process::pidfd_has_exited(&pidfd) {
         let _ = process::kill_group(pid, libc::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    /// The SIGKILL goes by the launch's pidfd, not by a pid looked up
+    /// later: handed the pidfd of a process that is gone (reaped) and the
+    /// pid of another, live process group (a reused pid), it kills nothing.
+    #[test]
+    fn a_gone_process_s_pidfd_spares_the_process_that_got_its_pid() {
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let pidfd = process::pidfd_open(gone.id() as i32).unwrap();
+        gone.wait().unwrap();
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(wait_gone_or_kill(
+            other.id() as i32,
+            Some(Arc::new(pidfd)),
+            Duration::from_millis(50),
+        ));
+        std::thread::sleep(Duration::from_millis(200)); // a SIGKILL would land
+        let alive = other.try_wait().unwrap().is_none();
+        let _ = other.kill();
+        let _ = other.wait();
+        assert!(alive, "the live process group was killed");
     }
 }

@@ -64,6 +64,7 @@ impl Supervisor {
                 .and_then(|i| match (i.status, i.pid) {
                     (Status::Online, Some(pid)) => Some(Previous {
                         pid,
+                        pidfd: i.pidfd.clone(),
                         slot: i.slot.clone(),
                         listener: i.listener.clone(),
                         ipc: i.ipc.clone(),
@@ -124,6 +125,7 @@ impl Supervisor {
         }
         let Previous {
             pid: old_pid,
+            pidfd,
             slot,
             listener,
             ipc,
@@ -132,7 +134,7 @@ impl Supervisor {
         // Our copy of a reuseport listener goes now: the old process holds
         // the last one, so the socket leaves the group when it exits.
         drop(listener);
-        hand_over(old_pid, &app, slot.as_ref(), ipc.as_ref()).await;
+        hand_over(old_pid, pidfd, &app, slot.as_ref(), ipc.as_ref()).await;
         None
     }
 
@@ -190,6 +192,7 @@ impl Supervisor {
             // automatic restart meanwhile owns the instance now.
             Some(inst) if inst.pid == replacement || inst.pid.is_none() => {
                 inst.pid = Some(old.pid);
+                inst.pidfd = old.pidfd.clone();
                 inst.slot = old.slot.clone();
                 inst.listener = old.listener.clone();
                 inst.ipc = old.ipc.clone();
@@ -206,7 +209,7 @@ impl Supervisor {
             }
             ask_to_stop(old.pid, &old.app, old.ipc.as_ref(), old.slot.as_deref());
             let (pid, limit) = (old.pid, Duration::from_millis(old.app.kill_timeout_ms));
-            tokio::task::spawn_local(wait_gone_or_kill(pid, limit));
+            tokio::task::spawn_local(wait_gone_or_kill(pid, old.pidfd.clone(), limit));
         }
         self.bump();
     }
@@ -215,6 +218,7 @@ impl Supervisor {
 /// The process a reload replaces, kept until its replacement is ready.
 struct Previous {
     pid: i32,
+    pidfd: Option<Arc<std::os::fd::OwnedFd>>,
     slot: Option<Arc<Slot>>,
     listener: Option<Arc<socket2::Socket>>,
     ipc: Option<ready::Ipc>,

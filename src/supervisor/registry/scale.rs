@@ -28,15 +28,21 @@ impl Supervisor {
                 // Stopping: its exit is not a crash to restart.
                 i.status = Status::Stopping;
                 i.generation += 1;
-                leaving.push((pid, i.app.clone(), i.slot.clone(), i.ipc.clone()));
+                leaving.push((
+                    pid,
+                    i.pidfd.clone(),
+                    i.app.clone(),
+                    i.slot.clone(),
+                    i.ipc.clone(),
+                ));
             }
         }
         self.bump();
         let tasks: Vec<_> = leaving
             .into_iter()
-            .map(|(pid, app, slot, ipc)| {
+            .map(|(pid, pidfd, app, slot, ipc)| {
                 tokio::task::spawn_local(async move {
-                    hand_over(pid, &app, slot.as_ref(), ipc.as_ref()).await
+                    hand_over(pid, pidfd, &app, slot.as_ref(), ipc.as_ref()).await
                 })
             })
             .collect();

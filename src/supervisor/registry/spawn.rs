@@ -37,6 +37,7 @@ impl Supervisor {
                 notify,
             }) => {
                 inst.on_launched(spawned.pid);
+                inst.pidfd = spawned.pidfd.try_clone().ok().map(Arc::new);
                 if let Some((sock, path)) = notify {
                     tokio::task::spawn_local(ready::serve_own_notify(
                         self.clone(),
