@@ -58,7 +58,7 @@ pub fn jlist() -> Result<()> {
 
 /// One instance as `pm2 jlist` prints it, for dashboards written against PM2.
 pub fn pm2_shape(i: &InstanceInfo) -> Value {
-    let exec_mode = if i.exec_mode == "cluster" {
+    let exec_mode = if i.exec_mode == crate::protocol::ExecMode::Cluster {
         "cluster_mode"
     } else {
         "fork_mode"
@@ -113,6 +113,7 @@ pub fn show(a: ShowArgs) -> Result<()> {
 pub const NODE_FDPASS_NOTE: &str = "fdpass (Node app: at connection-per-request load reuseport serves more requests per second, 1.1-1.3x here on a 2-core VM; fdpass is fairer under skew and hands untouched connections of a dead worker to another: docs/BENCHMARKS.md)";
 
 fn describe(i: &InstanceInfo) -> String {
+    use crate::protocol::{Channel, Distribution};
     let opt = |o: Option<String>| o.unwrap_or_else(|| "-".into());
     let mut rows: Vec<Vec<String>> = vec![
         vec!["status".into(), i.status.pm2_name().into()],
@@ -123,26 +124,25 @@ fn describe(i: &InstanceInfo) -> String {
             format!("{} of {}", i.instance, i.instances),
         ],
         vec!["pid".into(), opt(i.pid.map(|p| p.to_string()))],
-        vec!["exec mode".into(), i.exec_mode.clone()],
+        vec!["exec mode".into(), i.exec_mode.to_string()],
         vec![
             "distribution".into(),
-            match (
-                i.distribution.as_str(),
-                crate::accept::reuseport::migrate_req(),
-            ) {
-                ("reuseport", Some(false)) => {
+            match (i.distribution, crate::accept::reuseport::migrate_req()) {
+                (Distribution::Reuseport, Some(false)) => {
                     "reuseport (reload may reset queued connections: net.ipv4.tcp_migrate_req=0)"
                         .into()
                 }
-                ("reuseport", Some(true)) => "reuseport (tcp_migrate_req=1)".into(),
-                ("fdpass", _) if i.channel.as_deref().is_some_and(|c| c.starts_with("node")) => {
+                (Distribution::Reuseport, Some(true)) => "reuseport (tcp_migrate_req=1)".into(),
+                (Distribution::Fdpass, _)
+                    if matches!(i.channel, Some(Channel::NodePreload | Channel::NodeCluster)) =>
+                {
                     NODE_FDPASS_NOTE.into()
                 }
                 (d, _) => d.to_string(),
             },
         ],
         vec!["accept io".into(), opt(i.io.clone())],
-        vec!["policy".into(), opt(i.policy.clone())],
+        vec!["policy".into(), opt(i.policy.map(|p| p.to_string()))],
         vec![
             "acceptor threads".into(),
             opt(i.acceptors.map(|n| n.to_string())),
@@ -185,7 +185,7 @@ fn describe(i: &InstanceInfo) -> String {
             ),
         ],
         vec!["in flight".into(), i.in_flight.to_string()],
-        vec!["channel".into(), opt(i.channel.clone())],
+        vec!["channel".into(), opt(i.channel.map(|c| c.to_string()))],
         vec![
             "port".into(),
             opt(i

@@ -82,7 +82,7 @@ pub fn process_table(list: &[InstanceInfo]) -> String {
             vec![
                 i.id.to_string(),
                 i.name.clone(),
-                i.exec_mode.clone(),
+                i.exec_mode.to_string(),
                 i.pid.map_or("-".into(), |p| p.to_string()),
                 if i.status == Status::Online {
                     human_duration(i.uptime_ms)

@@ -45,6 +45,81 @@ impl Hello {
     }
 }
 
+/// Defines a wire enum whose JSON form is its kebab-case name, with that
+/// name as `as_str` and `Display`.
+macro_rules! wire_names {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $v:ident = $s:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $s)] $v),+
+        }
+        impl $name {
+            /// The name on the wire and on screen.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$v => $s),+ }
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_names! {
+    /// PM2's exec modes.
+    ExecMode {
+        /// One process that binds its own sockets.
+        Fork = "fork",
+        /// Instances whose connections herd hands out.
+        Cluster = "cluster",
+    }
+}
+
+wire_names! {
+    /// How connections reach an instance.
+    Distribution {
+        /// The daemon accepts and passes each connection.
+        Fdpass = "fdpass",
+        /// One `SO_REUSEPORT` listener per instance.
+        Reuseport = "reuseport",
+        /// One listener shared by every instance.
+        Shared = "shared",
+        /// The app binds its own sockets.
+        None = "none",
+    }
+}
+
+wire_names! {
+    /// fdpass dispatch policies.
+    Policy {
+        /// In turn, skipping slow and stuck workers.
+        LeastConn = "least-conn",
+        /// Strictly in turn.
+        RoundRobin = "round-robin",
+        /// The less loaded of two picked at random.
+        P2c = "p2c",
+        /// By open connections × service time.
+        LeastTime = "least-time",
+    }
+}
+
+wire_names! {
+    /// How connections reach an fdpass worker.
+    Channel {
+        /// herd's protocol, closes reported by id.
+        Herd = "herd",
+        /// herd's protocol, closes counted in a shared page.
+        HerdCounters = "herd-counters",
+        /// A Node app through herd's preload (herd's protocol).
+        NodePreload = "node-preload",
+        /// A Node app through Node's own `newconn` messages.
+        NodeCluster = "node-cluster",
+    }
+}
+
 /// How a process ended, as `waitpid` reported it (the daemon's
 /// `sys::process::ExitStatus` on the wire: `{"code": 1}`, `{"signal": 9}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -342,14 +417,14 @@ pub struct InstanceInfo {
     /// Index within its app (`NODE_APP_INSTANCE`).
     pub instance: u32,
     /// `fork` or `cluster`.
-    pub exec_mode: String,
+    pub exec_mode: ExecMode,
     /// How connections reach it: `fdpass`, `reuseport`, `shared`, or `none`
     /// when the app binds its own sockets.
-    pub distribution: String,
+    pub distribution: Distribution,
     /// fdpass: the accept backend and why (`io_uring (…)`, `epoll (reason)`).
     pub io: Option<String>,
     /// fdpass: the dispatch policy.
-    pub policy: Option<String>,
+    pub policy: Option<Policy>,
     /// fdpass: acceptor threads of the app.
     pub acceptors: Option<usize>,
     /// fdpass: connections dispatched to the current process.
@@ -371,7 +446,7 @@ pub struct InstanceInfo {
     /// sent as `D`), `node-preload` (a Node app through herd's preload on
     /// herd's protocol) or `node-cluster` (Node's `newconn` messages).
     #[serde(default)]
-    pub channel: Option<String>,
+    pub channel: Option<Channel>,
     /// fdpass: the current process is ready and receives connections.
     pub in_rotation: bool,
     /// fdpass, least-conn and least-time: the current process was last

@@ -34,7 +34,7 @@ use floor::Floor;
 pub use node::NODE_HANDLE_WINDOW;
 pub use policy::Policy;
 use send::Deliver;
-pub use slot::{SlotProto, Warmup};
+pub use slot::{ChannelKind, SlotProto, Warmup};
 
 /// Upper bound of connections held while no worker is ready; beyond it new
 /// connections are closed (the kernel backlog is the better buffer).

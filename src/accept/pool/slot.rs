@@ -31,6 +31,20 @@ pub enum Warmup {
     Done,
 }
 
+/// How connections reach a worker: its protocol, and how it reports
+/// closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    /// herd's protocol, closes reported by id.
+    Herd,
+    /// herd's protocol, closes counted in a shared page.
+    HerdCounters,
+    /// A Node app through herd's preload (herd's protocol).
+    NodePreload,
+    /// A Node app through Node's own `newconn` messages.
+    NodeCluster,
+}
+
 impl Slot {
     /// A slot for a freshly started worker; it joins the rotation once the
     /// worker says it is ready. `chan` must be non-blocking.
@@ -129,12 +143,12 @@ impl Slot {
     }
 
     /// How connections reach the worker (`herd show`'s `channel`).
-    pub fn channel_kind(&self) -> &'static str {
+    pub fn channel_kind(&self) -> ChannelKind {
         match self.proto {
-            SlotProto::Herd if self.counts_closes() => "herd-counters",
-            SlotProto::Herd => "herd",
-            SlotProto::Node if self.is_fast() => "node-preload",
-            SlotProto::Node => "node-cluster",
+            SlotProto::Herd if self.counts_closes() => ChannelKind::HerdCounters,
+            SlotProto::Herd => ChannelKind::Herd,
+            SlotProto::Node if self.is_fast() => ChannelKind::NodePreload,
+            SlotProto::Node => ChannelKind::NodeCluster,
         }
     }
 

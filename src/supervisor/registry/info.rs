@@ -5,8 +5,11 @@ use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::Supervisor;
+use crate::accept::pool::{ChannelKind, Policy};
+use crate::accept::Mode;
 use crate::config::ExecMode;
 use crate::logs::file::LogFiles;
+use crate::protocol as wire;
 use crate::protocol::{Exit, InstanceInfo};
 use crate::supervisor::Instance;
 use crate::sys::process::ExitStatus;
@@ -76,18 +79,26 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         id: inst.id,
         name: app.name.clone(),
         instance: inst.index,
-        exec_mode: app.exec_mode.as_str().into(),
+        exec_mode: match app.exec_mode {
+            ExecMode::Fork => wire::ExecMode::Fork,
+            ExecMode::Cluster => wire::ExecMode::Cluster,
+        },
         distribution: match (app.exec_mode, &inst.plane, &inst.listener) {
-            (ExecMode::Cluster, Some(_), _) => "fdpass",
-            (ExecMode::Cluster, None, Some(_)) => app.mode.as_str(),
-            _ => "none",
-        }
-        .into(),
+            (ExecMode::Cluster, Some(_), _) => wire::Distribution::Fdpass,
+            (ExecMode::Cluster, None, Some(_)) => match app.mode {
+                Mode::Fdpass => wire::Distribution::Fdpass,
+                Mode::Reuseport => wire::Distribution::Reuseport,
+                Mode::Shared => wire::Distribution::Shared,
+            },
+            _ => wire::Distribution::None,
+        },
         io: inst.plane.as_ref().map(|p| p.describe_io()),
-        policy: inst
-            .plane
-            .as_ref()
-            .map(|p| p.pool.policy().as_str().to_string()),
+        policy: inst.plane.as_ref().map(|p| match p.pool.policy() {
+            Policy::LeastConn => wire::Policy::LeastConn,
+            Policy::RoundRobin => wire::Policy::RoundRobin,
+            Policy::P2c => wire::Policy::P2c,
+            Policy::LeastTime => wire::Policy::LeastTime,
+        }),
         acceptors: inst.plane.as_ref().map(|p| p.acceptor_count()),
         dispatched: inst
             .slot
@@ -96,7 +107,12 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         saved_on_death: deaths.saved,
         lost_started: deaths.lost_started,
         in_flight: inst.slot.as_ref().map_or(0, |s| s.load()),
-        channel: inst.slot.as_ref().map(|s| s.channel_kind().into()),
+        channel: inst.slot.as_ref().map(|s| match s.channel_kind() {
+            ChannelKind::Herd => wire::Channel::Herd,
+            ChannelKind::HerdCounters => wire::Channel::HerdCounters,
+            ChannelKind::NodePreload => wire::Channel::NodePreload,
+            ChannelKind::NodeCluster => wire::Channel::NodeCluster,
+        }),
         in_rotation: inst.slot.as_ref().is_some_and(|s| s.is_active()),
         left_out_slow: inst.slot.as_ref().is_some_and(|s| s.is_left_out_slow()),
         status: inst.status,
