@@ -140,7 +140,7 @@ pub struct Slot {
     /// When a connection of it last closed (ns since [`epoch`]; 0: none
     /// yet), for least-conn's stuck rule.
     closed_at: AtomicU64,
-    /// Warm-up: 0 not started, 1 running, 2 done.
+    /// Warm-up: `slot::WARMUP_*` (not started, running, done).
     warmup: AtomicU8,
     /// Signalled when the channel was full and connections stayed queued:
     /// the slot's task then retries until they are sent.

@@ -31,6 +31,11 @@ pub enum Warmup {
     Done,
 }
 
+/// A slot's warm-up state in its `AtomicU8`.
+const WARMUP_NOT_STARTED: u8 = 0;
+const WARMUP_RUNNING: u8 = 1;
+const WARMUP_DONE: u8 = 2;
+
 /// How connections reach a worker: its protocol, and how it reports
 /// closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +85,7 @@ impl Slot {
             keep: AtomicBool::new(true),
             acceptor_drain_at: AtomicU64::new(0),
             closed_at: AtomicU64::new(0),
-            warmup: AtomicU8::new(0),
+            warmup: AtomicU8::new(WARMUP_NOT_STARTED),
             queued: tokio::sync::Notify::new(),
         }
     }
@@ -115,19 +120,21 @@ impl Slot {
 
     /// Claims the warm-up: the first caller starts it.
     pub fn begin_warmup(&self) -> Warmup {
-        match self
-            .warmup
-            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-        {
+        match self.warmup.compare_exchange(
+            WARMUP_NOT_STARTED,
+            WARMUP_RUNNING,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
             Ok(_) => Warmup::Start,
-            Err(1) => Warmup::Running,
+            Err(WARMUP_RUNNING) => Warmup::Running,
             Err(_) => Warmup::Done,
         }
     }
 
     /// The warm-up is over.
     pub fn end_warmup(&self) {
-        self.warmup.store(2, Ordering::Release);
+        self.warmup.store(WARMUP_DONE, Ordering::Release);
     }
 
     /// An acceptor thread has just read the channel.
