@@ -134,10 +134,6 @@ struct Sends {
     shared: usize,
 }
 
-/// How long the loop sleeps at most while shared sends are unreaped: their
-/// completions are in the queue by then, and the wake-up reaps them.
-const SHARED_REAP: Duration = Duration::from_millis(1);
-
 /// Setup flags to try, as our own bits (the crate's are private).
 const SINGLE_ISSUER: u8 = 1;
 const DEFER_TASKRUN: u8 = 2 | SINGLE_ISSUER; // the kernel requires both
@@ -490,7 +486,6 @@ pub fn accept_loop(
     check_listening(listener)?;
     let mut r = AcceptRing::new(listener, stop, opts)?;
     let drain_tick = types::Timespec::from(Duration::from_millis(100));
-    let shared_reap = types::Timespec::from(SHARED_REAP);
     r.push(Op::StopPoll)?;
     r.push(Op::Accept)?;
     let mut state = AcceptState::Armed;
@@ -506,16 +501,15 @@ pub fn accept_loop(
         // the acceptor asleep until a new connection comes, and wakes it
         // at once when a send failed (its connections must go back to the
         // worker's queue now, not at the next connection).
-        // Shared sends are reaped soon even with no new connection: a
-        // connection's last reference must not wait in the ring for the
-        // next one (its client would wait for the EOF), nor a failed
-        // send's connections for their retry.
-        let outstanding = sends.in_flight;
-        let timeout = match (stop_deadline, sends.shared) {
-            (Some(_), _) => Some(&drain_tick),
-            (None, 0) => None,
-            (None, _) => Some(&shared_reap),
-        };
+        // Shared sends are reaped at once, not at the next connection: a
+        // connection's last reference must not wait in the ring (its
+        // client would wait for the EOF), nor a failed send's connections
+        // for their retry. A send on a channel completes while it is
+        // submitted (MSG_DONTWAIT: it succeeds or fails with EAGAIN), so
+        // waiting for one completion returns at once with them; the next
+        // round sleeps.
+        let outstanding = if sends.shared > 0 { 0 } else { sends.in_flight };
+        let timeout = stop_deadline.map(|_| &drain_tick);
         r.wait(1 + outstanding, timeout)?;
         let mut stop_seen = false;
         let mut back_off = false;
