@@ -62,8 +62,9 @@ pub struct Instance {
     pub app_instances: u32,
     /// Current state.
     pub status: Status,
-    /// OS pid (= process group id) while a process exists.
-    pub pid: Option<i32>,
+    /// The process it runs now, with what exists only while it does: an
+    /// exit drops the whole value.
+    pub running: Option<Running>,
     /// Pinned CPU.
     pub core: Option<usize>,
     /// This instance's listener (reuseport: its own; shared: the app's);
@@ -71,8 +72,6 @@ pub struct Instance {
     pub listener: Option<Arc<Socket>>,
     /// The app's fdpass data plane (shared by its instances).
     pub plane: Option<Arc<crate::accept::DataPlane>>,
-    /// The current process's place in the plane's pool.
-    pub slot: Option<Arc<crate::accept::pool::Slot>>,
     /// Bound port.
     pub port: Option<u16>,
     /// Restarts (automatic and manual).
@@ -103,15 +102,36 @@ pub struct Instance {
     pub err_log: PathBuf,
     /// Combined stdout+stderr log (`log_file`).
     pub combined_log: Option<PathBuf>,
-    /// The current process said it is ready (Node preload `listening`,
-    /// `process.send('ready')`, `READY=1`); fdpass apps: see the slot.
-    pub ready: bool,
+}
+
+/// An instance's current process.
+pub struct Running {
+    /// OS pid (= process group id).
+    pub pid: i32,
+    /// Its pidfd (from its launch): waits for its exit and guards signals
+    /// after it may have been reaped, where its pid could already name
+    /// another process.
+    pub pidfd: Option<Arc<std::os::fd::OwnedFd>>,
+    /// Its place in the plane's pool (fdpass).
+    pub slot: Option<Arc<crate::accept::pool::Slot>>,
     /// The daemon's end of a Node app's IPC channel (outside fdpass mode).
     pub ipc: Option<ready::Ipc>,
-    /// The current process's pidfd (from its launch): waits for its exit
-    /// and guards signals after it may have been reaped, where its pid
-    /// could already name another process.
-    pub pidfd: Option<Arc<std::os::fd::OwnedFd>>,
+    /// It said it is ready (Node preload `listening`, `process.send('ready')`,
+    /// `READY=1`); fdpass apps: see the slot.
+    pub ready: bool,
+}
+
+impl Running {
+    /// A process just started: nothing known of it but its pid.
+    pub fn new(pid: i32) -> Running {
+        Running {
+            pid,
+            pidfd: None,
+            slot: None,
+            ipc: None,
+            ready: false,
+        }
+    }
 }
 
 impl Instance {
@@ -148,18 +168,14 @@ impl Instance {
             out_log: log(&app.out_file, "out"),
             err_log: log(&app.error_file, "error"),
             combined_log: app.logs.log_file.as_ref().map(per_instance),
-            ready: false,
-            ipc: None,
             app,
             index,
             app_instances,
             status: Status::Launching,
-            pid: None,
-            pidfd: None,
+            running: None,
             core,
             listener,
             plane: None,
-            slot: None,
             port,
             restarts: 0,
             unstable_restarts: 0,
@@ -177,7 +193,24 @@ impl Instance {
 
     /// The current process said it is ready, or (fdpass) is in rotation.
     pub fn is_ready(&self) -> bool {
-        self.ready || self.slot.as_ref().is_some_and(|s| s.is_active())
+        self.running
+            .as_ref()
+            .is_some_and(|r| r.ready || r.slot.as_ref().is_some_and(|s| s.is_active()))
+    }
+
+    /// The current process's pid.
+    pub fn pid(&self) -> Option<i32> {
+        self.running.as_ref().map(|r| r.pid)
+    }
+
+    /// The current process's place in the pool (fdpass).
+    pub fn slot(&self) -> Option<&Arc<crate::accept::pool::Slot>> {
+        self.running.as_ref().and_then(|r| r.slot.as_ref())
+    }
+
+    /// The current process's IPC channel (a Node app outside fdpass mode).
+    pub fn ipc(&self) -> Option<&ready::Ipc> {
+        self.running.as_ref().and_then(|r| r.ipc.as_ref())
     }
 
     /// Every file this instance's output goes to (not /dev/null).
@@ -195,10 +228,7 @@ impl Instance {
 
     /// A process was started.
     pub fn on_launched(&mut self, pid: i32) {
-        self.pid = Some(pid);
-        self.pidfd = None;
-        self.ready = false;
-        self.ipc = None;
+        self.running = Some(Running::new(pid));
         self.status = Status::Online;
         self.started = Some((SystemTime::now(), Instant::now()));
         self.last_error = None;
@@ -210,8 +240,7 @@ impl Instance {
         let uptime = self
             .started
             .map_or(Duration::ZERO, |(_, t)| now.duration_since(t));
-        self.pid = None;
-        self.pidfd = None;
+        self.running = None;
         self.last_exit = Some(exit);
         self.generation += 1;
         let was = self.status;
@@ -248,7 +277,7 @@ impl Instance {
 
     /// Asks the instance to stop.
     pub fn begin_stop(&mut self) -> StopAction {
-        match (self.status, self.pid) {
+        match (self.status, self.pid()) {
             (Status::Stopping, _) => StopAction::InProgress,
             (Status::Launching | Status::Online, Some(pid)) => {
                 self.status = Status::Stopping;
@@ -303,6 +332,22 @@ mod tests {
             None,
             std::path::Path::new("/nonexistent"),
         )
+    }
+
+    /// Everything that exists only while a process runs is one value: the
+    /// exit drops it whole (no stale pid, readiness or channel is left).
+    #[test]
+    fn an_exit_drops_the_running_process_whole() {
+        let mut i = inst(true);
+        assert!(i.pid().is_none() && !i.is_ready());
+        i.on_launched(10);
+        i.running.as_mut().unwrap().ready = true;
+        assert_eq!((i.pid(), i.is_ready()), (Some(10), true));
+        let _ = i.on_exit(ExitStatus::Signal(9), Instant::now());
+        assert!(i.running.is_none());
+        assert!(i.pid().is_none() && !i.is_ready() && i.slot().is_none() && i.ipc().is_none());
+        i.on_launched(11);
+        assert!(!i.is_ready(), "a new process starts not ready");
     }
 
     #[test]

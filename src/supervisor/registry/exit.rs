@@ -31,11 +31,16 @@ impl Supervisor {
         // Whatever the app left in its process group goes with it.
         let _ = process::kill_group(pid, libc::SIGKILL);
         let mut table = self.table.borrow_mut();
-        let Some(inst) = table.instances.get_mut(&id).filter(|i| i.pid == Some(pid)) else {
+        let Some(inst) = table
+            .instances
+            .get_mut(&id)
+            .filter(|i| i.pid() == Some(pid))
+        else {
             return;
         };
         // Connections it never read go to the other workers.
-        if let (Some(slot), Some(plane)) = (inst.slot.take(), &inst.plane) {
+        let slot = inst.running.as_mut().and_then(|r| r.slot.take());
+        if let (Some(slot), Some(plane)) = (slot, &inst.plane) {
             plane.pool.remove(&slot);
         }
         let after = inst.on_exit(status, Instant::now());

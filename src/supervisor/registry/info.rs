@@ -53,7 +53,7 @@ fn epoch_ms(t: SystemTime) -> u64 {
 }
 
 fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
-    let (cpu_percent, memory_bytes) = match (inst.status.is_running(), inst.pid) {
+    let (cpu_percent, memory_bytes) = match (inst.status.is_running(), inst.pid()) {
         (true, Some(pid)) => inst.stats.sample(pid),
         _ => (0.0, 0),
     };
@@ -101,22 +101,21 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         }),
         acceptors: inst.plane.as_ref().map(|p| p.acceptor_count()),
         dispatched: inst
-            .slot
-            .as_ref()
+            .slot()
             .map_or(0, |s| s.dispatched.load(Ordering::Relaxed)),
         saved_on_death: deaths.saved,
         lost_started: deaths.lost_started,
-        in_flight: inst.slot.as_ref().map_or(0, |s| s.load()),
-        channel: inst.slot.as_ref().map(|s| match s.channel_kind() {
+        in_flight: inst.slot().map_or(0, |s| s.load()),
+        channel: inst.slot().map(|s| match s.channel_kind() {
             ChannelKind::Herd => wire::Channel::Herd,
             ChannelKind::HerdCounters => wire::Channel::HerdCounters,
             ChannelKind::NodePreload => wire::Channel::NodePreload,
             ChannelKind::NodeCluster => wire::Channel::NodeCluster,
         }),
-        in_rotation: inst.slot.as_ref().is_some_and(|s| s.is_active()),
-        left_out_slow: inst.slot.as_ref().is_some_and(|s| s.is_left_out_slow()),
+        in_rotation: inst.slot().is_some_and(|s| s.is_active()),
+        left_out_slow: inst.slot().is_some_and(|s| s.is_left_out_slow()),
         status: inst.status,
-        pid: inst.pid.filter(|_| inst.status.is_running()),
+        pid: inst.pid().filter(|_| inst.status.is_running()),
         core: inst.core,
         port: inst.port.or_else(|| {
             inst.plane

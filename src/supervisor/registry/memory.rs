@@ -19,7 +19,7 @@ impl Supervisor {
             {
                 let table = self.table.borrow();
                 match table.instances.get(&id) {
-                    Some(i) if i.pid == Some(pid) && i.status == Status::Online => {}
+                    Some(i) if i.pid() == Some(pid) && i.status == Status::Online => {}
                     _ => return,
                 }
             }
@@ -58,7 +58,7 @@ impl Supervisor {
                 .borrow()
                 .instances
                 .get(&id)
-                .is_some_and(|i| i.pid == Some(pid));
+                .is_some_and(|i| i.pid() == Some(pid));
             if still_old {
                 self.restart(&[id]).await;
             }

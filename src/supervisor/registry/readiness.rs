@@ -15,7 +15,7 @@ impl Supervisor {
     pub(super) async fn warn_if_not_ready(self: Rc<Self>, id: u32, pid: i32, limit: Duration) {
         tokio::time::sleep(limit).await;
         let table = self.table.borrow();
-        let Some(inst) = table.instances.get(&id).filter(|i| i.pid == Some(pid)) else {
+        let Some(inst) = table.instances.get(&id).filter(|i| i.pid() == Some(pid)) else {
             return;
         };
         if !inst.is_ready() && inst.status == Status::Online {
@@ -33,19 +33,26 @@ impl Supervisor {
             .borrow()
             .instances
             .get(&id)
-            .is_some_and(|i| i.pid == Some(pid))
+            .is_some_and(|i| i.pid() == Some(pid))
     }
 
     /// A readiness signal from process `pid` of instance `id`.
     pub fn on_signal(&self, id: u32, pid: i32, signal: ready::Signal) {
         let mut table = self.table.borrow_mut();
-        let Some(inst) = table.instances.get_mut(&id).filter(|i| i.pid == Some(pid)) else {
+        let Some(inst) = table
+            .instances
+            .get_mut(&id)
+            .filter(|i| i.pid() == Some(pid))
+        else {
             return;
         };
-        if inst.ready || (inst.app.wait_ready && signal != ready::Signal::Ready) {
+        let Some(running) = inst.running.as_mut() else {
+            return;
+        };
+        if running.ready || (inst.app.wait_ready && signal != ready::Signal::Ready) {
             return;
         }
-        inst.ready = true;
+        running.ready = true;
         drop(table);
         self.bump();
     }
@@ -58,7 +65,7 @@ impl Supervisor {
             let mut p = pid;
             let mut found = None;
             for _ in 0..16 {
-                if let Some(i) = table.instances.values().find(|i| i.pid == Some(p)) {
+                if let Some(i) = table.instances.values().find(|i| i.pid() == Some(p)) {
                     found = Some((i.id, p));
                     break;
                 }

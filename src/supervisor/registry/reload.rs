@@ -10,7 +10,7 @@ use super::Supervisor;
 use crate::accept::pool::Slot;
 use crate::accept::{reuseport, Mode};
 use crate::config::{AppSpec, ExecMode};
-use crate::supervisor::{launch, ready, Status};
+use crate::supervisor::{launch, ready, Running, Status};
 use crate::sys::process;
 
 impl Supervisor {
@@ -61,13 +61,13 @@ impl Supervisor {
             table
                 .instances
                 .get(&id)
-                .and_then(|i| match (i.status, i.pid) {
+                .and_then(|i| match (i.status, i.pid()) {
                     (Status::Online, Some(pid)) => Some(Previous {
                         pid,
-                        pidfd: i.pidfd.clone(),
-                        slot: i.slot.clone(),
+                        pidfd: i.running.as_ref().and_then(|r| r.pidfd.clone()),
+                        slot: i.slot().cloned(),
                         listener: i.listener.clone(),
-                        ipc: i.ipc.clone(),
+                        ipc: i.ipc().cloned(),
                         app: i.app.clone(),
                         port: i.port,
                     }),
@@ -94,7 +94,7 @@ impl Supervisor {
                 }
             }
         }
-        let before = self.table.borrow().instances.get(&id).and_then(|i| i.pid);
+        let before = self.table.borrow().instances.get(&id).and_then(|i| i.pid());
         if let Err(e) = self.launch_instance(id) {
             self.restore(id, &old, before);
             return Some(format!(
@@ -106,7 +106,7 @@ impl Supervisor {
             match table.instances.get_mut(&id) {
                 Some(inst) => {
                     inst.restarts += 1;
-                    inst.pid
+                    inst.pid()
                 }
                 None => None, // deleted meanwhile: `restore` stops the old one
             }
@@ -157,14 +157,14 @@ impl Supervisor {
                 let Some(inst) = table.instances.get(&id) else {
                     return false;
                 };
-                if inst.pid != pid || inst.status != Status::Online {
+                if inst.pid() != pid || inst.status != Status::Online {
                     return false;
                 }
-                match &inst.slot {
+                match inst.slot() {
                     Some(s) if s.is_active() => return true,
                     Some(s) if s.is_dead() => return false,
                     Some(_) => {}
-                    None if inst.ready => return true,
+                    None if inst.is_ready() => return true,
                     None => {
                         let signals = inst.app.wait_ready
                             || (inst.listener.is_some() && launch::is_node_app(inst));
@@ -190,13 +190,15 @@ impl Supervisor {
         let restored = match self.table.borrow_mut().instances.get_mut(&id) {
             // Only if the slot is still the reload's: a stop, delete or
             // automatic restart meanwhile owns the instance now.
-            Some(inst) if inst.pid == replacement || inst.pid.is_none() => {
-                inst.pid = Some(old.pid);
-                inst.pidfd = old.pidfd.clone();
-                inst.slot = old.slot.clone();
+            Some(inst) if inst.pid() == replacement || inst.pid().is_none() => {
+                inst.running = Some(Running {
+                    pid: old.pid,
+                    pidfd: old.pidfd.clone(),
+                    slot: old.slot.clone(),
+                    ipc: old.ipc.clone(),
+                    ready: true,
+                });
                 inst.listener = old.listener.clone();
-                inst.ipc = old.ipc.clone();
-                inst.ready = true;
                 inst.status = Status::Online;
                 inst.generation += 1;
                 true

@@ -22,7 +22,7 @@ impl Supervisor {
                 let Some(i) = table.instances.get_mut(id) else {
                     continue;
                 };
-                let Some(pid) = i.pid.filter(|_| i.status == Status::Online) else {
+                let Some(pid) = i.pid().filter(|_| i.status == Status::Online) else {
                     continue;
                 };
                 // Stopping: its exit is not a crash to restart.
@@ -30,10 +30,10 @@ impl Supervisor {
                 i.generation += 1;
                 leaving.push((
                     pid,
-                    i.pidfd.clone(),
+                    i.running.as_ref().and_then(|r| r.pidfd.clone()),
                     i.app.clone(),
-                    i.slot.clone(),
-                    i.ipc.clone(),
+                    i.slot().cloned(),
+                    i.ipc().cloned(),
                 ));
             }
         }

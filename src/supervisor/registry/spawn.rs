@@ -37,7 +37,9 @@ impl Supervisor {
                 notify,
             }) => {
                 inst.on_launched(spawned.pid);
-                inst.pidfd = spawned.pidfd.try_clone().ok().map(Arc::new);
+                let pidfd = spawned.pidfd.try_clone().ok().map(Arc::new);
+                let running = inst.running.as_mut().expect("just launched");
+                running.pidfd = pidfd;
                 if let Some((sock, path)) = notify {
                     tokio::task::spawn_local(ready::serve_own_notify(
                         self.clone(),
@@ -52,7 +54,7 @@ impl Supervisor {
                 }
                 match ipc.map(ready::ipc) {
                     Some(Ok(chan)) => {
-                        inst.ipc = Some(chan.clone());
+                        running.ipc = Some(chan.clone());
                         tokio::task::spawn_local(ready::read_node_ipc(
                             self.clone(),
                             id,
@@ -78,7 +80,9 @@ impl Supervisor {
                     let slot = Arc::new(slot);
                     slot.set_wait_ready(inst.app.wait_ready);
                     plane.pool.add(slot.clone());
-                    inst.slot = Some(slot.clone());
+                    if let Some(r) = inst.running.as_mut() {
+                        r.slot = Some(slot.clone());
+                    }
                     match spawned.pidfd.try_clone() {
                         Ok(exited) => {
                             tokio::task::spawn_local(channel::serve(slot, plane, exited));

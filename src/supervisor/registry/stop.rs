@@ -23,7 +23,7 @@ impl Supervisor {
                 };
                 match inst.begin_stop() {
                     StopAction::Signal(pid) => {
-                        ask_to_stop(pid, &inst.app, inst.ipc.as_ref(), inst.slot.as_deref());
+                        ask_to_stop(pid, &inst.app, inst.ipc(), inst.slot().map(|s| &**s));
                         let timeout = Duration::from_millis(inst.app.kill_timeout_ms);
                         let generation = inst.generation;
                         let this = self.clone();
@@ -55,7 +55,7 @@ impl Supervisor {
         if let Some(inst) = table.instances.get(&id) {
             if inst.status == Status::Stopping
                 && inst.generation == generation
-                && inst.pid == Some(pid)
+                && inst.pid() == Some(pid)
             {
                 log::info!(
                     "{} [{id}] pid {pid} ignored SIGINT for {} ms, sending SIGKILL",
