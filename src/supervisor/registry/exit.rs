@@ -31,11 +31,7 @@ impl Supervisor {
         // Whatever the app left in its process group goes with it.
         let _ = process::kill_group(pid, libc::SIGKILL);
         let mut table = self.table.borrow_mut();
-        let Some(inst) = table
-            .instances
-            .get_mut(&id)
-            .filter(|i| i.pid() == Some(pid))
-        else {
+        let Some(inst) = table.current_mut(id, pid) else {
             return;
         };
         // Connections it never read go to the other workers.

@@ -53,13 +53,7 @@ impl Supervisor {
             if cluster {
                 self.reload(&[id], 1).await;
             }
-            let still_old = self
-                .table
-                .borrow()
-                .instances
-                .get(&id)
-                .is_some_and(|i| i.pid() == Some(pid));
-            if still_old {
+            if self.is_current(id, pid) {
                 self.restart(&[id]).await;
             }
             return;

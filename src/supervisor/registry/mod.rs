@@ -83,6 +83,19 @@ struct Table {
     next_id: u32,
 }
 
+impl Table {
+    /// Instance `id`, if `pid` is still its current process (a late event
+    /// of an earlier process finds nothing).
+    fn current(&self, id: u32, pid: i32) -> Option<&Instance> {
+        self.instances.get(&id).filter(|i| i.pid() == Some(pid))
+    }
+
+    /// [`Table::current`], to change.
+    fn current_mut(&mut self, id: u32, pid: i32) -> Option<&mut Instance> {
+        self.instances.get_mut(&id).filter(|i| i.pid() == Some(pid))
+    }
+}
+
 impl Supervisor {
     /// An empty supervisor for the daemon at `home`.
     pub fn new(home: Home) -> Rc<Supervisor> {

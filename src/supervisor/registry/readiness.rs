@@ -15,7 +15,7 @@ impl Supervisor {
     pub(super) async fn warn_if_not_ready(self: Rc<Self>, id: u32, pid: i32, limit: Duration) {
         tokio::time::sleep(limit).await;
         let table = self.table.borrow();
-        let Some(inst) = table.instances.get(&id).filter(|i| i.pid() == Some(pid)) else {
+        let Some(inst) = table.current(id, pid) else {
             return;
         };
         if !inst.is_ready() && inst.status == Status::Online {
@@ -29,21 +29,13 @@ impl Supervisor {
 
     /// Whether `pid` is still instance `id`'s process.
     pub fn is_current(&self, id: u32, pid: i32) -> bool {
-        self.table
-            .borrow()
-            .instances
-            .get(&id)
-            .is_some_and(|i| i.pid() == Some(pid))
+        self.table.borrow().current(id, pid).is_some()
     }
 
     /// A readiness signal from process `pid` of instance `id`.
     pub fn on_signal(&self, id: u32, pid: i32, signal: ready::Signal) {
         let mut table = self.table.borrow_mut();
-        let Some(inst) = table
-            .instances
-            .get_mut(&id)
-            .filter(|i| i.pid() == Some(pid))
-        else {
+        let Some(inst) = table.current_mut(id, pid) else {
             return;
         };
         let Some(running) = inst.running.as_mut() else {
