@@ -11,7 +11,6 @@
 //! which owns the buffers those requests point at). The channel is watched
 //! with a poll and read with the worker library's `Channel::recv`.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -33,16 +32,10 @@ struct Meta {
 }
 
 /// Closes `slot` through the ring and reports the close to the daemon.
-fn close(
-    ring: &mut ConnRing,
-    meta: &mut HashMap<usize, Meta>,
-    slot: usize,
-    chan: &Channel,
-) -> io::Result<()> {
-    if let Some(m) = meta.remove(&slot) {
-        chan.closed(m.id, m.received.elapsed());
-    }
-    ring.close(slot)
+fn close(ring: &mut ConnRing<Meta>, slot: usize, chan: &Channel) -> io::Result<()> {
+    let m = ring.close(slot)?;
+    chan.closed(m.id, m.received.elapsed());
+    Ok(())
 }
 
 /// Serves connections from herd's channel on one io_uring ring until the
@@ -52,8 +45,7 @@ pub fn serve_channel(chan: Channel) -> io::Result<()> {
     let signalled = crate::sys::process::term_flag();
     chan.set_nonblocking(true)?;
     let responses = Responses::new(std::process::id());
-    let mut ring = ConnRing::new(1024)?;
-    let mut meta: HashMap<usize, Meta> = HashMap::new();
+    let mut ring = ConnRing::<Meta>::new(1024)?;
     chan.ready()?;
     ring.poll(chan.as_fd(), CHAN)?;
     let mut draining_since: Option<Instant> = None;
@@ -69,19 +61,17 @@ pub fn serve_channel(chan: Channel) -> io::Result<()> {
                     match chan.recv(true)? {
                         Received::Conns(conns) => {
                             for c in conns {
+                                let meta = Meta {
+                                    id: c.id,
+                                    received: Instant::now(),
+                                    skip: 0,
+                                    close: false,
+                                };
                                 let slot = ring.add(
                                     OwnedFd::from(c.stream),
                                     READ_BUF,
                                     4 * responses.close.len(),
-                                );
-                                meta.insert(
-                                    slot,
-                                    Meta {
-                                        id: c.id,
-                                        received: Instant::now(),
-                                        skip: 0,
-                                        close: false,
-                                    },
+                                    meta,
                                 );
                                 ring.recv(slot)?;
                             }
@@ -101,41 +91,38 @@ pub fn serve_channel(chan: Channel) -> io::Result<()> {
                 },
                 Done::Recv { slot, res } => {
                     if res <= 0 {
-                        close(&mut ring, &mut meta, slot, &chan)?;
+                        close(&mut ring, slot, &chan)?;
                         continue;
                     }
-                    let (Some(c), Some(m)) = (ring.conn(slot), meta.get_mut(&slot)) else {
-                        continue;
-                    };
+                    let Some(c) = ring.conn(slot) else { continue };
                     c.filled += res as usize;
-                    m.close = answer(
+                    c.meta.close = answer(
                         &mut c.input,
                         &mut c.filled,
-                        &mut m.skip,
+                        &mut c.meta.skip,
                         &responses,
                         &mut c.output,
                     );
                     if !c.output.is_empty() {
                         c.sent = 0;
                         ring.send(slot)?;
-                    } else if m.close {
-                        close(&mut ring, &mut meta, slot, &chan)?;
+                    } else if c.meta.close {
+                        close(&mut ring, slot, &chan)?;
                     } else {
                         ring.recv(slot)?;
                     }
                 }
                 Done::Send { slot, res } => {
                     if res < 0 {
-                        close(&mut ring, &mut meta, slot, &chan)?;
+                        close(&mut ring, slot, &chan)?;
                         continue;
                     }
-                    let closing = meta.get(&slot).is_some_and(|m| m.close);
                     let Some(c) = ring.conn(slot) else { continue };
                     c.sent += res as usize;
                     if c.sent < c.output.len() {
                         ring.send(slot)?;
-                    } else if closing {
-                        close(&mut ring, &mut meta, slot, &chan)?;
+                    } else if c.meta.close {
+                        close(&mut ring, slot, &chan)?;
                     } else {
                         c.output.clear();
                         ring.recv(slot)?;

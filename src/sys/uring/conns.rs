@@ -16,9 +16,10 @@ use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 
 use io_uring::{opcode, squeue, types, IoUring};
 
-/// One connection: its socket and buffers, and whether a request of it is
-/// in flight (then nothing here may be touched, nor the slot reused).
-pub struct Conn {
+/// One connection: its socket and buffers, what its user keeps of it
+/// (`meta`), and whether a request of it is in flight (then nothing here
+/// may be touched, nor the slot reused).
+pub struct Conn<T> {
     fd: Option<OwnedFd>,
     /// Bytes received: `input[..filled]`.
     pub input: Vec<u8>,
@@ -28,6 +29,8 @@ pub struct Conn {
     pub output: Vec<u8>,
     /// How much of `output` is sent.
     pub sent: usize,
+    /// The user's own state of this connection.
+    pub meta: T,
     busy: bool,
 }
 
@@ -53,18 +56,18 @@ fn user_data(slot: u64, op: u64) -> u64 {
     (slot << 2) | op
 }
 
-/// The ring and its connections.
-pub struct ConnRing {
+/// The ring and its connections (each with a `T` of its user's).
+pub struct ConnRing<T> {
     ring: IoUring,
-    conns: Vec<Option<Conn>>,
+    conns: Vec<Option<Conn<T>>>,
     free: Vec<usize>,
     open: usize,
 }
 
-impl ConnRing {
+impl<T> ConnRing<T> {
     /// A ring of `entries` (single issuer with deferred task work where the
     /// kernel has them).
-    pub fn new(entries: u32) -> io::Result<ConnRing> {
+    pub fn new(entries: u32) -> io::Result<ConnRing<T>> {
         let ring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
@@ -83,15 +86,16 @@ impl ConnRing {
         self.open
     }
 
-    /// Takes `fd` in, with an input buffer of `input` bytes and room for
-    /// `output` bytes of output; returns its slot.
-    pub fn add(&mut self, fd: OwnedFd, input: usize, output: usize) -> usize {
+    /// Takes `fd` in, with an input buffer of `input` bytes, room for
+    /// `output` bytes of output and the user's `meta`; returns its slot.
+    pub fn add(&mut self, fd: OwnedFd, input: usize, output: usize, meta: T) -> usize {
         let conn = Conn {
             fd: Some(fd),
             input: vec![0u8; input],
             filled: 0,
             output: Vec::with_capacity(output),
             sent: 0,
+            meta,
             busy: false,
         };
         self.open += 1;
@@ -108,7 +112,7 @@ impl ConnRing {
     }
 
     /// Connection `slot`, while none of its requests is in flight.
-    pub fn conn(&mut self, slot: usize) -> Option<&mut Conn> {
+    pub fn conn(&mut self, slot: usize) -> Option<&mut Conn<T>> {
         self.conns
             .get_mut(slot)
             .and_then(Option::as_mut)
@@ -141,8 +145,9 @@ impl ConnRing {
     }
 
     /// Shuts `slot` down (`SHUT_WR`) and closes it through the ring, and
-    /// frees the slot: the socket is the ring's to close now.
-    pub fn close(&mut self, slot: usize) -> io::Result<()> {
+    /// frees the slot: the socket is the ring's to close now. Returns the
+    /// connection's `meta`.
+    pub fn close(&mut self, slot: usize) -> io::Result<T> {
         self.idle(slot)?;
         let mut c = self.conns[slot].take().expect("checked by idle");
         self.free.push(slot);
@@ -161,7 +166,8 @@ impl ConnRing {
             .user_data(user_data(slot as u64, OP_CLOSE))
             .flags(squeue::Flags::SKIP_SUCCESS);
         self.push(shut)?;
-        self.push(close)
+        self.push(close)?;
+        Ok(c.meta)
     }
 
     /// Polls `fd` for readability once; [`Done::Poll`] with `token` when it
@@ -214,7 +220,7 @@ impl ConnRing {
         self.ring.submit().map(|_| ())
     }
 
-    fn idle(&mut self, slot: usize) -> io::Result<&mut Conn> {
+    fn idle(&mut self, slot: usize) -> io::Result<&mut Conn<T>> {
         self.conns
             .get_mut(slot)
             .and_then(Option::as_mut)
@@ -245,7 +251,7 @@ impl ConnRing {
     }
 }
 
-impl Drop for ConnRing {
+impl<T> Drop for ConnRing<T> {
     /// Requests still in flight would write into buffers about to be
     /// freed: cancel them and wait until the kernel is done with them.
     fn drop(&mut self) {
@@ -288,8 +294,8 @@ mod tests {
         }
         let (ours, theirs) = socketpair(PairKind::Stream).unwrap();
         let mut peer = std::os::unix::net::UnixStream::from(theirs);
-        let mut ring = ConnRing::new(8).unwrap();
-        let slot = ring.add(ours, 64, 64);
+        let mut ring = ConnRing::<()>::new(8).unwrap();
+        let slot = ring.add(ours, 64, 64, ());
         ring.recv(slot).unwrap();
         assert!(ring.conn(slot).is_none(), "busy while the receive is out");
         assert!(ring.send(slot).is_err() && ring.close(slot).is_err());
@@ -302,7 +308,7 @@ mod tests {
         c.output.extend_from_slice(b"pong");
         ring.send(slot).unwrap();
         assert_eq!(ring.wait().unwrap(), vec![Done::Send { slot, res: 4 }]);
-        ring.close(slot).unwrap();
+        let () = ring.close(slot).unwrap();
         ring.submit().unwrap();
         let mut got = Vec::new();
         peer.read_to_end(&mut got).unwrap();
@@ -314,7 +320,7 @@ mod tests {
         let (a, _b) = socketpair(PairKind::Stream).unwrap();
         ring.poll(a.as_fd(), 7).unwrap();
         let (c, _d) = socketpair(PairKind::Stream).unwrap();
-        let s = ring.add(c, 64, 0);
+        let s = ring.add(c, 64, 0, ());
         ring.recv(s).unwrap();
         ring.submit().unwrap();
         drop(ring);
