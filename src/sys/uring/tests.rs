@@ -387,6 +387,15 @@ fn wait_results(r: &std::sync::Mutex<Vec<(bool, Vec<OwnedFd>)>>, n: usize) -> bo
     true
 }
 
+/// The client reads EOF within 5 s.
+fn assert_eof(client: &mut TcpStream, what: &str) {
+    use std::io::Read;
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(client.read(&mut [0u8; 1]).unwrap(), 0, "{what}");
+}
+
 #[test]
 fn ring_sends_pass_the_connection_and_close_the_daemons_copy() {
     require_uring!(true);
@@ -402,16 +411,7 @@ fn ring_sends_pass_the_connection_and_close_the_daemons_copy() {
     // The worker closes its copy: the client sees EOF only if the ring
     // closed the daemon's.
     drop(fds);
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut b = [0u8; 1];
-    use std::io::Read;
-    assert_eq!(
-        client.read(&mut b).unwrap(),
-        0,
-        "EOF once the worker closed"
-    );
+    assert_eof(&mut client, "EOF once the worker closed");
     // A success is reported lazily (it wakes nobody): by the time the
     // loop has stopped, at the latest.
     stop.stop();
@@ -463,10 +463,7 @@ fn a_shared_ring_send_leaves_the_connection_to_the_senders_reference() {
         "no EOF while the copy is held"
     );
     drop(copy);
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    assert_eq!(client.read(&mut b).unwrap(), 0, "EOF once the copy goes");
+    assert_eof(&mut client, "EOF once the copy goes");
 }
 
 #[test]
