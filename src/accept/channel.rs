@@ -269,8 +269,10 @@ async fn run(slot: &Arc<Slot>, plane: &Arc<DataPlane>, exited: OwnedFd) -> Ended
 }
 
 /// A worker that left a connection unread for `ack_timeout` is taken out
-/// of rotation and killed; a slot the acceptors found dead ends too.
+/// of rotation and killed; a slot the acceptors found dead ends too. (The
+/// slot task's tick, which also sweeps the copies the worker started on.)
 fn hung_or_dead(slot: &Slot, ack_timeout: Duration) -> Option<Ended> {
+    slot.sweep_started();
     if slot
         .stalled_for(std::time::Instant::now())
         .is_some_and(|age| age > ack_timeout)

@@ -180,6 +180,12 @@ impl Slot {
         }
     }
 
+    /// The slot task's tick: lets go of the copies of connections the
+    /// worker has started on (long-lived ones, between closes).
+    pub fn sweep_started(&self) {
+        Self::sweep_locked(&mut self.lock(), 1024);
+    }
+
     /// Copies of connections the daemon holds for this worker.
     pub fn held(&self) -> usize {
         self.lock().held.len()

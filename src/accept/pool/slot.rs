@@ -227,9 +227,6 @@ impl Slot {
     /// accepted). `None` when it is keeping up.
     pub fn stalled_for(&self, now: Instant) -> Option<std::time::Duration> {
         let mut st = self.lock();
-        // The slot task's tick: also let go of the copies of connections
-        // the worker has started on (long-lived ones, between closes).
-        Self::sweep_locked(&mut st, 1024);
         let node = st
             .unacked
             .front()
