@@ -152,7 +152,7 @@ fn drain_one(slot: &Slot, plane: &DataPlane, reader: &mut Reader, side: Side) ->
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Err(Ended::Closed),
             Err(e) => return Err(Ended::Io(e)),
         };
-        let result = match (side, slot.proto) {
+        let result = match (side, slot.proto()) {
             // The daemon holds the worker's end of this one, so no EOF
             // comes; an empty message says nothing.
             (Side::Fast, _) if n == 0 => return Ok(()),

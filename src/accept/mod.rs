@@ -17,24 +17,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
-use serde::{Deserialize, Serialize};
 use socket2::Socket;
 
+pub use crate::protocol::{Mode, PlaneConfig};
 use crate::sys::acceptor::Stopper;
 use pool::{Policy, Pool};
-
-/// How an app's connections are distributed (`--mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// The daemon accepts and passes each connection to a chosen worker.
-    #[default]
-    Fdpass,
-    /// One SO_REUSEPORT listener per worker; the kernel hashes.
-    Reuseport,
-    /// One listener inherited by every worker; they race to accept.
-    Shared,
-}
 
 impl Mode {
     /// Parses `fdpass|reuseport|shared`.
@@ -136,34 +123,6 @@ pub fn env_switch(name: &str) -> Result<bool, String> {
     }
 }
 
-/// Data-plane settings of one app.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PlaneConfig {
-    /// Dispatch policy.
-    pub policy: Policy,
-    /// Acceptor threads (default: one per usable CPU).
-    pub acceptors: Option<usize>,
-    /// Listen backlog (default: somaxconn).
-    pub backlog: Option<i32>,
-    /// Multishot accept (false: single-shot, for comparison).
-    pub multishot: bool,
-    /// A worker leaving a connection unread (Node: unaccepted) this long is
-    /// hung.
-    pub ack_timeout_ms: u64,
-    /// `warmup`: before a new worker joins the rotation, the daemon sends it
-    /// `GET warmup_path` requests (8 per loopback connection) for this
-    /// long (0: off), so its JIT is warm when real traffic comes.
-    #[serde(default)]
-    pub warmup_ms: u64,
-    /// The path the warm-up requests ask for.
-    #[serde(default = "default_warmup_path")]
-    pub warmup_path: String,
-}
-
-fn default_warmup_path() -> String {
-    "/".into()
-}
-
 /// Requests on each warm-up connection before the next one.
 const WARMUP_PER_CONN: u64 = 8;
 
@@ -179,7 +138,7 @@ impl Default for PlaneConfig {
             multishot: true,
             ack_timeout_ms: DEFAULT_ACK_TIMEOUT_MS,
             warmup_ms: 0,
-            warmup_path: default_warmup_path(),
+            warmup_path: crate::protocol::spec::default_warmup_path(),
         }
     }
 }

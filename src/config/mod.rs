@@ -8,9 +8,11 @@ pub mod limits;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
+pub use crate::protocol::spec::{
+    redact_envs, AppSpec, Instances, DEFAULT_LISTEN_TIMEOUT_MS, DEFAULT_MEMORY_CHECK_MS,
+};
+pub use crate::protocol::ExecMode;
 
 /// PM2's default SIGINT → SIGKILL delay.
 pub const DEFAULT_KILL_TIMEOUT_MS: u64 = 1600;
@@ -18,39 +20,6 @@ pub const DEFAULT_KILL_TIMEOUT_MS: u64 = 1600;
 pub const DEFAULT_MIN_UPTIME_MS: u64 = 1000;
 /// PM2's default: unstable restarts allowed before the app is `errored`.
 pub const DEFAULT_MAX_RESTARTS: u32 = 16;
-
-/// Fork mode runs the app as is; cluster mode runs N instances sharing a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExecMode {
-    /// One process that binds its own sockets (PM2 `fork_mode`).
-    Fork,
-    /// N instances; herd owns the port (PM2 `cluster_mode`).
-    Cluster,
-}
-
-impl ExecMode {
-    /// `fork` / `cluster`, as shown in `herd list`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExecMode::Fork => "fork",
-            ExecMode::Cluster => "cluster",
-        }
-    }
-}
-
-/// `-i`: how many instances. Resolved by the daemon, against the CPUs *it*
-/// may use (affinity mask and cgroup quota).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Instances {
-    /// `max` or `0`: one per usable CPU.
-    Max,
-    /// `-k`: one per usable CPU, minus k (never below 1).
-    MaxMinus(u32),
-    /// An exact count.
-    Count(u32),
-}
 
 impl Instances {
     /// Parses PM2's forms: `max`, `0`, `-1`, `4`.
@@ -90,138 +59,6 @@ impl Instances {
             Instances::Count(n) => n.max(1),
         }
     }
-}
-
-/// Everything herd needs to run one app. Its `Debug` leaves out the
-/// values of its environments ([`redact_envs`]).
-#[derive(Clone, Serialize, Deserialize, PartialEq)]
-pub struct AppSpec {
-    /// App name (unique per script; `-f` allows a second copy).
-    pub name: String,
-    /// Absolute path of the script or executable.
-    pub script: PathBuf,
-    /// Interpreter (`node`, `python3`, a path); `None` runs the script itself.
-    pub interpreter: Option<String>,
-    /// Arguments for the interpreter (`node_args`).
-    pub interpreter_args: Vec<String>,
-    /// Arguments for the script.
-    pub args: Vec<String>,
-    /// Working directory (absolute).
-    pub cwd: PathBuf,
-    /// Variables set for this app (`--env`), shown by `herd show`.
-    pub env: BTreeMap<String, String>,
-    /// The CLI's environment when the app was started (inherited, like PM2).
-    pub base_env: BTreeMap<String, String>,
-    /// Fork or cluster.
-    pub exec_mode: ExecMode,
-    /// Instance count (cluster mode).
-    pub instances: Instances,
-    /// Port herd listens on for the app (cluster mode).
-    pub port: Option<u16>,
-    /// Address to bind the port on.
-    pub host: String,
-    /// How connections reach a cluster app's instances (`--mode`).
-    pub mode: crate::accept::Mode,
-    /// fdpass settings: policy, acceptors, backlog, multishot.
-    pub plane: crate::accept::PlaneConfig,
-    /// Pin instance i to CPU i mod N.
-    pub pin: bool,
-    /// reuseport: set `SO_INCOMING_CPU` on each pinned worker's listener, so
-    /// the kernel prefers the worker on the CPU that handled the packets.
-    #[serde(default)]
-    pub incoming_cpu: bool,
-    /// Restart on exit.
-    pub autorestart: bool,
-    /// SIGINT → SIGKILL delay.
-    pub kill_timeout_ms: u64,
-    /// Runs shorter than this are unstable.
-    pub min_uptime_ms: u64,
-    /// Unstable restarts before `errored`.
-    pub max_restarts: u32,
-    /// Delay before an automatic restart.
-    pub restart_delay_ms: u64,
-    /// Exit codes that mean "done": no automatic restart (`stop_exit_codes`).
-    #[serde(default)]
-    pub stop_exit_codes: Vec<i32>,
-    /// stdout log path (`out_file`); default `$HERD_HOME/logs/<name>-out-<id>.log`.
-    #[serde(default)]
-    pub out_file: Option<PathBuf>,
-    /// stderr log path (`error_file`).
-    #[serde(default)]
-    pub error_file: Option<PathBuf>,
-    /// All instances write the same `out_file`/`error_file` (no `-<id>`).
-    #[serde(default)]
-    pub merge_logs: bool,
-    /// Combined log, timestamps, JSON lines, rotation.
-    #[serde(default)]
-    pub logs: crate::logs::LogSettings,
-    /// Name of the variable holding the instance index (`instance_var`,
-    /// default `NODE_APP_INSTANCE`).
-    #[serde(default)]
-    pub instance_var: Option<String>,
-    /// A numeric variable incremented per instance (`increment_var`: e.g.
-    /// `PORT` → 3000, 3001, …).
-    #[serde(default)]
-    pub increment_var: Option<String>,
-    /// Ecosystem keys that were read but that herd does not act on yet,
-    /// with their resolved values (shown by `herd show`).
-    #[serde(default)]
-    pub pending: BTreeMap<String, serde_json::Value>,
-    /// The ecosystem file the app came from, if any.
-    #[serde(default)]
-    pub config_file: Option<PathBuf>,
-    /// Restart an instance whose process tree's RSS exceeds this.
-    #[serde(default)]
-    pub max_memory_restart: Option<u64>,
-    /// The app says when it is ready (`process.send('ready')`, or
-    /// `READY=1` on `NOTIFY_SOCKET`); until then it gets no connections and
-    /// a reload waits (`wait_ready`).
-    #[serde(default)]
-    pub wait_ready: bool,
-    /// Stop by sending the message `shutdown` over the Node IPC channel
-    /// instead of SIGINT (`shutdown_with_message`).
-    #[serde(default)]
-    pub shutdown_with_message: bool,
-    /// How long a reload waits for a replacement to be ready (`listen_timeout`).
-    #[serde(default = "default_listen_timeout_ms")]
-    pub listen_timeout_ms: u64,
-    /// Exponential backoff base for automatic restarts (×1.5, cap 15 s).
-    #[serde(default)]
-    pub exp_backoff_restart_delay_ms: Option<u64>,
-    /// How often that RSS is sampled.
-    #[serde(default = "default_memory_check_ms")]
-    pub memory_check_ms: u64,
-    /// Paths (absolute) whose changes restart the app (`watch`); empty: not
-    /// watched. `watch: true` is the app's cwd.
-    #[serde(default)]
-    pub watch: Vec<PathBuf>,
-    /// `ignore_watch` patterns, as written; added to what herd always
-    /// ignores (see `supervisor::watch`).
-    #[serde(default)]
-    pub ignore_watch: Vec<String>,
-    /// `watch_delay`: how long the watched files must be quiet before a
-    /// watch restart.
-    #[serde(default)]
-    pub watch_delay_ms: u64,
-    /// `cron_restart`: restart the app whenever this pattern matches
-    /// (local time).
-    #[serde(default)]
-    pub cron_restart: Option<String>,
-}
-
-/// Default RSS sampling period for `max_memory_restart`: fast enough to act
-/// within a few hundred ms (PM2 samples every 30 s), cheap (a few /proc reads).
-pub const DEFAULT_MEMORY_CHECK_MS: u64 = 250;
-
-/// Default wait for a reload's replacement to become ready.
-pub const DEFAULT_LISTEN_TIMEOUT_MS: u64 = 8000;
-
-fn default_listen_timeout_ms() -> u64 {
-    DEFAULT_LISTEN_TIMEOUT_MS
-}
-
-fn default_memory_check_ms() -> u64 {
-    DEFAULT_MEMORY_CHECK_MS
 }
 
 /// PM2's `watch_delay` default: restart as soon as a change is seen
@@ -365,7 +202,7 @@ impl AppSpec {
         s.out_file = c.out_file.clone();
         s.error_file = c.error_file.clone();
         s.merge_logs = c.merge_logs.unwrap_or(false);
-        s.logs = crate::logs::LogSettings {
+        s.logs = crate::protocol::LogSettings {
             log_file: c.log_file.clone(),
             date_format: c.log_date_format.clone().or_else(|| {
                 (c.time == Some(true)).then(|| crate::logs::date::TIME_DEFAULT.to_string())
@@ -501,34 +338,6 @@ pub fn parse_env_pair(s: &str) -> Result<(String, String)> {
             value: s.into(),
             expected: "KEY=VALUE".into(),
         }),
-    }
-}
-
-/// Replaces, at any depth of `v`, every `env` / `base_env` object by the
-/// count of its variables: for `Debug` output that may reach a log, where
-/// environment values (tokens, passwords) must not.
-pub fn redact_envs(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(map) => {
-            for (k, val) in map.iter_mut() {
-                match val {
-                    serde_json::Value::Object(env) if k == "env" || k == "base_env" => {
-                        *val = serde_json::Value::String(format!("<{} variables>", env.len()));
-                    }
-                    _ => redact_envs(val),
-                }
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_envs),
-        _ => {}
-    }
-}
-
-impl std::fmt::Debug for AppSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut v = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
-        redact_envs(&mut v);
-        write!(f, "AppSpec {v}")
     }
 }
 

@@ -8,30 +8,10 @@ pub mod date;
 pub mod file;
 pub mod tail;
 
-use std::path::PathBuf;
-
-use serde::{Deserialize, Serialize};
+pub use crate::protocol::LogSettings;
 
 /// Rotated files kept when `log_max_size` is set and `log_retain` is not.
 pub const DEFAULT_RETAIN: u32 = 5;
-
-/// An app's log settings beyond its file paths.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct LogSettings {
-    /// `log_file`: stdout and stderr of the app together (per instance
-    /// unless `merge_logs`, like `out_file`).
-    pub log_file: Option<PathBuf>,
-    /// `log_date_format` (day.js tokens; `time: true` gives PM2's
-    /// `YYYY-MM-DDTHH:mm:ss`): each line starts with the date and `: `.
-    pub date_format: Option<String>,
-    /// `log_type: json`: one JSON object per line.
-    pub json: bool,
-    /// `log_max_size`: rotate a file when it reaches this many bytes.
-    pub max_size: Option<u64>,
-    /// `log_retain`: rotated files kept (default [`DEFAULT_RETAIN`]).
-    pub retain: Option<u32>,
-}
 
 impl LogSettings {
     /// The rotation these settings ask for, if any.

@@ -8,12 +8,13 @@
 //! old reader would misunderstand.
 
 pub mod frame;
+pub mod spec;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::AppSpec;
+pub use spec::{AppSpec, Instances, LogSettings, Mode, PlaneConfig};
 
 /// Bumped on any change an older peer would misread (2: typed targets and
 /// scale).
@@ -93,16 +94,34 @@ wire_names! {
 }
 
 wire_names! {
-    /// fdpass dispatch policies.
+    /// How an fdpass app's daemon picks a worker for each connection
+    /// (`--policy`; the rules themselves are in `accept::pool::policy`).
     Policy {
-        /// In turn, skipping slow and stuck workers.
+        /// Each worker in turn, skipping the ones that are behind (an
+        /// outlier, whose every connection lately took 4× and 2.5 ms longer
+        /// than the fastest worker's fastest, gets only a probe now and
+        /// then; a stuck one, holding more than a few connections beyond
+        /// the least loaded worker with no close for 50 ms, none). When
+        /// every worker is behind, the least loaded. So uniform load is
+        /// split exactly evenly however in-flight counts jitter, and a slow
+        /// or blocked worker gets almost nothing. The default.
         LeastConn = "least-conn",
         /// Strictly in turn.
         RoundRobin = "round-robin",
-        /// The less loaded of two picked at random.
+        /// Two workers at random, the less loaded one wins.
         P2c = "p2c",
-        /// By open connections × service time.
+        /// The least expected wait: (in flight + 1) × the worker's recent
+        /// service time, among those that are not outliers; the estimate
+        /// decays while unmeasured (half-life 500 ms).
         LeastTime = "least-time",
+    }
+}
+
+// `wire_names!` derives a fixed list, without `Default`.
+#[allow(clippy::derivable_impls)]
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy::LeastConn
     }
 }
 
@@ -165,7 +184,7 @@ impl Target {
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut v = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
-        crate::config::redact_envs(&mut v);
+        spec::redact_envs(&mut v);
         write!(f, "Request {v}")
     }
 }

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::Instance;
-use crate::accept::pool::SlotProto;
+use crate::accept::pool::{SlotProto, Wire};
 use crate::home::Home;
 use crate::logs::capture::{Encoder, Stream};
 use crate::logs::date::DateFormat;
@@ -267,16 +267,11 @@ fn own_notify_socket(home: &Home, inst: &Instance) -> Option<(OwnedFd, PathBuf)>
 pub struct ChannelEnds {
     /// The daemon's end (non-blocking).
     pub ours: OwnedFd,
-    /// Which protocol it speaks.
-    pub proto: SlotProto,
-    /// A copy of the worker's end of the herd-protocol channel (see
-    /// `accept::pool`): `ours`'s peer for herd workers, `fast`'s for Node.
-    pub peer: Option<OwnedFd>,
-    /// herd: the counters page, the worker's fd 4.
-    pub counters: Option<SharedPage>,
-    /// Node: the daemon's end of the herd-protocol channel herd's preload
-    /// takes connections on (the worker's fd 4).
-    pub fast: Option<OwnedFd>,
+    /// What only its protocol has: herd, a copy of the worker's end and
+    /// the counters page (the worker's fd 4); Node, the herd-protocol
+    /// channel herd's preload takes connections on (the worker's fd 4),
+    /// with a copy of the worker's end (see `accept::pool`).
+    pub wire: Wire,
 }
 
 /// What the worker gets of its fdpass channel: fd 3, and fd 4 (the herd
@@ -298,29 +293,23 @@ pub fn launch(inst: &Instance, home: &Home, files: &LogFiles) -> io::Result<Laun
             };
             let (ours, theirs) = socketpair(kind)?;
             crate::sys::fdpass::set_nonblocking(ours.as_fd(), true)?;
-            let mut ends = ChannelEnds {
-                ours,
-                proto,
-                peer: None,
-                counters: None,
-                fast: None,
-            };
-            let fd4 = match proto {
+            let (wire, fd4) = match proto {
                 SlotProto::Herd => {
-                    ends.peer = Some(theirs.try_clone()?);
                     let page = SharedPage::new("herd-counters")?;
                     let fd4 = page.as_fd().try_clone_to_owned()?;
-                    ends.counters = Some(page);
-                    fd4
+                    (Wire::herd(Some(theirs.try_clone()?), Some(page)), fd4)
                 }
                 SlotProto::Node => {
                     let (fast, fast_theirs) = socketpair(PairKind::SeqPacket)?;
                     crate::sys::fdpass::set_nonblocking(fast.as_fd(), true)?;
-                    ends.peer = Some(fast_theirs.try_clone()?);
-                    ends.fast = Some(fast);
-                    fast_theirs
+                    let peer = fast_theirs.try_clone()?;
+                    (
+                        Wire::node(Some((fast, peer)), inst.app.wait_ready),
+                        fast_theirs,
+                    )
                 }
             };
+            let ends = ChannelEnds { ours, wire };
             Some((ends, WorkerEnds { chan: theirs, fd4 }))
         }
         None => None,

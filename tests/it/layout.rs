@@ -161,3 +161,16 @@ fn the_arrow_reader_sees_code_not_comments() {
     let got: Vec<String> = arrows_of(text).into_iter().collect();
     assert_eq!(got, ["config", "sys"]);
 }
+
+/// The wire types depend on serde alone (pueue's `pueue_lib::message`):
+/// a client can be built from `protocol/` without the daemon's internals.
+#[test]
+fn the_protocol_names_no_other_crate_module() {
+    let g = graph();
+    let modules: BTreeSet<String> = g.keys().cloned().collect();
+    let used: Vec<&String> = g["protocol"]
+        .iter()
+        .filter(|m| modules.contains(*m))
+        .collect();
+    assert!(used.is_empty(), "src/protocol uses {used:?}");
+}

@@ -33,8 +33,8 @@ impl Slot {
     /// The worker counts its closes in the shared page (it sends no `D`),
     /// so acceptors need not read its channel after each dispatch.
     pub fn counts_closes(&self) -> bool {
-        self.counters.as_ref().is_some_and(|c| {
-            c.word(counters::FLAGS).load(Ordering::Relaxed) & counters::COUNTS_CLOSES != 0
+        self.counters().is_some_and(|c| {
+            c.page.word(counters::FLAGS).load(Ordering::Relaxed) & counters::COUNTS_CLOSES != 0
         })
     }
 
@@ -43,12 +43,11 @@ impl Slot {
     /// as one service-time sample taken at `now` (`None`: read the clock
     /// only if there is a sample to take).
     pub(super) fn sync_closes(&self, now: Option<Instant>) {
-        let Some(c) = &self.counters else { return };
-        let closed = c.word(counters::CLOSED).load(Ordering::Acquire);
-        let seen = self.closes_seen.load(Ordering::Relaxed);
+        let Some(c) = self.counters() else { return };
+        let closed = c.page.word(counters::CLOSED).load(Ordering::Acquire);
+        let seen = c.closes_seen.load(Ordering::Relaxed);
         if closed <= seen
-            || self
-                .closes_seen
+            || c.closes_seen
                 .compare_exchange(seen, closed, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
         {
@@ -58,8 +57,8 @@ impl Slot {
         self.done(n as usize);
         self.sweep_closed();
         if self.timed.load(Ordering::Relaxed) {
-            let ns = c.word(counters::CLOSED_NS).load(Ordering::Acquire);
-            let prev = self.closed_ns_seen.swap(ns, Ordering::AcqRel);
+            let ns = c.page.word(counters::CLOSED_NS).load(Ordering::Acquire);
+            let prev = c.closed_ns_seen.swap(ns, Ordering::AcqRel);
             if ns > prev {
                 let now = now.unwrap_or_else(Instant::now);
                 self.sample(std::time::Duration::from_nanos((ns - prev) / n), now);

@@ -248,11 +248,11 @@ impl Slot {
 
     fn unread(&self, st: &mut SlotState) -> Vec<OwnedFd> {
         let mut fds = Vec::new();
-        let Some(peer) = &self.peer else {
+        let Some(peer) = self.peer() else {
             return fds;
         };
         let mut buf = [0u8; crate::fdpass::herd::MAX_MSG];
-        while let Ok((n, _)) = recv_with_fds(peer.as_fd(), &mut buf, &mut fds, true) {
+        while let Ok((n, _)) = recv_with_fds(peer, &mut buf, &mut fds, true) {
             if n == 0 {
                 break;
             }

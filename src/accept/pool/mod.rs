@@ -19,8 +19,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use crate::sys::shm::SharedPage;
-
 mod closes;
 mod copies;
 mod floor;
@@ -34,7 +32,7 @@ use floor::Floor;
 pub use node::NODE_HANDLE_WINDOW;
 pub use policy::Policy;
 use send::Deliver;
-pub use slot::{ChannelKind, SlotProto, Warmup};
+pub use slot::{ChannelKind, SlotProto, Warmup, Wire};
 
 /// Upper bound of connections held while no worker is ready; beyond it new
 /// connections are closed (the kernel backlog is the better buffer).
@@ -75,24 +73,9 @@ pub struct Slot {
     pub instance_id: u32,
     /// Its pid (for the hung-worker kill).
     pub pid: i32,
-    /// Its protocol.
-    pub proto: SlotProto,
     chan: OwnedFd,
-    /// Node: the daemon's end of a second channel that speaks herd's
-    /// protocol (herd's Node preload reads it), used once the worker sent
-    /// `R` on it (`fast_ready`); until then connections go as `newconn`.
-    fast: Option<OwnedFd>,
-    fast_ready: AtomicBool,
-    /// The daemon's copy of the worker's end of the herd-protocol channel
-    /// (`chan` for herd workers, `fast` for Node): what the worker has not
-    /// read yet can be taken back from it.
-    peer: Option<OwnedFd>,
-    /// herd: the counters page shared with the worker (closes counted there
-    /// instead of sent as `D`), and how many of its closes and close-time
-    /// nanoseconds have been applied to `in_flight` and the EWMA.
-    counters: Option<SharedPage>,
-    closes_seen: AtomicU64,
-    closed_ns_seen: AtomicU64,
+    /// What only the worker's protocol has.
+    wire: Wire,
     state: Mutex<SlotState>,
     /// Read side of the channel; see `accept::channel::drain`.
     pub reader: Mutex<crate::accept::channel::Reader>,
@@ -108,11 +91,6 @@ pub struct Slot {
     pub saved: AtomicU64,
     active: AtomicBool,
     dead: AtomicBool,
-    /// `wait_ready`: a Node worker joins the rotation on `process.send('ready')`
-    /// (after `listening`), not on `listening` alone.
-    wait_ready: AtomicBool,
-    /// Node readiness signals seen: [`Slot::LISTENING`] | [`Slot::READY`].
-    signals: AtomicU8,
     /// Service-time EWMA in ns (0: none yet), and when it was last updated
     /// (ns since [`epoch`]); read by `least-time`.
     ewma_ns: AtomicU64,

@@ -7,36 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+pub use crate::protocol::Policy;
 
 use super::{floor, ns_since_epoch, Pool, Slot};
-
-/// How a worker is chosen for each connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Policy {
-    /// Each worker in turn.
-    RoundRobin,
-    /// Each worker in turn, skipping the ones that are behind: an outlier
-    /// (see [`floor`]: a worker whose every connection lately took 4× and
-    /// 2.5 ms longer than the fastest worker's fastest, by the worker's
-    /// own clock, gets only a probe now and then), or stuck (more than
-    /// [`STUCK_SLACK`] connections beyond the least loaded worker, and
-    /// either no close for 50 ms or a backlog of more than 50 ms at its
-    /// mean service time). When every worker is behind, the least loaded.
-    /// So uniform load is split exactly evenly however in-flight counts
-    /// jitter, and a slow or blocked worker gets almost nothing.
-    #[default]
-    LeastConn,
-    /// Two workers at random, the less loaded one wins.
-    P2c,
-    /// The worker with the least expected wait: (in flight + 1) × its
-    /// recent service time (an EWMA of how long its connections last,
-    /// herd workers; of how long Node takes to accept one), among those
-    /// that are not outliers (as for least-conn). The estimate decays while
-    /// unmeasured (half-life 500 ms), so a worker left idle is tried again.
-    LeastTime,
-}
 
 impl Policy {
     /// Parses `round-robin|least-conn|p2c`.
@@ -47,16 +20,6 @@ impl Policy {
             "p2c" => Some(Policy::P2c),
             "least-time" | "lt" => Some(Policy::LeastTime),
             _ => None,
-        }
-    }
-
-    /// The flag spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Policy::RoundRobin => "round-robin",
-            Policy::LeastConn => "least-conn",
-            Policy::P2c => "p2c",
-            Policy::LeastTime => "least-time",
         }
     }
 }

@@ -24,10 +24,10 @@ impl Slot {
     /// worker's second channel once its preload is ready, one (Node's pipe
     /// hands the app one descriptor per read). `None`: Node's own protocol.
     pub(super) fn herd_route(&self) -> Option<(BorrowedFd<'_>, usize)> {
-        match (self.proto, &self.fast) {
-            (SlotProto::Herd, _) => Some((self.chan.as_fd(), MAX_IDS)),
-            (SlotProto::Node, Some(fast)) if self.is_fast() => Some((fast.as_fd(), 1)),
-            (SlotProto::Node, _) => None,
+        match self.proto() {
+            SlotProto::Herd => Some((self.chan.as_fd(), MAX_IDS)),
+            SlotProto::Node if self.is_fast() => self.fast_chan().map(|f| (f, 1)),
+            SlotProto::Node => None,
         }
     }
 

@@ -20,6 +20,85 @@ pub enum SlotProto {
     Node,
 }
 
+/// A worker's channel beyond the socket both protocols have (`Slot::chan`):
+/// what only a herd worker's has, and what only a Node worker's has.
+pub enum Wire {
+    /// herd's SEQPACKET protocol (docs/PROTOCOL.md).
+    Herd {
+        /// The daemon's copy of the worker's end: what the worker has not
+        /// read yet can be taken back from it (see the module doc).
+        peer: Option<OwnedFd>,
+        /// The page the worker counts its closes in instead of sending `D`.
+        counters: Option<Counters>,
+    },
+    /// Node's cluster IPC (JSON lines on a stream, one handle in flight).
+    Node {
+        /// herd's preload's herd-protocol channel, if the worker has one.
+        fast: Option<FastChannel>,
+        /// `wait_ready`: the worker joins the rotation on
+        /// `process.send('ready')` (after `listening`), not on `listening`
+        /// alone.
+        wait_ready: bool,
+        /// Readiness signals seen: [`Slot::LISTENING`] | [`Slot::READY`].
+        signals: AtomicU8,
+    },
+}
+
+/// The shared page a herd worker counts its closes in, and how many of
+/// them (and of their nanoseconds) have been applied to `in_flight` and the
+/// EWMA.
+pub struct Counters {
+    pub(super) page: SharedPage,
+    pub(super) closes_seen: AtomicU64,
+    pub(super) closed_ns_seen: AtomicU64,
+}
+
+/// A Node worker's second channel, in herd's protocol: herd's preload takes
+/// connections on it once it sent `R` (`ready`); until then they go as
+/// Node's `newconn`.
+pub struct FastChannel {
+    ours: OwnedFd,
+    /// The daemon's copy of the worker's end.
+    peer: OwnedFd,
+    pub(super) ready: AtomicBool,
+}
+
+impl Wire {
+    /// A herd worker's: the daemon's copy of its end, and its counters page.
+    pub fn herd(peer: Option<OwnedFd>, counters: Option<SharedPage>) -> Wire {
+        Wire::Herd {
+            peer,
+            counters: counters.map(|page| Counters {
+                page,
+                closes_seen: AtomicU64::new(0),
+                closed_ns_seen: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// A Node worker's: the herd-protocol channel of herd's preload (the
+    /// daemon's end, and its copy of the worker's end), if any.
+    pub fn node(fast: Option<(OwnedFd, OwnedFd)>, wait_ready: bool) -> Wire {
+        Wire::Node {
+            fast: fast.map(|(ours, peer)| FastChannel {
+                ours,
+                peer,
+                ready: AtomicBool::new(false),
+            }),
+            wait_ready,
+            signals: AtomicU8::new(0),
+        }
+    }
+
+    /// Its protocol.
+    pub fn proto(&self) -> SlotProto {
+        match self {
+            Wire::Herd { .. } => SlotProto::Herd,
+            Wire::Node { .. } => SlotProto::Node,
+        }
+    }
+}
+
 /// Where a slot's warm-up stands (see `DataPlane::slot_ready`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Warmup {
@@ -37,34 +116,18 @@ const WARMUP_RUNNING: u8 = 1;
 const WARMUP_DONE: u8 = 2;
 
 /// How connections reach a worker: its protocol, and how it reports
-/// closes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChannelKind {
-    /// herd's protocol, closes reported by id.
-    Herd,
-    /// herd's protocol, closes counted in a shared page.
-    HerdCounters,
-    /// A Node app through herd's preload (herd's protocol).
-    NodePreload,
-    /// A Node app through Node's own `newconn` messages.
-    NodeCluster,
-}
+/// closes (the wire enum `herd show` prints).
+pub use crate::protocol::Channel as ChannelKind;
 
 impl Slot {
     /// A slot for a freshly started worker; it joins the rotation once the
     /// worker says it is ready. `chan` must be non-blocking.
-    pub fn new(instance_id: u32, pid: i32, proto: SlotProto, chan: OwnedFd) -> Slot {
+    pub fn new(instance_id: u32, pid: i32, chan: OwnedFd, wire: Wire) -> Slot {
         Slot {
             instance_id,
             pid,
-            proto,
             chan,
-            fast: None,
-            fast_ready: AtomicBool::new(false),
-            peer: None,
-            counters: None,
-            closes_seen: AtomicU64::new(0),
-            closed_ns_seen: AtomicU64::new(0),
+            wire,
             state: Mutex::new(SlotState::default()),
             reader: Mutex::new(Default::default()),
             in_flight: AtomicU32::new(0),
@@ -73,8 +136,6 @@ impl Slot {
             saved: AtomicU64::new(0),
             active: AtomicBool::new(false),
             dead: AtomicBool::new(false),
-            wait_ready: AtomicBool::new(false),
-            signals: AtomicU8::new(0),
             ewma_ns: AtomicU64::new(0),
             ewma_at: AtomicU64::new(0),
             samples: AtomicU32::new(0),
@@ -90,32 +151,44 @@ impl Slot {
         }
     }
 
-    /// herd channels: the daemon's copy of the worker's end (see the module
-    /// doc). It is only ever read with `MSG_DONTWAIT`: its file status flags
-    /// are the worker's.
-    pub fn with_peer(mut self, peer: OwnedFd) -> Slot {
-        self.peer = Some(peer);
-        self
+    /// Its protocol.
+    pub fn proto(&self) -> SlotProto {
+        self.wire.proto()
     }
 
-    /// Node: the herd-protocol channel herd's preload may take connections
-    /// on (`ours`), and the daemon's copy of the worker's end of it.
-    pub fn with_fast_channel(mut self, ours: OwnedFd, peer: OwnedFd) -> Slot {
-        self.fast = Some(ours);
-        self.peer = Some(peer);
-        self
+    /// The daemon's copy of the worker's end of its herd-protocol channel
+    /// (a herd worker's channel; a Node worker's preload channel), from
+    /// which what the worker has not read can be taken back.
+    pub(super) fn peer(&self) -> Option<BorrowedFd<'_>> {
+        match &self.wire {
+            Wire::Herd { peer, .. } => peer.as_ref().map(|p| p.as_fd()),
+            Wire::Node { fast, .. } => fast.as_ref().map(|f| f.peer.as_fd()),
+        }
+    }
+
+    /// A herd worker's counters page, if it has one.
+    pub(super) fn counters(&self) -> Option<&Counters> {
+        match &self.wire {
+            Wire::Herd { counters, .. } => counters.as_ref(),
+            Wire::Node { .. } => None,
+        }
     }
 
     /// Node: the daemon's end of the herd-protocol channel, if any.
     pub fn fast_chan(&self) -> Option<BorrowedFd<'_>> {
-        self.fast.as_ref().map(|f| f.as_fd())
+        match &self.wire {
+            Wire::Node { fast, .. } => fast.as_ref().map(|f| f.ours.as_fd()),
+            Wire::Herd { .. } => None,
+        }
     }
 
     /// Node: the preload said `R` on the herd-protocol channel: connections
     /// go there from now on.
     pub fn set_fast_ready(&self) {
-        self.fast_ready.store(true, Ordering::Release);
-        self.flush();
+        if let Wire::Node { fast: Some(f), .. } = &self.wire {
+            f.ready.store(true, Ordering::Release);
+            self.flush();
+        }
     }
 
     /// Claims the warm-up: the first caller starts it.
@@ -151,23 +224,17 @@ impl Slot {
 
     /// How connections reach the worker (`herd show`'s `channel`).
     pub fn channel_kind(&self) -> ChannelKind {
-        match self.proto {
-            SlotProto::Herd if self.counts_closes() => ChannelKind::HerdCounters,
-            SlotProto::Herd => ChannelKind::Herd,
-            SlotProto::Node if self.is_fast() => ChannelKind::NodePreload,
-            SlotProto::Node => ChannelKind::NodeCluster,
+        match self.wire {
+            Wire::Herd { .. } if self.counts_closes() => ChannelKind::HerdCounters,
+            Wire::Herd { .. } => ChannelKind::Herd,
+            Wire::Node { .. } if self.is_fast() => ChannelKind::NodePreload,
+            Wire::Node { .. } => ChannelKind::NodeCluster,
         }
     }
 
     /// Whether connections go over the herd-protocol channel of a Node slot.
     pub fn is_fast(&self) -> bool {
-        self.fast_ready.load(Ordering::Acquire)
-    }
-
-    /// herd channels: the counters page the worker was given.
-    pub fn with_counters(mut self, page: SharedPage) -> Slot {
-        self.counters = Some(page);
-        self
+        matches!(&self.wire, Wire::Node { fast: Some(f), .. } if f.ready.load(Ordering::Acquire))
     }
 
     /// The Node worker's server listens.
@@ -175,16 +242,20 @@ impl Slot {
     /// The Node worker sent `process.send('ready')`.
     pub const READY: u8 = 2;
 
-    /// Joins the rotation only on `process.send('ready')` (PM2's `wait_ready`).
-    pub fn set_wait_ready(&self, on: bool) {
-        self.wait_ready.store(on, Ordering::Release);
-    }
-
-    /// Records a readiness signal; true when the worker is now ready to be
-    /// sent connections (listening, and ready too under `wait_ready`).
+    /// Records a Node readiness signal; true when the worker is now ready
+    /// to be sent connections (listening, and ready too under
+    /// `wait_ready`). herd workers have no such signals: always true.
     pub fn note_signal(&self, signal: u8) -> bool {
-        let seen = self.signals.fetch_or(signal, Ordering::AcqRel) | signal;
-        let need = if self.wait_ready.load(Ordering::Acquire) {
+        let Wire::Node {
+            wait_ready,
+            signals,
+            ..
+        } = &self.wire
+        else {
+            return true;
+        };
+        let seen = signals.fetch_or(signal, Ordering::AcqRel) | signal;
+        let need = if *wait_ready {
             Slot::LISTENING | Slot::READY
         } else {
             Slot::LISTENING
@@ -231,11 +302,11 @@ impl Slot {
             .unacked
             .front()
             .map(|(_, _, t)| now.saturating_duration_since(*t));
-        let Some(peer) = &self.peer else {
+        let Some(peer) = self.peer() else {
             return node;
         };
         let mut head = [0u8; 9];
-        let herd = match crate::sys::fdpass::peek(peer.as_fd(), &mut head) {
+        let herd = match crate::sys::fdpass::peek(peer, &mut head) {
             Ok(Some(_)) if head[0] == b'C' => match st.head {
                 Some((h, since)) if h == head => Some(now.saturating_duration_since(since)),
                 _ => {

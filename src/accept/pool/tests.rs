@@ -3,6 +3,7 @@ use super::policy::MIN_SAMPLES;
 use super::*;
 use crate::fdpass::herd::{counters, Msg};
 use crate::sys::fdpass::{recv_with_fds, socketpair, PairKind};
+use crate::sys::shm::SharedPage;
 use std::os::fd::AsFd;
 
 fn slot(id: u32) -> (Arc<Slot>, OwnedFd) {
@@ -10,7 +11,7 @@ fn slot(id: u32) -> (Arc<Slot>, OwnedFd) {
     crate::sys::fdpass::set_nonblocking(ours.as_fd(), true).unwrap();
     let peer = theirs.try_clone().unwrap();
     (
-        Arc::new(Slot::new(id, 0, SlotProto::Herd, ours).with_peer(peer)),
+        Arc::new(Slot::new(id, 0, ours, Wire::herd(Some(peer), None))),
         theirs,
     )
 }
@@ -30,7 +31,7 @@ fn counting_slot(pool: &Pool) -> (Arc<Slot>, SharedPage, OwnedFd) {
     crate::sys::fdpass::set_nonblocking(ours.as_fd(), true).unwrap();
     let page = SharedPage::new("herd-test").unwrap();
     let worker = SharedPage::from_fd(page.as_fd().try_clone_to_owned().unwrap()).unwrap();
-    let s = Arc::new(Slot::new(0, 0, SlotProto::Herd, ours).with_counters(page));
+    let s = Arc::new(Slot::new(0, 0, ours, Wire::herd(None, Some(page))));
     pool.add(s.clone());
     pool.slot_ready(&s);
     (s, worker, theirs)
@@ -609,7 +610,7 @@ fn a_node_worker_takes_ring_batches_of_one_on_the_preloads_channel_only() {
     let (chan, _node) = socketpair(PairKind::Stream).unwrap();
     let (fast, fast_theirs) = socketpair(PairKind::SeqPacket).unwrap();
     let peer = fast_theirs.try_clone().unwrap();
-    let s = Arc::new(Slot::new(0, 0, SlotProto::Node, chan).with_fast_channel(fast, peer));
+    let s = Arc::new(Slot::new(0, 0, chan, Wire::node(Some((fast, peer)), false)));
     let pool = Pool::new(Policy::RoundRobin);
     pool.add(s.clone());
     pool.slot_ready(&s);
@@ -621,7 +622,11 @@ fn a_node_worker_takes_ring_batches_of_one_on_the_preloads_channel_only() {
         "Node's own protocol: not for the ring"
     );
     assert_eq!(s.send_chan().as_raw_fd(), s.chan().as_raw_fd());
-    s.fast_ready.store(true, Ordering::Release); // as set_fast_ready, unflushed
+    // As set_fast_ready, unflushed.
+    let Wire::Node { fast: Some(f), .. } = &s.wire else {
+        unreachable!()
+    };
+    f.ready.store(true, Ordering::Release);
     assert_eq!(
         s.send_chan().as_raw_fd(),
         s.fast_chan().unwrap().as_raw_fd()

@@ -44,7 +44,7 @@ pub(super) async fn hand_over(
     match (slot, ipc) {
         (Some(slot), _) => {
             slot.set_inactive();
-            match slot.proto {
+            match slot.proto() {
                 SlotProto::Herd => {
                     let _ = slot.send_raw(&crate::fdpass::herd::Msg::Stop.encode());
                 }
@@ -85,7 +85,7 @@ pub(super) fn ask_to_stop(pid: i32, app: &AppSpec, ipc: Option<&ready::Ipc>, slo
         let msg = serde_json::Value::from("shutdown");
         let sent = match (ipc, slot) {
             (Some(chan), _) => ready::send(chan, &msg).is_ok(),
-            (None, Some(slot)) if slot.proto == crate::accept::pool::SlotProto::Node => {
+            (None, Some(slot)) if slot.proto() == crate::accept::pool::SlotProto::Node => {
                 slot.send_raw(&crate::fdpass::node::message(&msg)).is_ok()
             }
             _ => false,

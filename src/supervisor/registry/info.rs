@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::Supervisor;
-use crate::accept::pool::{ChannelKind, Policy};
 use crate::accept::Mode;
 use crate::config::ExecMode;
 use crate::logs::file::LogFiles;
@@ -79,10 +78,7 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         id: inst.id,
         name: app.name.clone(),
         instance: inst.index,
-        exec_mode: match app.exec_mode {
-            ExecMode::Fork => wire::ExecMode::Fork,
-            ExecMode::Cluster => wire::ExecMode::Cluster,
-        },
+        exec_mode: app.exec_mode,
         distribution: match (app.exec_mode, &inst.plane, &inst.listener) {
             (ExecMode::Cluster, Some(_), _) => wire::Distribution::Fdpass,
             (ExecMode::Cluster, None, Some(_)) => match app.mode {
@@ -93,12 +89,7 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
             _ => wire::Distribution::None,
         },
         io: inst.plane.as_ref().map(|p| p.describe_io()),
-        policy: inst.plane.as_ref().map(|p| match p.pool.policy() {
-            Policy::LeastConn => wire::Policy::LeastConn,
-            Policy::RoundRobin => wire::Policy::RoundRobin,
-            Policy::P2c => wire::Policy::P2c,
-            Policy::LeastTime => wire::Policy::LeastTime,
-        }),
+        policy: inst.plane.as_ref().map(|p| p.pool.policy()),
         acceptors: inst.plane.as_ref().map(|p| p.acceptor_count()),
         dispatched: inst
             .slot()
@@ -106,12 +97,7 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         saved_on_death: deaths.saved,
         lost_started: deaths.lost_started,
         in_flight: inst.slot().map_or(0, |s| s.load()),
-        channel: inst.slot().map(|s| match s.channel_kind() {
-            ChannelKind::Herd => wire::Channel::Herd,
-            ChannelKind::HerdCounters => wire::Channel::HerdCounters,
-            ChannelKind::NodePreload => wire::Channel::NodePreload,
-            ChannelKind::NodeCluster => wire::Channel::NodeCluster,
-        }),
+        channel: inst.slot().map(|s| s.channel_kind()),
         in_rotation: inst.slot().is_some_and(|s| s.is_active()),
         left_out_slow: inst.slot().is_some_and(|s| s.is_left_out_slow()),
         status: inst.status,

@@ -68,17 +68,7 @@ impl Supervisor {
                     None => {}
                 }
                 if let (Some(ends), Some(plane)) = (chan, inst.plane.clone()) {
-                    let mut slot = Slot::new(id, spawned.pid, ends.proto, ends.ours);
-                    match (ends.fast, ends.peer) {
-                        (Some(fast), Some(peer)) => slot = slot.with_fast_channel(fast, peer),
-                        (None, Some(peer)) => slot = slot.with_peer(peer),
-                        _ => {}
-                    }
-                    if let Some(page) = ends.counters {
-                        slot = slot.with_counters(page);
-                    }
-                    let slot = Arc::new(slot);
-                    slot.set_wait_ready(inst.app.wait_ready);
+                    let slot = Arc::new(Slot::new(id, spawned.pid, ends.ours, ends.wire));
                     plane.pool.add(slot.clone());
                     if let Some(r) = inst.running.as_mut() {
                         r.slot = Some(slot.clone());
