@@ -60,4 +60,14 @@ pub struct BenchArgs {
     /// Print the raw results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Judge the results against a thresholds file (one table per
+    /// scenario: `[conn_per_request]` `min_jain = 0.99`; see
+    /// docs/BENCHMARKS.md): exits non-zero naming each threshold that
+    /// failed and by how much.
+    #[arg(long, value_name = "THRESHOLDS.toml")]
+    pub check: Option<std::path::PathBuf>,
+    /// With `--check`: judge a report saved with `--json` instead of
+    /// running the benchmark.
+    #[arg(long, value_name = "REPORT.json", requires = "check")]
+    pub results: Option<std::path::PathBuf>,
 }

@@ -5,6 +5,7 @@
 //! and removes everything it started.
 
 mod args;
+pub mod check;
 pub mod hello;
 mod hello_uring;
 pub mod load;

@@ -119,14 +119,16 @@ pub fn render(report: &Value) -> String {
 }
 
 /// Label of a run: its mode, with the policy for fdpass.
-fn label(run: &Value) -> String {
+/// A run's target: `fdpass (least-conn)`, `reuseport`, and so on.
+pub(super) fn label(run: &Value) -> String {
     match run["policy"].as_str() {
         Some(p) => format!("{} ({p})", run["mode"].as_str().unwrap_or("?")),
         None => run["mode"].as_str().unwrap_or("?").to_string(),
     }
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
+/// The median, `None` for no values.
+pub(super) fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
     }

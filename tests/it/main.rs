@@ -5,6 +5,7 @@
 mod harness;
 
 mod badinput;
+mod bench;
 mod docs;
 mod ecosystem;
 mod fdpass;
