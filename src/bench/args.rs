@@ -57,6 +57,12 @@ pub struct BenchArgs {
     /// one pass in a row compares moments as much as modes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub rounds: u32,
+    /// Open loop: send this many requests per second in all, each due at
+    /// its time, and count latency from when it was due (wrk2's correction
+    /// for coordinated omission); without it, each connection sends its
+    /// next request when the last is answered.
+    #[arg(long, value_name = "REQ_PER_S", value_parser = parse_rate)]
+    pub rate: Option<f64>,
     /// Print the raw results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -70,4 +76,13 @@ pub struct BenchArgs {
     /// running the benchmark.
     #[arg(long, value_name = "REPORT.json", requires = "check")]
     pub results: Option<std::path::PathBuf>,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 && r <= 10_000_000.0 => Ok(r),
+        _ => Err(format!(
+            "`{s}`: expected requests per second, a number above 0 and at most 10000000"
+        )),
+    }
 }

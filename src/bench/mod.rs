@@ -221,7 +221,7 @@ pub fn run(a: &BenchArgs) -> Result<Value> {
                 .unwrap_or_else(|| a.app.clone().unwrap_or_else(|| "herd hello (built-in)".into())),
             "connections": a.connections, "threads": a.threads,
             "duration_s": plan.duration.as_secs_f64(), "pinned": !a.no_pin, "incoming_cpu": a.incoming_cpu, "skew_ms": a.skew_ms,
-            "rounds": a.rounds,
+            "rounds": a.rounds, "rate": a.rate,
         },
         "runs": runs,
         "summary": summary,
@@ -245,6 +245,7 @@ fn load(
             mode,
             max_requests: None,
             threads: a.threads,
+            rate: a.rate,
         })
         .map_err(|e| Error::io("running the load", e))?;
         let mut v = r.to_json();

@@ -24,6 +24,14 @@ pub fn render(report: &Value) -> String {
         report["machine"]["cpus"],
         report["machine"]["kernel"].as_str().unwrap_or("?"),
     );
+    if let Some(rate) = cfg["rate"].as_f64() {
+        out.insert_str(
+            out.len() - 1,
+            &format!(
+                "open loop at {rate} req/s: latency counted from when each request was due (wrk2's correction); uncorrected percentiles in --json `open_loop.service_us`\n"
+            ),
+        );
+    }
     let header = [
         "mode",
         "scenario",

@@ -365,6 +365,7 @@ pub fn load(
         mode,
         max_requests: Some(n),
         threads,
+        rate: None,
     })
     .unwrap()
 }

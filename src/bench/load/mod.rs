@@ -7,6 +7,14 @@
 //! Every run is bounded three ways: by `duration`, by the optional
 //! `max_requests` budget, and by a per-request timeout; it always stops by
 //! itself. It touches only client sockets and its own tokio runtime.
+//!
+//! Closed loop (the default): each client sends its next request when the
+//! last one is answered, so a stalled server also stalls the clients and
+//! the stall shows in one request's latency only. Open loop (`rate`):
+//! requests are due at a fixed arrival rate, and each one's latency is
+//! counted from when it was due, not from when the client got round to
+//! sending it: wrk2's correction for coordinated omission, under which a
+//! 500 ms stall shows as the half second of requests it delayed.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -63,6 +71,9 @@ pub struct LoadSpec {
     pub max_requests: Option<u64>,
     /// Runtime worker threads for the clients; at least 1.
     pub threads: usize,
+    /// Open loop: requests per second over all clients, each due at its
+    /// time whatever became of the ones before; `None` for closed loop.
+    pub rate: Option<f64>,
 }
 
 /// Failed requests by cause.
@@ -113,8 +124,14 @@ pub struct LoadResult {
     /// one); the counts add up to `requests`.
     pub per_worker: BTreeMap<String, u64>,
     /// Latency of successful requests in microseconds, from the start of the
-    /// attempt (including the connect, when one was needed) to the last body byte.
+    /// attempt (including the connect, when one was needed) to the last body
+    /// byte; in open loop, from when the request was due.
     pub latency: Histogram<u64>,
+    /// Open loop only: the same requests timed from when each was sent
+    /// (what a closed-loop generator reports; wrk2's "uncorrected").
+    pub service: Option<Histogram<u64>>,
+    /// Open loop: the arrival rate asked for.
+    pub rate: Option<f64>,
 }
 
 impl LoadResult {
@@ -144,7 +161,7 @@ impl LoadResult {
         let counts = self.worker_counts();
         let mut errors = serde_json::to_value(self.errors).unwrap_or_default();
         errors["total"] = self.errors.total().into();
-        json!({
+        let mut v = json!({
             "mode": self.mode,
             "requests": self.requests,
             "errors": errors,
@@ -164,7 +181,20 @@ impl LoadResult {
                 "jain": fairness::jain(&counts),
                 "max_over_mean": fairness::max_over_mean(&counts),
             },
-        })
+        });
+        if let (Some(rate), Some(sv)) = (self.rate, &self.service) {
+            v["open_loop"] = json!({
+                "rate": rate,
+                "service_us": {
+                    "p50": sv.value_at_quantile(0.50),
+                    "p90": sv.value_at_quantile(0.90),
+                    "p99": sv.value_at_quantile(0.99),
+                    "p999": sv.value_at_quantile(0.999),
+                    "max": sv.max(),
+                },
+            });
+        }
+        v
     }
 }
 
@@ -174,6 +204,15 @@ impl LoadResult {
 /// Errors only for an unusable spec (`connections` or `threads` of 0) or
 /// when the runtime cannot start; failed requests are counted, not returned.
 pub fn run(spec: &LoadSpec) -> io::Result<LoadResult> {
+    if spec.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "load rate must be a positive number of requests per second (got {:?})",
+                spec.rate
+            ),
+        ));
+    }
     if spec.connections == 0 || spec.threads == 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -209,14 +248,18 @@ impl Shared {
 }
 
 impl LoadResult {
-    fn empty(mode: LoadMode) -> io::Result<Self> {
+    fn empty(mode: LoadMode, rate: Option<f64>) -> io::Result<Self> {
+        let histogram =
+            || Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).map_err(io::Error::other);
         Ok(LoadResult {
             mode,
             requests: 0,
             errors: ErrorCounts::default(),
             elapsed: Duration::ZERO,
             per_worker: BTreeMap::new(),
-            latency: Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).map_err(io::Error::other)?,
+            latency: histogram()?,
+            service: rate.map(|_| histogram()).transpose()?,
+            rate,
         })
     }
 
@@ -226,6 +269,9 @@ impl LoadResult {
         self.errors.add(&client.errors);
         for (worker, n) in client.per_worker {
             *self.per_worker.entry(worker).or_default() += n;
+        }
+        if let (Some(mine), Some(theirs)) = (self.service.as_mut(), client.service.as_ref()) {
+            mine.add(theirs).map_err(io::Error::other)?;
         }
         self.latency.add(&client.latency).map_err(io::Error::other)
     }
@@ -239,9 +285,9 @@ async fn run_clients(spec: LoadSpec) -> io::Result<LoadResult> {
         spec,
     });
     let handles: Vec<_> = (0..shared.spec.connections)
-        .map(|_| tokio::spawn(client(Arc::clone(&shared))))
+        .map(|i| tokio::spawn(client(Arc::clone(&shared), start, i)))
         .collect();
-    let mut result = LoadResult::empty(shared.spec.mode)?;
+    let mut result = LoadResult::empty(shared.spec.mode, shared.spec.rate)?;
     for handle in handles {
         result.merge(handle.await.map_err(io::Error::other)??)?;
     }
@@ -249,19 +295,48 @@ async fn run_clients(spec: LoadSpec) -> io::Result<LoadResult> {
     Ok(result)
 }
 
+/// Open loop: when client `index` of `spec` has its requests due, one every
+/// `connections / rate` seconds, the clients' schedules evenly interleaved.
+struct Schedule {
+    next: Instant,
+    every: Duration,
+}
+
+impl Schedule {
+    fn new(spec: &LoadSpec, start: Instant, index: usize) -> Option<Schedule> {
+        let rate = spec.rate?;
+        let every = Duration::from_secs_f64(spec.connections as f64 / rate);
+        let offset = every.mul_f64(index as f64 / spec.connections as f64);
+        Some(Schedule {
+            next: start + offset,
+            every,
+        })
+    }
+
+    /// Waits until the next request is due (not at all when behind) and
+    /// returns when it was due.
+    async fn due(&mut self) -> Instant {
+        let due = self.next;
+        tokio::time::sleep_until(due).await;
+        self.next += self.every;
+        due
+    }
+}
+
 /// One client: requests until the deadline or the budget ends it.
-async fn client(shared: Arc<Shared>) -> io::Result<LoadResult> {
-    let mut stats = LoadResult::empty(shared.spec.mode)?;
+async fn client(shared: Arc<Shared>, start: Instant, index: usize) -> io::Result<LoadResult> {
+    let mut stats = LoadResult::empty(shared.spec.mode, shared.spec.rate)?;
+    let schedule = Schedule::new(&shared.spec, start, index);
     // The deadline cancels whatever is in flight, so a run never outlasts
     // `duration` by more than a scheduling delay.
     tokio::select! {
-        _ = client_loop(&shared, &mut stats) => {}
+        _ = client_loop(&shared, &mut stats, schedule) => {}
         _ = tokio::time::sleep_until(shared.deadline) => {}
     }
     Ok(stats)
 }
 
-async fn client_loop(shared: &Shared, stats: &mut LoadResult) {
+async fn client_loop(shared: &Shared, stats: &mut LoadResult, mut schedule: Option<Schedule>) {
     let spec = &shared.spec;
     let keep_alive = spec.mode == LoadMode::KeepAlive;
     let request = if keep_alive {
@@ -272,6 +347,10 @@ async fn client_loop(shared: &Shared, stats: &mut LoadResult) {
     let mut conn: Option<TcpStream> = None;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     while Instant::now() < shared.deadline && shared.take_ticket() {
+        let due = match schedule.as_mut() {
+            Some(s) => Some(s.due().await),
+            None => None,
+        };
         let began = Instant::now();
         let attempt = tokio::time::timeout(
             REQUEST_TIMEOUT,
@@ -288,8 +367,13 @@ async fn client_loop(shared: &Shared, stats: &mut LoadResult) {
         match outcome {
             Ok(response) => {
                 if response.ok {
-                    let us = began.elapsed().as_micros().clamp(1, LATENCY_MAX_US as u128);
-                    stats.latency.saturating_record(us as u64);
+                    let us = |from: Instant| {
+                        from.elapsed().as_micros().clamp(1, LATENCY_MAX_US as u128) as u64
+                    };
+                    stats.latency.saturating_record(us(due.unwrap_or(began)));
+                    if let Some(service) = stats.service.as_mut() {
+                        service.saturating_record(us(began));
+                    }
                     stats.requests += 1;
                 } else {
                     stats.errors.bad_status += 1;
