@@ -194,8 +194,7 @@ impl Kept {
             sock: sock.clone(),
             name: store_name(port),
             addr,
-            reuseport: crate::sys::activation::check_listener(sock.as_fd())
-                .is_ok_and(|(_, rp)| rp),
+            reuseport: crate::sys::activation::check_listener(sock.as_fd()).is_ok_and(|(_, rp)| rp),
         };
         self.store(&e);
         self.lock().push(e);
@@ -225,7 +224,11 @@ impl Kept {
                     "`{}` on {}: {}",
                     e.name,
                     e.addr,
-                    if e.in_use() { "in use" } else { "waiting for an app" }
+                    if e.in_use() {
+                        "in use"
+                    } else {
+                        "waiting for an app"
+                    }
                 )
             })
             .collect()
@@ -305,7 +308,11 @@ pub fn acceptor_group(
 /// keep being accepted on, or what the kernel queues on it waits for
 /// nobody), the shared kept listener when it cannot be joined, else a new
 /// member of the group.
-pub fn join(host: &str, port: u16, current: Option<&Arc<Socket>>) -> Result<Arc<Socket>, BindError> {
+pub fn join(
+    host: &str,
+    port: u16,
+    current: Option<&Arc<Socket>>,
+) -> Result<Arc<Socket>, BindError> {
     if let Some(k) = kept() {
         if let Some(c) = current.filter(|c| k.is_kept(c)) {
             return Ok(c.clone());
@@ -351,7 +358,10 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         k.adopt(vec![passed(l, "web")]);
-        assert!(k.claim("127.0.0.1", port.wrapping_add(1)).unwrap().is_none());
+        assert!(k
+            .claim("127.0.0.1", port.wrapping_add(1))
+            .unwrap()
+            .is_none());
         assert!(k.claim("10.0.0.1", port).unwrap().is_none());
         let c = k.claim("0.0.0.0", port).unwrap().unwrap();
         assert_eq!(c.name, "web");

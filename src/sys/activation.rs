@@ -73,10 +73,16 @@ pub fn take_listen_fds() -> Taken {
         ));
         return out;
     }
-    let names: Vec<&str> = names.as_deref().map_or(Vec::new(), |s| s.split(':').collect());
+    let names: Vec<&str> = names
+        .as_deref()
+        .map_or(Vec::new(), |s| s.split(':').collect());
     for i in 0..n {
         let num = super::fd::LISTEN_FDS_START + i;
-        let name = names.get(i as usize).copied().unwrap_or("unknown").to_string();
+        let name = names
+            .get(i as usize)
+            .copied()
+            .unwrap_or("unknown")
+            .to_string();
         match take_one(num) {
             Ok(Ok((fd, addr, reuseport))) => out.passed.push(Passed {
                 fd,
@@ -85,7 +91,9 @@ pub fn take_listen_fds() -> Taken {
                 addr,
                 reuseport,
             }),
-            Ok(Err(why)) => out.refused.push(format!("fd {num} ({name}): {why}; closed")),
+            Ok(Err(why)) => out
+                .refused
+                .push(format!("fd {num} ({name}): {why}; closed")),
             Err(why) => out.refused.push(format!("fd {num} ({name}): {why}")),
         }
     }
@@ -123,8 +131,14 @@ pub fn check_listener(fd: BorrowedFd<'_>) -> Result<(SocketAddr, bool), String> 
         ));
     }
     if ty != libc::SOCK_STREAM {
-        let what = if ty == libc::SOCK_DGRAM { "UDP" } else { "not stream" };
-        return Err(format!("a {what} socket (type {ty}), expected a TCP listener"));
+        let what = if ty == libc::SOCK_DGRAM {
+            "UDP"
+        } else {
+            "not stream"
+        };
+        return Err(format!(
+            "a {what} socket (type {ty}), expected a TCP listener"
+        ));
     }
     if opt(libc::SO_ACCEPTCONN).map_err(|e| e.to_string())? == 0 {
         return Err("a TCP socket that is not listening (no listen() call)".into());
@@ -158,8 +172,7 @@ pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
         }
         libc::AF_INET6 => {
             // SAFETY: as above, for sockaddr_in6.
-            let a =
-                unsafe { *(&ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let a = unsafe { *(&ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
             let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
             Ok(SocketAddr::from((ip, u16::from_be(a.sin6_port))))
         }
@@ -213,9 +226,13 @@ mod tests {
         let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         assert!(check_listener(u.as_fd()).unwrap_err().contains("UDP"));
         let f = std::fs::File::open("/dev/null").unwrap();
-        assert!(check_listener(f.as_fd()).unwrap_err().contains("not a socket"));
+        assert!(check_listener(f.as_fd())
+            .unwrap_err()
+            .contains("not a socket"));
         let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        assert!(check_listener(s.as_fd()).unwrap_err().contains("not listening"));
+        assert!(check_listener(s.as_fd())
+            .unwrap_err()
+            .contains("not listening"));
         let v6 = std::net::TcpListener::bind("[::1]:0");
         if let Ok(v6) = v6 {
             assert_eq!(local_addr(v6.as_fd()).unwrap(), v6.local_addr().unwrap());
@@ -231,8 +248,8 @@ mod tests {
         store_fd(path.to_str().unwrap(), "herd-port-1", l.as_fd()).unwrap();
         let mut buf = [0u8; 256];
         let mut fds = Vec::new();
-        let (n, _) = super::super::fdpass::recv_with_fds(rx.as_fd(), &mut buf, &mut fds, true)
-            .unwrap();
+        let (n, _) =
+            super::super::fdpass::recv_with_fds(rx.as_fd(), &mut buf, &mut fds, true).unwrap();
         assert_eq!(&buf[..n], b"FDSTORE=1\nFDNAME=herd-port-1");
         assert_eq!(fds.len(), 1);
         assert_eq!(local_addr(fds[0].as_fd()).unwrap(), l.local_addr().unwrap());
