@@ -7,6 +7,7 @@
 //! * `reuseport` / `shared` ([`reuseport`]): listeners handed to the workers
 //!   as fd 3; the kernel (or the workers' accept race) distributes.
 
+pub mod activation;
 pub mod channel;
 pub mod pool;
 pub mod reuseport;
@@ -322,13 +323,14 @@ impl DataPlane {
         // connections over the acceptors, so accept work is shared by the
         // cores instead of landing on whichever ring wins a shared socket.
         let n = self.cfg.acceptors.unwrap_or(self.cpus.len()).max(1);
-        let group = reuseport::bind_group_with(host, port, n, self.cfg.backlog)?;
+        // A listener systemd passed (or one herd stored) serves every
+        // acceptor instead (`activation`).
+        let group = activation::acceptor_group(host, port, n, self.cfg.backlog)?;
         let addr = group[0]
             .local_addr()
             .ok()
             .and_then(|a| a.as_socket())
             .unwrap_or_else(|| ([0, 0, 0, 0], port).into());
-        let group: Vec<Arc<Socket>> = group.into_iter().map(Arc::new).collect();
         self.start_acceptors(&group);
         *l = Some((addr, group));
         Ok(addr)
@@ -506,7 +508,7 @@ impl DataPlane {
         if let Some(s) = extra.get(&port) {
             return Ok(s.clone());
         }
-        let s = reuseport::bind_one(host, port, self.cfg.backlog)?;
+        let s = activation::one(host, port, self.cfg.backlog)?;
         // Every worker accepts on it: a blocking accept in the worker that
         // loses the race would freeze its whole event loop.
         s.set_nonblocking(true)
@@ -514,7 +516,6 @@ impl DataPlane {
                 addr: (std::net::Ipv4Addr::UNSPECIFIED, port).into(),
                 source: e,
             })?;
-        let s = Arc::new(s);
         extra.insert(port, s.clone());
         Ok(s)
     }

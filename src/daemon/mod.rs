@@ -84,6 +84,12 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
         let _ = crate::sys::process::setsid();
     }
     logger::install(opts.background.then(|| home.daemon_log()));
+    // Listeners systemd passed (sd_listen_fds semantics): taken before
+    // anything else, the variables cleared so apps never inherit them.
+    crate::accept::activation::install(
+        crate::sys::activation::take_listen_fds(),
+        std::env::var("NOTIFY_SOCKET").ok(),
+    );
     // We hold the lock, so any socket or pid file left is from a dead daemon.
     let sock_path = home.sock();
     match std::fs::remove_file(&sock_path) {

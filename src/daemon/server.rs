@@ -40,6 +40,7 @@ pub async fn serve(listener: UnixListener, ctx: Rc<Context>) -> Result<()> {
             _ = ctx.shutdown.notified() => break,
         }
     }
+    ctx.sup.stop_accepting();
     let ids = ctx.sup.all_ids();
     ctx.sup.stop(&ids).await;
     Ok(())

@@ -8,6 +8,7 @@
 //! easiest to audit as plain libc.
 
 pub mod acceptor;
+pub mod activation;
 pub mod epoll;
 pub mod fd;
 pub mod fdpass;

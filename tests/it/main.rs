@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod activation;
 mod badinput;
 mod bench;
 mod docs;

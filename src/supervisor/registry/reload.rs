@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::hand_over::{ask_to_stop, hand_over, wait_gone_or_kill};
 use super::Supervisor;
 use crate::accept::pool::Slot;
-use crate::accept::{reuseport, Mode};
+use crate::accept::{activation, reuseport, Mode};
 use crate::config::{AppSpec, ExecMode};
 use crate::supervisor::{launch, ready, Running, Status};
 use crate::sys::process;
@@ -84,9 +84,10 @@ impl Supervisor {
             (app.exec_mode, app.mode, old.port)
         {
             // The old listener stays in the group (and keeps its queue)
-            // until the old process has stopped.
-            match reuseport::join_group(&app.host, port) {
-                Ok(l) => self.set_listener(id, Some(Arc::new(l))),
+            // until the old process has stopped. A kept (systemd) listener
+            // is the replacement's too: it must stay accepted on.
+            match activation::join(&app.host, port, old.listener.as_ref()) {
+                Ok(l) => self.set_listener(id, Some(l)),
                 Err(e) => {
                     return Some(format!(
                         "instance {id}: no listener for a replacement ({e}); the old process keeps serving"

@@ -2,11 +2,10 @@
 //! indexes retired (out of rotation, finish, stop) and deleted.
 
 use std::rc::Rc;
-use std::sync::Arc;
 
 use super::hand_over::hand_over;
 use super::{refuse, Supervisor};
-use crate::accept::{reuseport, Mode};
+use crate::accept::{activation, Mode};
 use crate::config::ExecMode;
 use crate::error::Error;
 use crate::supervisor::Status;
@@ -107,10 +106,10 @@ impl Supervisor {
         let mut added = Vec::new();
         for index in n..target {
             let listener = match (&app.exec_mode, app.mode, port) {
-                (ExecMode::Cluster, Mode::Reuseport, Some(port)) => Some(Arc::new(
-                    reuseport::join_group(&app.host, port)
+                (ExecMode::Cluster, Mode::Reuseport, Some(port)) => Some(
+                    activation::join(&app.host, port, None)
                         .map_err(|e| refuse(e.to_string(), "free the port"))?,
-                )),
+                ),
                 (ExecMode::Cluster, Mode::Shared, _) => shared.clone(),
                 _ => None,
             };

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::{refuse, Started, Supervisor};
-use crate::accept::{reuseport, DataPlane, Mode};
+use crate::accept::{activation, reuseport, DataPlane, Mode};
 use crate::config::{AppSpec, ExecMode};
 use crate::error::Error;
 use crate::protocol::OnExisting;
@@ -60,17 +60,15 @@ impl Supervisor {
         if spec.exec_mode == ExecMode::Cluster {
             match (spec.mode, spec.port) {
                 (Mode::Reuseport, Some(port)) => {
-                    listeners = reuseport::bind_group(&spec.host, port, n as usize)
+                    listeners = activation::reuseport_group(&spec.host, port, n as usize)
                         .map_err(bind_refusal)?
                         .into_iter()
-                        .map(|s| Some(Arc::new(s)))
+                        .map(Some)
                         .collect();
                 }
                 (Mode::Shared, Some(port)) => {
-                    let one = Arc::new(
-                        reuseport::bind_one(&spec.host, port, spec.plane.backlog)
-                            .map_err(bind_refusal)?,
-                    );
+                    let one = activation::one(&spec.host, port, spec.plane.backlog)
+                        .map_err(bind_refusal)?;
                     listeners = vec![Some(one); n as usize];
                 }
                 (Mode::Fdpass, port) => {

@@ -67,6 +67,24 @@ impl Supervisor {
         }
     }
 
+    /// The daemon is exiting: every fdpass app's acceptors stop first, so
+    /// connections not yet accepted stay queued on the listener (a kept
+    /// listener outlives herd: the next herd serves them) instead of being
+    /// accepted and then cut when the workers stop.
+    pub fn stop_accepting(&self) {
+        let planes: Vec<_> = {
+            let table = self.table.borrow();
+            table
+                .instances
+                .values()
+                .filter_map(|i| i.plane.clone())
+                .collect()
+        };
+        for p in planes {
+            p.shutdown();
+        }
+    }
+
     /// Stops `ids` and removes them (their listeners close; an app left
     /// without instances loses its watcher and cron task).
     pub async fn delete(self: &Rc<Self>, ids: &[u32]) -> Vec<InstanceInfo> {
