@@ -171,6 +171,9 @@ fn a_passed_listener_is_used_for_the_app_and_kept_across_delete() {
     // and the next start on the port serves it.
     h.run(&["delete", "hello"]).ok();
     assert!(holds(d.pid, ino), "delete closed the passed listener");
+    d.wait_log(&format!(
+        "kept listener `web` on 127.0.0.1:{port}: waiting for an app"
+    ));
     let mut waiting =
         std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), T).unwrap();
     waiting

@@ -85,8 +85,9 @@ impl Supervisor {
         }
     }
 
-    /// Stops `ids` and removes them (their listeners close; an app left
-    /// without instances loses its watcher and cron task).
+    /// Stops `ids` and removes them (their listeners close, except kept
+    /// ones, which are listed in the log; an app left without instances
+    /// loses its watcher and cron task).
     pub async fn delete(self: &Rc<Self>, ids: &[u32]) -> Vec<InstanceInfo> {
         self.stop(ids).await;
         let infos = self.info(ids);
@@ -95,6 +96,13 @@ impl Supervisor {
             table.instances.remove(id);
         }
         drop(table);
+        // Kept listeners (systemd's) stay open for the next app on their
+        // port: say so, with what each is waiting for.
+        if let Some(k) = crate::accept::activation::kept() {
+            for line in k.describe() {
+                log::info!("socket activation: kept listener {line}");
+            }
+        }
         self.auto.borrow_mut().release(ids);
         self.sync_auto(&hooks::app_names(&infos));
         self.bump();
