@@ -408,8 +408,10 @@ mod tests {
         );
         // An empty save does not replace a corrupt file whose backup has apps.
         save(&t.0, vec![app("a")], true).unwrap();
+        save(&t.0, vec![app("b")], true).unwrap();
         std::fs::write(t.0.dump_file(), b"garbage").unwrap();
         assert!(save(&t.0, vec![], false).is_err());
+        assert!(holds_apps(&t.0), "an unreadable dump may hold apps");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod harness;
 mod badinput;
 mod bench;
 mod docs;
+mod dump;
 mod ecosystem;
 mod fdpass;
 mod layout;
