@@ -77,6 +77,14 @@ impl Home {
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
     }
+    /// The saved process list (`herd save`, `herd resurrect`).
+    pub fn dump_file(&self) -> PathBuf {
+        self.root.join("dump.json")
+    }
+    /// The dump before the last save.
+    pub fn dump_bak(&self) -> PathBuf {
+        self.root.join("dump.json.bak")
+    }
     /// Where the Node preload script is written.
     pub fn node_preload(&self) -> PathBuf {
         self.root.join("node").join("herd-listen.js")
@@ -102,4 +110,44 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+/// Writes `data` to `path` so that a crash at any moment leaves either the
+/// old file or the new one, whole: a temp file (mode 0600) beside it,
+/// fsync, rename over `path`, fsync of the directory (so the rename itself
+/// survives a power cut). With `backup`, the file being replaced is kept
+/// there first (a hard link, so `path` never goes missing meanwhile).
+pub fn write_durable(path: &Path, data: &[u8], backup: Option<&Path>) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    if let Some(bak) = backup.filter(|_| path.exists()) {
+        match std::fs::remove_file(bak) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        if std::fs::hard_link(path, bak).is_err() {
+            // A file system without hard links: a copy does the same.
+            std::fs::copy(path, bak)?;
+        }
+    }
+    std::fs::rename(&tmp, path)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
 }

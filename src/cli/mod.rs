@@ -5,6 +5,7 @@ pub mod bench;
 pub use crate::client;
 pub mod config;
 pub mod daemon;
+pub mod dump;
 pub mod lifecycle;
 pub mod list;
 pub mod logs;
@@ -62,6 +63,15 @@ pub enum Command {
     /// Reopen every log file (after an external logrotate moved them).
     #[command(name = "reloadLogs", visible_alias = "reload-logs")]
     ReloadLogs,
+    /// Save the process list to $HERD_HOME/dump.json, for `herd resurrect`
+    /// (`--autosave`: keep it current after every change).
+    #[command(visible_alias = "dump")]
+    Save(dump::SaveArgs),
+    /// Start the saved apps as they were (stopped ones stay stopped; apps
+    /// already running are left alone).
+    Resurrect(dump::ResurrectArgs),
+    /// Remove the saved process list (kept as dump.json.bak).
+    Cleardump,
     /// Stop every app, then the daemon.
     Kill,
     /// Check an ecosystem file: `herd config check ecosystem.config.js --env production`.
@@ -93,6 +103,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logs(a) => logs::logs(a),
         Command::Flush(a) => logs::flush(a),
         Command::ReloadLogs => logs::reload_logs(),
+        Command::Save(a) => dump::save(a),
+        Command::Resurrect(a) => dump::resurrect(a),
+        Command::Cleardump => dump::cleardump(),
         Command::Kill => daemon::kill(),
         Command::Config(a) => config::run(a),
         Command::Daemon(a) => daemon::run(a),

@@ -54,6 +54,17 @@ pub fn utc_timestamp(t: SystemTime) -> String {
     crate::logs::date::iso_utc(t)
 }
 
+/// `HERD_AUTOSAVE=1` (or `true`, `on`, `yes`) in the daemon's environment
+/// turns autosave on (`herd save --autosave` does it for a running daemon).
+fn autosave_from_env() -> bool {
+    std::env::var("HERD_AUTOSAVE").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "on" | "yes"
+        )
+    })
+}
+
 /// Shared by every connection task.
 pub struct Context {
     /// The instances.
@@ -140,6 +151,10 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
             started: Instant::now(),
             shutdown: tokio::sync::Notify::new(),
         });
+        if autosave_from_env() {
+            ctx.sup.set_autosave(true);
+            log::info!("HERD_AUTOSAVE: the dump follows every change");
+        }
         // Per-process sockets go here; any left by a dead daemon are stale.
         let dir = ctx.sup.home().notify_dir();
         let _ = std::fs::remove_dir_all(&dir);

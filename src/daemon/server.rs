@@ -40,6 +40,9 @@ pub async fn serve(listener: UnixListener, ctx: Rc<Context>) -> Result<()> {
             _ = ctx.shutdown.notified() => break,
         }
     }
+    // Stopping for shutdown is not the user's stop: autosave keeps the
+    // dump as it was.
+    ctx.sup.begin_shutdown();
     ctx.sup.stop_accepting();
     let ids = ctx.sup.all_ids();
     ctx.sup.stop(&ids).await;

@@ -330,6 +330,20 @@ pub enum Request {
     },
     /// Reopen every open log file (after an external logrotate moved them).
     ReloadLogs,
+    /// Write the process list to `$HERD_HOME/dump.json` (`herd save`).
+    Save {
+        /// Also replace a dump that holds apps by an empty list, or a newer
+        /// herd's dump.
+        #[serde(default)]
+        force: bool,
+        /// Turn autosave on or off (absent: as it is).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        autosave: Option<bool>,
+    },
+    /// Start the saved apps as they were (`herd resurrect`).
+    Resurrect,
+    /// Move the dump aside (`herd cleardump`).
+    ClearDump,
     /// Stop everything, then the daemon exits.
     Kill,
 }
@@ -385,6 +399,16 @@ pub enum Response {
         message: String,
         /// What to do about it.
         hint: Option<String>,
+    },
+    /// Answer to resurrect: the instances created, and the saved apps that
+    /// could not be (the others were restored all the same).
+    Resurrected {
+        /// Instances created, running or stopped as saved.
+        instances: Vec<InstanceInfo>,
+        /// One line per thing worth telling.
+        notes: Vec<String>,
+        /// One line per app not restored, and why.
+        failed: Vec<String>,
     },
 }
 

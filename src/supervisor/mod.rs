@@ -1,11 +1,13 @@
 //! Instances and their lifecycle: one [`Status`] enum per instance with
 //! explicit transitions ([`Instance::on_exit`], [`Instance::begin_stop`]),
 //! how a process is launched ([`launch`]), what it costs ([`procstat`]), the
-//! restarts herd makes by itself ([`auto`]: [`watch`], [`cron`]), and the
-//! registry that drives it all from the daemon ([`registry`]).
+//! restarts herd makes by itself ([`auto`]: [`watch`], [`cron`]), the saved
+//! process list ([`dump`]), and the registry that drives it all from the
+//! daemon ([`registry`]).
 
 pub mod auto;
 pub mod cron;
+pub mod dump;
 pub mod launch;
 pub mod procstat;
 pub mod ready;

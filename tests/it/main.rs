@@ -8,6 +8,7 @@ mod activation;
 mod badinput;
 mod bench;
 mod docs;
+mod dump;
 mod ecosystem;
 mod fdpass;
 mod layout;

@@ -2,6 +2,7 @@
 //! [`Response`] using the supervisor. Errors become `Response::Error`, never a
 //! dropped connection.
 
+mod dump;
 mod kill;
 mod lifecycle;
 mod list;
@@ -14,8 +15,33 @@ use super::Context;
 use crate::error::Error;
 use crate::protocol::{Request, Response};
 
-/// Answers one request.
+/// Answers one request; with autosave on, a request that changes the list
+/// saves it after (its notes say when that could not be done).
 pub async fn handle(ctx: &Context, req: Request) -> Response {
+    let changes = matches!(
+        req,
+        Request::Start { .. }
+            | Request::Stop { .. }
+            | Request::Restart { .. }
+            | Request::Reload { .. }
+            | Request::Delete { .. }
+            | Request::Scale { .. }
+            | Request::Resurrect
+    );
+    let mut resp = answer(ctx, req).await;
+    if changes {
+        let more = ctx.sup.autosave_now();
+        match &mut resp {
+            Response::Done { notes, .. } | Response::Resurrected { notes, .. } => {
+                notes.extend(more)
+            }
+            _ => {}
+        }
+    }
+    resp
+}
+
+async fn answer(ctx: &Context, req: Request) -> Response {
     let result = match req {
         Request::Ping => Ok(ping::ping(ctx)),
         Request::Start {
@@ -40,6 +66,9 @@ pub async fn handle(ctx: &Context, req: Request) -> Response {
         Request::Reset { targets } => lifecycle::reset(ctx, &targets),
         Request::Flush { targets } => logs::flush(ctx, &targets),
         Request::ReloadLogs => Ok(logs::reload_logs(ctx)),
+        Request::Save { force, autosave } => dump::save(ctx, force, autosave),
+        Request::Resurrect => dump::resurrect(ctx).await,
+        Request::ClearDump => dump::clear(ctx),
         Request::Kill => Ok(kill::kill(ctx).await),
     };
     result.unwrap_or_else(|e: Error| Response::Error {

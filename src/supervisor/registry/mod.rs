@@ -9,7 +9,8 @@
 //! process up), `exit.rs` (noticing its exit), `readiness.rs`, `memory.rs`
 //! (memory caps), `stop.rs` (and delete), `restart.rs` (and reset),
 //! `reload.rs`, `scale.rs`, `hand_over.rs` (how a process leaves),
-//! `info.rs` (snapshots), `hooks.rs` (watch and cron).
+//! `info.rs` (snapshots), `hooks.rs` (watch and cron), `dump.rs` (save,
+//! resurrect, autosave).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use crate::error::Error;
 use crate::home::Home;
 use crate::logs::file::LogFiles;
 
+mod dump;
 mod exit;
 mod hand_over;
 mod hooks;
@@ -37,6 +39,8 @@ mod scale;
 mod spawn;
 mod start;
 mod stop;
+
+pub use dump::Resurrected;
 
 /// A refusal the client sees as `error: …` / `hint: …`.
 fn refuse(message: impl Into<String>, hint: impl Into<String>) -> Error {
@@ -75,6 +79,8 @@ pub struct Supervisor {
     pub log_files: LogFiles,
     /// Watchers and cron tasks per app, and the instances the user stopped.
     auto: RefCell<Auto>,
+    /// Autosave and the dump's guards (`dump.rs`).
+    dump: dump::DumpState,
 }
 
 #[derive(Default)]
@@ -112,6 +118,7 @@ impl Supervisor {
             reload_lock: tokio::sync::Mutex::new(()),
             log_files: LogFiles::default(),
             auto: RefCell::new(Auto::default()),
+            dump: dump::DumpState::default(),
         })
     }
 

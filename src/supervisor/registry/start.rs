@@ -20,6 +20,21 @@ impl Supervisor {
         force: bool,
         existing: OnExisting,
     ) -> Result<Started, Error> {
+        self.start_app_with(spec, force, existing, None, &[])
+    }
+
+    /// [`Supervisor::start_app`], except that a new app gets `count`
+    /// instances (fork mode included) when given, and its instances at the
+    /// positions in `stopped` are created stopped, as `herd stop` leaves
+    /// them, and never launched (resurrect).
+    pub(super) fn start_app_with(
+        self: &Rc<Self>,
+        spec: AppSpec,
+        force: bool,
+        existing: OnExisting,
+        count: Option<u32>,
+        stopped: &[u32],
+    ) -> Result<Started, Error> {
         crate::config::validate_name(&spec.name)?;
         if !spec.script.is_file() {
             return Err(Error::ScriptNotFound {
@@ -45,9 +60,10 @@ impl Supervisor {
                 return Ok(r);
             }
         }
-        let n = match spec.exec_mode {
-            ExecMode::Fork => 1,
-            ExecMode::Cluster => spec.instances.resolve(self.max_instances),
+        let n = match (count, spec.exec_mode) {
+            (Some(n), _) => n.max(1),
+            (None, ExecMode::Fork) => 1,
+            (None, ExecMode::Cluster) => spec.instances.resolve(self.max_instances),
         };
         let bind_refusal = |e: reuseport::BindError| {
             refuse(
@@ -98,21 +114,35 @@ impl Supervisor {
                     let mut inst =
                         self.new_instance(id, &app, index, n, listeners[index as usize].take());
                     inst.plane = plane.clone();
+                    if stopped.contains(&index) {
+                        inst.status = Status::Stopped;
+                    }
                     table.instances.insert(id, inst);
                     id
                 })
                 .collect()
         };
+        let held: Vec<u32> = (ids.iter().enumerate())
+            .filter(|&(k, _)| stopped.contains(&(k as u32)))
+            .map(|(_, &id)| id)
+            .collect();
+        self.auto.borrow_mut().hold(&held);
         let mut notes = Vec::new();
-        for (k, &id) in ids.iter().enumerate() {
+        let mut tried = false;
+        for &id in &ids {
+            if held.contains(&id) {
+                continue;
+            }
+            let first = !std::mem::replace(&mut tried, true);
             if let Err(e) = self.launch_instance(id) {
-                if k == 0 {
+                if first {
                     // Nothing of this app ran: forget it, report the cause.
                     let mut table = self.table.borrow_mut();
                     for id in &ids {
                         table.instances.remove(id);
                     }
                     drop(table);
+                    self.auto.borrow_mut().release(&held);
                     self.bump();
                     return Err(refuse(
                         format!("cannot start `{}`: {e}", app.script.display()),
