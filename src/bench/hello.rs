@@ -116,54 +116,73 @@ async fn channel_loop(chan: crate::worker::Channel) -> io::Result<()> {
             }
         });
     }
-    // SIGINT/SIGTERM (`herd stop`) drains like `Stop` does.
-    let drain = |open: std::rc::Rc<std::cell::Cell<usize>>| async move {
-        DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
-        // Finish what we have (bounded), then exit.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while open.get() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+    let serve = |conns: Vec<crate::worker::Conn>| -> io::Result<()> {
+        for c in conns {
+            let id = c.id;
+            c.stream.set_nonblocking(true)?;
+            let sock = TcpStream::from_std(c.stream)?;
+            let _ = sock.set_nodelay(true);
+            let (chan, responses, open, closed) = (
+                chan.clone(),
+                responses.clone(),
+                open.clone(),
+                closed.clone(),
+            );
+            let received = std::time::Instant::now();
+            open.set(open.get() + 1);
+            tokio::task::spawn_local(async move {
+                connection(sock, responses).await;
+                open.set(open.get() - 1);
+                chan.closed(id, received.elapsed());
+                if !chan.counts_closes() {
+                    closed.notify_one();
+                }
+            });
         }
         Ok(())
+    };
+    // SIGINT/SIGTERM (`herd stop`) drains like `Stop` does. A signal can
+    // overtake connections the daemon already sent: they sit unread in the
+    // channel and would be reset when it closes with us, so take them
+    // first (the daemon stops dispatching before it signals).
+    let drain = |signalled: bool| {
+        let open = open.clone();
+        let queued = if signalled {
+            let mut queued = Vec::new();
+            while let Ok(Received::Conns(conns)) = chan.recv(true) {
+                queued.extend(conns);
+            }
+            queued
+        } else {
+            Vec::new()
+        };
+        let served = serve(queued);
+        async move {
+            served?;
+            DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
+            // Finish what we have (bounded), then exit.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while open.get() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok(())
+        }
     };
     loop {
         let mut guard = tokio::select! {
             g = readiness.readable() => g?,
-            _ = sigint.recv() => return drain(open).await,
-            _ = sigterm.recv() => return drain(open).await,
+            _ = sigint.recv() => return drain(true).await,
+            _ = sigterm.recv() => return drain(true).await,
         };
         loop {
             match chan.recv(true)? {
-                Received::Conns(conns) => {
-                    for c in conns {
-                        let id = c.id;
-                        c.stream.set_nonblocking(true)?;
-                        let sock = TcpStream::from_std(c.stream)?;
-                        let _ = sock.set_nodelay(true);
-                        let (chan, responses, open, closed) = (
-                            chan.clone(),
-                            responses.clone(),
-                            open.clone(),
-                            closed.clone(),
-                        );
-                        let received = std::time::Instant::now();
-                        open.set(open.get() + 1);
-                        tokio::task::spawn_local(async move {
-                            connection(sock, responses).await;
-                            open.set(open.get() - 1);
-                            chan.closed(id, received.elapsed());
-                            if !chan.counts_closes() {
-                                closed.notify_one();
-                            }
-                        });
-                    }
-                }
+                Received::Conns(conns) => serve(conns)?,
                 Received::WouldBlock => {
                     guard.clear_ready();
                     break;
                 }
                 Received::Closed => return Ok(()),
-                Received::Stop => return drain(open).await,
+                Received::Stop => return drain(false).await,
             }
         }
     }

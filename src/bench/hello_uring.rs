@@ -38,6 +38,31 @@ fn close(ring: &mut ConnRing<Meta>, slot: usize, chan: &Channel) -> io::Result<(
     Ok(())
 }
 
+/// Adds connections received from the channel to the ring, each with a
+/// receive queued.
+fn take(
+    ring: &mut ConnRing<Meta>,
+    conns: Vec<crate::worker::Conn>,
+    responses: &Responses,
+) -> io::Result<()> {
+    for c in conns {
+        let meta = Meta {
+            id: c.id,
+            received: Instant::now(),
+            skip: 0,
+            close: false,
+        };
+        let slot = ring.add(
+            OwnedFd::from(c.stream),
+            READ_BUF,
+            4 * responses.close.len(),
+            meta,
+        );
+        ring.recv(slot)?;
+    }
+    Ok(())
+}
+
 /// Serves connections from herd's channel on one io_uring ring until the
 /// daemon closes the channel, after a `Stop` once open connections are
 /// done, or on SIGINT/SIGTERM (drained the same way).
@@ -59,23 +84,7 @@ pub fn serve_channel(chan: Channel) -> io::Result<()> {
             match d {
                 Done::Poll { .. } => loop {
                     match chan.recv(true)? {
-                        Received::Conns(conns) => {
-                            for c in conns {
-                                let meta = Meta {
-                                    id: c.id,
-                                    received: Instant::now(),
-                                    skip: 0,
-                                    close: false,
-                                };
-                                let slot = ring.add(
-                                    OwnedFd::from(c.stream),
-                                    READ_BUF,
-                                    4 * responses.close.len(),
-                                    meta,
-                                );
-                                ring.recv(slot)?;
-                            }
-                        }
+                        Received::Conns(conns) => take(&mut ring, conns, &responses)?,
                         Received::WouldBlock => {
                             ring.poll(chan.as_fd(), CHAN)?;
                             break;
@@ -135,6 +144,15 @@ pub fn serve_channel(chan: Channel) -> io::Result<()> {
             chan.flush()?;
         }
         if let Some(t) = draining_since {
+            // A signal can overtake connections the daemon already sent:
+            // serve what is still queued in the channel before leaving
+            // (closing it unread would reset them).
+            if ring.open() == 0 && t.elapsed() <= Duration::from_secs(10) {
+                if let Ok(Received::Conns(conns)) = chan.recv(true) {
+                    take(&mut ring, conns, &responses)?;
+                    continue;
+                }
+            }
             if ring.open() == 0 || t.elapsed() > Duration::from_secs(10) {
                 // Let the ring finish the closes it has queued.
                 let _ = ring.submit();

@@ -107,6 +107,8 @@ pub struct Slot {
     suspect: AtomicBool,
     /// When it was last let through as a probe (ns since [`epoch`]).
     probed_at: AtomicU64,
+    /// The fastest sample since it became a suspect (ns; `u64::MAX`: none).
+    probe_min: AtomicU64,
     /// The daemon keeps a copy of each connection sent (`HERD_KEEP_COPIES`,
     /// on unless `0`): see `SlotState::held`.
     keep: AtomicBool,

@@ -206,6 +206,35 @@ fn least_conn_keeps_work_off_a_slow_worker_probes_it_and_takes_it_back() {
     assert!(slow.fit(100_000, t));
 }
 
+/// A suspect whose probe comes back as fast as the others is back in the
+/// rotation at once, judged afresh: its slow samples are dropped. A probe
+/// as slow as before keeps it out.
+#[test]
+fn one_fast_probe_brings_a_suspect_back() {
+    let FastAndSlow { slow, now, .. } = fast_and_slow(Policy::LeastConn);
+    assert!(slow.suspect.load(Ordering::Relaxed));
+    let t = ns_since_epoch(now);
+    slow.sample(std::time::Duration::from_millis(5), now);
+    assert!(!slow.fit(100_000, t), "a slow probe keeps it out");
+    assert!(slow.suspect.load(Ordering::Relaxed));
+    slow.sample(std::time::Duration::from_micros(150), now);
+    assert!(slow.fit(100_000, t), "a fast probe lets it in");
+    assert!(!slow.suspect.load(Ordering::Relaxed));
+    assert_eq!(slow.floor.get(t), None, "judged afresh");
+    slow.in_flight.store(50, Ordering::Relaxed);
+    assert!(
+        slow.fit(100_000, t),
+        "unjudged, not a suspect: no probe limit"
+    );
+    // Slow on every connection again: out again after FLOOR_SAMPLES.
+    for _ in 0..floor::FLOOR_SAMPLES {
+        slow.sample(std::time::Duration::from_millis(5), now);
+    }
+    assert!(!slow.fit(100_000, t));
+    assert!(slow.suspect.load(Ordering::Relaxed));
+    assert!(!slow.fit(100_000, t), "its old fast probe does not count");
+}
+
 /// Two workers equally fast but for a stretch of one (descheduled): both
 /// keep their share, since each still served connections fast.
 #[test]
