@@ -6,6 +6,8 @@ use crate::sys::fdpass::{recv_with_fds, socketpair, PairKind};
 use crate::sys::shm::SharedPage;
 use std::os::fd::AsFd;
 
+mod outlier;
+
 fn slot(id: u32) -> (Arc<Slot>, OwnedFd) {
     let (ours, theirs) = socketpair(PairKind::SeqPacket).unwrap();
     crate::sys::fdpass::set_nonblocking(ours.as_fd(), true).unwrap();
@@ -118,144 +120,6 @@ fn policies_parse() {
         assert_eq!(Policy::parse(p.as_str()), Some(p));
     }
     assert_eq!(Policy::parse("random"), None);
-}
-
-/// A pool of `policy` with a fast worker (100 µs) and one 50× slower,
-/// both measured enough to be judged, after 100 dispatches. Plain
-/// least-conn would have split them evenly; the outlier rule keeps the
-/// slow worker idle however busy the fast one is.
-struct FastAndSlow {
-    fast: Arc<Slot>,
-    slow: Arc<Slot>,
-    now: Instant,
-    _workers: [OwnedFd; 2],
-}
-
-fn fast_and_slow(policy: Policy) -> FastAndSlow {
-    let pool = Pool::new(policy);
-    let (fast, wf) = ready_slot(&pool, 0);
-    let (slow, ws) = ready_slot(&pool, 1);
-    let now = Instant::now();
-    for _ in 0..MIN_SAMPLES {
-        fast.sample(std::time::Duration::from_micros(100), now);
-        slow.sample(std::time::Duration::from_millis(5), now);
-    }
-    for _ in 0..100 {
-        pool.dispatch(conn());
-    }
-    assert_eq!(fast.in_flight.load(Ordering::Relaxed), 100);
-    assert_eq!(slow.in_flight.load(Ordering::Relaxed), 0);
-    FastAndSlow {
-        fast,
-        slow,
-        now,
-        _workers: [wf, ws],
-    }
-}
-
-#[test]
-fn least_time_keeps_work_off_a_slow_worker_and_probes_it_later() {
-    let FastAndSlow {
-        fast, slow, now, ..
-    } = fast_and_slow(Policy::LeastTime);
-    // Unmeasured for a while, the slow worker's estimate decays (half-life
-    // 500 ms) until it is tried again.
-    let later = now + std::time::Duration::from_secs(4);
-    assert!(slow.service_ns(later).unwrap() < fast.service_ns(now).unwrap());
-    // A worker less than 4× slower still shares by expected wait.
-    let pool = Pool::new(Policy::LeastTime);
-    let (a, _wa) = ready_slot(&pool, 2);
-    let (b, _wb) = ready_slot(&pool, 3);
-    a.sample(std::time::Duration::from_micros(100), now);
-    b.sample(std::time::Duration::from_micros(300), now);
-    for _ in 0..40 {
-        pool.dispatch(conn());
-    }
-    let (na, nb) = (
-        a.in_flight.load(Ordering::Relaxed),
-        b.in_flight.load(Ordering::Relaxed),
-    );
-    assert_eq!(na + nb, 40);
-    assert!((28..=31).contains(&na) && nb >= 9, "{na} {nb}");
-    // A measured sample brings it back; the EWMA moves a fifth of the way.
-    slow.sample(std::time::Duration::from_millis(1), later);
-    let e = slow.service_ns(later).unwrap();
-    assert!((100_000.0..5_000_000.0).contains(&e), "{e}");
-}
-
-#[test]
-fn least_conn_keeps_work_off_a_slow_worker_probes_it_and_takes_it_back() {
-    let FastAndSlow { slow, now, .. } = fast_and_slow(Policy::LeastConn);
-    assert!(slow.suspect.load(Ordering::Relaxed));
-    // Three windows later nothing is measured: the slow worker is probed
-    // with a few connections at a time, not handed everything until its
-    // first close.
-    let t = ns_since_epoch(now) + 3 * floor::WINDOW_NS;
-    assert!(slow.fit(100_000, t));
-    slow.in_flight
-        .store(floor::FLOOR_SAMPLES, Ordering::Relaxed);
-    assert!(!slow.fit(100_000, t));
-    // Measured fast again, it is a worker like the others.
-    let back = now + std::time::Duration::from_nanos(3 * floor::WINDOW_NS);
-    for _ in 0..floor::FLOOR_SAMPLES {
-        slow.sample(std::time::Duration::from_micros(120), back);
-    }
-    assert!(slow.fit(100_000, t));
-    assert!(!slow.suspect.load(Ordering::Relaxed));
-    slow.in_flight.store(50, Ordering::Relaxed);
-    assert!(slow.fit(100_000, t));
-}
-
-/// A suspect whose probe comes back as fast as the others is back in the
-/// rotation at once, judged afresh: its slow samples are dropped. A probe
-/// as slow as before keeps it out.
-#[test]
-fn one_fast_probe_brings_a_suspect_back() {
-    let FastAndSlow { slow, now, .. } = fast_and_slow(Policy::LeastConn);
-    assert!(slow.suspect.load(Ordering::Relaxed));
-    let t = ns_since_epoch(now);
-    slow.sample(std::time::Duration::from_millis(5), now);
-    assert!(!slow.fit(100_000, t), "a slow probe keeps it out");
-    assert!(slow.suspect.load(Ordering::Relaxed));
-    slow.sample(std::time::Duration::from_micros(150), now);
-    assert!(slow.fit(100_000, t), "a fast probe lets it in");
-    assert!(!slow.suspect.load(Ordering::Relaxed));
-    assert_eq!(slow.floor.get(t), None, "judged afresh");
-    slow.in_flight.store(50, Ordering::Relaxed);
-    assert!(
-        slow.fit(100_000, t),
-        "unjudged, not a suspect: no probe limit"
-    );
-    // Slow on every connection again: out again after FLOOR_SAMPLES.
-    for _ in 0..floor::FLOOR_SAMPLES {
-        slow.sample(std::time::Duration::from_millis(5), now);
-    }
-    assert!(!slow.fit(100_000, t));
-    assert!(slow.suspect.load(Ordering::Relaxed));
-    assert!(!slow.fit(100_000, t), "its old fast probe does not count");
-}
-
-/// Two workers equally fast but for a stretch of one (descheduled): both
-/// keep their share, since each still served connections fast.
-#[test]
-fn a_worker_slowed_for_a_moment_keeps_its_share() {
-    let pool = Pool::new(Policy::LeastConn);
-    let (a, _wa) = ready_slot(&pool, 0);
-    let (b, _wb) = ready_slot(&pool, 1);
-    let now = Instant::now();
-    for i in 0..64 {
-        a.sample(std::time::Duration::from_micros(100), now);
-        let hiccup = i >= 44; // just now: its mean is 100× the other's
-        b.sample(
-            std::time::Duration::from_micros(if hiccup { 20_000 } else { 110 }),
-            now,
-        );
-    }
-    for _ in 0..100 {
-        pool.dispatch(conn());
-    }
-    assert_eq!(a.in_flight.load(Ordering::Relaxed), 50);
-    assert_eq!(b.in_flight.load(Ordering::Relaxed), 50);
 }
 
 #[test]
@@ -665,24 +529,6 @@ fn a_node_worker_takes_ring_batches_of_one_on_the_preloads_channel_only() {
     assert_eq!(Msg::decode(&batch.msg).unwrap(), Msg::Conns(vec![0]));
     assert_eq!(s.take_batch().unwrap().len(), 1);
     assert!(s.take_batch().is_none());
-}
-
-#[test]
-fn one_long_connection_does_not_make_its_worker_an_outlier() {
-    let (s, _w) = slot(0);
-    let now = Instant::now();
-    for _ in 0..10 {
-        s.sample(std::time::Duration::from_micros(500), now);
-    }
-    // A websocket closes after a minute.
-    s.sample(std::time::Duration::from_secs(60), now);
-    let e = s.service_ns(now).unwrap();
-    assert!(e < 4.0 * 500e3, "{e} ns: clamped to 8× the estimate");
-    // A worker that really got slow still shows it within a few samples.
-    for _ in 0..10 {
-        s.sample(std::time::Duration::from_millis(5), now);
-    }
-    assert!(s.service_ns(now).unwrap() > 4.0 * 500e3);
 }
 
 #[test]
