@@ -24,6 +24,9 @@ pub struct DaemonArgs {
     /// Detach (used when a CLI starts the daemon on demand).
     #[arg(long, hide = true)]
     pub background: bool,
+    /// Probe endpoints.
+    #[command(flatten)]
+    pub health: super::run::HealthArgs,
 }
 
 fn home() -> Result<Home> {
@@ -78,10 +81,17 @@ pub fn kill() -> Result<()> {
 
 /// Runs `herd daemon`.
 pub fn run(a: DaemonArgs) -> Result<()> {
-    crate::daemon::run(
+    let health = a.health.addr()?;
+    let code = crate::daemon::run(
         home()?,
         DaemonOptions {
             background: a.background,
+            run: None,
+            health,
         },
-    )
+    )?;
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
 }

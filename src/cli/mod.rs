@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod list;
 pub mod logs;
 pub mod output;
+pub mod run;
 pub mod start;
 
 use clap::{Parser, Subcommand};
@@ -78,6 +79,15 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Run the daemon in the foreground.
     Daemon(daemon::DaemonArgs),
+    /// Run apps in the foreground, for containers and systemd (pm2-runtime):
+    /// `herd run ecosystem.config.js --env production`. Output goes to
+    /// stdout/stderr; SIGTERM stops every app gracefully; exits 0 after a
+    /// clean stop, 1 when an app cannot start or keeps crashing.
+    #[command(
+        mut_arg("script", |a| a.required(false)),
+        mut_arg("json", |a| a.help("App output as JSON lines (one record per line) instead of `id|name | ` prefixes"))
+    )]
+    Run(Box<run::RunArgs>),
     /// Benchmark: start the built-in hello worker on every core, load it,
     /// print throughput, latency and fairness.
     Bench(bench::BenchArgs),
@@ -109,6 +119,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Kill => daemon::kill(),
         Command::Config(a) => config::run(a),
         Command::Daemon(a) => daemon::run(a),
+        Command::Run(a) => run::run(*a),
         Command::Bench(a) => bench::run(a),
         Command::Hello => crate::bench::hello_main(),
     }

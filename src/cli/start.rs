@@ -15,7 +15,8 @@ use crate::protocol::{OnExisting, Request, Response};
 pub struct StartArgs {
     /// Script or executable to run, or an ecosystem file
     /// (`ecosystem.config.js`, `.json`, `.yaml`, `herd.toml`).
-    pub script: String,
+    #[arg(required = true)]
+    pub script: Option<String>,
     /// Instances: a number, `max` (one per CPU), 0 (= max) or -N (= max - N).
     /// Implies cluster mode.
     #[arg(
@@ -171,6 +172,13 @@ pub struct StartArgs {
     /// Arguments passed to the script (after `--`).
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,
+}
+
+impl StartArgs {
+    /// The script or file argument (`herd run --resurrect` may have none).
+    pub fn script(&self) -> &str {
+        self.script.as_deref().unwrap_or_default()
+    }
 }
 
 /// The flags of `herd start`, parsed and checked; `None` where not given,
@@ -551,7 +559,7 @@ pub fn spec_from_args(a: &StartArgs) -> Result<AppSpec> {
             std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?
         }
     };
-    let script = cwd.join(&a.script);
+    let script = cwd.join(a.script());
     if !script.is_file() {
         return Err(Error::ScriptNotFound { path: script });
     }
@@ -610,11 +618,11 @@ pub fn specs_from_file(a: &StartArgs, file: &std::path::Path) -> Result<(Vec<App
     Ok((specs, force))
 }
 
-/// Runs `herd start`.
-pub fn run(a: StartArgs) -> Result<()> {
-    let path = std::path::Path::new(&a.script);
+/// The start requests for `herd start`'s arguments: one per app.
+pub fn requests(a: &StartArgs) -> Result<Vec<Request>> {
+    let path = std::path::Path::new(a.script());
     let (specs, force, existing) = if ecosystem::is_config_file(path) && path.is_file() {
-        let (specs, force) = specs_from_file(&a, path)?;
+        let (specs, force) = specs_from_file(a, path)?;
         let existing = if a.update_env {
             OnExisting::Update
         } else {
@@ -634,16 +642,27 @@ pub fn run(a: StartArgs) -> Result<()> {
         } else {
             OnExisting::Refuse
         };
-        (vec![spec_from_args(&a)?], a.force, existing)
+        (vec![spec_from_args(a)?], a.force, existing)
     };
-    let mut all = Vec::new();
-    for spec in specs {
-        let name = spec.name.clone();
-        match client::call(&Request::Start {
+    Ok(specs
+        .into_iter()
+        .map(|spec| Request::Start {
             spec: Box::new(spec),
             force,
             existing,
-        })? {
+        })
+        .collect())
+}
+
+/// Runs `herd start`.
+pub fn run(a: StartArgs) -> Result<()> {
+    let mut all = Vec::new();
+    for req in requests(&a)? {
+        let name = match &req {
+            Request::Start { spec, .. } => spec.name.clone(),
+            _ => String::new(),
+        };
+        match client::call(&req)? {
             Response::Done { instances, notes } => {
                 for n in &notes {
                     eprintln!("[herd] {n}");

@@ -8,11 +8,15 @@
 //! threads (warm-ups). The rest of herd logs through the `log` facade; the
 //! daemon installs its sink ([`logger`]).
 
+pub mod foreground;
 pub mod handlers;
+pub mod health;
 mod logger;
 pub mod server;
 
+use std::cell::Cell;
 use std::io;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::rc::Rc;
@@ -22,12 +26,16 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::supervisor::registry::Supervisor;
 
-/// Options of `herd daemon`.
-#[derive(Debug, Clone, Copy, Default)]
+/// Options of `herd daemon` and `herd run`.
+#[derive(Debug, Default)]
 pub struct DaemonOptions {
     /// Started by a CLI: detach into a new session, and exit quietly if
     /// another daemon won the race for the lock.
     pub background: bool,
+    /// `herd run`: what to start, and when to exit.
+    pub run: Option<foreground::RunPlan>,
+    /// `--health ADDR`: serve `/healthz` and `/readyz` there.
+    pub health: Option<SocketAddr>,
 }
 
 /// The daemon log rotates at this size (`HERD_DAEMON_LOG_MAX_SIZE` changes
@@ -73,10 +81,16 @@ pub struct Context {
     pub started: Instant,
     /// Notified to make the daemon stop everything and exit.
     pub shutdown: tokio::sync::Notify,
+    /// The process's exit status once it has stopped (`herd run`: 1 when
+    /// an app could not start or crashed past `max_restarts`).
+    pub exit_code: Cell<i32>,
+    /// systemd's `NOTIFY_SOCKET`, when it started herd (`Type=notify`).
+    pub notify_socket: Option<String>,
 }
 
-/// Runs the daemon until `herd kill`, SIGTERM or SIGINT.
-pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
+/// Runs the daemon until `herd kill`, SIGTERM or SIGINT (`herd run`: also
+/// until its apps are gone); returns the exit status.
+pub fn run(home: Home, opts: DaemonOptions) -> Result<i32> {
     home.ensure()
         .map_err(|e| Error::io(format!("cannot create {}", home.root().display()), e))?;
     let Some(_lock) = crate::sys::lock::try_lock(&home.lock_file())
@@ -84,7 +98,7 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
     else {
         if opts.background {
             // Another CLI started a daemon at the same moment; it serves.
-            return Ok(());
+            return Ok(0);
         }
         return Err(Error::Remote {
             message: format!("a herd daemon already runs for {}", home.root().display()),
@@ -95,12 +109,23 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
         let _ = crate::sys::process::setsid();
     }
     logger::install(opts.background.then(|| home.daemon_log()));
+    let notify_socket = std::env::var("NOTIFY_SOCKET")
+        .ok()
+        .filter(|s| !s.is_empty());
     // Listeners systemd passed (sd_listen_fds semantics): taken before
     // anything else, the variables cleared so apps never inherit them.
     crate::accept::activation::install(
         crate::sys::activation::take_listen_fds(),
-        std::env::var("NOTIFY_SOCKET").ok(),
+        notify_socket.clone(),
     );
+    if opts.run.is_some() {
+        // PID 1's duty, and a supervisor's anywhere: orphans of the apps'
+        // children come to herd, which reaps them.
+        if let Err(e) = crate::sys::reap::become_subreaper() {
+            log::info!("cannot become the child subreaper ({e}); orphans go to init");
+        }
+    }
+    let health = opts.health.map(health::bind).transpose()?;
     // We hold the lock, so any socket or pid file left is from a dead daemon.
     let sock_path = home.sock();
     match std::fs::remove_file(&sock_path) {
@@ -142,15 +167,19 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
         .build()
         .map_err(|e| Error::io("cannot start the runtime", e))?;
     let local = tokio::task::LocalSet::new();
-    let sup_home = home.clone();
+    let ctx = Rc::new(Context {
+        sup: Supervisor::new(home.clone()),
+        started: Instant::now(),
+        shutdown: tokio::sync::Notify::new(),
+        exit_code: Cell::new(0),
+        notify_socket,
+    });
+    let run_plan = opts.run;
+    let task_ctx = ctx.clone();
     let result = local.block_on(&rt, async move {
+        let ctx = task_ctx;
         let listener =
             tokio::net::UnixListener::from_std(listener).map_err(|e| Error::io("socket", e))?;
-        let ctx = Rc::new(Context {
-            sup: Supervisor::new(sup_home),
-            started: Instant::now(),
-            shutdown: tokio::sync::Notify::new(),
-        });
         if autosave_from_env() {
             ctx.sup.set_autosave(true);
             log::info!("HERD_AUTOSAVE: the dump follows every change");
@@ -174,6 +203,21 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
                 log::info!("cannot bind the notify socket: {e}; apps' READY=1 will not be heard")
             }
         }
+        if let Some(l) = health {
+            tokio::task::spawn_local(health::serve(l, ctx.clone()));
+        }
+        match run_plan {
+            Some(plan) => {
+                ctx.sup.log_files.set_console(Some(plan.console));
+                tokio::task::spawn_local(foreground::drive(ctx.clone(), plan));
+            }
+            None => {
+                if let Some(sock) = &ctx.notify_socket {
+                    // `herd daemon` as a Type=notify service: it serves now.
+                    let _ = crate::sys::activation::notify(sock, "READY=1");
+                }
+            }
+        }
         server::serve(listener, ctx).await
     });
     let _ = std::fs::remove_file(home.sock());
@@ -181,7 +225,7 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<()> {
     let _ = std::fs::remove_file(home.notify_sock());
     let _ = std::fs::remove_dir_all(home.notify_dir());
     log::info!("herd daemon {} exits", std::process::id());
-    result
+    result.map(|()| ctx.exit_code.get())
 }
 
 #[cfg(test)]

@@ -43,6 +43,9 @@ pub async fn serve(listener: UnixListener, ctx: Rc<Context>) -> Result<()> {
     // Stopping for shutdown is not the user's stop: autosave keeps the
     // dump as it was.
     ctx.sup.begin_shutdown();
+    if let Some(sock) = &ctx.notify_socket {
+        let _ = crate::sys::activation::notify(sock, "STOPPING=1");
+    }
     ctx.sup.stop_accepting();
     let ids = ctx.sup.all_ids();
     ctx.sup.stop(&ids).await;

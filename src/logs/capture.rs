@@ -7,6 +7,9 @@
 //! buffer of at most [`MAX_LINE`] bytes; a longer line is written on in
 //! pieces of that size (with one prefix, at its start; as several JSON
 //! records in JSON mode).
+//!
+//! Under `herd run` each line also goes to herd's own stdout or stderr
+//! ([`Console`]): `0|api | line`, or one JSON record per line on stdout.
 
 use std::os::fd::OwnedFd;
 
@@ -181,9 +184,80 @@ impl Encoder {
     }
 }
 
+/// How `herd run` copies app output to its own stdout and stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleFormat {
+    /// `<id>|<name> | <line>`: stdout lines on stdout, stderr on stderr.
+    Prefixed,
+    /// One JSON record per line (`message`, `timestamp`, `type`,
+    /// `process_id`, `app_name`, as PM2's `--json` logs), all on stdout.
+    Json,
+}
+
+/// The console side of one stream (see [`ConsoleFormat`]).
+#[derive(Debug)]
+pub struct Console {
+    format: ConsoleFormat,
+    stream: Stream,
+    prefix: String,
+    enc: Encoder,
+}
+
+impl Console {
+    /// Lines of `stream` of instance `id` of `app_name`.
+    pub fn new(format: ConsoleFormat, stream: Stream, app_name: &str, id: u32) -> Console {
+        Console {
+            format,
+            stream,
+            prefix: format!("{id}|{app_name} | "),
+            enc: Encoder::new(stream, app_name, id, None, true),
+        }
+    }
+
+    /// Appends one line or piece, as the console shows it, to `out`.
+    pub fn encode(&mut self, line: &[u8], piece: Piece, out: &mut Vec<u8>) {
+        match self.format {
+            ConsoleFormat::Json => self.enc.encode(line, piece, out),
+            ConsoleFormat::Prefixed => {
+                if piece.starts {
+                    out.extend_from_slice(self.prefix.as_bytes());
+                }
+                out.extend_from_slice(line);
+                if piece.ends {
+                    out.push(b'\n');
+                }
+            }
+        }
+    }
+
+    /// Where its lines go: stderr for prefixed stderr lines, else stdout.
+    fn to_stderr(&self) -> bool {
+        self.format == ConsoleFormat::Prefixed && self.stream == Stream::Err
+    }
+}
+
+/// Writes encoded console lines to herd's stdout or stderr. A closed
+/// console loses them there; the log files still have them.
+fn show(to_stderr: bool, data: &[u8]) {
+    use std::io::Write;
+    if data.is_empty() {
+        return;
+    }
+    let _ = if to_stderr {
+        std::io::stderr().lock().write_all(data)
+    } else {
+        std::io::stdout().lock().write_all(data)
+    };
+}
+
 /// Copies one pipe into its files until every writer has closed it (the
 /// process and anything it started that kept the descriptor).
-pub async fn pump(pipe: OwnedFd, mut enc: Encoder, files: Vec<Shared>) {
+pub async fn pump(
+    pipe: OwnedFd,
+    mut enc: Encoder,
+    files: Vec<Shared>,
+    mut console: Option<Console>,
+) {
     let afd = match fd::async_fd(pipe, tokio::io::Interest::READABLE) {
         Ok(a) => a,
         Err(e) => {
@@ -198,15 +272,32 @@ pub async fn pump(pipe: OwnedFd, mut enc: Encoder, files: Vec<Shared>) {
     };
     let mut buf = vec![0u8; MAX_LINE];
     let mut out = Vec::with_capacity(MAX_LINE + 4096);
+    let mut shown = Vec::new();
+    let to_stderr = console.as_ref().map(Console::to_stderr);
     let mut lines = Lines::default();
+    let mut emit = |l: &[u8], p: Piece, out: &mut Vec<u8>, shown: &mut Vec<u8>| {
+        if !files.is_empty() {
+            enc.encode(l, p, out);
+        }
+        if let Some(c) = console.as_mut() {
+            c.encode(l, p, shown);
+        }
+    };
     fd::read_chunks(&afd, &mut buf, |chunk| {
-        lines.feed(chunk, |l, p| enc.encode(l, p, &mut out));
+        lines.feed(chunk, |l, p| emit(l, p, &mut out, &mut shown));
         write_all(&files, &out);
+        if let Some(e) = to_stderr {
+            show(e, &shown);
+        }
         out.clear();
+        shown.clear();
     })
     .await;
-    lines.finish(|l, p| enc.encode(l, p, &mut out));
+    lines.finish(|l, p| emit(l, p, &mut out, &mut shown));
     write_all(&files, &out);
+    if let Some(e) = to_stderr {
+        show(e, &shown);
+    }
 }
 
 fn write_all(files: &[Shared], data: &[u8]) {
@@ -319,5 +410,41 @@ mod tests {
         assert_eq!(v["app_name"], "api");
         assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
         assert_eq!(out.last(), Some(&b'\n'));
+    }
+
+    #[test]
+    fn the_console_prefixes_each_line_with_id_and_name_or_writes_json() {
+        let mut c = Console::new(ConsoleFormat::Prefixed, Stream::Out, "api", 3);
+        let mut out = Vec::new();
+        c.encode(b"hello", WHOLE, &mut out);
+        c.encode(
+            b"a long ",
+            Piece {
+                starts: true,
+                ends: false,
+            },
+            &mut out,
+        );
+        c.encode(
+            b"line",
+            Piece {
+                starts: false,
+                ends: true,
+            },
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "3|api | hello\n3|api | a long line\n"
+        );
+        let mut j = Console::new(ConsoleFormat::Json, Stream::Err, "api", 3);
+        let mut out = Vec::new();
+        j.encode(b"boom", WHOLE, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["message"], "boom");
+        assert_eq!(v["type"], "err");
+        assert_eq!(v["process_id"], 3);
+        assert_eq!(v["app_name"], "api");
+        assert!(v["timestamp"].is_string());
     }
 }

@@ -240,9 +240,22 @@ pub type Shared = Rc<RefCell<LogFile>>;
 #[derive(Debug, Default)]
 pub struct LogFiles {
     open: RefCell<HashMap<PathBuf, Weak<RefCell<LogFile>>>>,
+    /// `herd run`: app output is also copied to herd's stdout and stderr.
+    console: std::cell::Cell<Option<super::capture::ConsoleFormat>>,
 }
 
 impl LogFiles {
+    /// Copies app output to the console from the next start of each
+    /// process on (`herd run`).
+    pub fn set_console(&self, format: Option<super::capture::ConsoleFormat>) {
+        self.console.set(format);
+    }
+
+    /// Whether, and how, app output goes to the console.
+    pub fn console(&self) -> Option<super::capture::ConsoleFormat> {
+        self.console.get()
+    }
+
     /// The open file at `path`, or a newly opened one.
     pub fn get(&self, path: &Path, rotation: Option<Rotation>) -> Shared {
         let mut open = self.open.borrow_mut();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::Instance;
 use crate::accept::pool::{SlotProto, Wire};
 use crate::home::Home;
-use crate::logs::capture::{Encoder, Stream};
+use crate::logs::capture::{Console, Encoder, Stream};
 use crate::logs::date::DateFormat;
 use crate::logs::file::{self, LogFiles};
 use crate::sys::fdpass::{socketpair, PairKind};
@@ -178,6 +178,8 @@ pub struct Capture {
     pub encoder: Encoder,
     /// The files they go to.
     pub files: Vec<file::Shared>,
+    /// `herd run`: the console copy.
+    pub console: Option<Console>,
 }
 
 /// The child's end of one stream: a pipe the daemon reads, or /dev/null
@@ -200,7 +202,10 @@ fn output(
         .filter(|p| !crate::logs::is_null(p))
         .map(|p| files.get(p, rotation))
         .collect();
-    if targets.is_empty() {
+    let console = files
+        .console()
+        .map(|f| Console::new(f, stream, &inst.app.name, inst.id));
+    if targets.is_empty() && console.is_none() {
         return Ok(OpenOptions::new().write(true).open("/dev/null")?.into());
     }
     let (read, write) = crate::sys::fd::pipe()?;
@@ -214,6 +219,7 @@ fn output(
             settings.json,
         ),
         files: targets,
+        console,
     });
     Ok(write)
 }

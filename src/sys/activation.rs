@@ -190,7 +190,6 @@ pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
 /// with `LISTEN_FDS` when it starts the service again. It ignores a
 /// descriptor it already stores, so storing one twice is harmless.
 pub fn store_fd(notify_socket: &str, name: &str, fd: BorrowedFd<'_>) -> io::Result<()> {
-    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
     if name.is_empty()
         || name.len() > 255
         || name.bytes().any(|b| b == b':' || b.is_ascii_control())
@@ -200,6 +199,14 @@ pub fn store_fd(notify_socket: &str, name: &str, fd: BorrowedFd<'_>) -> io::Resu
             format!("FDNAME `{name}`: expected 1–255 printable characters, no `:`"),
         ));
     }
+    let sock = connect_notify(notify_socket)?;
+    let msg = format!("FDSTORE=1\nFDNAME={name}");
+    super::fdpass::send_with_fds(sock.as_fd(), msg.as_bytes(), &[fd], false).map(drop)
+}
+
+/// A datagram socket connected to `notify_socket` (a path, or `@name`).
+fn connect_notify(notify_socket: &str) -> io::Result<std::os::unix::net::UnixDatagram> {
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
     let addr = match notify_socket.strip_prefix('@') {
         Some(abs) => {
             use std::os::linux::net::SocketAddrExt;
@@ -209,8 +216,15 @@ pub fn store_fd(notify_socket: &str, name: &str, fd: BorrowedFd<'_>) -> io::Resu
     };
     let sock = UnixDatagram::unbound()?;
     sock.connect_addr(&addr)?;
-    let msg = format!("FDSTORE=1\nFDNAME={name}");
-    super::fdpass::send_with_fds(sock.as_fd(), msg.as_bytes(), &[fd], false).map(drop)
+    Ok(sock)
+}
+
+/// Sends one sd_notify(3) datagram (`READY=1\nSTATUS=…`, `STOPPING=1`)
+/// to `notify_socket`.
+pub fn notify(notify_socket: &str, msg: &str) -> io::Result<()> {
+    connect_notify(notify_socket)?
+        .send(msg.as_bytes())
+        .map(drop)
 }
 
 #[cfg(test)]

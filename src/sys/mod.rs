@@ -15,6 +15,7 @@ pub mod fdpass;
 pub mod lock;
 pub mod notify;
 pub mod process;
+pub mod reap;
 pub mod shm;
 pub mod spawn;
 pub mod tcp;

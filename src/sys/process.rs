@@ -65,6 +65,7 @@ pub fn try_reap(pid: i32) -> io::Result<Option<ExitStatus>> {
     if rc == 0 {
         return Ok(None);
     }
+    super::reap::disown(pid);
     Ok(Some(decode_status(status)))
 }
 
@@ -75,6 +76,7 @@ pub fn reap_blocking(pid: i32) -> io::Result<ExitStatus> {
         // SAFETY: `status` outlives the call.
         let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
         if rc >= 0 {
+            super::reap::disown(pid);
             return Ok(decode_status(status));
         }
         let err = io::Error::last_os_error();

@@ -185,6 +185,7 @@ pub fn spawn(plan: &SpawnPlan<'_>) -> io::Result<Spawned> {
             )
         }
     }
+    super::reap::own(pid);
     drop(err_wr);
     let mut errno_buf = [0u8; 4];
     let mut rd = std::fs::File::from(err_rd);

@@ -19,4 +19,5 @@ mod protocol;
 mod ready;
 mod reload;
 mod reuseport;
+mod run;
 mod watch;

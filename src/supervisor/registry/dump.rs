@@ -99,6 +99,11 @@ impl Supervisor {
         self.dump.closing.set(true);
     }
 
+    /// Whether [`Supervisor::begin_shutdown`] was called.
+    pub fn is_closing(&self) -> bool {
+        self.dump.closing.get()
+    }
+
     fn refuse_closing(&self) -> Result<(), Error> {
         if self.dump.closing.get() {
             return Err(refuse(

@@ -9,7 +9,7 @@
 //! process up), `exit.rs` (noticing its exit), `readiness.rs`, `memory.rs`
 //! (memory caps), `stop.rs` (and delete), `restart.rs` (and reset),
 //! `reload.rs`, `scale.rs`, `hand_over.rs` (how a process leaves),
-//! `info.rs` (snapshots), `hooks.rs` (watch and cron), `dump.rs` (save,
+//! `info.rs` (snapshots), `health.rs` (what `/readyz` judges), `hooks.rs` (watch and cron), `dump.rs` (save,
 //! resurrect, autosave).
 
 use std::cell::RefCell;
@@ -28,6 +28,7 @@ use crate::logs::file::LogFiles;
 mod dump;
 mod exit;
 mod hand_over;
+mod health;
 mod hooks;
 mod info;
 mod memory;
@@ -41,6 +42,7 @@ mod start;
 mod stop;
 
 pub use dump::Resurrected;
+pub use health::AppHealth;
 
 /// A refusal the client sees as `error: …` / `hint: …`.
 fn refuse(message: impl Into<String>, hint: impl Into<String>) -> Error {

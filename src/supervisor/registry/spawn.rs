@@ -50,7 +50,7 @@ impl Supervisor {
                     ));
                 }
                 for c in captures {
-                    tokio::task::spawn_local(capture::pump(c.pipe, c.encoder, c.files));
+                    tokio::task::spawn_local(capture::pump(c.pipe, c.encoder, c.files, c.console));
                 }
                 match ipc.map(ready::ipc) {
                     Some(Ok(chan)) => {

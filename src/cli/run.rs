@@ -1,0 +1,110 @@
+//! `herd run <script|ecosystem file> [start flags]`: herd in the
+//! foreground, for containers and systemd (see `daemon/foreground.rs`),
+//! and the `--health` flags it shares with `herd daemon`.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+
+use super::start::{self, StartArgs};
+use crate::daemon::foreground::RunPlan;
+use crate::daemon::DaemonOptions;
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::logs::capture::ConsoleFormat;
+
+/// `--health [ADDR]` and `--health-public`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Serve `/healthz` and `/readyz` for probes on ADDR (default
+    /// 127.0.0.1:9615; a bare port means 127.0.0.1). Also `HERD_HEALTH`.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::daemon::health::DEFAULT_ADDR)]
+    pub health: Option<String>,
+    /// Allow a non-loopback `--health` address (e.g. `0.0.0.0:9615` in a
+    /// pod). Also `HERD_HEALTH_PUBLIC=1`.
+    #[arg(long = "health-public")]
+    pub health_public: bool,
+}
+
+fn env_on(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "on" | "yes"
+        )
+    })
+}
+
+impl HealthArgs {
+    /// The address to serve on, from the flags or `HERD_HEALTH`.
+    pub fn addr(&self) -> Result<Option<SocketAddr>> {
+        let public = self.health_public || env_on("HERD_HEALTH_PUBLIC");
+        let value = self.health.clone().or_else(|| {
+            std::env::var("HERD_HEALTH")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+        });
+        value
+            .map(|v| crate::daemon::health::parse_addr(&v, public))
+            .transpose()
+    }
+}
+
+/// Options of `herd run`: every `herd start` flag, and these.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// What to start, as `herd start` takes it.
+    #[command(flatten)]
+    pub start: StartArgs,
+    /// Start the saved apps first (`herd save`), as `herd resurrect`:
+    /// with no script, only them.
+    #[arg(long)]
+    pub resurrect: bool,
+    /// Keep running when every app has stopped (apps can be added with
+    /// `herd start`); by default `herd run` exits then.
+    #[arg(long = "no-auto-exit")]
+    pub no_auto_exit: bool,
+    /// Probe endpoints.
+    #[command(flatten)]
+    pub health: HealthArgs,
+}
+
+/// Runs `herd run`: checks everything it was given, then becomes the
+/// daemon in the foreground; exits with its status.
+pub fn run(a: RunArgs) -> Result<()> {
+    let requests = match a.start.script.as_deref() {
+        Some(_) => start::requests(&a.start)?,
+        None if a.resurrect => Vec::new(),
+        None => {
+            return Err(Error::InvalidArg {
+                what: "SCRIPT".into(),
+                value: "(none)".into(),
+                expected: "a script or ecosystem file to run, or --resurrect".into(),
+            })
+        }
+    };
+    let health = a.health.addr()?;
+    let home = Home::from_env().map_err(|e| Error::io("locating HERD_HOME", e))?;
+    let plan = RunPlan {
+        resurrect: a.resurrect,
+        requests,
+        auto_exit: !a.no_auto_exit,
+        console: if a.start.json {
+            ConsoleFormat::Json
+        } else {
+            ConsoleFormat::Prefixed
+        },
+    };
+    let code = crate::daemon::run(
+        home,
+        DaemonOptions {
+            background: false,
+            run: Some(plan),
+            health,
+        },
+    )?;
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
+}
