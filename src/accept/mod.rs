@@ -100,7 +100,14 @@ pub fn io_backend() -> Result<Io, String> {
                 Ok(_) => Ok(Io::Epoll(
                     "kernel lacks multishot accept (needs Linux 5.19+)".into(),
                 )),
-                Err(e) => Ok(Io::Epoll(format!("io_uring unavailable: {e}"))),
+                Err(e) => {
+                    // Said once per process: Docker's default seccomp
+                    // profile is the usual cause, and it costs throughput.
+                    log::info!(
+                        "io_uring unavailable ({e}): fdpass acceptors use epoll (a container's seccomp profile blocks io_uring by default; docs/DEPLOY.md)"
+                    );
+                    Ok(Io::Epoll(format!("io_uring unavailable: {e}")))
+                }
             },
         })
         .clone()

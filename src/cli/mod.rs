@@ -12,6 +12,7 @@ pub mod logs;
 pub mod output;
 pub mod run;
 pub mod start;
+pub mod startup;
 
 use clap::{Parser, Subcommand};
 
@@ -79,12 +80,17 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Run the daemon in the foreground.
     Daemon(daemon::DaemonArgs),
+    /// Print (or with `--install` write and enable) a systemd unit that
+    /// runs `herd run --resurrect` at boot: `herd startup systemd --install`.
+    Startup(startup::StartupArgs),
+    /// Disable and remove the unit `herd startup --install` wrote.
+    Unstartup(startup::StartupArgs),
     /// Run apps in the foreground, for containers and systemd (pm2-runtime):
     /// `herd run ecosystem.config.js --env production`. Output goes to
     /// stdout/stderr; SIGTERM stops every app gracefully; exits 0 after a
     /// clean stop, 1 when an app cannot start or keeps crashing.
     #[command(
-        mut_arg("script", |a| a.required(false)),
+        mut_arg("script", |a| a.required(false).required_unless_present("resurrect")),
         mut_arg("json", |a| a.help("App output as JSON lines (one record per line) instead of `id|name | ` prefixes"))
     )]
     Run(Box<run::RunArgs>),
@@ -120,6 +126,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Config(a) => config::run(a),
         Command::Daemon(a) => daemon::run(a),
         Command::Run(a) => run::run(*a),
+        Command::Startup(a) => startup::startup(a),
+        Command::Unstartup(a) => startup::unstartup(a),
         Command::Bench(a) => bench::run(a),
         Command::Hello => crate::bench::hello_main(),
     }

@@ -15,7 +15,7 @@ use crate::protocol::{OnExisting, Request, Response};
 pub struct StartArgs {
     /// Script or executable to run, or an ecosystem file
     /// (`ecosystem.config.js`, `.json`, `.yaml`, `herd.toml`).
-    #[arg(required = true)]
+    #[arg(required = true, index = 1)]
     pub script: Option<String>,
     /// Instances: a number, `max` (one per CPU), 0 (= max) or -N (= max - N).
     /// Implies cluster mode.
@@ -170,7 +170,7 @@ pub struct StartArgs {
     #[arg(long)]
     pub json: bool,
     /// Arguments passed to the script (after `--`).
-    #[arg(last = true, value_name = "ARGS")]
+    #[arg(last = true, index = 2, value_name = "ARGS")]
     pub args: Vec<String>,
 }
 

@@ -20,4 +20,5 @@ mod ready;
 mod reload;
 mod reuseport;
 mod run;
+mod startup;
 mod watch;

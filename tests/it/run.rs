@@ -196,7 +196,7 @@ fn a_bad_health_address_is_refused_before_anything_starts() {
         .fails_with("--health-public");
     h.run(&["run", &app, "--health", "here"])
         .fails_with("`here`");
-    h.run(&["run"]).fails_with("--resurrect");
+    h.run(&["run"]).fails_with("<SCRIPT>");
     assert!(h.daemon_pid().is_none());
 }
 
@@ -458,4 +458,133 @@ fn herd_run_starts_an_ecosystem_file_with_its_environment() {
     again.wait_output("0|api-server | NODE_ENV=production");
     let l = online(&h, 1);
     assert_eq!(l[0]["name"], "api-server");
+}
+
+#[test]
+fn herd_run_serves_an_fdpass_app_with_script_args_and_is_ready_once_in_rotation() {
+    let h = TestHome::new();
+    let port = free_port();
+    let health = free_port();
+    let (p, hp) = (port.to_string(), format!("127.0.0.1:{health}"));
+    let args = [
+        HERD,
+        "--interpreter",
+        "none",
+        "--name",
+        "hello",
+        "-i",
+        "2",
+        "--port",
+        &p,
+        "--host",
+        "127.0.0.1",
+        "--health",
+        &hp,
+        "--",
+        "hello",
+    ];
+    let mut run = Foreground::start(&h, &args, &[]);
+    let ready = wait_probe(health, "/readyz", 200);
+    assert_eq!(ready["apps"][0]["ready"], 2, "{ready}");
+    assert!(h
+        .list()
+        .iter()
+        .all(|i| i["in_rotation"] == true && i["distribution"] == "fdpass"));
+    wait_http(port, T);
+    assert_eq!(distinct_responders(port, 20, Some("x-worker")).len(), 2);
+    signal(run.pid() as i64, "-INT");
+    assert_eq!(run.exit_code(T), 0, "{}", run.stderr());
+}
+
+#[test]
+fn the_deploy_units_pass_systemd_analyze() {
+    let ok = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        herd::testing::skip("systemd-analyze", "systemd-analyze is not installed");
+        return;
+    }
+    let h = TestHome::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/systemd");
+    // The examples name /usr/local/bin/herd and a user `app`: point them
+    // at this build and at root for the check.
+    let mut files = Vec::new();
+    for name in ["herd.service", "herd.socket"] {
+        let text = std::fs::read_to_string(root.join(name))
+            .unwrap()
+            .replace("/usr/local/bin/herd", HERD)
+            .replace("User=app", "User=root");
+        let f = h.root.join(name);
+        std::fs::write(&f, text).unwrap();
+        files.push(f);
+    }
+    let v = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .args(&files)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&v.stderr);
+    assert!(v.status.success(), "systemd-analyze verify: {said}");
+    assert!(!said.contains("herd.s"), "warnings: {said}");
+}
+
+#[test]
+fn the_pm2_deploy_flow_runs_unchanged_as_a_script() {
+    let h = TestHome::new();
+    let dir = h.root.join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let app = dir.join("app.sh");
+    std::fs::write(
+        &app,
+        "#!/bin/bash\necho \"NODE_ENV=$NODE_ENV\"\nwhile true; do sleep 0.05; done\n",
+    )
+    .unwrap();
+    chmod_x(&app);
+    // JSON, so that the script needs no node: the same keys as the .js.
+    std::fs::write(
+        dir.join("ecosystem.config.json"),
+        r#"{"apps":[{"name":"api-server","script":"./app.sh","interpreter":"none","env":{"NODE_ENV":"development"},"env_production":{"NODE_ENV":"production"}}]}"#,
+    )
+    .unwrap();
+    let script = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/deploy-flow.sh"),
+    )
+    .unwrap()
+    .replace("ecosystem.config.js", "ecosystem.config.json");
+    let flow = dir.join("deploy-flow.sh");
+    std::fs::write(&flow, script).unwrap();
+    let herd_dir = Path::new(HERD).parent().unwrap().display().to_string();
+    let path = format!("{herd_dir}:{}", std::env::var("PATH").unwrap_or_default());
+    let run = |what: &str| {
+        let out = std::process::Command::new("bash")
+            .arg(&flow)
+            .current_dir(&dir)
+            .env("HERD_HOME", &h.root)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{what}: {o}{e}");
+        assert!(
+            o.contains("api-server") && o.contains("online"),
+            "{what}: {o}"
+        );
+    };
+    // First deploy: `stop` finds nothing (an error, as in PM2), the rest runs.
+    run("first deploy");
+    let first = h.list();
+    assert_eq!(first.len(), 1);
+    // Second deploy: stopped, started again with the production env.
+    run("second deploy");
+    let l = h.list();
+    assert_eq!(l.len(), 1, "no duplicate");
+    assert_eq!(l[0]["status"], "online");
+    assert_ne!(l[0]["pid"], first[0]["pid"], "restarted");
+    let show = h.run(&["show", "api-server"]).ok().stdout;
+    assert!(show.contains("production"), "{show}");
 }
