@@ -30,11 +30,15 @@ impl Foreground {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&err).unwrap());
-        Foreground {
+        let mut f = Foreground {
             child: c.spawn().expect("spawn herd run"),
             out,
             err,
-        }
+        };
+        // Until it serves, a `herd list` would start a background daemon
+        // that takes the home from it.
+        wait_serving(h, || f.child.try_wait().ok().flatten().is_some());
+        f
     }
 
     fn pid(&self) -> i32 {
@@ -81,6 +85,14 @@ impl Foreground {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+/// Waits until the home's control socket exists, or `gone()` (bounded).
+fn wait_serving(h: &TestHome, mut gone: impl FnMut() -> bool) {
+    let deadline = Instant::now() + T;
+    while !h.sock().exists() && !gone() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -587,4 +599,76 @@ fn the_pm2_deploy_flow_runs_unchanged_as_a_script() {
     assert_ne!(l[0]["pid"], first[0]["pid"], "restarted");
     let show = h.run(&["show", "api-server"]).ok().stdout;
     assert!(show.contains("production"), "{show}");
+}
+
+/// `-i max` in a container follows its CPU limit: herd run inside a cgroup
+/// whose quota is one CPU starts one instance on this 2-CPU machine.
+#[test]
+fn instances_max_follows_the_cgroup_cpu_quota() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        herd::testing::skip("cpus", "one CPU: a quota of one cannot be told apart");
+        return;
+    }
+    // cgroup v2 (cpu.max) or v1 (cpu.cfs_quota_us), whichever is mounted
+    // and writable here.
+    let me = std::process::id();
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let dir = if v2 {
+        PathBuf::from(format!("/sys/fs/cgroup/herd-it-{me}"))
+    } else {
+        PathBuf::from(format!("/sys/fs/cgroup/cpu/herd-it-{me}"))
+    };
+    let made = std::fs::create_dir(&dir).and_then(|()| {
+        if v2 {
+            std::fs::write(dir.join("cpu.max"), "100000 100000")
+        } else {
+            std::fs::write(dir.join("cpu.cfs_period_us"), "100000")
+                .and_then(|()| std::fs::write(dir.join("cpu.cfs_quota_us"), "100000"))
+        }
+    });
+    if let Err(e) = made {
+        let _ = std::fs::remove_dir(&dir);
+        herd::testing::skip("cgroup", &format!("cannot make a CPU-limited cgroup ({e})"));
+        return;
+    }
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _rm = Rm(dir.clone());
+    let h = TestHome::new();
+    let app = polite_app(&h.root);
+    let procs = dir.join("cgroup.procs");
+    let sh = format!(
+        "echo $$ > {} && exec {HERD} run {app} -i max --name quota",
+        procs.display()
+    );
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &sh])
+        .env("HERD_HOME", &h.root)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(h.root.join("quota.err")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_serving(&h, || child.try_wait().ok().flatten().is_some());
+    let deadline = Instant::now() + T;
+    let l = loop {
+        let l = h.list();
+        if !l.is_empty() && l.iter().all(|i| i["status"] == "online") {
+            break l;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no instance online: {}",
+            std::fs::read_to_string(h.root.join("quota.err")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let n = h.list().len();
+    signal(child.id() as i64, "-TERM");
+    let _ = child.wait();
+    assert_eq!(n, 1, "-i max under a one-CPU quota started {n}: {l:?}");
 }
