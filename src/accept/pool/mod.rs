@@ -105,8 +105,10 @@ pub struct Slot {
     /// Last judged an outlier and not measured fit since: probed with a
     /// few connections at a time.
     suspect: AtomicBool,
-    /// When it was last let through as a probe (ns since [`epoch`]).
+    /// When it was last let through as a probe (ns since [`epoch`]), and
+    /// the pool's pick count then.
     probed_at: AtomicU64,
+    probed_turn: AtomicU64,
     /// The fastest sample since it became a suspect (ns; `u64::MAX`: none).
     probe_min: AtomicU64,
     /// The daemon keeps a copy of each connection sent (`HERD_KEEP_COPIES`,

@@ -84,8 +84,9 @@ impl Slot {
     }
 
     /// The outlier rule (see [`floor`]): whether this worker may get a new
-    /// connection, given `best`, the least floor among the workers.
-    pub(super) fn fit(&self, best: u64, now_ns: u64) -> bool {
+    /// connection, given `best`, the least floor among the workers, and
+    /// `turn`, the pool's count of picks.
+    pub(super) fn fit(&self, best: u64, now_ns: u64, turn: u64) -> bool {
         let set = |on: bool| {
             if self.suspect.load(Ordering::Relaxed) != on {
                 self.probe_min.store(u64::MAX, Ordering::Relaxed);
@@ -127,9 +128,12 @@ impl Slot {
                 // PROBE_EVERY_NS (a probe-sized stream of requests to a 5 ms
                 // slow worker is what would set the p99).
                 let last = self.probed_at.load(Ordering::Relaxed);
-                let due = now_ns.saturating_sub(last) >= floor::PROBE_EVERY_NS;
+                let due = now_ns.saturating_sub(last) >= floor::PROBE_EVERY_NS
+                    && turn.wrapping_sub(self.probed_turn.load(Ordering::Relaxed))
+                        >= floor::PROBE_EVERY_CONNS;
                 if due && self.in_flight.load(Ordering::Relaxed) < floor::PROBES {
                     self.probed_at.store(now_ns, Ordering::Relaxed);
+                    self.probed_turn.store(turn, Ordering::Relaxed);
                     true
                 } else {
                     false
@@ -208,7 +212,7 @@ impl Pool {
             Policy::RoundRobin => active().nth(turn % n)?,
             Policy::LeastConn => {
                 let now = now();
-                let fit = fit(&slots, now);
+                let fit = fit(&slots, now, turn);
                 // In turn among the workers that are neither outliers nor
                 // stuck: uniform load stays exactly fair however the
                 // in-flight counts jitter (a worker descheduled for a few
@@ -249,7 +253,7 @@ impl Pool {
                 let est = |s: &Slot| s.service_ns(now).unwrap_or(floor).max(1.0);
                 let cost = |s: &Slot| (f64::from(load(s)) + 1.0) * est(s);
                 let cheaper = |best: &'_ Arc<Slot>, s: &'_ Arc<Slot>| cost(s) < cost(best);
-                let fit = fit(&slots, now);
+                let fit = fit(&slots, now, turn);
                 pick_by(scan().filter(|s| fit(s)), cheaper).or_else(|| pick_by(scan(), cheaper))?
             }
             Policy::P2c => {
@@ -269,7 +273,7 @@ impl Pool {
 
 /// The outlier rule (see [`floor`]) over the active `slots`: whether a
 /// slot may get new connections.
-fn fit(slots: &[Arc<Slot>], now: Instant) -> impl Fn(&Slot) -> bool {
+fn fit(slots: &[Arc<Slot>], now: Instant, turn: usize) -> impl Fn(&Slot) -> bool {
     let now = ns_since_epoch(now);
     let best = slots
         .iter()
@@ -278,7 +282,9 @@ fn fit(slots: &[Arc<Slot>], now: Instant) -> impl Fn(&Slot) -> bool {
         .map(|(f, _)| f)
         .min();
     move |s: &Slot| match best {
-        Some(best) if s.samples.load(Ordering::Relaxed) >= MIN_SAMPLES => s.fit(best, now),
+        Some(best) if s.samples.load(Ordering::Relaxed) >= MIN_SAMPLES => {
+            s.fit(best, now, turn as u64)
+        }
         _ => true,
     }
 }

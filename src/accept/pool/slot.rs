@@ -142,6 +142,7 @@ impl Slot {
             floor: Floor::default(),
             suspect: AtomicBool::new(false),
             probed_at: AtomicU64::new(0),
+            probed_turn: AtomicU64::new(0),
             probe_min: AtomicU64::new(u64::MAX),
             timed: AtomicBool::new(false),
             keep: AtomicBool::new(true),

@@ -72,19 +72,35 @@ fn least_conn_keeps_work_off_a_slow_worker_probes_it_and_takes_it_back() {
     // with a few connections at a time, not handed everything until its
     // first close.
     let t = ns_since_epoch(now) + 3 * floor::WINDOW_NS;
-    assert!(slow.fit(100_000, t));
+    let turn = 1000;
+    assert!(slow.fit(100_000, t, turn));
     slow.in_flight
         .store(floor::FLOOR_SAMPLES, Ordering::Relaxed);
-    assert!(!slow.fit(100_000, t));
+    assert!(!slow.fit(100_000, t, turn + 1));
+    // The next probe waits for both PROBE_EVERY_NS and PROBE_EVERY_CONNS
+    // picks: at a low rate, probes stay a small share of the traffic.
+    slow.in_flight.store(0, Ordering::Relaxed);
+    let later = t + floor::PROBE_EVERY_NS;
+    assert!(
+        !slow.fit(100_000, t + 1, turn + floor::PROBE_EVERY_CONNS),
+        "too soon"
+    );
+    assert!(
+        !slow.fit(100_000, later, turn + 10),
+        "too few connections since"
+    );
+    assert!(slow.fit(100_000, later, turn + floor::PROBE_EVERY_CONNS));
+    slow.in_flight
+        .store(floor::FLOOR_SAMPLES, Ordering::Relaxed);
     // Measured fast again, it is a worker like the others.
     let back = now + std::time::Duration::from_nanos(3 * floor::WINDOW_NS);
     for _ in 0..floor::FLOOR_SAMPLES {
         slow.sample(std::time::Duration::from_micros(120), back);
     }
-    assert!(slow.fit(100_000, t));
+    assert!(slow.fit(100_000, t, turn + 300));
     assert!(!slow.suspect.load(Ordering::Relaxed));
     slow.in_flight.store(50, Ordering::Relaxed);
-    assert!(slow.fit(100_000, t));
+    assert!(slow.fit(100_000, t, turn + 301));
 }
 
 /// A suspect whose probe comes back as fast as the others is back in the
@@ -96,24 +112,27 @@ fn one_fast_probe_brings_a_suspect_back() {
     assert!(slow.suspect.load(Ordering::Relaxed));
     let t = ns_since_epoch(now);
     slow.sample(std::time::Duration::from_millis(5), now);
-    assert!(!slow.fit(100_000, t), "a slow probe keeps it out");
+    assert!(!slow.fit(100_000, t, 1000), "a slow probe keeps it out");
     assert!(slow.suspect.load(Ordering::Relaxed));
     slow.sample(std::time::Duration::from_micros(150), now);
-    assert!(slow.fit(100_000, t), "a fast probe lets it in");
+    assert!(slow.fit(100_000, t, 1000), "a fast probe lets it in");
     assert!(!slow.suspect.load(Ordering::Relaxed));
     assert_eq!(slow.floor.get(t), None, "judged afresh");
     slow.in_flight.store(50, Ordering::Relaxed);
     assert!(
-        slow.fit(100_000, t),
+        slow.fit(100_000, t, 1000),
         "unjudged, not a suspect: no probe limit"
     );
     // Slow on every connection again: out again after FLOOR_SAMPLES.
     for _ in 0..floor::FLOOR_SAMPLES {
         slow.sample(std::time::Duration::from_millis(5), now);
     }
-    assert!(!slow.fit(100_000, t));
+    assert!(!slow.fit(100_000, t, 1000));
     assert!(slow.suspect.load(Ordering::Relaxed));
-    assert!(!slow.fit(100_000, t), "its old fast probe does not count");
+    assert!(
+        !slow.fit(100_000, t, 1000),
+        "its old fast probe does not count"
+    );
 }
 
 /// Two workers equally fast but for a stretch of one (descheduled): both
