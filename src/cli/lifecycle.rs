@@ -193,3 +193,22 @@ pub fn scale(a: ScaleArgs) -> Result<()> {
         other => Err(client::unexpected(&other)),
     }
 }
+
+/// Runs `herd startOrRestart` (`existing`: Update) or `startOrReload`
+/// (Reload): apps not running start, running ones take the new settings.
+pub fn start_or(a: super::start::StartArgs, existing: crate::protocol::OnExisting) -> Result<()> {
+    let reqs = super::start::requests(&a)?
+        .into_iter()
+        .map(|r| match r {
+            crate::protocol::Request::Start { spec, force, .. } => {
+                crate::protocol::Request::Start {
+                    spec,
+                    force,
+                    existing,
+                }
+            }
+            other => other,
+        })
+        .collect();
+    super::start::send(reqs, a.json)
+}

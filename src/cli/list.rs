@@ -27,7 +27,7 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-fn fetch(req: &Request) -> Result<Vec<InstanceInfo>> {
+pub(crate) fn fetch(req: &Request) -> Result<Vec<InstanceInfo>> {
     match client::call(req)? {
         Response::Instances { instances } => Ok(instances),
         other => Err(client::unexpected(&other)),

@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod list;
 pub mod logs;
 pub mod output;
+pub mod process;
 pub mod run;
 pub mod start;
 pub mod startup;
@@ -76,6 +77,26 @@ pub enum Command {
     Cleardump,
     /// Stop every app, then the daemon.
     Kill,
+    /// Send a signal to every running instance of a target:
+    /// `herd sendSignal SIGUSR2 api`.
+    #[command(name = "sendSignal", visible_alias = "send-signal")]
+    SendSignal(process::SignalArgs),
+    /// Print the pid of each running instance (of an app).
+    Pid(process::PidArgs),
+    /// Print the ids of an app's instances (`[ 0, 1 ]`).
+    Id(process::IdArgs),
+    /// Print the environment herd sets for an instance.
+    Env(process::EnvArgs),
+    /// Print the process list as PM2's `prettylist` does (needs node).
+    Prettylist,
+    /// Start the apps of a file (or a script); restart the ones that run,
+    /// with the file's settings.
+    #[command(name = "startOrRestart")]
+    StartOrRestart(Box<start::StartArgs>),
+    /// Start the apps of a file; reload (zero-downtime) the ones that run,
+    /// with the file's settings.
+    #[command(name = "startOrReload", visible_alias = "startOrGracefulReload")]
+    StartOrReload(Box<start::StartArgs>),
     /// Check an ecosystem file: `herd config check ecosystem.config.js --env production`.
     Config(config::ConfigArgs),
     /// Run the daemon in the foreground.
@@ -123,6 +144,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Resurrect(a) => dump::resurrect(a),
         Command::Cleardump => dump::cleardump(),
         Command::Kill => daemon::kill(),
+        Command::SendSignal(a) => process::send_signal(a),
+        Command::Pid(a) => process::pid(a),
+        Command::Id(a) => process::id(a),
+        Command::Env(a) => process::env(a),
+        Command::Prettylist => process::prettylist(),
+        Command::StartOrRestart(a) => lifecycle::start_or(*a, crate::protocol::OnExisting::Update),
+        Command::StartOrReload(a) => lifecycle::start_or(*a, crate::protocol::OnExisting::Reload),
         Command::Config(a) => config::run(a),
         Command::Daemon(a) => daemon::run(a),
         Command::Run(a) => run::run(*a),

@@ -656,8 +656,13 @@ pub fn requests(a: &StartArgs) -> Result<Vec<Request>> {
 
 /// Runs `herd start`.
 pub fn run(a: StartArgs) -> Result<()> {
+    send(requests(&a)?, a.json)
+}
+
+/// Sends start requests one by one, then prints what runs.
+pub(super) fn send(reqs: Vec<Request>, json: bool) -> Result<()> {
     let mut all = Vec::new();
-    for req in requests(&a)? {
+    for req in reqs {
         let name = match &req {
             Request::Start { spec, .. } => spec.name.clone(),
             _ => String::new(),
@@ -667,7 +672,7 @@ pub fn run(a: StartArgs) -> Result<()> {
                 for n in &notes {
                     eprintln!("[herd] {n}");
                 }
-                if !instances.is_empty() && !a.json {
+                if !instances.is_empty() && !json {
                     let ids: Vec<String> = instances.iter().map(|i| i.id.to_string()).collect();
                     println!("[herd] started `{name}` (id {})", ids.join(", "));
                 }
@@ -676,7 +681,7 @@ pub fn run(a: StartArgs) -> Result<()> {
             other => return Err(client::unexpected(&other)),
         }
     }
-    if a.json {
+    if json {
         return super::output::print_json(&all);
     }
     super::list::print_table()

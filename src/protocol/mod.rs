@@ -346,6 +346,14 @@ pub enum Request {
     ClearDump,
     /// Stop everything, then the daemon exits.
     Kill,
+    /// Send a signal to the running process of each instance
+    /// (`herd sendSignal SIGUSR2 api`).
+    Signal {
+        /// The signal number (1 to SIGRTMAX; checked by the daemon).
+        signal: i32,
+        /// Ids, names or `all`.
+        targets: Vec<Target>,
+    },
 }
 
 /// What `start` does with an app of that name that already runs.
@@ -357,8 +365,10 @@ pub enum OnExisting {
     Refuse,
     /// Leave it alone, start only its stopped instances (ecosystem files).
     Skip,
-    /// Restart it with the new spec (`--update-env`).
+    /// Restart it with the new spec (`--update-env`, `startOrRestart`).
     Update,
+    /// Reload it with the new spec, replacement first (`startOrReload`).
+    Reload,
 }
 
 /// The daemon's answer to one [`Request`].

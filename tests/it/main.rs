@@ -15,6 +15,7 @@ mod layout;
 mod lifecycle;
 mod logs;
 mod node;
+mod pm2verbs;
 mod protocol;
 mod ready;
 mod reload;

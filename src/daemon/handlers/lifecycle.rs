@@ -91,3 +91,29 @@ pub(super) async fn reload(
         notes,
     })
 }
+
+pub(super) fn signal(
+    ctx: &Context,
+    signal: i32,
+    targets: &[crate::protocol::Target],
+) -> Result<Response, Error> {
+    if !(1..=libc::SIGRTMAX()).contains(&signal) {
+        return Err(Error::InvalidArg {
+            what: "signal".into(),
+            value: signal.to_string(),
+            expected: format!("a signal number from 1 to {}", libc::SIGRTMAX()),
+        });
+    }
+    let ids = ctx.sup.resolve(targets)?;
+    let sent = ctx.sup.send_signal(&ids, signal);
+    if sent.is_empty() {
+        return Err(Error::Remote {
+            message: "no running process to signal among the targets".into(),
+            hint: Some("`herd list` shows which instances run".into()),
+        });
+    }
+    Ok(Response::Done {
+        instances: ctx.sup.info(&ids),
+        notes: sent,
+    })
+}

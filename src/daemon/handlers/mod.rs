@@ -70,6 +70,7 @@ async fn answer(ctx: &Context, req: Request) -> Response {
         Request::Resurrect => dump::resurrect(ctx).await,
         Request::ClearDump => dump::clear(ctx),
         Request::Kill => Ok(kill::kill(ctx).await),
+        Request::Signal { signal, targets } => lifecycle::signal(ctx, signal, &targets),
     };
     result.unwrap_or_else(|e: Error| Response::Error {
         message: e.to_string(),

@@ -14,9 +14,15 @@ pub(super) async fn start(
     crate::config::limits::check_spec(&spec)?;
     let mut started = ctx.sup.start_app(spec, force, existing)?;
     if !started.restart.is_empty() {
-        started
-            .notes
-            .extend(ctx.sup.restart(&started.restart).await);
+        if existing == OnExisting::Reload {
+            ctx.sup.release(&started.restart);
+            let failed = ctx.sup.reload(&started.restart, 1).await;
+            started.notes.extend(failed);
+        } else {
+            started
+                .notes
+                .extend(ctx.sup.restart(&started.restart).await);
+        }
         started.ids.extend(&started.restart);
     }
     Ok(Response::Done {

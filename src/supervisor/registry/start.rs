@@ -218,7 +218,7 @@ impl Supervisor {
                     inst.unstable_restarts = 0;
                 }
             }
-            if existing == OnExisting::Update {
+            if matches!(existing, OnExisting::Update | OnExisting::Reload) {
                 for id in &running {
                     if let Some(inst) = table.instances.get_mut(id) {
                         inst.app = app.clone();
@@ -235,7 +235,7 @@ impl Supervisor {
         self.sync_auto(std::slice::from_ref(&spec.name));
         let mut restart = Vec::new();
         match existing {
-            OnExisting::Update => restart = running,
+            OnExisting::Update | OnExisting::Reload => restart = running,
             OnExisting::Skip if !running.is_empty() => notes.push(format!(
                 "app `{}` is already running: left alone (--update-env restarts it with the new environment)",
                 spec.name

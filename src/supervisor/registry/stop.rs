@@ -67,6 +67,34 @@ impl Supervisor {
         }
     }
 
+    /// `herd sendSignal`: `sig` to the running process of each of `ids`
+    /// (the process, not its group, as PM2's `process.kill(pid, sig)`);
+    /// one line per process signalled.
+    pub fn send_signal(&self, ids: &[u32], sig: i32) -> Vec<String> {
+        let table = self.table.borrow();
+        let mut sent = Vec::new();
+        for id in ids {
+            let Some(inst) = table.instances.get(id) else {
+                continue;
+            };
+            let Some(pid) = inst.pid().filter(|_| inst.status.is_running()) else {
+                continue;
+            };
+            match process::kill_pid(pid, sig) {
+                Ok(()) => sent.push(format!(
+                    "sent {} to {} [{id}] pid {pid}",
+                    process::signal_name(sig),
+                    inst.app.name
+                )),
+                Err(e) => log::info!(
+                    "{} [{id}] pid {pid}: cannot send signal {sig}: {e}",
+                    inst.app.name
+                ),
+            }
+        }
+        sent
+    }
+
     /// The daemon is exiting: every fdpass app's acceptors stop first, so
     /// connections not yet accepted stay queued on the listener (a kept
     /// listener outlives herd: the next herd serves them) instead of being

@@ -1,0 +1,167 @@
+//! PM2's other verbs: `sendSignal`, `pid`, `id`, `env`, `prettylist`,
+//! `startOrRestart`, `startOrReload`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+const T: Duration = Duration::from_secs(20);
+
+fn script(dir: &Path, name: &str, body: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/bash\n{body}")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+#[track_caller]
+fn wait_file(p: &Path) {
+    let deadline = Instant::now() + T;
+    while !p.exists() {
+        assert!(Instant::now() < deadline, "{} never appeared", p.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn send_signal_reaches_every_instance_of_a_name() {
+    let h = TestHome::new();
+    let dir = h.root.display().to_string();
+    let app = script(
+        &h.root,
+        "usr2.sh",
+        &format!(
+            "trap 'touch {dir}/usr2-$NODE_APP_INSTANCE' USR2\nwhile true; do sleep 0.05; done\n"
+        ),
+    );
+    h.run(&["start", &app, "-i", "2", "--name", "sig"]).ok();
+    h.wait_for("both online", T, |l| {
+        l.len() == 2 && l.iter().all(|i| i["status"] == "online")
+    });
+    // The bash trap is set once the script runs; give it a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    // Extra arguments are ignored, as PM2 ignores them.
+    let r = h.run(&["sendSignal", "SIGUSR2", "sig", "ignored"]).ok();
+    assert_eq!(r.stdout.matches("sent SIGUSR2").count(), 2, "{}", r.stdout);
+    wait_file(&h.root.join("usr2-0"));
+    wait_file(&h.root.join("usr2-1"));
+    // By id, and by a short name or number.
+    h.run(&["sendSignal", "USR2", "0"]).ok();
+    h.run(&["sendSignal", "12", "1"]).ok();
+    // Nothing the signal could reach, or a signal that is not one: exit 1.
+    h.run(&["sendSignal", "SIGNOPE", "sig"])
+        .fails_with("`SIGNOPE`");
+    h.run(&["sendSignal", "0", "sig"]).fails_with("signal");
+    h.run(&["sendSignal", "SIGUSR2", "nope"]).fails_with("nope");
+    h.run(&["stop", "sig"]).ok();
+    h.run(&["sendSignal", "SIGUSR2", "sig"])
+        .fails_with("no running process");
+}
+
+#[test]
+fn pid_id_and_env_print_what_pm2_prints() {
+    let h = TestHome::new();
+    let app = script(&h.root, "idle.sh", "while true; do sleep 0.05; done\n");
+    h.run(&[
+        "start",
+        &app,
+        "-i",
+        "2",
+        "--name",
+        "api",
+        "--env",
+        "COLOR=blue",
+    ])
+    .ok();
+    let l = h.wait_for("both online", T, |l| {
+        l.len() == 2 && l.iter().all(|i| i["status"] == "online")
+    });
+    let mut want: Vec<String> = pids(&l).iter().map(|p| p.to_string()).collect();
+    want.sort();
+    let mut got: Vec<String> = h
+        .run(&["pid", "api"])
+        .ok()
+        .stdout
+        .lines()
+        .map(String::from)
+        .collect();
+    got.sort();
+    assert_eq!(got, want);
+    assert_eq!(h.run(&["pid", "nope"]).ok().stdout, "");
+    assert_eq!(h.run(&["id", "api"]).ok().stdout.trim(), "[ 0, 1 ]");
+    assert_eq!(h.run(&["id", "nope"]).ok().stdout.trim(), "[]");
+    let env = h.run(&["env", "1"]).ok().stdout;
+    assert!(env.lines().any(|l| l == "COLOR: blue"), "{env}");
+    assert!(env.lines().any(|l| l == "NODE_APP_INSTANCE: 1"), "{env}");
+    h.run(&["env", "7"]).fails_with("no instance with id 7");
+    h.run(&["env", "x"]).fails_with("`x`");
+}
+
+#[test]
+fn prettylist_prints_the_list_as_node_inspects_it() {
+    if !node_available() {
+        return;
+    }
+    let h = TestHome::new();
+    let app = script(&h.root, "idle.sh", "while true; do sleep 0.05; done\n");
+    h.run(&["start", &app, "--name", "pretty"]).ok();
+    let out = h.run(&["prettylist"]).ok().stdout;
+    assert!(out.starts_with("[\n  {"), "{out}");
+    assert!(out.contains("name: 'pretty'"), "{out}");
+    assert!(out.contains("status: 'online'"), "{out}");
+}
+
+#[test]
+fn start_or_restart_and_start_or_reload_apply_the_files_settings() {
+    let h = TestHome::new();
+    let app = script(&h.root, "idle.sh", "while true; do sleep 0.05; done\n");
+    let file = h.root.join("ecosystem.json");
+    let write = |color: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                r#"{{"apps":[{{"name":"eco","script":"{app}","interpreter":"none","env":{{"COLOR":"{color}"}}}}]}}"#
+            ),
+        )
+        .unwrap();
+    };
+    let f = file.to_string_lossy().into_owned();
+    let color = |h: &TestHome| {
+        h.run(&["env", "0"])
+            .ok()
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("COLOR: ").map(String::from))
+    };
+    let online = |h: &TestHome| {
+        h.wait_for("online", T, |l| {
+            l.len() == 1 && l[0]["status"] == "online" && l[0]["pid"].is_i64()
+        })[0]["pid"]
+            .as_i64()
+            .unwrap()
+    };
+    // Not running: started.
+    write("red");
+    h.run(&["startOrRestart", &f]).ok();
+    let p1 = online(&h);
+    assert_eq!(color(&h).as_deref(), Some("red"));
+    // Running: restarted with the file's new env (no --update-env needed).
+    write("green");
+    h.run(&["startOrRestart", &f]).ok();
+    let p2 = online(&h);
+    assert_ne!(p1, p2, "restarted");
+    assert_eq!(color(&h).as_deref(), Some("green"));
+    // Reload (and its PM2 alias): replaced, with the new env, one instance.
+    write("blue");
+    h.run(&["startOrGracefulReload", &f]).ok();
+    let p3 = online(&h);
+    assert_ne!(p2, p3, "reloaded");
+    assert_eq!(color(&h).as_deref(), Some("blue"));
+    write("violet");
+    h.run(&["startOrReload", &f]).ok();
+    assert_ne!(online(&h), p3);
+    assert_eq!(color(&h).as_deref(), Some("violet"));
+    assert_eq!(h.list().len(), 1, "never a second copy");
+}
