@@ -52,23 +52,39 @@ pub fn list(a: ListArgs) -> Result<()> {
 /// Runs `herd jlist`.
 pub fn jlist() -> Result<()> {
     let list = fetch(&Request::List)?;
-    let v: Vec<Value> = list.iter().map(pm2_shape).collect();
+    let v: Vec<Pm2Process> = list.iter().map(pm2_shape).collect();
     output::print_json(&v)
 }
 
+/// One instance as `pm2 jlist` prints it: PM2's key order at the top
+/// (`pid, name, pm2_env, pm_id, monit`), for readers that expect it.
+#[derive(Debug, serde::Serialize)]
+pub struct Pm2Process {
+    pid: i32,
+    name: String,
+    pm2_env: Value,
+    pm_id: u32,
+    monit: Value,
+}
+
 /// One instance as `pm2 jlist` prints it, for dashboards written against PM2.
-pub fn pm2_shape(i: &InstanceInfo) -> Value {
+pub fn pm2_shape(i: &InstanceInfo) -> Pm2Process {
+    Pm2Process {
+        pid: i.pid.unwrap_or(0),
+        name: i.name.clone(),
+        pm2_env: pm2_env(i),
+        pm_id: i.id,
+        monit: json!({ "memory": i.memory_bytes, "cpu": i.cpu_percent }),
+    }
+}
+
+fn pm2_env(i: &InstanceInfo) -> Value {
     let exec_mode = if i.exec_mode == crate::protocol::ExecMode::Cluster {
         "cluster_mode"
     } else {
         "fork_mode"
     };
     json!({
-        "pid": i.pid.unwrap_or(0),
-        "name": i.name,
-        "pm_id": i.id,
-        "monit": { "memory": i.memory_bytes, "cpu": i.cpu_percent },
-        "pm2_env": {
             "name": i.name,
             "pm_id": i.id,
             "status": i.status.pm2_name(),
@@ -90,9 +106,10 @@ pub fn pm2_shape(i: &InstanceInfo) -> Value {
             "autorestart": i.autorestart,
             "kill_timeout": i.kill_timeout_ms,
             "env": i.env,
-            "axm_options": {},
+            "watch": !i.watch.is_empty(),
+            "vizion": true,
+            "axm_options": { "module_name": i.name },
             "versioning": null,
-        },
     })
 }
 

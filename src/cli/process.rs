@@ -126,7 +126,7 @@ pub fn env(a: EnvArgs) -> Result<()> {
 pub fn prettylist() -> Result<()> {
     use std::io::Write;
     let all = list::fetch(&Request::List)?;
-    let v: Vec<serde_json::Value> = all.iter().map(list::pm2_shape).collect();
+    let v: Vec<list::Pm2Process> = all.iter().map(list::pm2_shape).collect();
     let json = serde_json::to_string(&v).map_err(|e| Error::Protocol(e.to_string()))?;
     let script = "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log(require('util').inspect(JSON.parse(s),false,null,false)))";
     let mut child = std::process::Command::new("node")

@@ -282,8 +282,33 @@ pub fn load(path: &Path, env_name: Option<&str>, only: &[String]) -> Result<Load
         ))
     })?;
     let doc = read(&file, &label, format)?;
+    from_doc(&doc, &label, file, env_name, only)
+}
+
+/// An ecosystem file in JSON read from standard input (`herd start -`):
+/// relative paths in it are taken from `cwd`.
+pub fn load_stdin(
+    text: &str,
+    cwd: &Path,
+    env_name: Option<&str>,
+    only: &[String],
+) -> Result<Loaded, ConfigError> {
+    let label = "<stdin>";
+    let doc: Value = serde_json::from_str(text)
+        .map_err(|e| ConfigError::new(format!("{label}: not valid JSON: {e}")))?;
+    from_doc(&doc, label, cwd.join("<stdin>"), env_name, only)
+}
+
+fn from_doc(
+    doc: &Value,
+    label: &str,
+    file: PathBuf,
+    env_name: Option<&str>,
+    only: &[String],
+) -> Result<Loaded, ConfigError> {
+    let label = label.to_string();
     let mut warnings = Vec::new();
-    let objects = app_objects(&doc, &label, &mut warnings)?;
+    let objects = app_objects(doc, &label, &mut warnings)?;
 
     let dir = file.parent().unwrap_or(Path::new("/"));
     let ctx = app::FileCtx {

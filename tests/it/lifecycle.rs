@@ -206,9 +206,22 @@ fn jlist_has_pm2_shape() {
     ])
     .ok();
     h.wait_for("online", T, |l| l[0]["status"] == "online");
-    let v = h.run(&["jlist"]).ok().json();
+    let raw = h.run(&["jlist"]).ok().stdout;
+    // PM2's key order at the top level, for readers that rely on it.
+    let at = |k: &str| {
+        raw.find(&format!("\"{k}\":"))
+            .unwrap_or_else(|| panic!("no {k}: {raw}"))
+    };
+    let order = ["pid", "name", "pm2_env", "pm_id", "monit"];
+    for w in order.windows(2) {
+        assert!(at(w[0]) < at(w[1]), "{} before {}: {raw}", w[0], w[1]);
+    }
+    let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
     let p = &v[0];
     assert_eq!(p["name"], "j");
+    assert_eq!(p["pm2_env"]["watch"], false);
+    assert_eq!(p["pm2_env"]["vizion"], true);
+    assert_eq!(p["pm2_env"]["axm_options"]["module_name"], "j");
     assert_eq!(p["pm_id"], 0);
     assert!(p["pid"].as_i64().unwrap() > 0);
     assert!(p["monit"]["memory"].as_u64().unwrap() > 0);

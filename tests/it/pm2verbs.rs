@@ -165,3 +165,79 @@ fn start_or_restart_and_start_or_reload_apply_the_files_settings() {
     assert_eq!(color(&h).as_deref(), Some("violet"));
     assert_eq!(h.list().len(), 1, "never a second copy");
 }
+
+#[test]
+fn start_takes_several_scripts_command_strings_and_stdin() {
+    let h = TestHome::new();
+    let a = script(&h.root, "a.sh", "while true; do sleep 0.05; done\n");
+    let b = script(&h.root, "b.sh", "while true; do sleep 0.05; done\n");
+    // Several scripts, the same options for each.
+    h.run(&["start", &a, &b, "-i", "2"]).ok();
+    let l = h.wait_for("four online", T, |l| {
+        l.len() == 4 && l.iter().all(|i| i["status"] == "online")
+    });
+    for name in ["a", "b"] {
+        assert_eq!(l.iter().filter(|i| i["name"] == name).count(), 2, "{l:?}");
+    }
+    h.run(&["start", &a, &b, "--name", "x"])
+        .fails_with("--name");
+    // A string with a space that is no file: a command, run by bash, named
+    // after the whole string.
+    let out = h.root.join("cmd.out");
+    let cmd = format!("echo \"$1-$2\" > {} && sleep 30", out.display());
+    h.run(&["start", &cmd, "--name", "cmd", "--", "x", "y"])
+        .ok();
+    let deadline = Instant::now() + T;
+    while std::fs::read_to_string(&out).unwrap_or_default().trim() != "x-y" {
+        assert!(
+            Instant::now() < deadline,
+            "the command did not run with its args"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.run(&["start", "sleep 31"]).ok();
+    h.wait_for("`sleep 31` online", T, |l| {
+        l.iter()
+            .any(|i| i["name"] == "sleep 31" && i["status"] == "online")
+    });
+    // An ecosystem file on standard input (`herd start -`).
+    let json = format!(r#"{{"apps":[{{"name":"piped","script":"{a}","interpreter":"none"}}]}}"#);
+    let mut c = h.cmd(&["start", "-"]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(json.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    h.wait_for("`piped` online", T, |l| {
+        l.iter()
+            .any(|i| i["name"] == "piped" && i["status"] == "online")
+    });
+    let mut c = h.cmd(&["start", "-"]);
+    c.stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"{not json").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("error: <stdin>: not valid JSON"), "{err}");
+}
+
+#[test]
+fn execute_command_is_fork_mode_with_as_many_processes_as_asked() {
+    let h = TestHome::new();
+    let a = script(&h.root, "forked.sh", "while true; do sleep 0.05; done\n");
+    h.run(&["start", &a, "-x", "-i", "3"]).ok();
+    let l = h.wait_for("three online", T, |l| {
+        l.len() == 3 && l.iter().all(|i| i["status"] == "online")
+    });
+    assert!(l.iter().all(|i| i["exec_mode"] == "fork"), "{l:?}");
+}

@@ -60,10 +60,11 @@ impl Supervisor {
                 return Ok(r);
             }
         }
-        let n = match (count, spec.exec_mode) {
-            (Some(n), _) => n.max(1),
-            (None, ExecMode::Fork) => 1,
-            (None, ExecMode::Cluster) => spec.instances.resolve(self.max_instances),
+        // Fork mode with `instances: N` (or `-x -i N`) starts N plain
+        // processes, as PM2 does.
+        let n = match count {
+            Some(n) => n.max(1),
+            None => spec.instances.resolve(self.max_instances),
         };
         let bind_refusal = |e: reuseport::BindError| {
             refuse(

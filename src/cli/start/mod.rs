@@ -5,10 +5,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::client;
+mod requests;
+
 use crate::config::{self, ecosystem, AppSpec, ExecMode, Instances};
 use crate::error::{Error, Result};
-use crate::protocol::{OnExisting, Request, Response};
+pub(crate) use requests::send;
+pub use requests::{requests, run, spec_from_args, specs_from_file};
 
 /// Options of `herd start`, named as in PM2.
 #[derive(Debug, Args)]
@@ -17,6 +19,10 @@ pub struct StartArgs {
     /// (`ecosystem.config.js`, `.json`, `.yaml`, `herd.toml`).
     #[arg(required = true, index = 1)]
     pub script: Option<String>,
+    /// More scripts, each started with the same options
+    /// (`herd start a.js b.js -i 2`).
+    #[arg(index = 2, value_name = "MORE")]
+    pub more: Vec<String>,
     /// Instances: a number, `max` (one per CPU), 0 (= max) or -N (= max - N).
     /// Implies cluster mode.
     #[arg(
@@ -159,6 +165,10 @@ pub struct StartArgs {
     /// Start another copy even if this app already runs.
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Fork mode (PM2's `-x`): the instances are plain processes, with no
+    /// port of herd's, even with `-i`.
+    #[arg(short = 'x', long = "execute-command")]
+    pub execute_command: bool,
     /// With an ecosystem file: start only these apps (comma-separated).
     #[arg(long, value_name = "APPS")]
     pub only: Vec<String>,
@@ -170,7 +180,7 @@ pub struct StartArgs {
     #[arg(long)]
     pub json: bool,
     /// Arguments passed to the script (after `--`).
-    #[arg(last = true, index = 2, value_name = "ARGS")]
+    #[arg(last = true, index = 3, value_name = "ARGS")]
     pub args: Vec<String>,
 }
 
@@ -212,6 +222,7 @@ pub struct Overrides {
     listen_timeout_ms: Option<u64>,
     wait_ready: bool,
     shutdown_with_message: bool,
+    fork: bool,
     incoming_cpu: bool,
     warmup_ms: Option<u64>,
     warmup_path: Option<String>,
@@ -439,6 +450,7 @@ impl Overrides {
                 .map(|c| config::parse_cron("--cron-restart", c))
                 .transpose()?,
             args: a.args.clone(),
+            fork: a.execute_command,
         })
     }
 
@@ -539,150 +551,8 @@ impl Overrides {
         if !self.args.is_empty() {
             spec.args = self.args.clone();
         }
-    }
-}
-
-/// Builds the [`AppSpec`] for a script from flags and the caller's environment.
-pub fn spec_from_args(a: &StartArgs) -> Result<AppSpec> {
-    let mut env_names = Vec::new();
-    let o = Overrides::parse(a, &mut env_names)?;
-    if let Some(n) = env_names.first() {
-        return Err(bad(
-            "--env",
-            n,
-            "KEY=VALUE (environment names like `production` select an `env_<name>` block of an ecosystem file)",
-        ));
-    }
-    let cwd = match &o.cwd {
-        Some(c) => c.clone(),
-        None => {
-            std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?
-        }
-    };
-    let script = cwd.join(a.script());
-    if !script.is_file() {
-        return Err(Error::ScriptNotFound { path: script });
-    }
-    let script = script
-        .canonicalize()
-        .map_err(|e| Error::io(format!("resolving {}", script.display()), e))?;
-    let mut spec = AppSpec::new(config::default_name(&script), script, cwd);
-    o.apply(&mut spec);
-    Ok(spec)
-}
-
-/// The apps of an ecosystem file as specs: file values, then the flags the
-/// user typed. Prints the file's warnings (unknown keys, keys read but not
-/// acted on yet) to stderr.
-pub fn specs_from_file(a: &StartArgs, file: &std::path::Path) -> Result<(Vec<AppSpec>, bool)> {
-    let mut env_names = Vec::new();
-    let o = Overrides::parse(a, &mut env_names)?;
-    if env_names.len() > 1 {
-        return Err(bad("--env", &env_names.join(", "), "one environment name"));
-    }
-    let loaded = ecosystem::load(file, env_names.first().map(String::as_str), &a.only)
-        .map_err(super::lifecycle::config_error)?;
-    for w in &loaded.warnings {
-        eprintln!("warning: {w}");
-    }
-    if o.name.is_some() && loaded.apps.len() > 1 {
-        return Err(bad(
-            "--name",
-            o.name.as_deref().unwrap_or(""),
-            "no --name with a file of several apps (use --only)",
-        ));
-    }
-    let mut force = a.force;
-    let specs = loaded
-        .apps
-        .iter()
-        .map(|c| {
-            if !c.pending.is_empty() {
-                eprintln!(
-                    "warning: {}: app `{}`: {} read but not acted on yet",
-                    loaded.file.display(),
-                    c.name,
-                    c.pending
-                        .iter()
-                        .map(|k| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            force |= c.force.unwrap_or(false);
-            let mut spec = AppSpec::from_config(c, &loaded.file);
-            o.apply(&mut spec);
-            spec
-        })
-        .collect();
-    Ok((specs, force))
-}
-
-/// The start requests for `herd start`'s arguments: one per app.
-pub fn requests(a: &StartArgs) -> Result<Vec<Request>> {
-    let path = std::path::Path::new(a.script());
-    let (specs, force, existing) = if ecosystem::is_config_file(path) && path.is_file() {
-        let (specs, force) = specs_from_file(a, path)?;
-        let existing = if a.update_env {
-            OnExisting::Update
-        } else {
-            OnExisting::Skip
-        };
-        (specs, force, existing)
-    } else {
-        if !a.only.is_empty() {
-            return Err(bad(
-                "--only",
-                &a.only.join(","),
-                "an ecosystem file to pick apps from",
-            ));
-        }
-        let existing = if a.update_env {
-            OnExisting::Update
-        } else {
-            OnExisting::Refuse
-        };
-        (vec![spec_from_args(a)?], a.force, existing)
-    };
-    Ok(specs
-        .into_iter()
-        .map(|spec| Request::Start {
-            spec: Box::new(spec),
-            force,
-            existing,
-        })
-        .collect())
-}
-
-/// Runs `herd start`.
-pub fn run(a: StartArgs) -> Result<()> {
-    send(requests(&a)?, a.json)
-}
-
-/// Sends start requests one by one, then prints what runs.
-pub(super) fn send(reqs: Vec<Request>, json: bool) -> Result<()> {
-    let mut all = Vec::new();
-    for req in reqs {
-        let name = match &req {
-            Request::Start { spec, .. } => spec.name.clone(),
-            _ => String::new(),
-        };
-        match client::call(&req)? {
-            Response::Done { instances, notes } => {
-                for n in &notes {
-                    eprintln!("[herd] {n}");
-                }
-                if !instances.is_empty() && !json {
-                    let ids: Vec<String> = instances.iter().map(|i| i.id.to_string()).collect();
-                    println!("[herd] started `{name}` (id {})", ids.join(", "));
-                }
-                all.extend(instances);
-            }
-            other => return Err(client::unexpected(&other)),
+        if self.fork {
+            spec.exec_mode = ExecMode::Fork;
         }
     }
-    if json {
-        return super::output::print_json(&all);
-    }
-    super::list::print_table()
 }

@@ -1,0 +1,240 @@
+//! From `herd start`'s arguments to start requests: scripts, command
+//! strings, ecosystem files (standard input too), then sending them.
+
+use super::{bad, Overrides, StartArgs};
+use crate::cli::client;
+use crate::config::{self, ecosystem, AppSpec};
+use crate::error::{Error, Result};
+use crate::protocol::{OnExisting, Request, Response};
+
+/// Builds the [`AppSpec`] for `herd start`'s script from flags and the
+/// caller's environment.
+pub fn spec_from_args(a: &StartArgs) -> Result<AppSpec> {
+    spec_from_script(a, a.script())
+}
+
+/// The shell that runs a command string: bash where there is one (PM2
+/// runs them with bash), else sh.
+fn command_shell() -> std::path::PathBuf {
+    ["/bin/bash", "/usr/bin/bash"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| "/bin/sh".into())
+}
+
+/// An app name for a command string: the string itself (PM2's), with `/`
+/// as `-` and at most 128 characters, as names must be.
+fn command_name(cmd: &str) -> String {
+    let n: String = cmd
+        .chars()
+        .map(|c| if c == '/' || c.is_control() { '-' } else { c })
+        .take(128)
+        .collect();
+    if n.bytes().all(|b| b.is_ascii_digit()) || n == "all" {
+        format!("cmd-{n}")
+    } else {
+        n
+    }
+}
+
+/// Whether `script` is a command string rather than a file: it has a space
+/// and no file has that name.
+fn is_command(script: &str, cwd: &std::path::Path) -> bool {
+    script.trim().contains(char::is_whitespace) && !cwd.join(script).is_file()
+}
+
+/// The [`AppSpec`] for one script (or command string).
+fn spec_from_script(a: &StartArgs, script_arg: &str) -> Result<AppSpec> {
+    let mut env_names = Vec::new();
+    let o = Overrides::parse(a, &mut env_names)?;
+    if let Some(n) = env_names.first() {
+        return Err(bad(
+            "--env",
+            n,
+            "KEY=VALUE (environment names like `production` select an `env_<name>` block of an ecosystem file)",
+        ));
+    }
+    let cwd = match &o.cwd {
+        Some(c) => c.clone(),
+        None => {
+            std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?
+        }
+    };
+    if is_command(script_arg, &cwd) {
+        // `herd start "python3 -m http.server 8000"`: run by the shell.
+        let cmd = script_arg.trim();
+        let mut spec = AppSpec::new(command_name(cmd), command_shell(), cwd);
+        spec.interpreter = None;
+        o.apply(&mut spec);
+        let mut args = vec!["-c".to_string(), cmd.to_string()];
+        if !spec.args.is_empty() {
+            // `-- a b` become $1 $2 of the command ($0 is its name).
+            args.push(spec.name.clone());
+            args.append(&mut spec.args);
+        }
+        spec.args = args;
+        return Ok(spec);
+    }
+    let script = cwd.join(script_arg);
+    if !script.is_file() {
+        return Err(Error::ScriptNotFound { path: script });
+    }
+    let script = script
+        .canonicalize()
+        .map_err(|e| Error::io(format!("resolving {}", script.display()), e))?;
+    let mut spec = AppSpec::new(config::default_name(&script), script, cwd);
+    o.apply(&mut spec);
+    Ok(spec)
+}
+
+/// The apps of an ecosystem file as specs: file values, then the flags the
+/// user typed. Prints the file's warnings (unknown keys, keys read but not
+/// acted on yet) to stderr.
+/// `file` `None`: a JSON ecosystem file on standard input (`herd start -`).
+pub fn specs_from_file(
+    a: &StartArgs,
+    file: Option<&std::path::Path>,
+) -> Result<(Vec<AppSpec>, bool)> {
+    let mut env_names = Vec::new();
+    let o = Overrides::parse(a, &mut env_names)?;
+    if env_names.len() > 1 {
+        return Err(bad("--env", &env_names.join(", "), "one environment name"));
+    }
+    let env = env_names.first().map(String::as_str);
+    let loaded = match file {
+        Some(f) => ecosystem::load(f, env, &a.only),
+        None => {
+            use std::io::Read;
+            let mut text = String::new();
+            std::io::stdin()
+                .take(crate::protocol::frame::MAX_REQUEST as u64)
+                .read_to_string(&mut text)
+                .map_err(|e| Error::io("reading the ecosystem file from standard input", e))?;
+            let cwd = std::env::current_dir()
+                .map_err(|e| Error::io("reading the current directory", e))?;
+            ecosystem::load_stdin(&text, &cwd, env, &a.only)
+        }
+    }
+    .map_err(crate::cli::lifecycle::config_error)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    if o.name.is_some() && loaded.apps.len() > 1 {
+        return Err(bad(
+            "--name",
+            o.name.as_deref().unwrap_or(""),
+            "no --name with a file of several apps (use --only)",
+        ));
+    }
+    let mut force = a.force;
+    let specs = loaded
+        .apps
+        .iter()
+        .map(|c| {
+            if !c.pending.is_empty() {
+                eprintln!(
+                    "warning: {}: app `{}`: {} read but not acted on yet",
+                    loaded.file.display(),
+                    c.name,
+                    c.pending
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            force |= c.force.unwrap_or(false);
+            let mut spec = AppSpec::from_config(c, &loaded.file);
+            o.apply(&mut spec);
+            spec
+        })
+        .collect();
+    Ok((specs, force))
+}
+
+/// The start requests for `herd start`'s arguments: one per app, for each
+/// script given (`herd start a.js b.js` starts both with the same options).
+pub fn requests(a: &StartArgs) -> Result<Vec<Request>> {
+    if !a.more.is_empty() && a.name.is_some() {
+        return Err(bad(
+            "--name",
+            a.name.as_deref().unwrap_or_default(),
+            "no --name with several scripts (each is named after its file)",
+        ));
+    }
+    let mut all = requests_for(a, a.script())?;
+    for s in &a.more {
+        all.extend(requests_for(a, s)?);
+    }
+    Ok(all)
+}
+
+fn requests_for(a: &StartArgs, script: &str) -> Result<Vec<Request>> {
+    let path = std::path::Path::new(script);
+    let stdin = script == "-";
+    let (specs, force, existing) = if stdin || (ecosystem::is_config_file(path) && path.is_file()) {
+        let (specs, force) = specs_from_file(a, (!stdin).then_some(path))?;
+        let existing = if a.update_env {
+            OnExisting::Update
+        } else {
+            OnExisting::Skip
+        };
+        (specs, force, existing)
+    } else {
+        if !a.only.is_empty() {
+            return Err(bad(
+                "--only",
+                &a.only.join(","),
+                "an ecosystem file to pick apps from",
+            ));
+        }
+        let existing = if a.update_env {
+            OnExisting::Update
+        } else {
+            OnExisting::Refuse
+        };
+        (vec![spec_from_script(a, script)?], a.force, existing)
+    };
+    Ok(specs
+        .into_iter()
+        .map(|spec| Request::Start {
+            spec: Box::new(spec),
+            force,
+            existing,
+        })
+        .collect())
+}
+
+/// Runs `herd start`.
+pub fn run(a: StartArgs) -> Result<()> {
+    send(requests(&a)?, a.json)
+}
+
+/// Sends start requests one by one, then prints what runs.
+pub(crate) fn send(reqs: Vec<Request>, json: bool) -> Result<()> {
+    let mut all = Vec::new();
+    for req in reqs {
+        let name = match &req {
+            Request::Start { spec, .. } => spec.name.clone(),
+            _ => String::new(),
+        };
+        match client::call(&req)? {
+            Response::Done { instances, notes } => {
+                for n in &notes {
+                    eprintln!("[herd] {n}");
+                }
+                if !instances.is_empty() && !json {
+                    let ids: Vec<String> = instances.iter().map(|i| i.id.to_string()).collect();
+                    println!("[herd] started `{name}` (id {})", ids.join(", "));
+                }
+                all.extend(instances);
+            }
+            other => return Err(client::unexpected(&other)),
+        }
+    }
+    if json {
+        return crate::cli::output::print_json(&all);
+    }
+    crate::cli::list::print_table()
+}
