@@ -311,10 +311,12 @@ fn from_doc(
     let objects = app_objects(doc, &label, &mut warnings)?;
 
     let dir = file.parent().unwrap_or(Path::new("/"));
+    let deploy_env = env_name.and_then(|n| doc.get("deploy")?.get(n)?.get("env"));
     let ctx = app::FileCtx {
         label: &label,
         dir,
         env_name,
+        deploy_env,
     };
     let outcomes: Vec<app::Outcome> = objects
         .iter()
@@ -472,7 +474,7 @@ fn app_objects<'d>(
                 for k in top.keys().filter(|k| *k != "apps" && *k != "pm2") {
                     warnings.push(match k.as_str() {
                         "deploy" => format!(
-                            "{label}: `deploy` ignored: herd does not deploy (run `herd start` on each host)"
+                            "{label}: `deploy` ignored but for `deploy.<env>.env`, the lowest layer of the apps' environment with `--env <env>`: herd does not deploy (run `herd start` on each host)"
                         ),
                         _ => format!("{label}: unknown top-level key `{k}` ignored"),
                     });

@@ -260,6 +260,48 @@ pub fn default_name(script: &Path) -> String {
         .to_string()
 }
 
+/// The shell that runs a command string: bash where there is one (PM2
+/// runs them with bash), else sh.
+pub fn command_shell() -> std::path::PathBuf {
+    ["/bin/bash", "/usr/bin/bash"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| "/bin/sh".into())
+}
+
+/// An app name for a command string: the string itself (PM2's), with `/`
+/// as `-` and at most 128 characters, as names must be.
+pub fn command_name(cmd: &str) -> String {
+    let n: String = cmd
+        .chars()
+        .map(|c| if c == '/' || c.is_control() { '-' } else { c })
+        .take(128)
+        .collect();
+    if n.bytes().all(|b| b.is_ascii_digit()) || n == "all" {
+        format!("cmd-{n}")
+    } else {
+        n
+    }
+}
+
+/// Whether `script` is a command string rather than a file: it has a space
+/// and no file has that name.
+pub fn is_command(script: &str, cwd: &std::path::Path) -> bool {
+    script.trim().contains(char::is_whitespace) && !cwd.join(script).is_file()
+}
+
+/// The shell's arguments for a command string: `-c CMD`, then, when the
+/// user gave arguments, `$0` (the app's name) and them as `$1 $2 …`.
+pub fn command_args(cmd: &str, name: &str, user: Vec<String>) -> Vec<String> {
+    let mut args = vec!["-c".to_string(), cmd.to_string()];
+    if !user.is_empty() {
+        args.push(name.to_string());
+        args.extend(user);
+    }
+    args
+}
+
 /// Checks an app name: it is used in log file names and as a CLI target, so
 /// it may not be empty, all digits (that is an id), `all`, or contain `/`.
 pub fn validate_name(name: &str) -> Result<()> {

@@ -241,3 +241,77 @@ fn execute_command_is_fork_mode_with_as_many_processes_as_asked() {
     });
     assert!(l.iter().all(|i| i["exec_mode"] == "fork"), "{l:?}");
 }
+
+#[test]
+fn ecosystem_cmd_and_command_keys_and_command_strings() {
+    let h = TestHome::new();
+    let out = h.root.join("cmd.out");
+    let file = h.root.join("ecosystem.json");
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"apps":[
+                {{"cmd":"sleep 41"}},
+                {{"name":"said","command":"echo \"$1\" > {} && sleep 40","args":["hello"]}}
+            ]}}"#,
+            out.display()
+        ),
+    )
+    .unwrap();
+    h.run(&["start", &file.to_string_lossy()]).ok();
+    let l = h.wait_for("both online", T, |l| {
+        l.len() == 2 && l.iter().all(|i| i["status"] == "online")
+    });
+    assert!(l.iter().any(|i| i["name"] == "sleep 41"), "{l:?}");
+    let deadline = Instant::now() + T;
+    while std::fs::read_to_string(&out).unwrap_or_default().trim() != "hello" {
+        assert!(
+            Instant::now() < deadline,
+            "the command did not run with its args"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn env_layers_follow_pm2s_order_and_objects_become_json() {
+    let h = TestHome::new();
+    let app = script(&h.root, "idle.sh", "while true; do sleep 0.05; done\n");
+    let file = h.root.join("ecosystem.json");
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"apps":[{{"name":"layers","script":"{app}","interpreter":"none",
+                "env":{{"B":"env","C":"env","OBJ":{{"x":1,"y":[true]}},"ARR":[1,"a"]}},
+                "env_production":{{"C":"production"}}}}],
+              "deploy":{{"production":{{"env":{{"A":"deploy","B":"deploy","C":"deploy"}}}}}}}}"#
+        ),
+    )
+    .unwrap();
+    h.run(&["start", &file.to_string_lossy(), "--env", "production"])
+        .ok();
+    h.wait_for("online", T, |l| l.len() == 1 && l[0]["status"] == "online");
+    let env = h.run(&["env", "0"]).ok().stdout;
+    for want in [
+        "A: deploy",
+        "B: env",
+        "C: production",
+        r#"OBJ: {"x":1,"y":[true]}"#,
+        r#"ARR: [1,"a"]"#,
+    ] {
+        assert!(env.lines().any(|l| l == want), "no `{want}` in\n{env}");
+    }
+}
+
+#[test]
+fn stop_exit_codes_from_the_command_line_end_the_app_without_a_restart() {
+    let h = TestHome::new();
+    let app = script(&h.root, "three.sh", "sleep 0.2\nexit 3\n");
+    h.run(&["start", &app, "--stop-exit-codes", "0", "3"]).ok();
+    let l = h.wait_for("stopped after exit 3", T, |l| {
+        l.len() == 1 && l[0]["status"] == "stopped"
+    });
+    assert_eq!(l[0]["restarts"], 0, "{l:?}");
+    h.run(&["start", &app, "--name", "x", "--stop-exit-codes", "300"])
+        .fails_with("--stop-exit-codes");
+}

@@ -165,6 +165,10 @@ pub struct StartArgs {
     /// Start another copy even if this app already runs.
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Exit codes after which the app is not restarted (`--stop-exit-codes 0 3`
+    /// or `0,3`).
+    #[arg(long = "stop-exit-codes", value_name = "CODE", num_args = 1.., value_delimiter = ',')]
+    pub stop_exit_codes: Vec<String>,
     /// Fork mode (PM2's `-x`): the instances are plain processes, with no
     /// port of herd's, even with `-i`.
     #[arg(short = 'x', long = "execute-command")]
@@ -223,6 +227,7 @@ pub struct Overrides {
     wait_ready: bool,
     shutdown_with_message: bool,
     fork: bool,
+    stop_exit_codes: Option<Vec<i32>>,
     incoming_cpu: bool,
     warmup_ms: Option<u64>,
     warmup_path: Option<String>,
@@ -451,6 +456,17 @@ impl Overrides {
                 .transpose()?,
             args: a.args.clone(),
             fork: a.execute_command,
+            stop_exit_codes: (!a.stop_exit_codes.is_empty())
+                .then(|| {
+                    a.stop_exit_codes
+                        .iter()
+                        .map(|c| match c.trim().parse::<i32>() {
+                            Ok(n) if (0..=255).contains(&n) => Ok(n),
+                            _ => Err(bad("--stop-exit-codes", c, "exit codes from 0 to 255")),
+                        })
+                        .collect::<Result<Vec<i32>>>()
+                })
+                .transpose()?,
         })
     }
 
@@ -553,6 +569,9 @@ impl Overrides {
         }
         if self.fork {
             spec.exec_mode = ExecMode::Fork;
+        }
+        if let Some(c) = &self.stop_exit_codes {
+            spec.stop_exit_codes = c.clone();
         }
     }
 }

@@ -13,37 +13,6 @@ pub fn spec_from_args(a: &StartArgs) -> Result<AppSpec> {
     spec_from_script(a, a.script())
 }
 
-/// The shell that runs a command string: bash where there is one (PM2
-/// runs them with bash), else sh.
-fn command_shell() -> std::path::PathBuf {
-    ["/bin/bash", "/usr/bin/bash"]
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| "/bin/sh".into())
-}
-
-/// An app name for a command string: the string itself (PM2's), with `/`
-/// as `-` and at most 128 characters, as names must be.
-fn command_name(cmd: &str) -> String {
-    let n: String = cmd
-        .chars()
-        .map(|c| if c == '/' || c.is_control() { '-' } else { c })
-        .take(128)
-        .collect();
-    if n.bytes().all(|b| b.is_ascii_digit()) || n == "all" {
-        format!("cmd-{n}")
-    } else {
-        n
-    }
-}
-
-/// Whether `script` is a command string rather than a file: it has a space
-/// and no file has that name.
-fn is_command(script: &str, cwd: &std::path::Path) -> bool {
-    script.trim().contains(char::is_whitespace) && !cwd.join(script).is_file()
-}
-
 /// The [`AppSpec`] for one script (or command string).
 fn spec_from_script(a: &StartArgs, script_arg: &str) -> Result<AppSpec> {
     let mut env_names = Vec::new();
@@ -61,19 +30,13 @@ fn spec_from_script(a: &StartArgs, script_arg: &str) -> Result<AppSpec> {
             std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?
         }
     };
-    if is_command(script_arg, &cwd) {
+    if config::is_command(script_arg, &cwd) {
         // `herd start "python3 -m http.server 8000"`: run by the shell.
         let cmd = script_arg.trim();
-        let mut spec = AppSpec::new(command_name(cmd), command_shell(), cwd);
+        let mut spec = AppSpec::new(config::command_name(cmd), config::command_shell(), cwd);
         spec.interpreter = None;
         o.apply(&mut spec);
-        let mut args = vec!["-c".to_string(), cmd.to_string()];
-        if !spec.args.is_empty() {
-            // `-- a b` become $1 $2 of the command ($0 is its name).
-            args.push(spec.name.clone());
-            args.append(&mut spec.args);
-        }
-        spec.args = args;
+        spec.args = config::command_args(cmd, &spec.name, std::mem::take(&mut spec.args));
         return Ok(spec);
     }
     let script = cwd.join(script_arg);

@@ -23,6 +23,9 @@ pub(super) struct FileCtx<'a> {
     pub dir: &'a Path,
     /// `--env <name>`.
     pub env_name: Option<&'a str>,
+    /// `deploy.<name>.env` of the file, for that `--env <name>`: the
+    /// lowest layer of every app's environment (PM2's merge order).
+    pub deploy_env: Option<&'a Value>,
 }
 
 /// The result of converting one app.
@@ -222,12 +225,18 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
         );
         f.bad("cwd", &expected);
     }
-    let script = script(&mut f, &cwd);
+    let (script, command) = match script(&mut f, &cwd) {
+        Some((s, c)) => (Some(s), c),
+        None => (None, None),
+    };
     let name = match f.get("name") {
         Some(_) => f.with("name", "a string (the app's name)", |v| {
             v.as_str().map(str::to_string)
         }),
-        None => script.as_deref().map(default_name),
+        None => match &command {
+            Some(c) => Some(crate::config::command_name(c)),
+            None => script.as_deref().map(default_name),
+        },
     };
     let name = name.and_then(|n| match validate_name(&n) {
         Ok(()) => Some(n),
@@ -251,8 +260,12 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
         (Some(n), Some(env)) if append_env => Some(format!("{n}-{env}")),
         (n, _) => n,
     };
-    let args = f.words("args");
+    let mut args = f.words("args");
+    if let Some(c) = &command {
+        args = crate::config::command_args(c, name.as_deref().unwrap_or("cmd"), args);
+    }
     let interpreter = match f.string("interpreter") {
+        _ if command.is_some() => None,
         Some(i) if i == "none" => None,
         Some(i) if i.is_empty() => {
             f.bad(
@@ -268,7 +281,7 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
             .map(str::to_string),
     };
     let interpreter_args = f.words("interpreter_args");
-    let env = env(&mut f, &env_sets, ctx.env_name);
+    let env = env(&mut f, &env_sets, ctx.env_name, ctx.deploy_env);
 
     // How many and how connections reach them.
     let instances = f.with(
@@ -522,9 +535,11 @@ fn cron_restart(f: &mut Fields<'_>) -> Option<String> {
     }
 }
 
-/// `script`: required; resolved against `cwd`, or looked up in PATH when it
-/// is a bare program name that is not a file there (PM2 does the same).
-fn script(f: &mut Fields<'_>, cwd: &Path) -> Option<PathBuf> {
+/// `script` (or `cmd`, `command`): required; resolved against `cwd`, or
+/// looked up in PATH when it is a bare program name that is not a file
+/// there (PM2 does the same). A value with a space that is no file is a
+/// command string: the shell runs it (the second value).
+fn script(f: &mut Fields<'_>, cwd: &Path) -> Option<(PathBuf, Option<String>)> {
     let Some((_, v)) = f.get("script") else {
         f.errors.push(format!(
             "{}: key `script` is missing: expected the path of the script or program to run",
@@ -538,10 +553,13 @@ fn script(f: &mut Fields<'_>, cwd: &Path) -> Option<PathBuf> {
     };
     let path = resolve(cwd, s);
     if path.is_file() {
-        return Some(path);
+        return Some((path, None));
+    }
+    if crate::config::is_command(s, cwd) {
+        return Some((crate::config::command_shell(), Some(s.trim().to_string())));
     }
     if let Some(found) = which(s) {
-        return Some(found);
+        return Some((found, None));
     }
     f.bad(
         "script",
@@ -553,17 +571,22 @@ fn script(f: &mut Fields<'_>, cwd: &Path) -> Option<PathBuf> {
     None
 }
 
-/// `env`, with `env_<name>` merged over it when `--env <name>` is given.
-/// Every `env_*` set is checked, chosen or not.
+/// `env`, with `env_<name>` merged over it when `--env <name>` is given,
+/// both over the file's `deploy.<name>.env` (PM2: `deploy.X.env` < `env`
+/// < `env_X`). Every `env_*` set is checked, chosen or not.
 fn env(
     f: &mut Fields<'_>,
     sets: &BTreeMap<&str, (&str, &Value)>,
     env_name: Option<&str>,
+    deploy: Option<&Value>,
 ) -> BTreeMap<String, String> {
-    let mut env = match f.by_key.get("env").copied() {
-        Some((spelling, v)) => env_vars(f, spelling, v),
-        None => BTreeMap::new(),
+    let mut env = match (deploy, env_name) {
+        (Some(d), Some(n)) => env_vars(f, &format!("deploy.{n}.env"), d),
+        _ => BTreeMap::new(),
     };
+    if let Some((spelling, v)) = f.by_key.get("env").copied() {
+        env.extend(env_vars(f, spelling, v));
+    }
     let mut chosen = None;
     for (set, (spelling, v)) in sets {
         let vars = env_vars(f, spelling, v);
@@ -601,7 +624,12 @@ fn env_vars(f: &mut Fields<'_>, spelling: &str, v: &Value) -> BTreeMap<String, S
             ));
             continue;
         }
-        match units::scalar_text(value) {
+        let text = match value {
+            // PM2 passes objects and arrays as their JSON.
+            Value::Object(_) | Value::Array(_) => serde_json::to_string(value).ok(),
+            _ => units::scalar_text(value),
+        };
+        match text {
             Some(text) if !text.contains('\0') => {
                 out.insert(name.clone(), text);
             }
@@ -609,7 +637,7 @@ fn env_vars(f: &mut Fields<'_>, spelling: &str, v: &Value) -> BTreeMap<String, S
                 "{label}: key `{spelling}`: variable `{name}` is null and is not set"
             )),
             _ => f.errors.push(format!(
-                "{label}: key `{spelling}`: variable `{name}`: value `{}`: expected a string, number or boolean",
+                "{label}: key `{spelling}`: variable `{name}`: value `{}`: expected a string, number, boolean, object or array",
                 show(value)
             )),
         }

@@ -45,7 +45,7 @@ const MONITORING: &str =
 /// stable order).
 pub(super) static KEYS: &[Key] = &[
     // What to run.
-    key("script", &["exec"], Acted),
+    key("script", &["exec", "cmd", "command"], Acted),
     key("name", &[], Acted),
     key("args", &[], Acted),
     key("interpreter", &["exec_interpreter"], Acted),

@@ -337,7 +337,7 @@ fn unknown_keys_warn_with_the_closest_known_key() {
         "key `vizion` accepted and ignored: herd keeps no version-control metadata",
         "key `post_update` accepted and ignored",
         "key `source_map_support` accepted and ignored",
-        "`deploy` ignored: herd does not deploy",
+        "`deploy` ignored but for `deploy.<env>.env`",
     ] {
         assert!(w.contains(expected), "missing {expected:?} in:\n{w}");
     }
