@@ -90,11 +90,30 @@ pub enum Verb {
 /// Replaces each ecosystem file among `targets` by the names of its apps.
 pub fn expand_files(targets: &[String], only: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
+    let mut list: Option<Vec<crate::protocol::InstanceInfo>> = None;
     for t in targets {
         let path = std::path::Path::new(t);
         if ecosystem::is_config_file(path) && path.is_file() {
             let loaded = ecosystem::load(path, None, only).map_err(config_error)?;
             out.extend(loaded.apps.into_iter().map(|a| a.name));
+        } else if path.is_file() && t != "all" && t.parse::<u32>().is_err() {
+            // A script path (PM2: `pm2 stop app.js`): every instance whose
+            // script is that file, unless an app has that very name.
+            if list.is_none() {
+                list = Some(super::list::fetch(&Request::List)?);
+            }
+            let all = list.as_deref().unwrap_or_default();
+            let canon = path.canonicalize().ok();
+            let ids: Vec<String> = all
+                .iter()
+                .filter(|i| canon.as_deref() == Some(std::path::Path::new(&i.script)))
+                .map(|i| i.id.to_string())
+                .collect();
+            if all.iter().any(|i| i.name == *t) || ids.is_empty() {
+                out.push(t.clone());
+            } else {
+                out.extend(ids);
+            }
         } else {
             out.push(t.clone());
         }
@@ -126,7 +145,9 @@ fn run_opts(
         Verb::Stop => (
             Request::Stop {
                 targets,
-                missing_ok: true,
+                // PM2 fails on a name it does not know (a deploy script
+                // goes on to its `start` all the same).
+                missing_ok: false,
             },
             "stopped",
         ),

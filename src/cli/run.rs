@@ -73,7 +73,7 @@ pub struct RunArgs {
 /// daemon in the foreground; exits with its status.
 pub fn run(a: RunArgs) -> Result<()> {
     let requests = match a.start.script.as_deref() {
-        Some(_) => start::requests(&a.start)?,
+        Some(_) => start::requests_without_daemon(&a.start)?,
         None if a.resurrect => Vec::new(),
         None => {
             return Err(Error::InvalidArg {

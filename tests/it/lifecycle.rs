@@ -69,11 +69,17 @@ fn fork_mode_round_trip() {
     assert!(l[0]["pid"].is_null());
     assert!(!alive(pid), "stopped process still alive");
 
-    // Restart brings it back with a new pid and a higher restart count.
+    // Restart brings it back with a new pid; starting a stopped process
+    // again is no restart (PM2 counts none), restarting a running one is.
+    h.run(&["restart", "0"]).ok();
+    let l = h.wait_for("online again", T, |l| l[0]["status"] == "online");
+    let pid1 = l[0]["pid"].as_i64().unwrap() as i32;
+    assert_ne!(pid1, pid);
+    assert_eq!(l[0]["restarts"], 0);
     h.run(&["restart", "0"]).ok();
     let l = h.wait_for("online again", T, |l| l[0]["status"] == "online");
     let pid2 = l[0]["pid"].as_i64().unwrap() as i32;
-    assert_ne!(pid2, pid);
+    assert_ne!(pid2, pid1);
     assert_eq!(l[0]["restarts"], 1);
 
     // Delete removes it and stops the process.

@@ -315,3 +315,71 @@ fn stop_exit_codes_from_the_command_line_end_the_app_without_a_restart() {
     h.run(&["start", &app, "--name", "x", "--stop-exit-codes", "300"])
         .fails_with("--stop-exit-codes");
 }
+
+#[test]
+fn script_paths_are_targets_and_start_of_a_name_restarts_it() {
+    let h = TestHome::new();
+    let a = script(&h.root, "pathy.sh", "while true; do sleep 0.05; done\n");
+    h.run(&["start", &a, "--name", "pathy", "-i", "2"]).ok();
+    let pid_of = |h: &TestHome, id: usize| {
+        h.wait_for("online", T, |l| {
+            l.len() == 2 && l.iter().all(|i| i["status"] == "online")
+        })[id]["pid"]
+            .as_i64()
+            .unwrap()
+    };
+    let p0 = pid_of(&h, 0);
+    // A relative script path, from the caller's cwd, names every instance.
+    let out = h
+        .cmd(&["stop", "pathy.sh"])
+        .current_dir(&h.root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(h.list().iter().all(|i| i["status"] == "stopped"));
+    // `start <path>` of a stopped app starts it again.
+    h.run(&["start", &a]).ok();
+    let p1 = pid_of(&h, 0);
+    assert_ne!(p0, p1);
+    // …of an online one, without -f: an error naming the app.
+    h.run(&["start", &a]).fails_with("pathy");
+    // `start <name>` and `start <id>` restart.
+    h.run(&["start", "pathy"]).ok();
+    let p2 = pid_of(&h, 0);
+    assert_ne!(p1, p2, "start <name> restarted it");
+    h.run(&["start", "1"]).ok();
+    assert_eq!(pid_of(&h, 0), p2, "start 1 restarted only instance 1");
+    // An absolute path works for every verb.
+    h.run(&["restart", &a]).ok();
+    assert_ne!(pid_of(&h, 0), p2);
+    h.run(&["delete", &a]).ok();
+    assert!(h.list().is_empty());
+}
+
+#[test]
+fn nothing_to_act_on_is_an_error_and_starting_a_stopped_app_is_no_restart() {
+    let h = TestHome::new();
+    h.run(&["stop", "nope"])
+        .fails_with("Process or Namespace nope not found");
+    h.run(&["restart", "all"])
+        .fails_with("Process or Namespace all not found");
+    h.run(&["delete", "all"])
+        .fails_with("Process or Namespace all not found");
+    let a = script(&h.root, "count.sh", "while true; do sleep 0.05; done\n");
+    h.run(&["start", &a, "--name", "count"]).ok();
+    h.wait_for("online", T, |l| l.len() == 1 && l[0]["status"] == "online");
+    h.run(&["stop", "count"]).ok();
+    h.run(&["restart", "count"]).ok();
+    let l = h.wait_for("online again", T, |l| l[0]["status"] == "online");
+    assert_eq!(
+        l[0]["restarts"], 0,
+        "a stopped app started again: no restart"
+    );
+    h.run(&["restart", "count"]).ok();
+    let l = h.wait_for("online again", T, |l| l[0]["status"] == "online");
+    assert_eq!(l[0]["restarts"], 1, "a running app restarted: one");
+}

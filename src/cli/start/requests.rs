@@ -13,6 +13,28 @@ pub fn spec_from_args(a: &StartArgs) -> Result<AppSpec> {
     spec_from_script(a, a.script())
 }
 
+/// `herd start <name|id>`: the app in the list that `script` names, when no
+/// file has that name and it is not a command string.
+fn existing_app(a: &StartArgs, script: &str) -> Result<Option<crate::protocol::Target>> {
+    let cwd = match &a.cwd {
+        Some(c) => c.clone(),
+        None => {
+            std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?
+        }
+    };
+    if script == "-" || script.contains(char::is_whitespace) || cwd.join(script).exists() {
+        return Ok(None);
+    }
+    let list = crate::cli::list::fetch(&Request::List)?;
+    let target = crate::protocol::Target::parse(script);
+    let known = match &target {
+        crate::protocol::Target::Id(id) => list.iter().any(|i| i.id == *id),
+        crate::protocol::Target::Name(n) => list.iter().any(|i| i.name == *n),
+        crate::protocol::Target::All => !list.is_empty(),
+    };
+    Ok(known.then_some(target))
+}
+
 /// The [`AppSpec`] for one script (or command string).
 fn spec_from_script(a: &StartArgs, script_arg: &str) -> Result<AppSpec> {
     let mut env_names = Vec::new();
@@ -119,6 +141,16 @@ pub fn specs_from_file(
 /// The start requests for `herd start`'s arguments: one per app, for each
 /// script given (`herd start a.js b.js` starts both with the same options).
 pub fn requests(a: &StartArgs) -> Result<Vec<Request>> {
+    requests_with(a, true)
+}
+
+/// [`requests`] for `herd run`, which has no daemon to ask yet: an app
+/// name is never taken for an app in the list.
+pub fn requests_without_daemon(a: &StartArgs) -> Result<Vec<Request>> {
+    requests_with(a, false)
+}
+
+fn requests_with(a: &StartArgs, smart: bool) -> Result<Vec<Request>> {
     if !a.more.is_empty() && a.name.is_some() {
         return Err(bad(
             "--name",
@@ -126,16 +158,28 @@ pub fn requests(a: &StartArgs) -> Result<Vec<Request>> {
             "no --name with several scripts (each is named after its file)",
         ));
     }
-    let mut all = requests_for(a, a.script())?;
+    let mut all = requests_for(a, a.script(), smart)?;
     for s in &a.more {
-        all.extend(requests_for(a, s)?);
+        all.extend(requests_for(a, s, smart)?);
     }
     Ok(all)
 }
 
-fn requests_for(a: &StartArgs, script: &str) -> Result<Vec<Request>> {
+fn requests_for(a: &StartArgs, script: &str, smart: bool) -> Result<Vec<Request>> {
     let path = std::path::Path::new(script);
     let stdin = script == "-";
+    if let Some(target) = smart
+        .then(|| existing_app(a, script))
+        .transpose()?
+        .flatten()
+    {
+        // PM2's smart start: `start api` or `start 3` of an app in the
+        // list restarts it.
+        return Ok(vec![Request::Restart {
+            targets: vec![target],
+            env: None,
+        }]);
+    }
     let (specs, force, existing) = if stdin || (ecosystem::is_config_file(path) && path.is_file()) {
         let (specs, force) = specs_from_file(a, (!stdin).then_some(path))?;
         let existing = if a.update_env {

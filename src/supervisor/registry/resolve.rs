@@ -25,6 +25,12 @@ impl Supervisor {
         let mut ids = Vec::new();
         for t in targets {
             let found: Vec<u32> = match t {
+                Target::All if table.instances.is_empty() => {
+                    return Err(refuse(
+                        "no process to act on (Process or Namespace all not found)",
+                        "`herd list` is empty: start one with `herd start app.js`",
+                    ));
+                }
                 Target::All => table.instances.keys().copied().collect(),
                 Target::Id(id) => {
                     if !table.instances.contains_key(id) {
@@ -46,7 +52,9 @@ impl Supervisor {
                         missing.push(name.clone());
                     } else if v.is_empty() {
                         return Err(refuse(
-                            format!("no app named `{name}`"),
+                            format!(
+                                "no app named `{name}` (Process or Namespace {name} not found)"
+                            ),
                             "see `herd list` for names",
                         ));
                     }

@@ -12,6 +12,19 @@ impl Supervisor {
     /// concurrent restart (watch and cron at once, two `herd restart`s)
     /// already started again is left to it rather than launched twice.
     pub async fn restart(self: &Rc<Self>, ids: &[u32]) -> Vec<String> {
+        // Starting a stopped or errored instance again is not a restart
+        // (PM2 counts none).
+        let was_running: Vec<u32> = {
+            let table = self.table.borrow();
+            ids.iter()
+                .copied()
+                .filter(|id| {
+                    table.instances.get(id).is_some_and(|i| {
+                        i.status.is_running() || i.status == Status::WaitingRestart
+                    })
+                })
+                .collect()
+        };
         self.stop(ids).await;
         let mut notes = Vec::new();
         for &id in ids {
@@ -26,7 +39,9 @@ impl Supervisor {
                 if inst.status.is_running() {
                     continue;
                 }
-                inst.restarts += 1;
+                if was_running.contains(&id) {
+                    inst.restarts += 1;
+                }
                 inst.unstable_restarts = 0;
                 inst.status = Status::Launching;
             }
