@@ -6,6 +6,7 @@ use std::io::ErrorKind;
 use clap::Parser;
 
 fn main() {
+    herd::cli::alias::adopt_argv0();
     let cli = herd::cli::Cli::parse();
     if let Err(e) = herd::cli::run(cli) {
         // `herd list | head`: a closed stdout is not an error (ripgrep does this).

@@ -1,6 +1,7 @@
 //! The command line: clap definitions here, one file per verb family, and
 //! [`output`] for tables. The CLI is thin: build a request, send it, print.
 
+pub mod alias;
 pub mod bench;
 pub use crate::client;
 pub mod config;
@@ -106,6 +107,10 @@ pub enum Command {
     Startup(startup::StartupArgs),
     /// Disable and remove the unit `herd startup --install` wrote.
     Unstartup(startup::StartupArgs),
+    /// Link `pm2` to herd, so scripts that call `pm2 …` run herd
+    /// (`--dir`, `--force`, `--remove`).
+    #[command(name = "install-alias")]
+    InstallAlias(alias::AliasArgs),
     /// Run apps in the foreground, for containers and systemd (pm2-runtime):
     /// `herd run ecosystem.config.js --env production`. Output goes to
     /// stdout/stderr; SIGTERM stops every app gracefully; exits 0 after a
@@ -156,6 +161,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(a) => run::run(*a),
         Command::Startup(a) => startup::startup(a),
         Command::Unstartup(a) => startup::unstartup(a),
+        Command::InstallAlias(a) => alias::install(a),
         Command::Bench(a) => bench::run(a),
         Command::Hello => crate::bench::hello_main(),
     }

@@ -154,7 +154,7 @@ fn platform(p: Option<&str>) -> Result<()> {
 /// PATH that is this very program, else this program's path (with a
 /// warning). Never canonicalized: `/usr/local/bin/herd` stays that,
 /// whatever it links to.
-fn herd_path() -> Result<(PathBuf, bool)> {
+pub(crate) fn herd_path() -> Result<(PathBuf, bool)> {
     let me = std::env::current_exe().map_err(|e| Error::io("locating the herd executable", e))?;
     let same = |p: &Path| {
         use std::os::unix::fs::MetadataExt;

@@ -212,14 +212,11 @@ fn env_selects_a_block_and_files_never_duplicate() {
 }
 
 #[test]
-fn stop_of_an_app_not_started_yet_is_harmless() {
+fn stop_of_an_app_not_started_yet_fails_as_in_pm2() {
     let h = TestHome::new();
-    let r = h.run(&["stop", "api-server"]).ok();
-    assert!(
-        r.stderr.contains("no app named `api-server` is running"),
-        "{}",
-        r.stderr
-    );
+    // PM2's deploy script goes on to its `start` after this failure.
+    h.run(&["stop", "api-server"])
+        .fails_with("Process or Namespace api-server not found");
     // Ids stay strict.
     h.run(&["stop", "42"]).fails_with("no instance with id 42");
 }

@@ -383,3 +383,73 @@ fn nothing_to_act_on_is_an_error_and_starting_a_stopped_app_is_no_restart() {
     let l = h.wait_for("online again", T, |l| l[0]["status"] == "online");
     assert_eq!(l[0]["restarts"], 1, "a running app restarted: one");
 }
+
+#[test]
+fn the_pm2_alias_runs_pm2s_deploy_flow_and_honours_pm2_home() {
+    let h = TestHome::new().with_env("PATH", "/usr/bin:/bin");
+    let bin = h.root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let b = bin.to_string_lossy().into_owned();
+    // Never silently: this herd is not on PATH, so a directory is needed.
+    h.run(&["install-alias"]).fails_with("--dir");
+    h.run(&["install-alias", "--dir", &b]).ok();
+    let link = bin.join("pm2");
+    assert_eq!(std::fs::read_link(&link).unwrap(), Path::new(HERD));
+    h.run(&["install-alias", "--dir", &b]).ok();
+    // PM2's own pm2 is not replaced without --force.
+    let other = h.root.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("pm2"), "#!/bin/sh\n").unwrap();
+    let o = other.to_string_lossy().into_owned();
+    h.run(&["install-alias", "--dir", &o])
+        .fails_with("not replaced");
+    h.run(&["install-alias", "--dir", &o, "--remove"])
+        .fails_with("left alone");
+
+    // PM2's deploy flow, with `pm2`, PM2_HOME as the home.
+    let dir = h.root.join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    script(
+        &dir,
+        "app.sh",
+        "echo \"NODE_ENV=$NODE_ENV\"\nwhile true; do sleep 0.05; done\n",
+    );
+    std::fs::write(
+        dir.join("ecosystem.config.json"),
+        r#"{"apps":[{"name":"api-server","script":"./app.sh","interpreter":"none","env":{"NODE_ENV":"development"},"env_production":{"NODE_ENV":"production"}}]}"#,
+    )
+    .unwrap();
+    let flow =
+        "pm2 stop api-server; pm2 start ecosystem.config.json --env production && pm2 status";
+    for round in ["first", "second"] {
+        let out = std::process::Command::new("bash")
+            .args(["-c", flow])
+            .current_dir(&dir)
+            .env_remove("HERD_HOME")
+            .env("PM2_HOME", &h.root)
+            .env("PATH", format!("{b}:/usr/bin:/bin"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{round}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("api-server") && text.contains("online"),
+            "{round}: {text}"
+        );
+    }
+    // The same home as herd's: PM2_HOME was taken as HERD_HOME.
+    let l = h.list();
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0]["name"], "api-server");
+    assert!(h
+        .run(&["env", "0"])
+        .ok()
+        .stdout
+        .contains("NODE_ENV: production"));
+    h.run(&["install-alias", "--dir", &b, "--remove"]).ok();
+    assert!(link.symlink_metadata().is_err());
+}
