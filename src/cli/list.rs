@@ -79,6 +79,14 @@ pub fn pm2_shape(i: &InstanceInfo) -> Pm2Process {
 }
 
 fn pm2_env(i: &InstanceInfo) -> Value {
+    let mut v = pm2_env_fields(i);
+    if crate::config::pm2_env::deep_monitoring() {
+        v["deep_monitoring"] = Value::Bool(true);
+    }
+    v
+}
+
+fn pm2_env_fields(i: &InstanceInfo) -> Value {
     let exec_mode = if i.exec_mode == crate::protocol::ExecMode::Cluster {
         "cluster_mode"
     } else {

@@ -110,6 +110,39 @@ pub fn parse_size(what: &str, s: &str) -> Result<u64> {
     })
 }
 
+/// The environment variables PM2 reads for its defaults, read the same way
+/// (in the environment of the command that builds the app).
+pub mod pm2_env {
+    fn on(name: &str) -> bool {
+        std::env::var(name).is_ok_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "on" | "yes"
+            )
+        })
+    }
+
+    /// `PM2_KILL_USE_MESSAGE`: stop with the IPC message `shutdown` by
+    /// default (`shutdown_with_message`).
+    pub fn kill_use_message() -> bool {
+        on("PM2_KILL_USE_MESSAGE")
+    }
+
+    /// `PM2_GRACEFUL_LISTEN_TIMEOUT` (ms): the default `listen_timeout`.
+    pub fn listen_timeout_ms() -> Option<u64> {
+        std::env::var("PM2_GRACEFUL_LISTEN_TIMEOUT")
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// `PM2_DEEP_MONITORING`: `jlist` says `deep_monitoring: true`.
+    pub fn deep_monitoring() -> bool {
+        on("PM2_DEEP_MONITORING")
+    }
+}
+
 impl AppSpec {
     /// An app with herd's defaults (PM2's where PM2 has one): fork mode, one
     /// instance, interpreter by extension, the caller's environment
@@ -148,9 +181,9 @@ impl AppSpec {
             config_file: None,
             max_memory_restart: None,
             exp_backoff_restart_delay_ms: None,
-            listen_timeout_ms: DEFAULT_LISTEN_TIMEOUT_MS,
+            listen_timeout_ms: pm2_env::listen_timeout_ms().unwrap_or(DEFAULT_LISTEN_TIMEOUT_MS),
             wait_ready: false,
-            shutdown_with_message: false,
+            shutdown_with_message: pm2_env::kill_use_message(),
             memory_check_ms: DEFAULT_MEMORY_CHECK_MS,
             watch: Vec::new(),
             ignore_watch: Vec::new(),
@@ -218,7 +251,7 @@ impl AppSpec {
         s.exp_backoff_restart_delay_ms = c.exp_backoff_restart_delay_ms;
         s.listen_timeout_ms = c.listen_timeout_ms.unwrap_or(s.listen_timeout_ms);
         s.wait_ready = c.wait_ready.unwrap_or(false);
-        s.shutdown_with_message = c.shutdown_with_message.unwrap_or(false);
+        s.shutdown_with_message = c.shutdown_with_message.unwrap_or(s.shutdown_with_message);
         s.watch = match &c.watch {
             ecosystem::Watch::Off => Vec::new(),
             ecosystem::Watch::On => vec![c.cwd.clone()],

@@ -608,6 +608,10 @@ pub struct InstanceInfo {
     /// `shutdown_with_message`: stopped with the IPC message `shutdown`.
     #[serde(default)]
     pub shutdown_with_message: bool,
+    /// `listen_timeout`: how long a reload waits for a replacement to be
+    /// ready (ms).
+    #[serde(default)]
+    pub listen_timeout_ms: u64,
     /// Why writing a log file fails now, if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_error: Option<String>,

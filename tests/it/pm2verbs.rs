@@ -453,3 +453,29 @@ fn the_pm2_alias_runs_pm2s_deploy_flow_and_honours_pm2_home() {
     h.run(&["install-alias", "--dir", &b, "--remove"]).ok();
     assert!(link.symlink_metadata().is_err());
 }
+
+#[test]
+fn pm2s_environment_variables_set_herds_defaults() {
+    let h = TestHome::new()
+        .with_env("PM2_GRACEFUL_LISTEN_TIMEOUT", "1234")
+        .with_env("PM2_KILL_USE_MESSAGE", "true");
+    let a = script(&h.root, "env.sh", "while true; do sleep 0.05; done\n");
+    h.run(&["start", &a, "--name", "envy"]).ok();
+    let show = h.run(&["show", "envy", "--json"]).ok().json();
+    assert_eq!(show[0]["listen_timeout_ms"], 1234, "{show}");
+    assert_eq!(show[0]["shutdown_with_message"], true, "{show}");
+    // A flag still wins over the variable.
+    h.run(&["start", &a, "--name", "flagged", "--listen-timeout", "2s"])
+        .ok();
+    let show = h.run(&["show", "flagged", "--json"]).ok().json();
+    assert_eq!(show[0]["listen_timeout_ms"], 2000, "{show}");
+    let plain = h.run(&["jlist"]).ok().json();
+    assert!(plain[0]["pm2_env"].get("deep_monitoring").is_none());
+    let deep = h
+        .cmd(&["jlist"])
+        .env("PM2_DEEP_MONITORING", "true")
+        .output()
+        .unwrap();
+    let deep: serde_json::Value = serde_json::from_slice(&deep.stdout).unwrap();
+    assert_eq!(deep[0]["pm2_env"]["deep_monitoring"], true);
+}
