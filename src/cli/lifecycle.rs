@@ -5,7 +5,7 @@ use clap::Args;
 use super::client;
 use crate::config::ecosystem;
 use crate::error::{Error, Result};
-use crate::protocol::{Request, Response};
+use crate::protocol::{OnExisting, Request, Response};
 
 /// Targets: ids, app names, `all`, or ecosystem files (several allowed).
 #[derive(Debug, Args)]
@@ -21,6 +21,84 @@ pub struct TargetArgs {
     pub json: bool,
 }
 
+/// Settings `restart` and `reload` change before acting (PM2's
+/// `pm2 restart api --node-args=…`); `null` removes one.
+#[derive(Debug, Args, Default)]
+pub struct PatchArgs {
+    /// New interpreter arguments (`--node-args=null` removes them).
+    #[arg(
+        long = "node-args",
+        visible_alias = "interpreter-args",
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub node_args: Option<String>,
+    /// New memory cap (`300M`; `null` removes it).
+    #[arg(long = "max-memory-restart", value_name = "SIZE")]
+    pub max_memory_restart: Option<String>,
+    /// New delay between SIGINT and SIGKILL on stop.
+    #[arg(long = "kill-timeout", value_name = "DURATION")]
+    pub kill_timeout: Option<String>,
+    /// Watch the app's files from now on.
+    #[arg(long, conflicts_with = "no_watch")]
+    pub watch: bool,
+    /// Stop watching.
+    #[arg(long = "no-watch")]
+    pub no_watch: bool,
+    /// `KEY=VALUE` added to the app's env (repeatable); with an ecosystem
+    /// file target, an environment name (`--env production`).
+    #[arg(long = "env", value_name = "KEY=VAL|NAME")]
+    pub env: Vec<String>,
+}
+
+impl PatchArgs {
+    /// The patch, and the ecosystem environment name if one was given.
+    fn parse(&self) -> Result<(crate::protocol::SpecPatch, Option<String>)> {
+        let mut p = crate::protocol::SpecPatch::default();
+        let is_null = |v: &str| v.trim() == "null";
+        match self.node_args.as_deref() {
+            Some(v) if is_null(v) => p.remove.push("node_args".into()),
+            Some(v) => p.interpreter_args = Some(v.split_whitespace().map(String::from).collect()),
+            None => {}
+        }
+        match self.max_memory_restart.as_deref() {
+            Some(v) if is_null(v) => p.remove.push("max_memory_restart".into()),
+            Some(v) => {
+                p.max_memory_restart = Some(crate::config::parse_size("--max-memory-restart", v)?)
+            }
+            None => {}
+        }
+        if let Some(v) = self.kill_timeout.as_deref() {
+            p.kill_timeout_ms = Some(crate::config::parse_duration_ms("--kill-timeout", v)?);
+        }
+        p.watch = match (self.watch, self.no_watch) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        };
+        let mut name = None;
+        for e in &self.env {
+            if e.contains('=') {
+                let (k, v) = crate::config::parse_env_pair(e)?;
+                p.env.insert(k, v);
+            } else if name.is_none()
+                && !e.is_empty()
+                && e.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                name = Some(e.clone());
+            } else {
+                return Err(Error::InvalidArg {
+                    what: "--env".into(),
+                    value: e.clone(),
+                    expected: "KEY=VALUE, or one ecosystem environment name".into(),
+                });
+            }
+        }
+        Ok((p, name))
+    }
+}
+
 /// `herd restart`: targets, and `--update-env`.
 #[derive(Debug, Args)]
 pub struct RestartArgs {
@@ -31,6 +109,9 @@ pub struct RestartArgs {
     /// started with (PM2's `--update-env`).
     #[arg(long = "update-env")]
     pub update_env: bool,
+    /// Settings to change first.
+    #[command(flatten)]
+    pub patch: PatchArgs,
 }
 
 /// `herd reload`: targets, `--update-env`, `--parallel N`.
@@ -46,12 +127,64 @@ pub struct ReloadArgs {
     /// Replace this many instances at a time (default 1).
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub parallel: Option<String>,
+    /// Settings to change first.
+    #[command(flatten)]
+    pub patch: PatchArgs,
 }
 
 /// Runs `herd restart`.
 pub fn restart(a: RestartArgs) -> Result<()> {
     let env = a.update_env.then(|| std::env::vars().collect());
-    run_opts(Verb::Restart, a.targets, env, None)
+    let (patch, env_name) = a.patch.parse()?;
+    if let Some(done) = from_files(&a.targets, env_name.as_deref(), OnExisting::Update)? {
+        return done;
+    }
+    run_opts(Verb::Restart, a.targets, env, None, patch)
+}
+
+/// `restart|reload <ecosystem file> [--env X]`: the file's current
+/// settings (and environment) for its apps, started where not running, as
+/// PM2 does; `None` when no target is a file.
+fn from_files(
+    t: &TargetArgs,
+    env_name: Option<&str>,
+    existing: OnExisting,
+) -> Result<Option<Result<()>>> {
+    let files: Vec<&String> = t
+        .targets
+        .iter()
+        .filter(|f| {
+            let p = std::path::Path::new(f.as_str());
+            ecosystem::is_config_file(p) && p.is_file()
+        })
+        .collect();
+    if files.is_empty() {
+        if let Some(n) = env_name {
+            return Err(Error::InvalidArg {
+                what: "--env".into(),
+                value: n.into(),
+                expected: "KEY=VALUE (an environment name needs an ecosystem file target)".into(),
+            });
+        }
+        return Ok(None);
+    }
+    if files.len() != t.targets.len() {
+        return Err(Error::InvalidArg {
+            what: "targets".into(),
+            value: t.targets.join(" "),
+            expected: "ecosystem files, or ids and names, not both".into(),
+        });
+    }
+    let mut reqs = Vec::new();
+    for f in files {
+        reqs.extend(super::start::file_requests(
+            std::path::Path::new(f),
+            env_name,
+            &t.only,
+            existing,
+        )?);
+    }
+    Ok(Some(super::start::send(reqs, t.json)))
 }
 
 /// Runs `herd reload`.
@@ -69,7 +202,11 @@ pub fn reload(a: ReloadArgs) -> Result<()> {
         })
         .transpose()?;
     let env = a.update_env.then(|| std::env::vars().collect());
-    run_opts(Verb::Reload, a.targets, env, parallel)
+    let (patch, env_name) = a.patch.parse()?;
+    if let Some(done) = from_files(&a.targets, env_name.as_deref(), OnExisting::Reload)? {
+        return done;
+    }
+    run_opts(Verb::Reload, a.targets, env, parallel, patch)
 }
 
 /// Which lifecycle verb.
@@ -131,7 +268,7 @@ pub fn config_error(e: ecosystem::ConfigError) -> Error {
 
 /// Runs a lifecycle verb.
 pub fn run(verb: Verb, a: TargetArgs) -> Result<()> {
-    run_opts(verb, a, None, None)
+    run_opts(verb, a, None, None, Default::default())
 }
 
 fn run_opts(
@@ -139,6 +276,7 @@ fn run_opts(
     a: TargetArgs,
     env: Option<std::collections::BTreeMap<String, String>>,
     parallel: Option<u32>,
+    patch: crate::protocol::SpecPatch,
 ) -> Result<()> {
     let targets = crate::protocol::Target::parse_all(&expand_files(&a.targets, &a.only)?);
     let (req, done) = match verb {
@@ -151,12 +289,20 @@ fn run_opts(
             },
             "stopped",
         ),
-        Verb::Restart => (Request::Restart { targets, env }, "restarted"),
+        Verb::Restart => (
+            Request::Restart {
+                targets,
+                env,
+                patch,
+            },
+            "restarted",
+        ),
         Verb::Reload => (
             Request::Reload {
                 targets,
                 env,
                 parallel,
+                patch,
             },
             "reloaded",
         ),

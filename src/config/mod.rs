@@ -435,9 +435,14 @@ mod tests {
         let req = crate::protocol::Request::Restart {
             targets: vec![crate::protocol::Target::All],
             env: Some([("DB_PASSWORD".to_string(), "pw123".to_string())].into()),
+            patch: crate::protocol::SpecPatch {
+                env: [("API_TOKEN".to_string(), "tok456".to_string())].into(),
+                ..Default::default()
+            },
         };
         let d = format!("{req:?}");
         assert!(!d.contains("pw123") && d.contains("restart"), "{d}");
+        assert!(!d.contains("tok456"), "{d}");
         let start = crate::protocol::Request::Start {
             spec: Box::new(spec),
             force: false,

@@ -293,6 +293,9 @@ pub enum Request {
         /// `--update-env`: the CLI's environment replaces the inherited one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         env: Option<BTreeMap<String, String>>,
+        /// Settings to change first (`--node-args`, `--env K=V`, …).
+        #[serde(default, skip_serializing_if = "SpecPatch::is_empty")]
+        patch: SpecPatch,
     },
     /// Rolling zero-downtime reload, replacement first, in every mode.
     Reload {
@@ -304,6 +307,9 @@ pub enum Request {
         /// Instances replaced at a time (`--parallel`, default 1).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parallel: Option<u32>,
+        /// Settings to change first (`--node-args`, `--env K=V`, …).
+        #[serde(default, skip_serializing_if = "SpecPatch::is_empty")]
+        patch: SpecPatch,
     },
     /// Stop instances and forget them.
     Delete {
@@ -354,6 +360,47 @@ pub enum Request {
         /// Ids, names or `all`.
         targets: Vec<Target>,
     },
+}
+
+/// Settings `herd restart` and `herd reload` change in the stored spec
+/// before acting, as PM2's `pm2 restart api --node-args=…` does; the value
+/// `null` on the command line removes a setting (`remove`).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecPatch {
+    /// `--node-args`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter_args: Option<Vec<String>>,
+    /// `--max-memory-restart` (bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_restart: Option<u64>,
+    /// `--kill-timeout` (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_timeout_ms: Option<u64>,
+    /// `--watch` (true) or `--no-watch` (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<bool>,
+    /// `--env KEY=VALUE`, added over the app's env.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Settings to remove (`--node-args=null`): `node_args`,
+    /// `max_memory_restart`; the daemon refuses others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+impl std::fmt::Debug for SpecPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut v = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        spec::redact_envs(&mut v);
+        write!(f, "SpecPatch {v}")
+    }
+}
+
+impl SpecPatch {
+    /// Nothing to change.
+    pub fn is_empty(&self) -> bool {
+        *self == SpecPatch::default()
+    }
 }
 
 /// What `start` does with an app of that name that already runs.

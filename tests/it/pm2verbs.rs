@@ -479,3 +479,87 @@ fn pm2s_environment_variables_set_herds_defaults() {
     let deep: serde_json::Value = serde_json::from_slice(&deep.stdout).unwrap();
     assert_eq!(deep[0]["pm2_env"]["deep_monitoring"], true);
 }
+
+#[test]
+fn restart_and_reload_take_settings_and_null_removes_one() {
+    let h = TestHome::new();
+    let a = script(&h.root, "opt.sh", "while true; do sleep 0.05; done\n");
+    h.run(&["start", &a, "--name", "opt"]).ok();
+    h.wait_for("online", T, |l| l.len() == 1 && l[0]["status"] == "online");
+    let show = |h: &TestHome| h.run(&["show", "opt", "--json"]).ok().json()[0].clone();
+    h.run(&[
+        "restart",
+        "opt",
+        "--node-args=--norc",
+        "--max-memory-restart",
+        "300M",
+        "--kill-timeout",
+        "3s",
+        "--env",
+        "COLOR=red",
+        "--watch",
+    ])
+    .ok();
+    let s = show(&h);
+    assert_eq!(s["interpreter_args"], serde_json::json!(["--norc"]), "{s}");
+    assert_eq!(s["max_memory_restart"], 300 * 1024 * 1024, "{s}");
+    assert_eq!(s["kill_timeout_ms"], 3000, "{s}");
+    assert_eq!(s["env"]["COLOR"], "red", "{s}");
+    assert_eq!(s["watching"], true, "{s}");
+    assert_eq!(s["status"], "online", "{s}");
+    h.run(&[
+        "restart",
+        "opt",
+        "--node-args=null",
+        "--max-memory-restart=null",
+        "--no-watch",
+    ])
+    .ok();
+    let s = show(&h);
+    assert_eq!(s["interpreter_args"], serde_json::json!([]), "{s}");
+    assert!(s["max_memory_restart"].is_null(), "{s}");
+    assert!(s["watching"].is_null() || s["watching"] == false, "{s}");
+    assert_eq!(s["env"]["COLOR"], "red", "kept");
+    h.run(&["reload", "opt", "--env", "COLOR=blue"]).ok();
+    assert_eq!(show(&h)["env"]["COLOR"], "blue");
+    // A bad value changes nothing.
+    let pid = show(&h)["pid"].clone();
+    h.run(&["restart", "opt", "--kill-timeout", "soon"])
+        .fails_with("--kill-timeout");
+    h.run(&["restart", "opt", "--env", "production"])
+        .fails_with("ecosystem file");
+    let s = show(&h);
+    assert_eq!(s["pid"], pid, "{s}");
+    assert_eq!(s["kill_timeout_ms"], 3000, "{s}");
+}
+
+#[test]
+fn restart_of_an_ecosystem_file_reapplies_its_current_settings() {
+    let h = TestHome::new();
+    let a = script(&h.root, "eco.sh", "while true; do sleep 0.05; done\n");
+    let file = h.root.join("ecosystem.json");
+    let write = |color: &str, kill: u64| {
+        std::fs::write(
+            &file,
+            format!(
+                r#"{{"apps":[{{"name":"re","script":"{a}","interpreter":"none","kill_timeout":{kill},
+                    "env":{{"COLOR":"{color}"}},"env_production":{{"COLOR":"prod"}}}}]}}"#
+            ),
+        )
+        .unwrap();
+    };
+    let f = file.to_string_lossy().into_owned();
+    let show = |h: &TestHome| h.run(&["show", "re", "--json"]).ok().json()[0].clone();
+    write("red", 1000);
+    h.run(&["start", &f]).ok();
+    h.wait_for("online", T, |l| l.len() == 1 && l[0]["status"] == "online");
+    // The file changed: restart takes its settings, no --update-env needed.
+    write("green", 2500);
+    h.run(&["restart", &f]).ok();
+    let s = show(&h);
+    assert_eq!(s["env"]["COLOR"], "green", "{s}");
+    assert_eq!(s["kill_timeout_ms"], 2500, "{s}");
+    h.run(&["reload", &f, "--env", "production"]).ok();
+    assert_eq!(show(&h)["env"]["COLOR"], "prod");
+    assert_eq!(h.list().len(), 1, "never a second copy");
+}

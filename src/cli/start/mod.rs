@@ -10,7 +10,9 @@ mod requests;
 use crate::config::{self, ecosystem, AppSpec, ExecMode, Instances};
 use crate::error::{Error, Result};
 pub(crate) use requests::send;
-pub use requests::{requests, requests_without_daemon, run, spec_from_args, specs_from_file};
+pub use requests::{
+    file_requests, requests, requests_without_daemon, run, spec_from_args, specs_from_file,
+};
 
 /// Options of `herd start`, named as in PM2.
 #[derive(Debug, Args)]

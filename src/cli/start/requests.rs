@@ -138,6 +138,30 @@ pub fn specs_from_file(
     Ok((specs, force))
 }
 
+/// The start requests for an ecosystem file's apps as the file says, with
+/// `existing` for those already in the list (`herd restart|reload <file>`).
+pub fn file_requests(
+    file: &std::path::Path,
+    env_name: Option<&str>,
+    only: &[String],
+    existing: OnExisting,
+) -> Result<Vec<Request>> {
+    let loaded =
+        ecosystem::load(file, env_name, only).map_err(crate::cli::lifecycle::config_error)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(loaded
+        .apps
+        .iter()
+        .map(|c| Request::Start {
+            spec: Box::new(AppSpec::from_config(c, &loaded.file)),
+            force: false,
+            existing,
+        })
+        .collect())
+}
+
 /// The start requests for `herd start`'s arguments: one per app, for each
 /// script given (`herd start a.js b.js` starts both with the same options).
 pub fn requests(a: &StartArgs) -> Result<Vec<Request>> {
@@ -178,6 +202,7 @@ fn requests_for(a: &StartArgs, script: &str, smart: bool) -> Result<Vec<Request>
         return Ok(vec![Request::Restart {
             targets: vec![target],
             env: None,
+            patch: Default::default(),
         }]);
     }
     let (specs, force, existing) = if stdin || (ecosystem::is_config_file(path) && path.is_file()) {

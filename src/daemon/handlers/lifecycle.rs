@@ -30,8 +30,10 @@ pub(super) async fn restart(
     ctx: &Context,
     targets: &[crate::protocol::Target],
     env: Option<BTreeMap<String, String>>,
+    patch: &crate::protocol::SpecPatch,
 ) -> Result<Response, Error> {
     let ids = ctx.sup.resolve(targets)?;
+    ctx.sup.patch_spec(&ids, patch)?;
     ctx.sup.release(&ids);
     if let Some(env) = env {
         ctx.sup.update_env(&ids, env);
@@ -69,8 +71,10 @@ pub(super) async fn reload(
     targets: &[crate::protocol::Target],
     env: Option<BTreeMap<String, String>>,
     parallel: Option<u32>,
+    patch: &crate::protocol::SpecPatch,
 ) -> Result<Response, Error> {
     let ids = ctx.sup.resolve(targets)?;
+    ctx.sup.patch_spec(&ids, patch)?;
     ctx.sup.release(&ids);
     if let Some(env) = env {
         ctx.sup.update_env(&ids, env);

@@ -4,6 +4,11 @@
 use std::rc::Rc;
 
 use super::Supervisor;
+use std::sync::Arc;
+
+use crate::config::AppSpec;
+use crate::error::Error;
+use crate::protocol::SpecPatch;
 use crate::supervisor::Status;
 
 impl Supervisor {
@@ -66,5 +71,87 @@ impl Supervisor {
         }
         drop(table);
         self.bump();
+    }
+
+    /// `herd restart|reload` with settings (`--node-args`, `--env K=V`,
+    /// `--max-memory-restart`, `--kill-timeout`, `--watch`): each app of
+    /// `ids` gets a new spec first; checked whole before any is changed.
+    pub fn patch_spec(self: &Rc<Self>, ids: &[u32], p: &SpecPatch) -> Result<(), Error> {
+        if p.is_empty() {
+            return Ok(());
+        }
+        for r in &p.remove {
+            if !matches!(r.as_str(), "node_args" | "max_memory_restart") {
+                return Err(Error::InvalidArg {
+                    what: "setting to remove".into(),
+                    value: r.clone(),
+                    expected: "`node_args` or `max_memory_restart`".into(),
+                });
+            }
+        }
+        let mut new: Vec<(u32, Arc<AppSpec>)> = Vec::new();
+        {
+            let table = self.table.borrow();
+            let mut by_app: Vec<(*const AppSpec, Arc<AppSpec>)> = Vec::new();
+            for id in ids {
+                let Some(inst) = table.instances.get(id) else {
+                    continue;
+                };
+                let key = Arc::as_ptr(&inst.app);
+                let spec = match by_app.iter().find(|(k, _)| *k == key) {
+                    Some((_, s)) => s.clone(),
+                    None => {
+                        let mut a = (*inst.app).clone();
+                        apply_patch(&mut a, p);
+                        crate::config::limits::check_spec(&a)?;
+                        let a = Arc::new(a);
+                        by_app.push((key, a.clone()));
+                        a
+                    }
+                };
+                new.push((*id, spec));
+            }
+        }
+        let mut names = Vec::new();
+        {
+            let mut table = self.table.borrow_mut();
+            for (id, spec) in new {
+                if let Some(inst) = table.instances.get_mut(&id) {
+                    if !names.contains(&spec.name) {
+                        names.push(spec.name.clone());
+                    }
+                    inst.app = spec;
+                }
+            }
+        }
+        // Watchers follow the new `watch`.
+        self.sync_auto(&names);
+        Ok(())
+    }
+}
+
+fn apply_patch(a: &mut AppSpec, p: &SpecPatch) {
+    if let Some(v) = &p.interpreter_args {
+        a.interpreter_args = v.clone();
+    }
+    if let Some(m) = p.max_memory_restart {
+        a.max_memory_restart = Some(m);
+    }
+    if let Some(k) = p.kill_timeout_ms {
+        a.kill_timeout_ms = k;
+    }
+    match p.watch {
+        Some(true) if a.watch.is_empty() => a.watch = vec![a.cwd.clone()],
+        Some(false) => a.watch.clear(),
+        _ => {}
+    }
+    a.env
+        .extend(p.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for r in &p.remove {
+        match r.as_str() {
+            "node_args" => a.interpreter_args.clear(),
+            "max_memory_restart" => a.max_memory_restart = None,
+            _ => {}
+        }
     }
 }
