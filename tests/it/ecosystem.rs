@@ -206,6 +206,13 @@ fn env_selects_a_block_and_files_never_duplicate() {
         "{before:?} -> {:?}",
         pids(&after)
     );
+    // It takes the file's settings as they are now, as PM2's does: without
+    // --env, the file's `env`.
+    assert_eq!(get(port, "/env/NODE_ENV"), "development");
+    h.run(&["reload", file, "--env", "production"]).ok();
+    h.wait_for("reloaded", T, |l| {
+        l.iter().all(|i| i["in_rotation"] == true)
+    });
     assert_eq!(get(port, "/env/NODE_ENV"), "production");
     h.run(&["delete", file]).ok();
     assert!(h.list().is_empty());

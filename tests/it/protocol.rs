@@ -242,6 +242,18 @@ fn requests_beyond_the_limits_get_an_error_and_apps_keep_serving() {
             json!({"cmd": "scale", "app": "hello", "to": {"add": 4294967295u32}}),
             "scale",
         ),
+        (
+            json!({"cmd": "restart", "targets": ["all"], "patch": {"kill_timeout_ms": u64::MAX}}),
+            "kill_timeout",
+        ),
+        (
+            json!({"cmd": "reload", "targets": ["all"], "patch": {"remove": ["script"]}}),
+            "script",
+        ),
+        (
+            json!({"cmd": "signal", "signal": 4096, "targets": ["all"]}),
+            "signal",
+        ),
     ];
     for (req, field) in requests {
         let mut s = raw_client(&h);
