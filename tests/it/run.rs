@@ -672,3 +672,87 @@ fn instances_max_follows_the_cgroup_cpu_quota() {
     let _ = child.wait();
     assert_eq!(n, 1, "-i max under a one-CPU quota started {n}: {l:?}");
 }
+
+/// `herd run` as a real PID 1 (a new PID namespace, as in a container):
+/// it reaps an orphaned grandchild and stops gracefully on SIGTERM with
+/// exit 0. Needs `unshare` and the right to make namespaces (root here).
+#[test]
+fn herd_run_as_pid_1_reaps_orphans_and_stops_on_sigterm() {
+    let ok = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child", "--mount-proc", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        herd::testing::skip("unshare", "cannot make a PID namespace here");
+        return;
+    }
+    let h = TestHome::new();
+    let pidfile = h.root.join("gc.pid");
+    let app = h.root.join("pid1.sh");
+    std::fs::write(
+        &app,
+        format!(
+            "#!/bin/bash\nbash -c 'sleep 0.3 & echo $! > {}'\nwhile true; do sleep 0.05; done\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    chmod_x(&app);
+    let err = h.root.join("pid1.err");
+    // --kill-child: if the test fails and kills unshare, herd (and with it
+    // the whole namespace) goes too.
+    struct Ns(std::process::Child);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut ns = Ns(std::process::Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            HERD,
+            "run",
+        ])
+        .arg(&app)
+        .env("HERD_HOME", &h.root)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap());
+    let child = &mut ns.0;
+    let said = || std::fs::read_to_string(&err).unwrap_or_default();
+    let deadline = Instant::now() + T;
+    while !said().contains("reaped 1 orphaned process") {
+        // Its pid file says 1, its pid in the namespace: the home's
+        // clean-up must never act on that.
+        let _ = std::fs::remove_file(h.root.join("herd.pid"));
+        assert!(Instant::now() < deadline, "no orphan reaped: {}", said());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_file(h.root.join("herd.pid"));
+    let banner = format!("herd daemon {} pid 1 ", env!("CARGO_PKG_VERSION"));
+    assert!(said().contains(&banner), "{}", said());
+    // herd is unshare's only child; SIGTERM it as a container runtime would.
+    let me = child.id();
+    let kids = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")).unwrap();
+    let herd: i64 = kids.split_whitespace().next().unwrap().parse().unwrap();
+    signal(herd, "-TERM");
+    let deadline = Instant::now() + T;
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "herd as PID 1 did not stop: {}",
+            said()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(code, Some(0), "{}", said());
+    assert!(said().contains("herd daemon 1 exits"), "{}", said());
+}
