@@ -86,6 +86,21 @@ fn pm2_env(i: &InstanceInfo) -> Value {
     v
 }
 
+/// `pm2_env.env`: values with the JSON types the file gave them, and the
+/// instance number as a number, as PM2 shows them.
+fn pm2_typed_env(i: &InstanceInfo) -> Value {
+    let mut env: serde_json::Map<String, Value> = i
+        .env
+        .iter()
+        .map(|(k, v)| {
+            let typed = i.env_types.get(k).cloned();
+            (k.clone(), typed.unwrap_or_else(|| Value::String(v.clone())))
+        })
+        .collect();
+    env.insert("NODE_APP_INSTANCE".into(), Value::from(i.instance));
+    Value::Object(env)
+}
+
 fn pm2_env_fields(i: &InstanceInfo) -> Value {
     let exec_mode = if i.exec_mode == crate::protocol::ExecMode::Cluster {
         "cluster_mode"
@@ -113,7 +128,7 @@ fn pm2_env_fields(i: &InstanceInfo) -> Value {
             "pm_log_path": i.combined_log,
             "autorestart": i.autorestart,
             "kill_timeout": i.kill_timeout_ms,
-            "env": i.env,
+            "env": pm2_typed_env(i),
             "watch": !i.watch.is_empty(),
             "vizion": true,
             "axm_options": { "module_name": i.name },

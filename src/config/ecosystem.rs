@@ -157,6 +157,9 @@ pub struct AppConfig {
     /// `env`, with `env_<name>` merged over it for `--env <name>`; numbers
     /// and booleans written as PM2 writes them (`3000`, `true`).
     pub env: BTreeMap<String, String>,
+    /// The variables of `env` the file wrote as numbers or booleans, with
+    /// their JSON value (for `jlist`, as PM2 keeps them).
+    pub env_types: BTreeMap<String, serde_json::Value>,
     /// `port` (herd listens on it for the app).
     pub port: Option<u16>,
     /// `mode` (alias `distribution`): fdpass, reuseport, shared.

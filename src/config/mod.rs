@@ -156,6 +156,7 @@ impl AppSpec {
             args: Vec::new(),
             cwd,
             env: BTreeMap::new(),
+            env_types: BTreeMap::new(),
             base_env: std::env::vars().collect(),
             exec_mode: ExecMode::Fork,
             instances: Instances::Count(1),
@@ -200,6 +201,7 @@ impl AppSpec {
         s.interpreter_args = c.interpreter_args.clone();
         s.args = c.args.clone();
         s.env = c.env.clone();
+        s.env_types = c.env_types.clone();
         let port_from_env = c
             .env
             .get("PORT")

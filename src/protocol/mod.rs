@@ -596,6 +596,10 @@ pub struct InstanceInfo {
     pub cwd: String,
     /// Env set for this app (`--env`), not the inherited environment.
     pub env: BTreeMap<String, String>,
+    /// The variables of `env` an ecosystem file wrote as numbers or
+    /// booleans, with their JSON value (`jlist` shows them typed).
+    #[serde(default)]
+    pub env_types: BTreeMap<String, serde_json::Value>,
     /// Number of inherited environment variables (not listed).
     pub inherited_env: usize,
     /// Restart when the process exits.

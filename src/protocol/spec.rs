@@ -42,6 +42,10 @@ pub struct AppSpec {
     pub cwd: PathBuf,
     /// Variables set for this app (`--env`), shown by `herd show`.
     pub env: BTreeMap<String, String>,
+    /// Those of `env` an ecosystem file wrote as numbers or booleans, with
+    /// their JSON value (`jlist` shows them typed, as PM2).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_types: BTreeMap<String, serde_json::Value>,
     /// The CLI's environment when the app was started (inherited, like PM2).
     pub base_env: BTreeMap<String, String>,
     /// Fork or cluster.

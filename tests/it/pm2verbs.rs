@@ -563,3 +563,36 @@ fn restart_of_an_ecosystem_file_reapplies_its_current_settings() {
     assert_eq!(show(&h)["env"]["COLOR"], "prod");
     assert_eq!(h.list().len(), 1, "never a second copy");
 }
+
+#[test]
+fn jlist_keeps_the_json_types_the_file_gave_env_values() {
+    let h = TestHome::new();
+    let a = script(&h.root, "typed.sh", "while true; do sleep 0.05; done\n");
+    let file = h.root.join("ecosystem.json");
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"apps":[{{"name":"typed","script":"{a}","interpreter":"none","instances":2,
+                "env":{{"PORT":3000,"DEBUG":false,"RATIO":1.5,"NAME":"x","QUOTED":"42"}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    h.run(&["start", &file.to_string_lossy(), "--env", "OVER=1"])
+        .ok();
+    h.wait_for("online", T, |l| {
+        l.len() == 2 && l.iter().all(|i| i["status"] == "online")
+    });
+    let j = h.run(&["jlist"]).ok().json();
+    let env = &j[1]["pm2_env"]["env"];
+    assert_eq!(env["PORT"], serde_json::json!(3000), "{env}");
+    assert_eq!(env["DEBUG"], serde_json::json!(false), "{env}");
+    assert_eq!(env["RATIO"], serde_json::json!(1.5), "{env}");
+    assert_eq!(env["NAME"], "x");
+    assert_eq!(env["QUOTED"], "42", "a string in the file stays one");
+    assert_eq!(env["OVER"], "1", "typed on the command line: a string");
+    assert_eq!(env["NODE_APP_INSTANCE"], serde_json::json!(1));
+    assert_eq!(j[1]["pm2_env"]["NODE_APP_INSTANCE"], serde_json::json!(1));
+    // The process sees text, as always.
+    let e = h.run(&["env", "0"]).ok().stdout;
+    assert!(e.lines().any(|l| l == "PORT: 3000"), "{e}");
+}

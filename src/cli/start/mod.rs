@@ -489,6 +489,8 @@ impl Overrides {
         }
         spec.env
             .extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // A value typed on the command line is a string.
+        spec.env_types.retain(|k, _| !self.env.contains_key(k));
         if let Some(p) = self.port {
             spec.port = Some(p);
             spec.exec_mode = ExecMode::Cluster;

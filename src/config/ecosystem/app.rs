@@ -282,6 +282,7 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
     };
     let interpreter_args = f.words("interpreter_args");
     let env = env(&mut f, &env_sets, ctx.env_name, ctx.deploy_env);
+    let env_types = env_types(&f, &env_sets, ctx.env_name, ctx.deploy_env);
 
     // How many and how connections reach them.
     let instances = f.with(
@@ -461,6 +462,7 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
             instances,
             exec_mode,
             env,
+            env_types,
             port,
             mode,
             policy,
@@ -602,6 +604,42 @@ fn env(
         (None, _) => {}
     }
     env
+}
+
+/// The JSON type of each variable of the merged env that the file wrote as
+/// a number or boolean (PM2 keeps `PORT: 3000` a number in `jlist`): the
+/// same layers as [`env`], a later string value taking its type away.
+fn env_types(
+    f: &Fields<'_>,
+    sets: &BTreeMap<&str, (&str, &Value)>,
+    env_name: Option<&str>,
+    deploy: Option<&Value>,
+) -> BTreeMap<String, Value> {
+    let mut layers: Vec<&Value> = Vec::new();
+    if env_name.is_some() {
+        layers.extend(deploy);
+    }
+    if let Some((_, v)) = f.by_key.get("env").copied() {
+        layers.push(v);
+    }
+    if let Some((_, v)) = env_name.and_then(|n| sets.get(n)) {
+        layers.push(v);
+    }
+    let mut typed = BTreeMap::new();
+    for layer in layers {
+        let Value::Object(vars) = layer else { continue };
+        for (k, v) in vars {
+            match v {
+                Value::Number(_) | Value::Bool(_) => {
+                    typed.insert(k.clone(), v.clone());
+                }
+                _ => {
+                    typed.remove(k);
+                }
+            }
+        }
+    }
+    typed
 }
 
 /// One `env` / `env_<name>` map, values as the process will see them.

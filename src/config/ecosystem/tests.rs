@@ -207,6 +207,13 @@ fn every_key_of_the_all_keys_app() {
             ("PORT", "8080"),
             ("RATIO", "1.5"),
         ]),
+        // Written as numbers and a boolean: kept typed for `jlist`.
+        env_types: [
+            ("DEBUG".to_string(), serde_json::json!(false)),
+            ("PORT".to_string(), serde_json::json!(8080)),
+            ("RATIO".to_string(), serde_json::json!(1.5)),
+        ]
+        .into(),
         port: Some(8080),
         mode: Some(Mode::Reuseport),
         policy: Some(Policy::P2c),

@@ -134,6 +134,7 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         args: app.args.clone(),
         cwd: app.cwd.to_string_lossy().into_owned(),
         env: app.env.clone(),
+        env_types: app.env_types.clone(),
         inherited_env: app.base_env.len(),
         autorestart: app.autorestart,
         kill_timeout_ms: app.kill_timeout_ms,

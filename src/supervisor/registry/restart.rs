@@ -147,6 +147,7 @@ fn apply_patch(a: &mut AppSpec, p: &SpecPatch) {
     }
     a.env
         .extend(p.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    a.env_types.retain(|k, _| !p.env.contains_key(k));
     for r in &p.remove {
         match r.as_str() {
             "node_args" => a.interpreter_args.clear(),
