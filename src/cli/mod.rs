@@ -7,6 +7,7 @@ pub use crate::client;
 pub mod config;
 pub mod daemon;
 pub mod dump;
+pub mod import;
 pub mod lifecycle;
 pub mod list;
 pub mod logs;
@@ -111,6 +112,10 @@ pub enum Command {
     /// (`--dir`, `--force`, `--remove`).
     #[command(name = "install-alias")]
     InstallAlias(alias::AliasArgs),
+    /// Start every app of a PM2 dump (`pm2 save`'s ~/.pm2/dump.pm2) under
+    /// herd, and say what could not be mapped.
+    #[command(name = "import-pm2")]
+    ImportPm2(import::ImportArgs),
     /// Run apps in the foreground, for containers and systemd (pm2-runtime):
     /// `herd run ecosystem.config.js --env production`. Output goes to
     /// stdout/stderr; SIGTERM stops every app gracefully; exits 0 after a
@@ -162,6 +167,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Startup(a) => startup::startup(a),
         Command::Unstartup(a) => startup::unstartup(a),
         Command::InstallAlias(a) => alias::install(a),
+        Command::ImportPm2(a) => import::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Hello => crate::bench::hello_main(),
     }

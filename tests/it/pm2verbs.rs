@@ -596,3 +596,67 @@ fn jlist_keeps_the_json_types_the_file_gave_env_values() {
     let e = h.run(&["env", "0"]).ok().stdout;
     assert!(e.lines().any(|l| l == "PORT: 3000"), "{e}");
 }
+
+#[test]
+fn import_pm2_takes_over_the_apps_of_a_pm2_dump() {
+    let h = TestHome::new();
+    let dir = h.root.join("apps");
+    std::fs::create_dir_all(&dir).unwrap();
+    script(&dir, "api.sh", "while true; do sleep 0.05; done\n");
+    script(&dir, "worker.sh", "while true; do sleep 0.05; done\n");
+    // A dump as PM2 7's `pm2 save` writes it (one `pm2_env` per process),
+    // with this test's paths.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pm2/dump.pm2");
+    let dump = std::fs::read_to_string(fixture)
+        .unwrap()
+        .replace("@DIR@", &dir.display().to_string());
+    let path = h.root.join("dump.pm2");
+    std::fs::write(&path, dump).unwrap();
+    let p = path.to_string_lossy().into_owned();
+    let dry = h.run(&["import-pm2", &p, "--dry-run"]).ok();
+    let doc: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
+    assert_eq!(doc["apps"].as_array().unwrap().len(), 2, "{doc}");
+    assert!(
+        dry.stderr
+            .contains("`pm2-logrotate`: a PM2 module: skipped"),
+        "{}",
+        dry.stderr
+    );
+    assert!(
+        dry.stderr.contains("not mapped: source_map_support"),
+        "{}",
+        dry.stderr
+    );
+    assert!(h.daemon_pid().is_none(), "a dry run starts nothing");
+
+    let r = h.run(&["import-pm2", &p]).ok();
+    assert!(
+        r.stderr.contains("`worker` was stopped in PM2"),
+        "{}",
+        r.stderr
+    );
+    let l = h.wait_for("three online", T, |l| {
+        l.len() == 3 && l.iter().all(|i| i["status"] == "online")
+    });
+    let api: Vec<_> = l.iter().filter(|i| i["name"] == "api").collect();
+    assert_eq!(api.len(), 2, "{l:?}");
+    assert!(api.iter().all(|i| i["exec_mode"] == "cluster"));
+    assert_eq!(api[0]["kill_timeout_ms"], 3000);
+    assert_eq!(api[0]["max_memory_restart"], 314_572_800);
+    assert_eq!(api[0]["env"]["API_COLOR"], "teal");
+    assert!(
+        api[0]["env"].get("PATH").is_none(),
+        "PM2's environment is not the app's"
+    );
+    assert!(api[0]["env"].get("pm_id").is_none());
+    let worker = l.iter().find(|i| i["name"] == "worker").unwrap();
+    assert_eq!(worker["args"], serde_json::json!(["--queue", "default"]));
+    assert_eq!(worker["exec_mode"], "fork");
+    // Again: nothing is duplicated.
+    h.run(&["import-pm2", &p]).ok();
+    assert_eq!(h.list().len(), 3);
+    h.run(&["import-pm2", "--from-running"])
+        .fails_with("--from-running");
+    h.run(&["import-pm2", &h.root.join("nope").to_string_lossy()])
+        .fails_with("cannot read");
+}

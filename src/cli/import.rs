@@ -1,0 +1,267 @@
+//! `herd import-pm2 [dump.pm2]`: a PM2 setup taken over in one command.
+//! PM2's dump (`pm2 save`, `$PM2_HOME/dump.pm2`) is a JSON list with one
+//! `pm2_env` object per process (PM2's `API.dump` drops `instances` and
+//! `pm_id`); its entries are grouped by app name (the count is the
+//! instance count), mapped to ecosystem keys, and started through the same
+//! path as an ecosystem file. What has no herd meaning is reported.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde_json::{json, Map, Value};
+
+use crate::config::{ecosystem, AppSpec};
+use crate::error::{Error, Result};
+use crate::protocol::{OnExisting, Request};
+
+/// Options of `herd import-pm2`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// PM2's dump file (default `$PM2_HOME/dump.pm2`, else `~/.pm2/dump.pm2`).
+    pub path: Option<PathBuf>,
+    /// Ask a running PM2 for its list instead (not supported yet).
+    #[arg(long = "from-running")]
+    pub from_running: bool,
+    /// Print the ecosystem file the dump maps to and start nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+}
+
+/// `pm2_env` keys mapped to the ecosystem key of the same meaning.
+const SAME: &[&str] = &[
+    "args",
+    "node_args",
+    "kill_timeout",
+    "restart_delay",
+    "max_restarts",
+    "min_uptime",
+    "autorestart",
+    "max_memory_restart",
+    "wait_ready",
+    "listen_timeout",
+    "shutdown_with_message",
+    "cron_restart",
+    "exp_backoff_restart_delay",
+    "merge_logs",
+    "log_date_format",
+    "instance_var",
+    "stop_exit_codes",
+];
+
+/// PM2's bookkeeping in a dump: state of its own, not settings.
+const PM2_OWN: &[&str] = &[
+    "name",
+    "pm_exec_path",
+    "pm_cwd",
+    "exec_interpreter",
+    "exec_mode",
+    "env",
+    "status",
+    "pm_uptime",
+    "created_at",
+    "restart_time",
+    "unstable_restarts",
+    "pm_id",
+    "instances",
+    "NODE_APP_INSTANCE",
+    "unique_id",
+    "axm_actions",
+    "axm_monitor",
+    "axm_options",
+    "axm_dynamic",
+    "vizion",
+    "vizion_running",
+    "versioning",
+    "km_link",
+    "pm_pid_path",
+    "pm_out_log_path",
+    "pm_err_log_path",
+    "pm_log_path",
+    "prev_restart_delay",
+    "watch",
+    "ignore_watch",
+    "namespace",
+    "filter_env",
+    "treekill",
+    "automation",
+    "pmx",
+    "instance_id",
+    "exit_code",
+    "username",
+    "windowsHide",
+    "_pm2_version",
+];
+
+/// Variables of a dumped `env` that are the environment PM2 ran in, not
+/// the app's settings (PM2 stores the whole environment).
+fn inherited(k: &str, v: &Value, here: &BTreeMap<String, String>) -> bool {
+    k.starts_with("PM2_")
+        || k == "pm_id"
+        || k == "NODE_APP_INSTANCE"
+        || k == "unique_id"
+        || k == "name"
+        || v.as_str()
+            .is_some_and(|s| here.get(k).map(String::as_str) == Some(s))
+        || matches!(
+            k,
+            "PATH"
+                | "HOME"
+                | "PWD"
+                | "OLDPWD"
+                | "SHELL"
+                | "USER"
+                | "LOGNAME"
+                | "SHLVL"
+                | "_"
+                | "TERM"
+                | "MAIL"
+                | "LANG"
+                | "HOSTNAME"
+        )
+}
+
+/// Maps a dump to an ecosystem document, with one note per thing left out.
+pub fn map_dump(dump: &Value) -> Result<(Value, Vec<String>)> {
+    let Value::Array(entries) = dump else {
+        return Err(Error::Remote {
+            message: "not a PM2 dump: expected a JSON list of processes".into(),
+            hint: Some("`pm2 save` writes one to ~/.pm2/dump.pm2".into()),
+        });
+    };
+    let here: BTreeMap<String, String> = std::env::vars().collect();
+    let mut apps: Vec<(String, Map<String, Value>, u32, bool)> = Vec::new();
+    let mut notes = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let env = e.get("pm2_env").unwrap_or(e);
+        let Some(name) = env.get("name").and_then(Value::as_str) else {
+            notes.push(format!("process #{}: no name: skipped", i + 1));
+            continue;
+        };
+        if env.get("pmx_module").and_then(Value::as_bool) == Some(true) {
+            notes.push(format!("`{name}`: a PM2 module: skipped"));
+            continue;
+        }
+        let stopped = env.get("status").and_then(Value::as_str) == Some("stopped");
+        if let Some(a) = apps.iter_mut().find(|a| a.0 == name) {
+            a.2 += 1;
+            continue;
+        }
+        let mut app = Map::new();
+        app.insert("name".into(), json!(name));
+        match env.get("pm_exec_path").and_then(Value::as_str) {
+            Some(s) => app.insert("script".into(), json!(s)),
+            None => {
+                notes.push(format!("`{name}`: no pm_exec_path: skipped"));
+                continue;
+            }
+        };
+        if let Some(c) = env.get("pm_cwd").and_then(Value::as_str) {
+            app.insert("cwd".into(), json!(c));
+        }
+        if let Some(i) = env.get("exec_interpreter").and_then(Value::as_str) {
+            app.insert("interpreter".into(), json!(i));
+        }
+        if env.get("exec_mode").and_then(Value::as_str) == Some("cluster_mode") {
+            app.insert("exec_mode".into(), json!("cluster"));
+        }
+        if let Some(w) = env.get("watch") {
+            if w.as_bool() == Some(true) || w.is_array() {
+                app.insert("watch".into(), w.clone());
+                if let Some(iw) = env.get("ignore_watch") {
+                    app.insert("ignore_watch".into(), iw.clone());
+                }
+            }
+        }
+        for k in SAME {
+            if let Some(v) = env.get(*k).filter(|v| !v.is_null()) {
+                app.insert((*k).into(), v.clone());
+            }
+        }
+        if let Some(Value::Object(vars)) = env.get("env") {
+            let own: Map<String, Value> = vars
+                .iter()
+                .filter(|(k, v)| !inherited(k, v, &here) && !v.is_object())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            app.insert("env".into(), Value::Object(own));
+        }
+        if let Value::Object(m) = env {
+            let left: Vec<&str> = m
+                .keys()
+                .map(String::as_str)
+                .filter(|k| !SAME.contains(k) && !PM2_OWN.contains(k) && !k.starts_with("axm"))
+                .collect();
+            if !left.is_empty() {
+                notes.push(format!("`{name}`: not mapped: {}", left.join(", ")));
+            }
+        }
+        apps.push((name.to_string(), app, 1, stopped));
+    }
+    let mut list = Vec::new();
+    for (name, mut app, n, stopped) in apps {
+        if n > 1 {
+            app.insert("instances".into(), json!(n));
+        }
+        if stopped {
+            notes.push(format!("`{name}` was stopped in PM2: imported and started (stop it with `herd stop {name}`)"));
+        }
+        list.push(Value::Object(app));
+    }
+    Ok((json!({ "apps": list }), notes))
+}
+
+fn default_path() -> Result<PathBuf> {
+    if let Some(h) = std::env::var_os("PM2_HOME").filter(|h| !h.is_empty()) {
+        return Ok(PathBuf::from(h).join("dump.pm2"));
+    }
+    let home = std::env::var_os("HOME").ok_or_else(|| Error::Remote {
+        message: "no HOME to find ~/.pm2/dump.pm2 in".into(),
+        hint: Some("name the dump: herd import-pm2 /path/to/dump.pm2".into()),
+    })?;
+    Ok(Path::new(&home).join(".pm2/dump.pm2"))
+}
+
+/// Runs `herd import-pm2`.
+pub fn run(a: ImportArgs) -> Result<()> {
+    if a.from_running {
+        return Err(Error::Remote {
+            message: "--from-running is not supported yet".into(),
+            hint: Some("run `pm2 save`, then `herd import-pm2` reads the dump".into()),
+        });
+    }
+    let path = match a.path {
+        Some(p) => p,
+        None => default_path()?,
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let dump: Value = serde_json::from_str(&text).map_err(|e| Error::Remote {
+        message: format!("{}: not valid JSON: {e}", path.display()),
+        hint: Some("`pm2 save` writes the dump as JSON".into()),
+    })?;
+    let (doc, notes) = map_dump(&dump)?;
+    for n in &notes {
+        eprintln!("[herd] {n}");
+    }
+    if a.dry_run {
+        return super::output::print_json(&doc);
+    }
+    let cwd = std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
+    let text = serde_json::to_string(&doc).map_err(|e| Error::Protocol(e.to_string()))?;
+    let loaded =
+        ecosystem::load_stdin(&text, &cwd, None, &[]).map_err(super::lifecycle::config_error)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    let reqs = loaded
+        .apps
+        .iter()
+        .map(|c| Request::Start {
+            spec: Box::new(AppSpec::from_config(c, &loaded.file)),
+            force: false,
+            existing: OnExisting::Skip,
+        })
+        .collect();
+    super::start::send(reqs, false)
+}
