@@ -111,6 +111,9 @@ pub struct Slot {
     probed_turn: AtomicU64,
     /// The fastest sample since it became a suspect (ns; `u64::MAX`: none).
     probe_min: AtomicU64,
+    /// Brought back by one fast probe and not judged fit since: held to
+    /// [`floor::TRIAL_IN_FLIGHT`] connections at a time until it is.
+    on_trial: AtomicBool,
     /// The daemon keeps a copy of each connection sent (`HERD_KEEP_COPIES`,
     /// on unless `0`): see `SlotState::held`.
     keep: AtomicBool,

@@ -108,19 +108,25 @@ impl Slot {
             {
                 self.floor.clear();
                 set(false);
-                return true;
+                self.on_trial.store(true, Ordering::Relaxed);
+                return self.in_flight.load(Ordering::Relaxed) < floor::TRIAL_IN_FLIGHT;
             }
         }
         match floor::judge(self.floor.get(now_ns), best) {
             floor::Verdict::Outlier => {
+                self.on_trial.store(false, Ordering::Relaxed);
                 set(true);
                 false
             }
             floor::Verdict::Fit => {
+                self.on_trial.store(false, Ordering::Relaxed);
                 set(false);
                 true
             }
             floor::Verdict::Unjudged => {
+                if self.on_trial.load(Ordering::Relaxed) {
+                    return self.in_flight.load(Ordering::Relaxed) < floor::TRIAL_IN_FLIGHT;
+                }
                 if !self.suspect.load(Ordering::Relaxed) {
                     return true;
                 }

@@ -144,6 +144,7 @@ impl Slot {
             probed_at: AtomicU64::new(0),
             probed_turn: AtomicU64::new(0),
             probe_min: AtomicU64::new(u64::MAX),
+            on_trial: AtomicBool::new(false),
             timed: AtomicBool::new(false),
             keep: AtomicBool::new(true),
             acceptor_drain_at: AtomicU64::new(0),

@@ -90,15 +90,16 @@ fn least_conn_keeps_work_off_a_slow_worker_probes_it_and_takes_it_back() {
         "too few connections since"
     );
     assert!(slow.fit(100_000, later, turn + floor::PROBE_EVERY_CONNS));
-    slow.in_flight
-        .store(floor::FLOOR_SAMPLES, Ordering::Relaxed);
-    // Measured fast again, it is a worker like the others.
+    // Measured fast again (its probes closed): on trial, then, with fresh
+    // fast samples, a worker like the others.
+    slow.in_flight.store(0, Ordering::Relaxed);
     let back = now + std::time::Duration::from_nanos(3 * floor::WINDOW_NS);
+    slow.sample(std::time::Duration::from_micros(120), back);
+    assert!(slow.fit(100_000, t, turn + 300));
+    assert!(!slow.suspect.load(Ordering::Relaxed));
     for _ in 0..floor::FLOOR_SAMPLES {
         slow.sample(std::time::Duration::from_micros(120), back);
     }
-    assert!(slow.fit(100_000, t, turn + 300));
-    assert!(!slow.suspect.load(Ordering::Relaxed));
     slow.in_flight.store(50, Ordering::Relaxed);
     assert!(slow.fit(100_000, t, turn + 301));
 }
@@ -118,19 +119,30 @@ fn one_fast_probe_brings_a_suspect_back() {
     assert!(slow.fit(100_000, t, 1000), "a fast probe lets it in");
     assert!(!slow.suspect.load(Ordering::Relaxed));
     assert_eq!(slow.floor.get(t), None, "judged afresh");
-    slow.in_flight.store(50, Ordering::Relaxed);
-    assert!(
-        slow.fit(100_000, t, 1000),
-        "unjudged, not a suspect: no probe limit"
-    );
-    // Slow on every connection again: out again after FLOOR_SAMPLES.
+    // On trial until judged: a few connections at a time, not a burst.
+    slow.in_flight
+        .store(floor::TRIAL_IN_FLIGHT, Ordering::Relaxed);
+    assert!(!slow.fit(100_000, t, 1000), "on trial: held to a few");
+    slow.in_flight.store(0, Ordering::Relaxed);
+    assert!(slow.fit(100_000, t, 1000));
+    // Judged fit by fresh fast samples: no limit any more.
     for _ in 0..floor::FLOOR_SAMPLES {
-        slow.sample(std::time::Duration::from_millis(5), now);
+        slow.sample(std::time::Duration::from_micros(120), now);
     }
-    assert!(!slow.fit(100_000, t, 1000));
+    slow.in_flight.store(50, Ordering::Relaxed);
+    assert!(slow.fit(100_000, t, 1000), "fit: no limit");
+    // Slow on every connection again (windows later): out again after
+    // FLOOR_SAMPLES.
+    let later = now + std::time::Duration::from_nanos(3 * floor::WINDOW_NS);
+    let tl = ns_since_epoch(later);
+    slow.in_flight.store(0, Ordering::Relaxed);
+    for _ in 0..floor::FLOOR_SAMPLES {
+        slow.sample(std::time::Duration::from_millis(5), later);
+    }
+    assert!(!slow.fit(100_000, tl, 1000));
     assert!(slow.suspect.load(Ordering::Relaxed));
     assert!(
-        !slow.fit(100_000, t, 1000),
+        !slow.fit(100_000, tl, 1000),
         "its old fast probe does not count"
     );
 }
