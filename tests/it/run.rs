@@ -232,7 +232,7 @@ fn an_orphaned_grandchild_is_reaped() {
         &app,
         format!(
             "#!/bin/bash\n\
-             bash -c 'sleep 0.5 & echo $! > {}'\n\
+             bash -c 'sleep 1 & echo $! > {}'\n\
              while true; do sleep 0.05; done\n",
             pidfile.display()
         ),
@@ -252,11 +252,25 @@ fn an_orphaned_grandchild_is_reaped() {
         assert!(Instant::now() < deadline, "no grandchild pid");
         std::thread::sleep(Duration::from_millis(10));
     };
-    // While it runs, its parent is herd.
-    let stat = std::fs::read_to_string(format!("/proc/{gc}/stat")).unwrap_or_default();
-    if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) {
-        let ppid: i32 = rest.split_whitespace().nth(1).unwrap().parse().unwrap();
-        assert_eq!(ppid, run.pid(), "the orphan was reparented to herd run");
+    // Once the shell between them has exited, its parent is herd (the
+    // shell writes the pid file before it exits: poll).
+    let ppid = |pid: i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = &stat[stat.rfind(')')? + 1..];
+        rest.split_whitespace().nth(1)?.parse::<i32>().ok()
+    };
+    let deadline = Instant::now() + Duration::from_millis(900);
+    loop {
+        let p = ppid(gc);
+        if p == Some(run.pid()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && p.is_some(),
+            "the orphan was not reparented to herd run ({}): parent {p:?}",
+            run.pid()
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
     // Once it exits it is reaped: gone from /proc, not a zombie.
     let deadline = Instant::now() + T;
