@@ -41,14 +41,6 @@ pub fn adopt_argv0() -> bool {
     as_pm2
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
-    }
-}
-
 /// Runs `herd install-alias`.
 pub fn install(a: AliasArgs) -> Result<()> {
     let (herd, on_path) = super::startup::herd_path()?;
@@ -68,7 +60,7 @@ pub fn install(a: AliasArgs) -> Result<()> {
         }
     };
     let link = dir.join("pm2");
-    let ours = std::fs::read_link(&link).is_ok() && same_file(&link, &herd);
+    let ours = std::fs::read_link(&link).is_ok() && super::startup::same_file(&link, &herd);
     if a.remove {
         if !ours {
             return Err(Error::Remote {

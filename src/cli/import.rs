@@ -247,7 +247,7 @@ pub fn run(a: ImportArgs) -> Result<()> {
     if a.dry_run {
         return super::output::print_json(&doc);
     }
-    let cwd = std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
+    let cwd = super::current_dir()?;
     let text = serde_json::to_string(&doc).map_err(|e| Error::Protocol(e.to_string()))?;
     let loaded =
         ecosystem::load_stdin(&text, &cwd, None, &[]).map_err(super::lifecycle::config_error)?;

@@ -76,25 +76,16 @@ impl PatchArgs {
             (_, true) => Some(false),
             _ => None,
         };
-        let mut name = None;
-        for e in &self.env {
-            if e.contains('=') {
-                let (k, v) = crate::config::parse_env_pair(e)?;
-                p.env.insert(k, v);
-            } else if name.is_none()
-                && !e.is_empty()
-                && e.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                name = Some(e.clone());
-            } else {
-                return Err(Error::InvalidArg {
-                    what: "--env".into(),
-                    value: e.clone(),
-                    expected: "KEY=VALUE, or one ecosystem environment name".into(),
-                });
-            }
+        let (env, mut names) = super::start::env_flags(&self.env)?;
+        p.env = env;
+        if let Some(second) = names.get(1) {
+            return Err(Error::InvalidArg {
+                what: "--env".into(),
+                value: second.clone(),
+                expected: "KEY=VALUE, or one ecosystem environment name".into(),
+            });
         }
+        let name = names.pop();
         Ok((p, name))
     }
 }

@@ -133,6 +133,12 @@ pub enum Command {
     Hello,
 }
 
+/// The caller's current directory, as every verb that resolves paths
+/// needs it.
+pub(crate) fn current_dir() -> Result<std::path::PathBuf> {
+    std::env::current_dir().map_err(|e| crate::error::Error::io("reading the current directory", e))
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {

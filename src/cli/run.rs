@@ -26,19 +26,10 @@ pub struct HealthArgs {
     pub health_public: bool,
 }
 
-fn env_on(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "1" | "true" | "on" | "yes"
-        )
-    })
-}
-
 impl HealthArgs {
     /// The address to serve on, from the flags or `HERD_HEALTH`.
     pub fn addr(&self) -> Result<Option<SocketAddr>> {
-        let public = self.health_public || env_on("HERD_HEALTH_PUBLIC");
+        let public = self.health_public || crate::config::env_flag("HERD_HEALTH_PUBLIC");
         let value = self.health.clone().or_else(|| {
             std::env::var("HERD_HEALTH")
                 .ok()

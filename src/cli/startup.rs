@@ -156,17 +156,10 @@ fn platform(p: Option<&str>) -> Result<()> {
 /// whatever it links to.
 pub(crate) fn herd_path() -> Result<(PathBuf, bool)> {
     let me = std::env::current_exe().map_err(|e| Error::io("locating the herd executable", e))?;
-    let same = |p: &Path| {
-        use std::os::unix::fs::MetadataExt;
-        match (std::fs::metadata(p), std::fs::metadata(&me)) {
-            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-            _ => false,
-        }
-    };
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
             let cand = dir.join("herd");
-            if dir.is_absolute() && same(&cand) {
+            if dir.is_absolute() && same_file(&cand, &me) {
                 return Ok((cand, true));
             }
         }
@@ -174,26 +167,35 @@ pub(crate) fn herd_path() -> Result<(PathBuf, bool)> {
     Ok((me, false))
 }
 
-/// `name`'s home directory from /etc/passwd.
-fn passwd_home(name: &str) -> Option<PathBuf> {
+/// Whether `a` and `b` are the same file (device and inode; links followed).
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// The first /etc/passwd entry that `pick` accepts, as its seven fields.
+fn passwd_entry(pick: impl Fn(&[&str]) -> bool) -> Option<Vec<String>> {
     let text = std::fs::read_to_string("/etc/passwd").ok()?;
     text.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        (f.len() >= 7 && f[0] == name).then(|| PathBuf::from(f[5]))
+        (f.len() >= 7 && pick(&f)).then(|| f.iter().map(|s| s.to_string()).collect())
     })
+}
+
+/// `name`'s home directory from /etc/passwd.
+fn passwd_home(name: &str) -> Option<PathBuf> {
+    passwd_entry(|f| f[0] == name).map(|f| PathBuf::from(&f[5]))
 }
 
 /// The current user's name: from /etc/passwd by uid, else `$USER`.
 fn current_user() -> Option<String> {
     let uid = crate::sys::euid();
-    let text = std::fs::read_to_string("/etc/passwd").ok();
-    text.and_then(|t| {
-        t.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() >= 7 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[0].to_string())
-        })
-    })
-    .or_else(|| std::env::var("USER").ok())
+    passwd_entry(|f| f[2].parse::<u32>().ok() == Some(uid))
+        .map(|f| f[0].clone())
+        .or_else(|| std::env::var("USER").ok())
 }
 
 fn valid_unit_name(n: &str) -> bool {

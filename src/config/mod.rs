@@ -110,17 +110,21 @@ pub fn parse_size(what: &str, s: &str) -> Result<u64> {
     })
 }
 
+/// Whether the environment variable `name` is switched on: `1`, `true`,
+/// `on` or `yes` (any case); unset or anything else is off.
+pub fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "on" | "yes"
+        )
+    })
+}
+
 /// The environment variables PM2 reads for its defaults, read the same way
 /// (in the environment of the command that builds the app).
 pub mod pm2_env {
-    fn on(name: &str) -> bool {
-        std::env::var(name).is_ok_and(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "1" | "true" | "on" | "yes"
-            )
-        })
-    }
+    use super::env_flag as on;
 
     /// `PM2_KILL_USE_MESSAGE`: stop with the IPC message `shutdown` by
     /// default (`shutdown_with_message`).

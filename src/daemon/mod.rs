@@ -65,12 +65,7 @@ pub fn utc_timestamp(t: SystemTime) -> String {
 /// `HERD_AUTOSAVE=1` (or `true`, `on`, `yes`) in the daemon's environment
 /// turns autosave on (`herd save --autosave` does it for a running daemon).
 fn autosave_from_env() -> bool {
-    std::env::var("HERD_AUTOSAVE").is_ok_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "1" | "true" | "on" | "yes"
-        )
-    })
+    crate::config::env_flag("HERD_AUTOSAVE")
 }
 
 /// Shared by every connection task.

@@ -110,20 +110,22 @@ impl Slot {
             if fastest != u64::MAX
                 && floor::judge(Some((fastest, floor::FLOOR_SAMPLES)), best) == floor::Verdict::Fit
             {
+                // Its floor is now empty: judged below as on trial.
                 self.floor.clear();
                 set(false);
                 self.on_trial.store(true, Ordering::Relaxed);
-                return self.in_flight.load(Ordering::Relaxed) < floor::TRIAL_IN_FLIGHT;
             }
         }
-        match floor::judge(self.floor.get(now_ns), best) {
+        let verdict = floor::judge(self.floor.get(now_ns), best);
+        if verdict != floor::Verdict::Unjudged {
+            self.on_trial.store(false, Ordering::Relaxed);
+        }
+        match verdict {
             floor::Verdict::Outlier => {
-                self.on_trial.store(false, Ordering::Relaxed);
                 set(true);
                 false
             }
             floor::Verdict::Fit => {
-                self.on_trial.store(false, Ordering::Relaxed);
                 set(false);
                 true
             }

@@ -250,6 +250,32 @@ fn bad(what: &str, value: &str, expected: &str) -> Error {
     }
 }
 
+/// `--env` values: `KEY=VALUE` pairs, and ecosystem environment names
+/// (`production`), apart.
+pub(crate) fn env_flags(v: &[String]) -> Result<(BTreeMap<String, String>, Vec<String>)> {
+    let mut env = BTreeMap::new();
+    let mut names = Vec::new();
+    for pair in v {
+        if pair.contains('=') {
+            let (k, v) = config::parse_env_pair(pair)?;
+            env.insert(k, v);
+        } else if !pair.is_empty()
+            && pair
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            names.push(pair.clone());
+        } else {
+            return Err(bad(
+                "--env",
+                pair,
+                "KEY=VALUE, or an ecosystem environment name like `production`",
+            ));
+        }
+    }
+    Ok((env, names))
+}
+
 fn positive(what: &str, v: &Option<String>, max: i64) -> Result<Option<i64>> {
     v.as_deref()
         .map(|s| match s.trim().parse::<i64>() {
@@ -306,8 +332,7 @@ impl Overrides {
     /// Parses and checks every flag. `env_names` collects `--env NAME`
     /// (an ecosystem environment) apart from `--env KEY=VALUE`.
     pub fn parse(a: &StartArgs, env_names: &mut Vec<String>) -> Result<Overrides> {
-        let cur =
-            std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
+        let cur = super::current_dir()?;
         let cwd = a.cwd.as_ref().map(|c| cur.join(c));
         if let Some(c) = &cwd {
             if !c.is_dir() {
@@ -321,25 +346,8 @@ impl Overrides {
         if let Some(n) = &a.name {
             config::validate_name(n)?;
         }
-        let mut env = BTreeMap::new();
-        for pair in &a.env {
-            if pair.contains('=') {
-                let (k, v) = config::parse_env_pair(pair)?;
-                env.insert(k, v);
-            } else if !pair.is_empty()
-                && pair
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                env_names.push(pair.clone());
-            } else {
-                return Err(bad(
-                    "--env",
-                    pair,
-                    "KEY=VALUE, or an ecosystem environment name like `production`",
-                ));
-            }
-        }
+        let (env, names) = env_flags(&a.env)?;
+        env_names.extend(names);
         let port = match (&a.port, env.get("PORT")) {
             (Some(p), _) => Some(config::parse_port(p)?),
             (None, Some(p)) => Some(

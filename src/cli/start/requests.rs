@@ -18,9 +18,7 @@ pub fn spec_from_args(a: &StartArgs) -> Result<AppSpec> {
 fn existing_app(a: &StartArgs, script: &str) -> Result<Option<crate::protocol::Target>> {
     let cwd = match &a.cwd {
         Some(c) => c.clone(),
-        None => {
-            std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?
-        }
+        None => crate::cli::current_dir()?,
     };
     if script == "-" || script.contains(char::is_whitespace) || cwd.join(script).exists() {
         return Ok(None);
@@ -48,9 +46,7 @@ fn spec_from_script(a: &StartArgs, script_arg: &str) -> Result<AppSpec> {
     }
     let cwd = match &o.cwd {
         Some(c) => c.clone(),
-        None => {
-            std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?
-        }
+        None => crate::cli::current_dir()?,
     };
     if config::is_command(script_arg, &cwd) {
         // `herd start "python3 -m http.server 8000"`: run by the shell.
@@ -96,8 +92,7 @@ pub fn specs_from_file(
                 .take(crate::protocol::frame::MAX_REQUEST as u64)
                 .read_to_string(&mut text)
                 .map_err(|e| Error::io("reading the ecosystem file from standard input", e))?;
-            let cwd = std::env::current_dir()
-                .map_err(|e| Error::io("reading the current directory", e))?;
+            let cwd = crate::cli::current_dir()?;
             ecosystem::load_stdin(&text, &cwd, env, &a.only)
         }
     }

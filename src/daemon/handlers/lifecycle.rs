@@ -26,18 +26,31 @@ pub(super) async fn stop(
     })
 }
 
-pub(super) async fn restart(
+/// What `restart` and `reload` do before acting: the targets' ids, with
+/// the patch applied (checked whole first), watch and cron holds released,
+/// and `--update-env`'s environment taken.
+fn prepare(
     ctx: &Context,
     targets: &[crate::protocol::Target],
     env: Option<BTreeMap<String, String>>,
     patch: &crate::protocol::SpecPatch,
-) -> Result<Response, Error> {
+) -> Result<Vec<u32>, Error> {
     let ids = ctx.sup.resolve(targets)?;
     ctx.sup.patch_spec(&ids, patch)?;
     ctx.sup.release(&ids);
     if let Some(env) = env {
         ctx.sup.update_env(&ids, env);
     }
+    Ok(ids)
+}
+
+pub(super) async fn restart(
+    ctx: &Context,
+    targets: &[crate::protocol::Target],
+    env: Option<BTreeMap<String, String>>,
+    patch: &crate::protocol::SpecPatch,
+) -> Result<Response, Error> {
+    let ids = prepare(ctx, targets, env, patch)?;
     let notes = ctx.sup.restart(&ids).await;
     Ok(Response::Done {
         instances: ctx.sup.info(&ids),
@@ -73,12 +86,7 @@ pub(super) async fn reload(
     parallel: Option<u32>,
     patch: &crate::protocol::SpecPatch,
 ) -> Result<Response, Error> {
-    let ids = ctx.sup.resolve(targets)?;
-    ctx.sup.patch_spec(&ids, patch)?;
-    ctx.sup.release(&ids);
-    if let Some(env) = env {
-        ctx.sup.update_env(&ids, env);
-    }
+    let ids = prepare(ctx, targets, env, patch)?;
     let failed = ctx.sup.reload(&ids, parallel.unwrap_or(1) as usize).await;
     if !failed.is_empty() {
         return Err(Error::Remote {
