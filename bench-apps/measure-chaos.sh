@@ -2,13 +2,13 @@
 # kill -9 under load (#15): a random worker of APP -i 2 killed every 0.4 s while the outside
 # client sends REQS connection-per-request requests; prints kills, failures by cause, and
 # what herd reports (saved_on_death, lost_started).
-# usage: chaos.sh APP MODE REQS [start flags]
+# usage: measure-chaos.sh APP MODE REQS [start flags]   (APP: a script, or a command such as "target/release/herd hello")
 APP=$1; MODE=$2; REQS=$3; shift 3
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 H=$ROOT/target/release/herd
 export HERD_HOME=$(mktemp -d)
 PORT=$((20000 + RANDOM % 20000))
-$H start $APP -i 2 --port $PORT --mode $MODE "$@" >/dev/null 2>&1 || echo start failed
+$H start "$APP" -i 2 --port $PORT --mode $MODE "$@" >/dev/null 2>&1 || echo start failed
 for k in $(seq 50); do curl -s -o /dev/null localhost:$PORT/ && break; sleep 0.1; done
 python3 $ROOT/bench-apps/scripts/http-client.py $PORT --requests $REQS --connections 16 > $HERD_HOME/client.json &
 CL=$!

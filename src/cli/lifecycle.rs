@@ -39,10 +39,11 @@ pub struct PatchArgs {
     /// New delay between SIGINT and SIGKILL on stop.
     #[arg(long = "kill-timeout", value_name = "DURATION")]
     pub kill_timeout: Option<String>,
-    /// Watch the app's files from now on.
+    /// Toggle watching: on if it was off, off if it was on (PM2's
+    /// `restart --watch`).
     #[arg(long, conflicts_with = "no_watch")]
     pub watch: bool,
-    /// Stop watching.
+    /// Stop watching (whatever it was).
     #[arg(long = "no-watch")]
     pub no_watch: bool,
     /// `KEY=VALUE` added to the app's env (repeatable); with an ecosystem
@@ -71,11 +72,8 @@ impl PatchArgs {
         if let Some(v) = self.kill_timeout.as_deref() {
             p.kill_timeout_ms = Some(crate::config::parse_duration_ms("--kill-timeout", v)?);
         }
-        p.watch = match (self.watch, self.no_watch) {
-            (true, _) => Some(true),
-            (_, true) => Some(false),
-            _ => None,
-        };
+        p.toggle_watch = self.watch;
+        p.watch = self.no_watch.then_some(false);
         let (env, mut names) = super::start::env_flags(&self.env)?;
         p.env = env;
         if let Some(second) = names.get(1) {

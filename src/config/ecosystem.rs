@@ -209,6 +209,11 @@ pub struct AppConfig {
     pub log_type: Option<String>,
     /// `incoming_cpu` (herd): SO_INCOMING_CPU on pinned reuseport listeners.
     pub incoming_cpu: Option<bool>,
+    /// `keep_indexes` (herd): scale-down retires the highest indexes.
+    pub keep_indexes: Option<bool>,
+    /// `listen_timeout_keeps_old` (herd): a reload's late replacement is
+    /// killed and the old process kept.
+    pub listen_timeout_keeps_old: Option<bool>,
     /// `warmup` (herd, fdpass): warm a new worker this long before it joins.
     pub warmup_ms: Option<u64>,
     /// `warmup_path` (herd): the path the warm-up requests ask for.

@@ -170,6 +170,8 @@ impl AppSpec {
             plane: crate::accept::PlaneConfig::default(),
             pin: true,
             incoming_cpu: false,
+            keep_indexes: false,
+            listen_timeout_keeps_old: false,
             autorestart: true,
             kill_timeout_ms: DEFAULT_KILL_TIMEOUT_MS,
             min_uptime_ms: DEFAULT_MIN_UPTIME_MS,
@@ -228,6 +230,8 @@ impl AppSpec {
         }
         s.pin = c.pin.unwrap_or(s.pin);
         s.incoming_cpu = c.incoming_cpu.unwrap_or(false);
+        s.keep_indexes = c.keep_indexes.unwrap_or(false);
+        s.listen_timeout_keeps_old = c.listen_timeout_keeps_old.unwrap_or(false);
         s.plane.warmup_ms = c.warmup_ms.unwrap_or(s.plane.warmup_ms);
         if let Some(p) = &c.warmup_path {
             s.plane.warmup_path = p.clone();

@@ -376,9 +376,13 @@ pub struct SpecPatch {
     /// `--kill-timeout` (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill_timeout_ms: Option<u64>,
-    /// `--watch` (true) or `--no-watch` (false).
+    /// `--no-watch` (false); true turns watching on whatever it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watch: Option<bool>,
+    /// `--watch` on restart or reload: watching toggles (on if it was off,
+    /// off if it was on), as PM2's `restart --watch` does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub toggle_watch: bool,
     /// `--env KEY=VALUE`, added over the app's env.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,

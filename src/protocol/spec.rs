@@ -66,6 +66,18 @@ pub struct AppSpec {
     /// the kernel prefers the worker on the CPU that handled the packets.
     #[serde(default)]
     pub incoming_cpu: bool,
+    /// Scale-down retires the highest indexes, so the instance variable
+    /// stays 0..n-1 (`keep_indexes`, herd's rule); otherwise PM2's: the
+    /// lowest ids go first.
+    #[serde(default)]
+    pub keep_indexes: bool,
+    /// A reload's replacement that runs but is not ready within
+    /// `listen_timeout` is killed and the old process stays (herd's rule,
+    /// `listen_timeout_keeps_old`); otherwise PM2's: the replacement is kept
+    /// and the old process stopped, with a warning. A replacement that dies
+    /// always leaves the old one serving.
+    #[serde(default)]
+    pub listen_timeout_keeps_old: bool,
     /// Restart on exit.
     pub autorestart: bool,
     /// SIGINT → SIGKILL delay.
@@ -149,8 +161,8 @@ pub struct AppSpec {
 /// within a few hundred ms (PM2 samples every 30 s), cheap (a few /proc reads).
 pub const DEFAULT_MEMORY_CHECK_MS: u64 = 250;
 
-/// Default wait for a reload's replacement to become ready.
-pub const DEFAULT_LISTEN_TIMEOUT_MS: u64 = 8000;
+/// Default wait for a reload's replacement to become ready (PM2's 3000 ms).
+pub const DEFAULT_LISTEN_TIMEOUT_MS: u64 = 3000;
 
 fn default_listen_timeout_ms() -> u64 {
     DEFAULT_LISTEN_TIMEOUT_MS

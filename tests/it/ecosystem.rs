@@ -167,20 +167,34 @@ fn env_selects_a_block_and_files_never_duplicate() {
         "env (not env_production) keys still apply"
     );
 
-    // Starting the file again leaves the running app alone: no duplicates.
-    let again = h.run(&["start", file, "--host", "127.0.0.1"]).ok();
-    assert!(again.stderr.contains("left alone"), "{}", again.stderr);
-    assert_eq!(h.list().len(), 2);
-    assert_eq!(get(port, "/env/NODE_ENV"), "production");
-
-    // --update-env restarts it with the new environment.
-    h.run(&["start", file, "--host", "127.0.0.1", "--update-env"])
-        .ok();
-    h.wait_for("restarted", T, |l| {
-        l.iter()
-            .all(|i| i["in_rotation"] == true && i["restarts"] == 1)
+    // Starting the file again (PM2: restarts what runs with the file's
+    // spec and env) reloads the running app with the plain `env`: no
+    // duplicates, one restart each.
+    h.run(&["start", file, "--host", "127.0.0.1"]).ok();
+    h.wait_for("reloaded", T, |l| {
+        l.len() == 2
+            && l.iter()
+                .all(|i| i["in_rotation"] == true && i["restarts"] == 1)
     });
     assert_eq!(get(port, "/env/NODE_ENV"), "development");
+
+    // And again with --env production (--update-env changes nothing here).
+    h.run(&[
+        "start",
+        file,
+        "--host",
+        "127.0.0.1",
+        "--env",
+        "production",
+        "--update-env",
+    ])
+    .ok();
+    h.wait_for("reloaded again", T, |l| {
+        l.len() == 2
+            && l.iter()
+                .all(|i| i["in_rotation"] == true && i["restarts"] == 2)
+    });
+    assert_eq!(get(port, "/env/NODE_ENV"), "production");
 
     // The deploy script of PM2's docs, with herd's verbs.
     h.run(&["stop", file]).ok();

@@ -660,3 +660,56 @@ fn import_pm2_takes_over_the_apps_of_a_pm2_dump() {
     h.run(&["import-pm2", &h.root.join("nope").to_string_lossy()])
         .fails_with("cannot read");
 }
+
+#[test]
+fn scale_down_removes_the_lowest_ids_unless_the_app_keeps_its_indexes() {
+    let h = TestHome::new();
+    let a = script(&h.root, "idx.sh", "while true; do sleep 0.05; done\n");
+    // (id, instance) pairs of app `name`, in id order.
+    let pairs = |h: &TestHome, name: &str| -> Vec<(u64, u64)> {
+        h.list()
+            .iter()
+            .filter(|i| i["name"] == name)
+            .map(|i| (i["id"].as_u64().unwrap(), i["instance"].as_u64().unwrap()))
+            .collect()
+    };
+    let online = |h: &TestHome, n: usize| {
+        h.wait_for("online", T, |l| {
+            l.len() == n && l.iter().all(|i| i["status"] == "online")
+        });
+    };
+    h.run(&["start", &a, "--name", "pm2", "-i", "3"]).ok();
+    online(&h, 3);
+    h.run(&["scale", "pm2", "1"]).ok();
+    assert_eq!(pairs(&h, "pm2"), vec![(2, 2)], "PM2: lowest ids first");
+    // Added instances take the lowest free NODE_APP_INSTANCE, as PM2's.
+    h.run(&["scale", "pm2", "3"]).ok();
+    online(&h, 3);
+    assert_eq!(pairs(&h, "pm2"), vec![(2, 2), (3, 0), (4, 1)]);
+    let j = h.run(&["jlist"]).ok().json();
+    assert_eq!(j[1]["pm2_env"]["NODE_APP_INSTANCE"], serde_json::json!(0));
+    h.run(&["delete", "pm2"]).ok();
+
+    h.run(&["start", &a, "--name", "kept", "-i", "3", "--keep-indexes"])
+        .ok();
+    online(&h, 3);
+    h.run(&["scale", "kept", "1"]).ok();
+    assert_eq!(
+        pairs(&h, "kept"),
+        vec![(5, 0)],
+        "keep_indexes: the highest go"
+    );
+    // The same from an ecosystem file's key.
+    let file = h.root.join("eco.json");
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"apps":[{{"name":"eco","script":"{a}","instances":2,"keep_indexes":true}}]}}"#
+        ),
+    )
+    .unwrap();
+    h.run(&["start", &file.to_string_lossy()]).ok();
+    online(&h, 3);
+    h.run(&["scale", "eco", "1"]).ok();
+    assert_eq!(pairs(&h, "eco"), vec![(8, 0)]);
+}

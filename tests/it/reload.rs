@@ -75,6 +75,44 @@ fn reload_under_load_loses_no_request_node_app() {
     assert!(pids(&h.list()).iter().all(|p| !before.contains(p)));
 }
 
+/// PM2's rule: a replacement that runs but never gets ready is kept once
+/// `listen_timeout` has passed, and the old process goes, with a warning.
+#[test]
+fn a_replacement_still_running_at_listen_timeout_is_kept_as_pm2_keeps_it() {
+    let h = TestHome::new();
+    let flag = h.root.join("never-ready");
+    let port = free_port();
+    let env = format!("HERD_HELLO_NEVER_READY_IF={}", flag.display());
+    let l = start_hello_mode(
+        &h,
+        port,
+        "fdpass",
+        &["-i", "1", "--env", &env, "--listen-timeout", "500ms"],
+    );
+    let old = l[0]["pid"].as_i64().unwrap() as i32;
+    std::fs::write(&flag, "").unwrap();
+    let out = h.run(&["reload", "hello"]).ok();
+    assert!(
+        out.stderr.contains("not ready within 500 ms") && out.stderr.contains("kept it"),
+        "{}",
+        out.stderr
+    );
+    let l = h.list();
+    let new = l[0]["pid"].as_i64().unwrap() as i32;
+    assert_ne!(new, old, "the replacement is the instance now");
+    assert!(alive(new));
+    let deadline = std::time::Instant::now() + T;
+    while alive(old) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old process stays"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// herd's rule, `--listen-timeout-keeps-old`: the late replacement is
+/// killed and the old process keeps serving.
 #[test]
 fn a_replacement_that_never_gets_ready_leaves_the_old_one_serving() {
     let h = TestHome::new();
@@ -85,7 +123,15 @@ fn a_replacement_that_never_gets_ready_leaves_the_old_one_serving() {
         &h,
         port,
         "fdpass",
-        &["-i", "1", "--env", &env, "--listen-timeout", "500ms"],
+        &[
+            "-i",
+            "1",
+            "--env",
+            &env,
+            "--listen-timeout",
+            "500ms",
+            "--listen-timeout-keeps-old",
+        ],
     );
     let old = l[0]["pid"].as_i64().unwrap();
     std::fs::write(&flag, "").unwrap();

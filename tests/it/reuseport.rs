@@ -270,8 +270,12 @@ fn scale_in(mode: &str) {
     }
     h.run(&["scale", "hello", "1"]).ok();
     let l = h.list();
-    assert_eq!(l.len(), 1, "the highest indexes were removed");
-    assert_eq!(l[0]["instance"], 0);
+    assert_eq!(l.len(), 1, "{l:#?}");
+    assert_eq!(
+        (l[0]["id"].as_u64(), l[0]["instance"].as_u64()),
+        (Some(2), Some(2)),
+        "PM2's rule: the lowest ids were removed"
+    );
     let only = l[0]["pid"].as_i64().unwrap().to_string();
     let seen = distinct_responders(port, 30, Some("x-worker"));
     assert_eq!(seen, BTreeSet::from([only]));

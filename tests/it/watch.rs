@@ -104,7 +104,8 @@ fn a_change_restarts_the_app_and_counts() {
     let show = h.run(&["show", "w"]).ok().stdout;
     assert!(show.contains("on: ") && show.contains("(cwd)"), "{show}");
 
-    // `herd stop` stops watching too (PM2); `restart` watches again.
+    // `herd stop` turns watching off for good (PM2): a plain `restart`
+    // keeps it off, `restart --watch` toggles it.
     h.run(&["stop", "w"]).ok();
     assert_eq!(h.list()[0]["watching"], Value::Null);
     write(&dir.join("src/app.js"), "changed while stopped");
@@ -114,21 +115,42 @@ fn a_change_restarts_the_app_and_counts() {
     let back = online(&h);
     // Starting a stopped app again is no restart (PM2 counts none).
     assert_eq!(back["restarts"], 1);
-    assert_eq!(back["watching"], true);
+    assert_eq!(back["watching"], Value::Null, "{back}");
+    assert!(back.get("watch").is_none(), "no paths left: {back}");
+    write(&dir.join("src/app.js"), "changed unwatched");
+    stays(&h, 1, Duration::from_millis(500));
+    h.run(&["restart", "w", "--watch"]).ok();
+    let back = restarted(&h, &back["pid"], 2);
+    assert_eq!(back["watching"], true, "toggled on: {back}");
     write(&dir.join("src/app.js"), "changed again");
-    restarted(&h, &back["pid"], 2);
+    let back = restarted(&h, &back["pid"], 3);
+    h.run(&["restart", "w", "--watch"]).ok();
+    let back = restarted(&h, &back["pid"], 4);
+    assert_eq!(back["watching"], Value::Null, "toggled off: {back}");
+    h.run(&["restart", "w", "--watch"]).ok();
+    let back = restarted(&h, &back["pid"], 5);
+    assert_eq!(back["watching"], true, "toggled on again: {back}");
 
-    // `delete` drops the watcher, and notify's thread ends with it.
-    assert_eq!(notify_threads(&h), 1);
+    // A watcher turned off ends its notify thread (one is left, the new
+    // one's); `delete` drops that one too.
+    threads_down_to(&h, 1, "a watcher turned off");
     h.run(&["delete", "w"]).ok();
+    threads_down_to(&h, 0, "`delete`");
+}
+
+/// Waits (bounded) until the daemon has `n` notify threads left.
+#[track_caller]
+fn threads_down_to(h: &TestHome, n: usize, after: &str) {
     let deadline = Instant::now() + T;
-    while notify_threads(&h) > 0 {
+    while notify_threads(h) > n {
         assert!(
             Instant::now() < deadline,
-            "notify's thread outlived `delete`"
+            "notify's thread outlived {after}: {} left",
+            notify_threads(h)
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert_eq!(notify_threads(h), n);
 }
 
 #[test]

@@ -89,6 +89,15 @@ pub struct StartArgs {
     /// Do not pin instance i to CPU i mod N.
     #[arg(long = "no-pin")]
     pub no_pin: bool,
+    /// Scale-down retires the highest instance indexes, so
+    /// NODE_APP_INSTANCE stays 0..n-1 (default: PM2's, lowest ids first).
+    #[arg(long = "keep-indexes")]
+    pub keep_indexes: bool,
+    /// A reload's replacement not ready within --listen-timeout is killed
+    /// and the old process keeps serving (default: PM2's, the replacement
+    /// is kept and the old one stopped).
+    #[arg(long = "listen-timeout-keeps-old")]
+    pub listen_timeout_keeps_old: bool,
     /// Do not restart the app when it exits.
     #[arg(long = "no-autorestart")]
     pub no_autorestart: bool,
@@ -112,7 +121,8 @@ pub struct StartArgs {
     /// Stop with the IPC message `shutdown` instead of SIGINT (Node apps).
     #[arg(long = "shutdown-with-message")]
     pub shutdown_with_message: bool,
-    /// How long `herd reload` waits for a replacement to be ready (default 8s).
+    /// How long `herd reload` waits for a replacement to be ready (default
+    /// 3000 ms, as PM2); one still running then is kept, the old one stops.
     #[arg(long = "listen-timeout", value_name = "DURATION")]
     pub listen_timeout: Option<String>,
     /// Exponential backoff for automatic restarts: this delay, ×1.5 after
@@ -178,8 +188,9 @@ pub struct StartArgs {
     /// With an ecosystem file: start only these apps (comma-separated).
     #[arg(long, value_name = "APPS")]
     pub only: Vec<String>,
-    /// Restart apps that already run with the new spec and environment
-    /// (otherwise running apps are left alone when starting a file).
+    /// A script's app that already runs: restart it with the new spec and
+    /// environment. (An ecosystem file's running apps always get the
+    /// file's spec, by a zero-downtime reload; PM2 restarts them.)
     #[arg(long = "update-env")]
     pub update_env: bool,
     /// Print the resulting instances as JSON.
@@ -217,6 +228,8 @@ pub struct Overrides {
     multishot: Option<bool>,
     ack_timeout_ms: Option<u64>,
     pin: Option<bool>,
+    keep_indexes: Option<bool>,
+    listen_timeout_keeps_old: Option<bool>,
     autorestart: Option<bool>,
     kill_timeout_ms: Option<u64>,
     min_uptime_ms: Option<u64>,
@@ -423,6 +436,8 @@ impl Overrides {
             multishot: a.no_multishot.then_some(false),
             ack_timeout_ms: duration("--ack-timeout", &a.ack_timeout)?.map(|ms| ms.max(1)),
             pin: a.no_pin.then_some(false),
+            keep_indexes: a.keep_indexes.then_some(true),
+            listen_timeout_keeps_old: a.listen_timeout_keeps_old.then_some(true),
             autorestart: a.no_autorestart.then_some(false),
             kill_timeout_ms: duration("--kill-timeout", &a.kill_timeout)?,
             min_uptime_ms: duration("--min-uptime", &a.min_uptime)?,
@@ -526,6 +541,12 @@ impl Overrides {
         }
         if let Some(p) = self.pin {
             spec.pin = p;
+        }
+        if let Some(k) = self.keep_indexes {
+            spec.keep_indexes = k;
+        }
+        if let Some(k) = self.listen_timeout_keeps_old {
+            spec.listen_timeout_keeps_old = k;
         }
         if let Some(a) = self.autorestart {
             spec.autorestart = a;

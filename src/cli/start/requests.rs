@@ -202,12 +202,10 @@ fn requests_for(a: &StartArgs, script: &str, smart: bool) -> Result<Vec<Request>
     }
     let (specs, force, existing) = if stdin || (ecosystem::is_config_file(path) && path.is_file()) {
         let (specs, force) = specs_from_file(a, (!stdin).then_some(path))?;
-        let existing = if a.update_env {
-            OnExisting::Update
-        } else {
-            OnExisting::Skip
-        };
-        (specs, force, existing)
+        // PM2 restarts the file's apps that already run, with the file's
+        // current spec and env; herd reloads them (same outcome, replacement
+        // first, so no request in flight is cut) and starts the rest.
+        (specs, force, OnExisting::Reload)
     } else {
         if !a.only.is_empty() {
             return Err(bad(

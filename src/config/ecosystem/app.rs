@@ -424,6 +424,8 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
     };
 
     let incoming_cpu = f.boolean("incoming_cpu");
+    let keep_indexes = f.boolean("keep_indexes");
+    let listen_timeout_keeps_old = f.boolean("listen_timeout_keeps_old");
     let warmup_ms = f.duration("warmup");
     let warmup_path = f.with(
         "warmup_path",
@@ -489,6 +491,8 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
             log_max_size_bytes,
             log_retain,
             incoming_cpu,
+            keep_indexes,
+            listen_timeout_keeps_old,
             warmup_ms,
             warmup_path,
             stop_exit_codes,

@@ -61,6 +61,8 @@ pub(super) static KEYS: &[Key] = &[
     key("policy", &[], Acted),
     key("pin", &[], Acted),
     key("incoming_cpu", &[], Acted),
+    key("keep_indexes", &[], Acted),
+    key("listen_timeout_keeps_old", &[], Acted),
     key("warmup", &[], Acted),
     key("warmup_path", &[], Acted),
     key("force", &[], Acted),

@@ -240,6 +240,8 @@ fn every_key_of_the_all_keys_app() {
         log_max_size_bytes: None,
         log_retain: None,
         incoming_cpu: None,
+        keep_indexes: None,
+        listen_timeout_keeps_old: None,
         warmup_ms: None,
         warmup_path: None,
         stop_exit_codes: vec![0, 3],

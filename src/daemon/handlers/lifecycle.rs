@@ -14,6 +14,7 @@ pub(super) async fn stop(
     let (ids, missing) = ctx.sup.resolve_lenient(targets, missing_ok)?;
     // Before stopping: a watch or cron restart under way must not start
     // them again (PM2: `stop` also stops watching).
+    ctx.sup.unwatch(&ids);
     ctx.sup.hold(&ids);
     ctx.sup.stop(&ids).await;
     let notes = missing
@@ -87,17 +88,18 @@ pub(super) async fn reload(
     patch: &crate::protocol::SpecPatch,
 ) -> Result<Response, Error> {
     let ids = prepare(ctx, targets, env, patch)?;
-    let failed = ctx.sup.reload(&ids, parallel.unwrap_or(1) as usize).await;
-    if !failed.is_empty() {
+    let done = ctx.sup.reload(&ids, parallel.unwrap_or(1) as usize).await;
+    if !done.failed.is_empty() {
         return Err(Error::Remote {
-            message: failed.join("; "),
+            message: done.failed.join("; "),
             hint: Some(
                 "the old processes keep serving; `herd logs <app> --err` shows why the replacement failed"
                     .into(),
             ),
         });
     }
-    let notes = ctx.sup.reuseport_note(&ids).into_iter().collect();
+    let mut notes = done.warnings;
+    notes.extend(ctx.sup.reuseport_note(&ids));
     Ok(Response::Done {
         instances: ctx.sup.info(&ids),
         notes,

@@ -16,8 +16,9 @@ pub(super) async fn start(
     if !started.restart.is_empty() {
         if existing == OnExisting::Reload {
             ctx.sup.release(&started.restart);
-            let failed = ctx.sup.reload(&started.restart, 1).await;
-            started.notes.extend(failed);
+            let done = ctx.sup.reload(&started.restart, 1).await;
+            started.notes.extend(done.failed);
+            started.notes.extend(done.warnings);
         } else {
             started
                 .notes

@@ -43,6 +43,7 @@ mod stop;
 
 pub use dump::Resurrected;
 pub use health::AppHealth;
+pub use reload::Reloaded;
 
 /// A refusal the client sees as `error: …` / `hint: …`.
 fn refuse(message: impl Into<String>, hint: impl Into<String>) -> Error {

@@ -26,9 +26,9 @@ impl Supervisor {
     /// app binds its own port) are restarted, as PM2 does.
     /// `parallel` instances are replaced at a time (`herd reload --parallel
     /// N`; 1 is one after the other).
-    pub async fn reload(self: &Rc<Self>, ids: &[u32], parallel: usize) -> Vec<String> {
+    pub async fn reload(self: &Rc<Self>, ids: &[u32], parallel: usize) -> Reloaded {
         let _one_at_a_time = self.reload_lock.lock().await;
-        let mut failed = Vec::new();
+        let mut done = Reloaded::default();
         for batch in ids.chunks(parallel.max(1)) {
             let tasks: Vec<_> = batch
                 .iter()
@@ -38,10 +38,14 @@ impl Supervisor {
                 })
                 .collect();
             for t in tasks {
-                failed.extend(t.await.ok().flatten());
+                match t.await {
+                    Ok(Ok(Some(w))) => done.warnings.push(w),
+                    Ok(Err(f)) => done.failed.push(f),
+                    _ => {}
+                }
             }
         }
-        failed
+        done
     }
 
     /// The reuseport/tcp_migrate_req note, when it applies to `ids`.
@@ -55,7 +59,9 @@ impl Supervisor {
             .then(|| reuseport::MIGRATE_NOTE.to_string())
     }
 
-    async fn reload_one(self: &Rc<Self>, id: u32) -> Option<String> {
+    /// Replaces `id`: `Ok` with a warning or none, `Err` with why the old
+    /// process keeps serving.
+    async fn reload_one(self: &Rc<Self>, id: u32) -> Result<Option<String>, String> {
         let old = {
             let table = self.table.borrow();
             table
@@ -77,7 +83,10 @@ impl Supervisor {
         // Fork mode (PM2 too): the app binds its own port, so a second copy
         // could not start next to the first; reload is a restart.
         let Some(old) = old.filter(|o| o.slot.is_some() || o.listener.is_some()) else {
-            return self.restart(&[id]).await.into_iter().next();
+            return match self.restart(&[id]).await.into_iter().next() {
+                Some(f) => Err(f),
+                None => Ok(None),
+            };
         };
         let app = old.app.clone();
         if let (ExecMode::Cluster, Mode::Reuseport, Some(port)) =
@@ -89,7 +98,7 @@ impl Supervisor {
             match activation::join(&app.host, port, old.listener.as_ref()) {
                 Ok(l) => self.set_listener(id, Some(l)),
                 Err(e) => {
-                    return Some(format!(
+                    return Err(format!(
                         "instance {id}: no listener for a replacement ({e}); the old process keeps serving"
                     ))
                 }
@@ -98,7 +107,7 @@ impl Supervisor {
         let before = self.table.borrow().instances.get(&id).and_then(|i| i.pid());
         if let Err(e) = self.launch_instance(id) {
             self.restore(id, &old, before);
-            return Some(format!(
+            return Err(format!(
                 "instance {id}: the replacement did not start ({e}); the old process keeps serving"
             ));
         }
@@ -114,15 +123,33 @@ impl Supervisor {
         };
         // A warm-up (fdpass `warmup`) comes on top of getting ready.
         let ready_timeout = Duration::from_millis(app.listen_timeout_ms + app.plane.warmup_ms);
-        if !self.replacement_ready(id, new_pid, ready_timeout).await {
-            if let Some(pid) = new_pid {
-                let _ = process::kill_group(pid, libc::SIGKILL);
+        let mut note = None;
+        match self.replacement_ready(id, new_pid, ready_timeout).await {
+            Replacement::Ready => {}
+            // PM2's rule: a replacement still alive at listen_timeout is
+            // kept and the old process goes, with a warning. herd's rule
+            // (`listen_timeout_keeps_old`), like a crash: the old one stays.
+            Replacement::Late if !app.listen_timeout_keeps_old => {
+                note = Some(format!(
+                    "warning: instance {id}: the replacement was not ready within {} ms (listen_timeout); kept it and stopped the old process, as PM2 does (`listen_timeout_keeps_old` keeps the old one instead)",
+                    ready_timeout.as_millis()
+                ));
+                log::info!(
+                    "{} [{id}] {}",
+                    app.name,
+                    note.as_deref().unwrap_or_default()
+                );
             }
-            self.restore(id, &old, new_pid);
-            return Some(format!(
-                "instance {id}: the replacement was not ready within {} ms (listen_timeout); it was stopped and the old process keeps serving",
-                ready_timeout.as_millis()
-            ));
+            Replacement::Late | Replacement::Gone => {
+                if let Some(pid) = new_pid {
+                    let _ = process::kill_group(pid, libc::SIGKILL);
+                }
+                self.restore(id, &old, new_pid);
+                return Err(format!(
+                    "instance {id}: the replacement was not ready within {} ms (listen_timeout); it was stopped and the old process keeps serving",
+                    ready_timeout.as_millis()
+                ));
+            }
         }
         let Previous {
             pid: old_pid,
@@ -136,7 +163,7 @@ impl Supervisor {
         // the last one, so the socket leaves the group when it exits.
         drop(listener);
         hand_over(old_pid, pidfd, &app, slot.as_ref(), ipc.as_ref()).await;
-        None
+        Ok(note)
     }
 
     fn set_listener(&self, id: u32, listener: Option<Arc<socket2::Socket>>) {
@@ -149,35 +176,36 @@ impl Supervisor {
     /// fdpass slot in rotation; a signal (Node preload `listening`,
     /// `process.send('ready')`, `READY=1`); or, for an app that sends none
     /// and is not asked to (`wait_ready` off, not a Node server), up for
-    /// `min_uptime`. False if it dies or the time runs out.
-    async fn replacement_ready(&self, id: u32, pid: Option<i32>, limit: Duration) -> bool {
+    /// `min_uptime`. [`Replacement::Gone`] if it dies (or its channel
+    /// does), [`Replacement::Late`] if it still runs when the time is out.
+    async fn replacement_ready(&self, id: u32, pid: Option<i32>, limit: Duration) -> Replacement {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             {
                 let table = self.table.borrow();
                 let Some(inst) = table.instances.get(&id) else {
-                    return false;
+                    return Replacement::Gone;
                 };
                 if inst.pid() != pid || inst.status != Status::Online {
-                    return false;
+                    return Replacement::Gone;
                 }
                 match inst.slot() {
-                    Some(s) if s.is_active() => return true,
-                    Some(s) if s.is_dead() => return false,
+                    Some(s) if s.is_active() => return Replacement::Ready,
+                    Some(s) if s.is_dead() => return Replacement::Gone,
                     Some(_) => {}
-                    None if inst.is_ready() => return true,
+                    None if inst.is_ready() => return Replacement::Ready,
                     None => {
                         let signals = inst.app.wait_ready
                             || (inst.listener.is_some() && launch::is_node_app(inst));
                         let stable = inst.app.min_uptime_ms.min(limit.as_millis() as u64);
                         if !signals && inst.uptime_ms() >= stable {
-                            return true;
+                            return Replacement::Ready;
                         }
                     }
                 }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
+                if tokio::time::Instant::now() >= deadline {
+                    return Replacement::Late;
+                }
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -216,6 +244,26 @@ impl Supervisor {
         }
         self.bump();
     }
+}
+
+/// What a reload did: per instance, why its old process keeps serving
+/// (`failed`), or a warning (a late replacement kept, PM2's rule).
+#[derive(Debug, Default)]
+pub struct Reloaded {
+    /// One line per instance whose replacement did not take over.
+    pub failed: Vec<String>,
+    /// One line per instance replaced with a warning.
+    pub warnings: Vec<String>,
+}
+
+/// How a reload's replacement came through its `listen_timeout`.
+enum Replacement {
+    /// Ready to serve.
+    Ready,
+    /// Died, or its instance was taken over meanwhile.
+    Gone,
+    /// Still running, not ready.
+    Late,
 }
 
 /// The process a reload replaces, kept until its replacement is ready.

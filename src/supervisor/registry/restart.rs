@@ -140,7 +140,12 @@ fn apply_patch(a: &mut AppSpec, p: &SpecPatch) {
     if let Some(k) = p.kill_timeout_ms {
         a.kill_timeout_ms = k;
     }
-    match p.watch {
+    let on = match (p.watch, p.toggle_watch) {
+        (Some(on), _) => Some(on),
+        (None, true) => Some(a.watch.is_empty()),
+        (None, false) => None,
+    };
+    match on {
         Some(true) if a.watch.is_empty() => a.watch = vec![a.cwd.clone()],
         Some(false) => a.watch.clear(),
         _ => {}

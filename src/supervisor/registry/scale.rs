@@ -1,5 +1,6 @@
-//! `herd scale`: instances added like the existing ones, or the highest
-//! indexes retired (out of rotation, finish, stop) and deleted.
+//! `herd scale`: instances added like the existing ones (at the lowest free
+//! indexes), or instances retired (out of rotation, finish, stop) and
+//! deleted: PM2's lowest ids first, or the highest indexes (`keep_indexes`).
 
 use std::rc::Rc;
 
@@ -52,7 +53,7 @@ impl Supervisor {
 
     /// Sets the number of instances of app `name` to `target` (at least 1).
     /// New instances start like the existing ones (same spec, same port or
-    /// data plane). Removal takes the highest indexes out of rotation
+    /// data plane). Removal ([`leaving`]) takes instances out of rotation
     /// first, then stops and deletes them. Returns the ids added or removed.
     pub async fn scale(
         self: &Rc<Self>,
@@ -65,7 +66,8 @@ impl Supervisor {
                 format!("`herd stop {name}` stops the app"),
             ));
         }
-        let current: Vec<(u32, u32)> = {
+        // (index, id) of the app's instances, and its spec's choice.
+        let (current, keep_indexes): (Vec<(u32, u32)>, bool) = {
             let table = self.table.borrow();
             let mut v: Vec<(u32, u32)> = table
                 .instances
@@ -74,7 +76,11 @@ impl Supervisor {
                 .map(|i| (i.index, i.id))
                 .collect();
             v.sort();
-            v
+            let keep = table
+                .instances
+                .values()
+                .any(|i| i.app.name == name && i.app.keep_indexes);
+            (v, keep)
         };
         let Some(&(_, first_id)) = current.first() else {
             return Err(refuse(
@@ -84,10 +90,7 @@ impl Supervisor {
         };
         let n = current.len() as u32;
         if target < n {
-            let gone: Vec<u32> = current[target as usize..]
-                .iter()
-                .map(|&(_, id)| id)
-                .collect();
+            let gone = leaving(&current, (n - target) as usize, keep_indexes);
             // Not in the middle of a reload: it would replace what leaves.
             let _no_reload = self.reload_lock.lock().await;
             self.retire(&gone).await;
@@ -104,7 +107,7 @@ impl Supervisor {
             (f.app.clone(), f.plane.clone(), shared, f.port)
         };
         let mut added = Vec::new();
-        for index in n..target {
+        for index in free_indexes(&current, (target - n) as usize) {
             let listener = match (&app.exec_mode, app.mode, port) {
                 (ExecMode::Cluster, Mode::Reuseport, Some(port)) => Some(
                     activation::join(&app.host, port, None)
@@ -137,5 +140,46 @@ impl Supervisor {
         for i in table.instances.values_mut().filter(|i| i.app.name == name) {
             i.app_instances = n;
         }
+    }
+}
+
+/// The ids scale-down removes, `count` of `current` ((index, id) pairs):
+/// PM2's rule, the lowest ids first; with `keep_indexes`, the highest
+/// indexes, so the rest keep 0..n-1.
+fn leaving(current: &[(u32, u32)], count: usize, keep_indexes: bool) -> Vec<u32> {
+    let mut v: Vec<(u32, u32)> = current.to_vec();
+    if keep_indexes {
+        v.sort_by(|a, b| b.cmp(a));
+    } else {
+        v.sort_by_key(|&(_, id)| id);
+    }
+    v.into_iter().take(count).map(|(_, id)| id).collect()
+}
+
+/// The `count` lowest instance indexes that no instance of `current` has
+/// (PM2 gives an added instance the lowest free `NODE_APP_INSTANCE`).
+fn free_indexes(current: &[(u32, u32)], count: usize) -> Vec<u32> {
+    let used: std::collections::BTreeSet<u32> = current.iter().map(|&(i, _)| i).collect();
+    (0..).filter(|i| !used.contains(i)).take(count).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{free_indexes, leaving};
+
+    #[test]
+    fn scale_down_takes_pm2s_lowest_ids_or_the_highest_indexes() {
+        // Scaled 4 → 3 → 4 the PM2 way: index 0 came back as id 4.
+        let cur = [(0, 4), (1, 1), (2, 2), (3, 3)];
+        assert_eq!(leaving(&cur, 2, false), vec![1, 2]);
+        assert_eq!(leaving(&cur, 2, true), vec![3, 2]);
+        assert_eq!(leaving(&cur, 0, false), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn added_instances_take_the_lowest_free_indexes() {
+        assert_eq!(free_indexes(&[(2, 2), (3, 3)], 3), vec![0, 1, 4]);
+        assert_eq!(free_indexes(&[(0, 0), (1, 1)], 2), vec![2, 3]);
+        assert_eq!(free_indexes(&[], 1), vec![0]);
     }
 }
