@@ -259,6 +259,10 @@ fn node_fairness_on_a_fresh_daemon(io: &str) {
     assert_eq!(counts.len(), 2, "{per:?}");
     let j = herd::metrics::fairness::jain(&counts);
     eprintln!("NODE FAIRNESS {io}: Jain {j:.4} over {per:?}");
+    let log = std::fs::read_to_string(h.root.join("herd.log")).unwrap_or_default();
+    for l in log.lines().filter(|l| l.contains("left out as slow")) {
+        eprintln!("  {l}");
+    }
     assert!(j >= 0.95, "Jain {j} over {per:?}");
     // `herd show` names the mode choice for a Node app.
     let show = h.run(&["show", "app"]).ok().stdout;

@@ -39,6 +39,12 @@ pub const OUTLIER: u64 = 4;
 pub const OUTLIER_GAP_NS: u64 = 2_500_000;
 /// Samples in the two windows before a worker can be judged at all.
 pub const FLOOR_SAMPLES: u32 = 4;
+/// An outlier's samples must have come in over at least this long. A
+/// healthy worker that the host did not run for a while (measured under
+/// the full test suite: a Node worker's floor at 5.8–7.8 ms over 8–11
+/// samples, the fastest worker's 0.3–0.5 ms) reports the connections it
+/// then finishes all at once; a slow worker's closes keep coming.
+pub const OUTLIER_SPAN_NS: u64 = 10_000_000;
 /// Connections a suspect worker (last judged an outlier, not measured
 /// since) may hold at a time: one probe. (least-conn picks in turn, so
 /// each probe slot it has is taken at once: with four, a 5 ms slow worker
@@ -75,6 +81,11 @@ pub struct Floor {
     /// The same for the window before it.
     prev: AtomicU64,
     prev_n: AtomicU32,
+    /// When the current and the previous window's first samples came, and
+    /// the latest sample (ns, the caller's clock).
+    cur_first: AtomicU64,
+    prev_first: AtomicU64,
+    last: AtomicU64,
 }
 
 impl Floor {
@@ -87,21 +98,26 @@ impl Floor {
         // window began belongs to the current window.
         let w = (now_ns / WINDOW_NS).max(have);
         if w != have || self.cur_n.load(Ordering::Relaxed) == 0 {
-            let (prev, prev_n) = if w == have + 1 {
+            let (prev, prev_n, prev_first) = if w == have + 1 {
                 (
                     self.cur.load(Ordering::Relaxed),
                     self.cur_n.load(Ordering::Relaxed),
+                    self.cur_first.load(Ordering::Relaxed),
                 )
             } else if w == have {
                 (
                     self.prev.load(Ordering::Relaxed),
                     self.prev_n.load(Ordering::Relaxed),
+                    self.prev_first.load(Ordering::Relaxed),
                 )
             } else {
-                (0, 0)
+                (0, 0, 0)
             };
             self.prev.store(prev, Ordering::Relaxed);
             self.prev_n.store(prev_n, Ordering::Relaxed);
+            self.prev_first.store(prev_first, Ordering::Relaxed);
+            self.cur_first.store(now_ns, Ordering::Relaxed);
+            self.last.store(now_ns, Ordering::Relaxed);
             *lows = [u64::MAX; RANK];
             lows[0] = ns;
             self.cur.store(ns, Ordering::Relaxed);
@@ -117,6 +133,19 @@ impl Floor {
         let n = self.cur_n.fetch_add(1, Ordering::Relaxed) + 1;
         self.cur
             .store(lows[(n as usize).min(RANK) - 1], Ordering::Relaxed);
+        self.last.fetch_max(now_ns, Ordering::Relaxed);
+    }
+
+    /// How long the samples [`Floor::get`] judges by took to come in (ns).
+    pub fn span(&self, now_ns: u64) -> u64 {
+        let w = now_ns / WINDOW_NS;
+        let have = self.win.load(Ordering::Acquire);
+        let first = if w == have && self.prev_n.load(Ordering::Relaxed) > 0 {
+            self.prev_first.load(Ordering::Relaxed)
+        } else {
+            self.cur_first.load(Ordering::Relaxed)
+        };
+        self.last.load(Ordering::Relaxed).saturating_sub(first)
     }
 
     /// Forgets every sample.
@@ -188,6 +217,16 @@ pub fn judge(floor: Option<(u64, u32)>, best: u64) -> Verdict {
     }
 }
 
+/// [`judge`] with the time the samples took to come in: an outlier whose
+/// slow samples all came at once (the host did not run it for a while) is
+/// not judged yet.
+pub fn judge_over(floor: Option<(u64, u32)>, span_ns: u64, best: u64) -> Verdict {
+    match judge(floor, best) {
+        Verdict::Outlier if span_ns < OUTLIER_SPAN_NS => Verdict::Unjudged,
+        v => v,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +287,36 @@ mod tests {
         assert_eq!(judge(fast.get(now), best), Verdict::Fit);
         assert_eq!(judge(hiccup.get(now), best), Verdict::Fit);
         assert_eq!(judge(slow.get(now), best), Verdict::Outlier);
+    }
+
+    #[test]
+    fn slow_samples_that_came_at_once_are_no_verdict_yet() {
+        let f = Floor::default();
+        let t0 = 3 * WINDOW_NS;
+        // A stalled worker catching up: eight slow closes within 1 ms.
+        for i in 0..8 {
+            f.record(6 * MS, t0 + i * 100_000);
+        }
+        assert!(f.span(t0 + MS) < OUTLIER_SPAN_NS);
+        assert_eq!(judge(f.get(t0 + MS), 300_000), Verdict::Outlier);
+        assert_eq!(
+            judge_over(f.get(t0 + MS), f.span(t0 + MS), 300_000),
+            Verdict::Unjudged
+        );
+        // Slow closes that keep coming, across a window boundary.
+        let t1 = t0 + WINDOW_NS - 4 * MS;
+        let g = Floor::default();
+        for i in 0..6 {
+            g.record(6 * MS, t1 + i * 2 * MS);
+        }
+        let now = t1 + 10 * MS;
+        assert_eq!(g.span(now), 10 * MS);
+        assert_eq!(
+            judge_over(g.get(now), g.span(now), 300_000),
+            Verdict::Outlier
+        );
+        // A fit worker is fit however fast its samples came.
+        assert_eq!(judge_over(Some((400_000, 8)), 0, 300_000), Verdict::Fit);
     }
 
     #[test]

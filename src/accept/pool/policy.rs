@@ -95,6 +95,18 @@ impl Slot {
             if self.suspect.load(Ordering::Relaxed) != on {
                 self.probe_min.store(u64::MAX, Ordering::Relaxed);
                 self.suspect.store(on, Ordering::Relaxed);
+                if on {
+                    // Rare (a transition), and what an operator asks first
+                    // when one worker gets less.
+                    let (f, n) = self.floor.get(now_ns).unwrap_or_default();
+                    log::info!(
+                        "instance {} pid {}: left out as slow (floor {} µs over {n} samples, fastest worker {} µs)",
+                        self.instance_id,
+                        self.pid,
+                        f / 1000,
+                        best / 1000
+                    );
+                }
             }
         };
         // A suspect gets a probe at a time, each to an idle worker that
@@ -116,7 +128,7 @@ impl Slot {
                 self.on_trial.store(true, Ordering::Relaxed);
             }
         }
-        let verdict = floor::judge(self.floor.get(now_ns), best);
+        let verdict = floor::judge_over(self.floor.get(now_ns), self.floor.span(now_ns), best);
         if verdict != floor::Verdict::Unjudged {
             self.on_trial.store(false, Ordering::Relaxed);
         }

@@ -12,15 +12,26 @@ struct FastAndSlow {
     _workers: [OwnedFd; 2],
 }
 
+/// `n` samples of `took` on `s`, 2 ms apart from `start` on (a worker's
+/// closes come in over time; see `floor::OUTLIER_SPAN_NS`).
+fn spread(s: &Slot, took: std::time::Duration, n: u32, start: Instant) {
+    for i in 0..n {
+        s.sample(took, start + std::time::Duration::from_millis(2 * i as u64));
+    }
+}
+
 fn fast_and_slow(policy: Policy) -> FastAndSlow {
     let pool = Pool::new(policy);
     let (fast, wf) = ready_slot(&pool, 0);
     let (slow, ws) = ready_slot(&pool, 1);
     let now = Instant::now();
-    for _ in 0..MIN_SAMPLES {
-        fast.sample(std::time::Duration::from_micros(100), now);
-        slow.sample(std::time::Duration::from_millis(5), now);
-    }
+    spread(
+        &fast,
+        std::time::Duration::from_micros(100),
+        MIN_SAMPLES,
+        now,
+    );
+    spread(&slow, std::time::Duration::from_millis(5), MIN_SAMPLES, now);
     for _ in 0..100 {
         pool.dispatch(conn());
     }
@@ -131,14 +142,17 @@ fn one_fast_probe_brings_a_suspect_back() {
     }
     slow.in_flight.store(50, Ordering::Relaxed);
     assert!(slow.fit(100_000, t, 1000), "fit: no limit");
-    // Slow on every connection again (windows later): out again after
-    // FLOOR_SAMPLES.
+    // Slow on every connection again (windows later): out again once its
+    // slow closes span OUTLIER_SPAN_NS.
     let later = now + std::time::Duration::from_nanos(3 * floor::WINDOW_NS);
     let tl = ns_since_epoch(later);
     slow.in_flight.store(0, Ordering::Relaxed);
-    for _ in 0..floor::FLOOR_SAMPLES {
-        slow.sample(std::time::Duration::from_millis(5), later);
-    }
+    spread(
+        &slow,
+        std::time::Duration::from_millis(5),
+        2 * floor::FLOOR_SAMPLES,
+        later,
+    );
     assert!(!slow.fit(100_000, tl, 1000));
     assert!(slow.suspect.load(Ordering::Relaxed));
     assert!(
@@ -186,4 +200,24 @@ fn one_long_connection_does_not_make_its_worker_an_outlier() {
         s.sample(std::time::Duration::from_millis(5), now);
     }
     assert!(s.service_ns(now).unwrap() > 4.0 * 500e3);
+}
+
+/// A healthy worker the host did not run for a while finishes what it
+/// held all at once: slow samples that came together leave it in.
+#[test]
+fn slow_closes_that_come_all_at_once_leave_a_worker_in() {
+    let pool = Pool::new(Policy::LeastConn);
+    let (a, _wa) = ready_slot(&pool, 0);
+    let (b, _wb) = ready_slot(&pool, 1);
+    let now = Instant::now();
+    spread(&a, std::time::Duration::from_micros(300), 32, now);
+    for _ in 0..11 {
+        b.sample(std::time::Duration::from_micros(7_800), now);
+    }
+    for _ in 0..100 {
+        pool.dispatch(conn());
+    }
+    assert_eq!(a.in_flight.load(Ordering::Relaxed), 50);
+    assert_eq!(b.in_flight.load(Ordering::Relaxed), 50);
+    assert!(!b.suspect.load(Ordering::Relaxed));
 }
