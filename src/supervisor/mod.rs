@@ -200,6 +200,20 @@ impl Instance {
             .is_some_and(|r| r.ready || r.slot.as_ref().is_some_and(|s| s.is_active()))
     }
 
+    /// The status `herd list` shows: as PM2, a `wait_ready` instance is
+    /// `launching` until it says it is ready or `listen_timeout` passes.
+    pub fn shown_status(&self) -> Status {
+        if self.status == Status::Online
+            && self.app.wait_ready
+            && !self.is_ready()
+            && self.uptime_ms() < self.app.listen_timeout_ms
+        {
+            Status::Launching
+        } else {
+            self.status
+        }
+    }
+
     /// The current process's pid.
     pub fn pid(&self) -> Option<i32> {
         self.running.as_ref().map(|r| r.pid)

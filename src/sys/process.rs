@@ -188,6 +188,16 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
+/// How long (ns) the main thread of `pid` has waited on a run queue, ready
+/// but not running, since it started (`/proc/PID/schedstat`, second field).
+pub fn runqueue_wait_ns(pid: i32) -> Option<u64> {
+    if pid <= 0 {
+        return None;
+    }
+    let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    s.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Turns the calling process into the leader of a new session, detached
 /// from the terminal. Used by `herd daemon` when started in the background.
 pub fn setsid() -> io::Result<()> {

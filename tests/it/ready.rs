@@ -44,7 +44,10 @@ fn start_notifier(
     ];
     args.extend_from_slice(extra);
     h.run(&args).ok();
-    h.wait_for("online", T, |l| l.len() == 1 && l[0]["status"] == "online")
+    // PM2 shows a wait_ready app `launching` until it is ready.
+    h.wait_for("launching", T, |l| {
+        l.len() == 1 && l[0]["status"] == "launching" && l[0]["pid"].is_i64()
+    })
 }
 
 #[test]
@@ -53,6 +56,8 @@ fn sd_notify_ready_from_a_child_process() {
     let flag = h.root.join("go");
     start_notifier(&h, &flag, &["--listen-timeout", "150ms"]);
     stays_unready(&h, Duration::from_millis(300));
+    // Past listen_timeout PM2 shows it online, ready or not.
+    assert_eq!(h.list()[0]["status"], "online");
     let log = std::fs::read_to_string(h.root.join("herd.log")).unwrap();
     assert!(
         log.contains("has not said it is ready after 150 ms"),
@@ -126,12 +131,16 @@ fn node_wait_ready_holds_connections_until_process_send_ready() {
         port,
         &["-i", "1", "--wait-ready", "--env", &env],
     );
-    h.wait_for("online", T, |l| l.len() == 1 && l[0]["status"] == "online");
+    h.wait_for("launching", T, |l| {
+        l.len() == 1 && l[0]["status"] == "launching" && l[0]["pid"].is_i64()
+    });
     // It listens, but said nothing yet: no connection is handed to it.
     stays_unready(&h, Duration::from_millis(500));
+    let j = h.run(&["jlist"]).ok().json();
+    assert_eq!(j[0]["pm2_env"]["status"], "launching", "{j}");
     std::fs::write(&flag, "").unwrap();
     h.wait_for("in rotation", T, |l| {
-        l[0]["ready"] == true && l[0]["in_rotation"] == true
+        l[0]["ready"] == true && l[0]["in_rotation"] == true && l[0]["status"] == "online"
     });
     let (_, _, body) = http_get(port).unwrap();
     assert!(body.starts_with("ready-app "), "{body}");

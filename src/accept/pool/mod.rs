@@ -114,6 +114,12 @@ pub struct Slot {
     /// Brought back by one fast probe and not judged fit since: held to
     /// [`floor::TRIAL_IN_FLIGHT`] connections at a time until it is.
     on_trial: AtomicBool,
+    /// Its process's run-queue wait at the last look (ns) and when that
+    /// was (ns since [`epoch`]; 0: never), and what it said (see
+    /// [`Slot::starved`]).
+    runq_wait: AtomicU64,
+    runq_at: AtomicU64,
+    runq_says: AtomicU8,
     /// The daemon keeps a copy of each connection sent (`HERD_KEEP_COPIES`,
     /// on unless `0`): see `SlotState::held`.
     keep: AtomicBool,

@@ -51,6 +51,16 @@ const STUCK_NS: u64 = 50_000_000;
 /// 5 ms slow worker reaches it 10 connections beyond.
 const STUCK_BACKLOG_NS: u64 = 50_000_000;
 
+/// A worker that waited for a CPU this share of the time is starved by the
+/// host, not slow (under the full test suite a healthy Node worker pinned
+/// to a busy core read floors of 3.4–7.8 ms against 0.3 ms and was left
+/// out for most of a second; a 5 ms slow worker is idle, not waiting).
+const STARVED_SHARE: f64 = 0.2;
+/// The run-queue wait is looked at most once per this many ns per worker…
+const RUNQ_EVERY_NS: u64 = 10_000_000;
+/// …and a look older than this does not count as the one before.
+const RUNQ_STALE_NS: u64 = 200_000_000;
+
 /// An unmeasured EWMA halves every this many ns, so a worker that was slow
 /// (and so gets nothing) is tried again now and then.
 const EWMA_HALF_LIFE_NS: f64 = 500e6;
@@ -128,7 +138,16 @@ impl Slot {
                 self.on_trial.store(true, Ordering::Relaxed);
             }
         }
-        let verdict = floor::judge_over(self.floor.get(now_ns), self.floor.span(now_ns), best);
+        let mut verdict = floor::judge_over(self.floor.get(now_ns), self.floor.span(now_ns), best);
+        // Before leaving a worker out: slow because the host does not run
+        // it (ready, waiting for a CPU) is load, not slowness. Plain
+        // least-conn already gives such a worker less.
+        if verdict == floor::Verdict::Outlier
+            && !self.suspect.load(Ordering::Relaxed)
+            && self.starved(now_ns) != Some(false)
+        {
+            verdict = floor::Verdict::Unjudged;
+        }
         if verdict != floor::Verdict::Unjudged {
             self.on_trial.store(false, Ordering::Relaxed);
         }
@@ -164,6 +183,42 @@ impl Slot {
                 }
             }
         }
+    }
+
+    /// Whether this worker's process spent at least [`STARVED_SHARE`] of
+    /// the time since the last look ready but not running (its run-queue
+    /// wait, `/proc/PID/schedstat`): `None` until two looks at least
+    /// [`RUNQ_EVERY_NS`] and at most [`RUNQ_STALE_NS`] apart exist. Looks
+    /// at most once per [`RUNQ_EVERY_NS`] (only a worker about to be left
+    /// out asks). A process whose schedstat cannot be read counts as not
+    /// starved, so the rule works as without this check.
+    pub(super) fn starved(&self, now_ns: u64) -> Option<bool> {
+        let at = self.runq_at.load(Ordering::Relaxed);
+        let since = now_ns.saturating_sub(at);
+        if at != 0 && since < RUNQ_EVERY_NS {
+            return match self.runq_says.load(Ordering::Relaxed) {
+                1 => Some(false),
+                2 => Some(true),
+                _ => None,
+            };
+        }
+        let Some(wait) = crate::sys::process::runqueue_wait_ns(self.pid) else {
+            return Some(false);
+        };
+        let before = self.runq_wait.swap(wait, Ordering::Relaxed);
+        self.runq_at.store(now_ns.max(1), Ordering::Relaxed);
+        let says = if at == 0 || since > RUNQ_STALE_NS {
+            None
+        } else {
+            Some(wait.saturating_sub(before) as f64 >= since as f64 * STARVED_SHARE)
+        };
+        let code = match says {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        };
+        self.runq_says.store(code, Ordering::Relaxed);
+        says
     }
 
     /// The service-time estimate at `now`, in ns, decayed since its last

@@ -100,7 +100,7 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         channel: inst.slot().map(|s| s.channel_kind()),
         in_rotation: inst.slot().is_some_and(|s| s.is_active()),
         left_out_slow: inst.slot().is_some_and(|s| s.is_left_out_slow()),
-        status: inst.status,
+        status: inst.shown_status(),
         pid: inst.pid().filter(|_| inst.status.is_running()),
         core: inst.core,
         port: inst.port.or_else(|| {

@@ -221,3 +221,60 @@ fn slow_closes_that_come_all_at_once_leave_a_worker_in() {
     assert_eq!(b.in_flight.load(Ordering::Relaxed), 50);
     assert!(!b.suspect.load(Ordering::Relaxed));
 }
+
+/// A process that waits for a CPU (two busy loops on one core) is starved;
+/// one that sleeps is not. The first look only records.
+#[test]
+fn starved_reads_the_run_queue_wait() {
+    if std::process::Command::new("taskset")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED starved_reads_the_run_queue_wait: no taskset");
+        assert!(std::env::var_os("HERD_REQUIRE").is_none(), "taskset needed");
+        return;
+    }
+    let spawn = |cmd: &str| {
+        std::process::Command::new("taskset")
+            .args(["-c", "0", "sh", "-c", cmd])
+            .spawn()
+            .unwrap()
+    };
+    let mut busy = [
+        spawn("exec sh -c 'while :; do :; done'"),
+        spawn("while :; do :; done"),
+    ];
+    let mut idle = spawn("exec sleep 5");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let make = |pid: u32| {
+        let (ours, theirs) = socketpair(PairKind::SeqPacket).unwrap();
+        let peer = theirs.try_clone().unwrap();
+        (
+            Slot::new(0, pid as i32, ours, Wire::herd(Some(peer), None)),
+            theirs,
+        )
+    };
+    let (b, _wb) = make(busy[0].id());
+    let (i, _wi) = make(idle.id());
+    let t0 = ns_since_epoch(Instant::now());
+    assert_eq!(b.starved(t0), None, "one look says nothing");
+    assert_eq!(i.starved(t0), None);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let t1 = ns_since_epoch(Instant::now());
+    let (sb, si) = (b.starved(t1), i.starved(t1));
+    assert_eq!(b.starved(t1 + 1), sb, "cached within RUNQ_EVERY_NS");
+    for c in busy.iter_mut().chain([&mut idle]) {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    assert_eq!(
+        sb,
+        Some(true),
+        "two busy loops on one core wait half the time"
+    );
+    assert_eq!(si, Some(false), "a sleeping process waits for nothing");
+    // A process that is gone: judged as without the check.
+    let (g, _wg) = make(busy[0].id());
+    assert_eq!(g.starved(t1), Some(false));
+}
