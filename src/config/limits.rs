@@ -24,6 +24,23 @@ fn invalid(what: &str, value: impl ToString, expected: &str) -> Error {
     }
 }
 
+/// Bun or Deno as the interpreter of a cluster app, which herd cannot run
+/// yet: its Node preload is not loaded for them, neither takes a
+/// connection over Node's cluster channel, and (measured, Bun 1.4.5) Bun's
+/// `node:http` reports listening on `{fd: 3}` but serves nothing there.
+/// Both run as fork-mode processes.
+fn unsupported_cluster_runtime(spec: &AppSpec) -> Option<&'static str> {
+    if spec.exec_mode != super::ExecMode::Cluster {
+        return None;
+    }
+    let interp = spec.interpreter.as_deref()?;
+    match std::path::Path::new(interp).file_name()?.to_str()? {
+        "bun" => Some("Bun"),
+        "deno" => Some("Deno"),
+        _ => None,
+    }
+}
+
 /// Checks a spec that arrived in a `start` request.
 pub fn check_spec(spec: &AppSpec) -> Result<()> {
     if let Instances::Count(n) = spec.instances {
@@ -51,6 +68,16 @@ pub fn check_spec(spec: &AppSpec) -> Result<()> {
     }
     if spec.name.trim().is_empty() {
         return Err(invalid("name", &spec.name, "a non-empty app name"));
+    }
+    if let Some(rt) = unsupported_cluster_runtime(spec) {
+        return Err(invalid(
+            "exec_mode",
+            "cluster",
+            &format!(
+                "fork mode for a {rt} app (`-x` or `exec_mode: fork`; the app binds its own \
+                 port): herd does not run {rt} apps in cluster mode yet"
+            ),
+        ));
     }
     let durations = [
         ("kill_timeout", spec.kill_timeout_ms),
