@@ -24,20 +24,21 @@ fn invalid(what: &str, value: impl ToString, expected: &str) -> Error {
     }
 }
 
-/// Bun or Deno as the interpreter of a cluster app, which herd cannot run
-/// yet: its Node preload is not loaded for them, neither takes a
-/// connection over Node's cluster channel, and (measured, Bun 1.4.5) Bun's
-/// `node:http` reports listening on `{fd: 3}` but serves nothing there.
-/// Both run as fork-mode processes.
+/// A cluster app herd cannot run in its mode: Deno in any (its preload
+/// is not loaded for Deno, which takes no connection over Node's cluster
+/// channel), Bun in any but reuseport (measured, Bun 1.4.5: its
+/// `node:http` reports listening on `{fd: 3}` but serves nothing there,
+/// and it takes no connection over the cluster channel; as a cluster
+/// worker it binds its own `SO_REUSEPORT` socket, which reuseport mode
+/// lets it do: [`super::binds_own_reuseport`]).
 fn unsupported_cluster_runtime(spec: &AppSpec) -> Option<&'static str> {
     if spec.exec_mode != super::ExecMode::Cluster {
         return None;
     }
-    let interp = spec.interpreter.as_deref()?;
-    match std::path::Path::new(interp).file_name()?.to_str()? {
-        "bun" => Some("Bun"),
-        "deno" => Some("Deno"),
-        _ => None,
+    match super::runtime(spec)? {
+        super::Runtime::Bun if spec.mode == crate::accept::Mode::Reuseport => None,
+        super::Runtime::Bun => Some("Bun"),
+        super::Runtime::Deno => Some("Deno"),
     }
 }
 
@@ -75,7 +76,12 @@ pub fn check_spec(spec: &AppSpec) -> Result<()> {
             "cluster",
             &format!(
                 "fork mode for a {rt} app (`-x` or `exec_mode: fork`; the app binds its own \
-                 port): herd does not run {rt} apps in cluster mode yet"
+                 port){}: herd does not run {rt} apps in this cluster mode yet",
+                if rt == "Bun" {
+                    ", or `--mode reuseport`"
+                } else {
+                    ""
+                }
             ),
         ));
     }

@@ -283,6 +283,35 @@ impl AppSpec {
     }
 }
 
+/// A JavaScript runtime other than Node, by the interpreter's file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// `bun`.
+    Bun,
+    /// `deno`.
+    Deno,
+}
+
+/// The runtime `spec` runs under, when it is Bun or Deno.
+pub fn runtime(spec: &AppSpec) -> Option<Runtime> {
+    let interp = spec.interpreter.as_deref()?;
+    match Path::new(interp).file_name()?.to_str()? {
+        "bun" => Some(Runtime::Bun),
+        "deno" => Some(Runtime::Deno),
+        _ => None,
+    }
+}
+
+/// A cluster app whose processes bind the port themselves with
+/// `SO_REUSEPORT` (Bun started as a cluster worker), so herd holds no
+/// listener for it: herd's own in the group would take connections nobody
+/// accepts.
+pub fn binds_own_reuseport(spec: &AppSpec) -> bool {
+    spec.exec_mode == ExecMode::Cluster
+        && spec.mode == crate::accept::Mode::Reuseport
+        && runtime(spec) == Some(Runtime::Bun)
+}
+
 /// The interpreter PM2 would pick for a script, by extension.
 pub fn interpreter_for(script: &Path) -> Option<&'static str> {
     match script.extension().and_then(|e| e.to_str()) {

@@ -85,6 +85,12 @@ pub fn environment(inst: &Instance, notify: &Path) -> Vec<(String, String)> {
         env.insert("LISTEN_FDS".into(), "1".into());
         env.insert("LISTEN_FDNAMES".into(), app.name.clone());
     }
+    if crate::config::binds_own_reuseport(app) {
+        // Bun as a cluster worker binds `listen(PORT)` with SO_REUSEPORT
+        // itself (it needs no channel for that): one socket per process,
+        // all in one group.
+        env.insert("NODE_UNIQUE_ID".into(), inst.id.to_string());
+    }
     // sd_notify(3): `READY=1` on this datagram socket says the app is ready
     // (any language; herd's hello worker sends it).
     env.insert(

@@ -21,5 +21,6 @@ mod ready;
 mod reload;
 mod reuseport;
 mod run;
+mod runtimes;
 mod startup;
 mod watch;

@@ -713,17 +713,3 @@ fn scale_down_removes_the_lowest_ids_unless_the_app_keeps_its_indexes() {
     h.run(&["scale", "eco", "1"]).ok();
     assert_eq!(pairs(&h, "eco"), vec![(8, 0)]);
 }
-
-#[test]
-fn bun_and_deno_in_cluster_mode_are_refused_by_name_and_fork_mode_is_not() {
-    let h = TestHome::new();
-    let a = script(&h.root, "rt.sh", "while true; do sleep 0.05; done\n");
-    for rt in ["bun", "/opt/deno/bin/deno"] {
-        h.run(&["start", &a, "--interpreter", rt, "-i", "2", "--name", "rt"])
-            .fails_with("herd does not run");
-    }
-    assert!(h.list().is_empty(), "nothing started");
-    // Fork mode is tried (here the interpreter is missing: its own error).
-    let o = h.run(&["start", &a, "--interpreter", "bun", "-x", "--name", "rt"]);
-    assert!(!o.stderr.contains("herd does not run"), "{}", o.stderr);
-}

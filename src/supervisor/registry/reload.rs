@@ -82,16 +82,21 @@ impl Supervisor {
         };
         // Fork mode (PM2 too): the app binds its own port, so a second copy
         // could not start next to the first; reload is a restart.
-        let Some(old) = old.filter(|o| o.slot.is_some() || o.listener.is_some()) else {
+        let Some(old) = old.filter(|o| {
+            o.slot.is_some() || o.listener.is_some() || crate::config::binds_own_reuseport(&o.app)
+        }) else {
             return match self.restart(&[id]).await.into_iter().next() {
                 Some(f) => Err(f),
                 None => Ok(None),
             };
         };
         let app = old.app.clone();
-        if let (ExecMode::Cluster, Mode::Reuseport, Some(port)) =
-            (app.exec_mode, app.mode, old.port)
-        {
+        if let (ExecMode::Cluster, Mode::Reuseport, Some(port), false) = (
+            app.exec_mode,
+            app.mode,
+            old.port,
+            crate::config::binds_own_reuseport(&app),
+        ) {
             // The old listener stays in the group (and keeps its queue)
             // until the old process has stopped. A kept (systemd) listener
             // is the replacement's too: it must stay accepted on.

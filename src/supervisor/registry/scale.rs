@@ -109,6 +109,7 @@ impl Supervisor {
         let mut added = Vec::new();
         for index in free_indexes(&current, (target - n) as usize) {
             let listener = match (&app.exec_mode, app.mode, port) {
+                _ if crate::config::binds_own_reuseport(&app) => None,
                 (ExecMode::Cluster, Mode::Reuseport, Some(port)) => Some(
                     activation::join(&app.host, port, None)
                         .map_err(|e| refuse(e.to_string(), "free the port"))?,

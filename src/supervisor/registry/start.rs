@@ -76,6 +76,7 @@ impl Supervisor {
         let mut listeners: Vec<Option<Arc<socket2::Socket>>> = vec![None; n as usize];
         if spec.exec_mode == ExecMode::Cluster {
             match (spec.mode, spec.port) {
+                (Mode::Reuseport, Some(_)) if crate::config::binds_own_reuseport(&spec) => {}
                 (Mode::Reuseport, Some(port)) => {
                     listeners = activation::reuseport_group(&spec.host, port, n as usize)
                         .map_err(bind_refusal)?

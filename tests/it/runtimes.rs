@@ -1,0 +1,162 @@
+//! Other JavaScript runtimes (#18): Bun in cluster mode (reuseport, each
+//! process binding its own `SO_REUSEPORT` socket), and what herd refuses.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::harness::*;
+
+const T: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Bun, from `HERD_BUN`, PATH, or installed from npm (bun@1.4.5) under the
+/// test build's temp folder once; `None` (a loud SKIP) if none can be had.
+fn bun() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HERD_BUN") {
+        return Some(PathBuf::from(p));
+    }
+    let on_path = std::process::Command::new("bun").arg("--version").output();
+    if on_path.is_ok_and(|o| o.status.success()) {
+        return Some(PathBuf::from("bun"));
+    }
+    let prefix = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bun");
+    let exe = prefix.join("node_modules/.bin/bun");
+    if !exe.exists() {
+        let out = std::process::Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(&prefix)
+            .arg("bun@1.4.5")
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                herd::testing::skip(
+                    "bun",
+                    &format!(
+                        "`npm install bun` failed: {}",
+                        String::from_utf8_lossy(&o.stderr)
+                    ),
+                );
+                return None;
+            }
+            Err(e) => {
+                herd::testing::skip("bun", &format!("npm not available: {e}"));
+                return None;
+            }
+        }
+    }
+    let works = std::process::Command::new(&exe).arg("--version").output();
+    if !works.is_ok_and(|o| o.status.success()) {
+        herd::testing::skip("bun", "the installed bun does not run here");
+        return None;
+    }
+    Some(exe)
+}
+
+/// Until every pid of `l` has answered on `port` (bounded).
+fn all_answer(port: u16, l: &[serde_json::Value]) {
+    let want: BTreeSet<String> = pids(l).iter().map(|p| p.to_string()).collect();
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let seen = distinct_responders(port, 60, Some("x-worker"));
+        assert!(seen.is_subset(&want), "{seen:?} vs {want:?}");
+        if seen == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all serve: {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn bun_cluster_app_serves_from_every_process_reloads_and_scales() {
+    let Some(bun) = bun() else {
+        return;
+    };
+    let bun = bun.to_string_lossy().into_owned();
+    let h = TestHome::new();
+    let port = free_port();
+    let p = port.to_string();
+    let script = app("node/app.js");
+    // fdpass (the default) cannot work under Bun: refused, naming reuseport.
+    h.run(&[
+        "start",
+        &script,
+        "--interpreter",
+        &bun,
+        "-i",
+        "2",
+        "--port",
+        &p,
+    ])
+    .fails_with("--mode reuseport");
+    h.run(&[
+        "start",
+        &script,
+        "--interpreter",
+        &bun,
+        "-i",
+        "2",
+        "--port",
+        &p,
+        "--mode",
+        "reuseport",
+        "--name",
+        "b",
+        "--host",
+        "127.0.0.1",
+    ])
+    .ok();
+    let l = h.wait_for("2 online", T, |l| {
+        l.len() == 2 && l.iter().all(|i| i["status"] == "online")
+    });
+    wait_http(port, T);
+    all_answer(port, &l);
+    // Replacement first: the new processes join the group, then the old go.
+    let before = pids(&l);
+    h.run(&["reload", "b"]).ok();
+    let l = h.list();
+    assert!(pids(&l).iter().all(|p| !before.contains(p)), "{l:#?}");
+    all_answer(port, &l);
+    h.run(&["scale", "b", "3"]).ok();
+    let l = h.wait_for("3 online", T, |l| {
+        l.len() == 3 && l.iter().all(|i| i["status"] == "online")
+    });
+    all_answer(port, &l);
+}
+
+#[test]
+fn deno_in_cluster_mode_and_bun_outside_reuseport_are_refused_and_fork_mode_is_not() {
+    let h = TestHome::new();
+    let a = app("scripts/sleep.sh");
+    for (rt, mode) in [
+        ("/opt/deno/bin/deno", "reuseport"),
+        ("deno", "fdpass"),
+        ("bun", "shared"),
+    ] {
+        h.run(&[
+            "start",
+            &a,
+            "--interpreter",
+            rt,
+            "-i",
+            "2",
+            "--mode",
+            mode,
+            "--name",
+            "rt",
+        ])
+        .fails_with("herd does not run");
+    }
+    assert!(h.list().is_empty(), "nothing started");
+    // Fork mode is tried (the interpreter may be missing here: its own error).
+    let o = h.run(&["start", &a, "--interpreter", "deno", "-x", "--name", "rt"]);
+    assert!(!o.stderr.contains("herd does not run"), "{}", o.stderr);
+}
