@@ -13,15 +13,18 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{ecosystem, AppSpec};
 use crate::error::{Error, Result};
-use crate::protocol::{OnExisting, Request};
+use crate::protocol::{OnExisting, Request, Response};
 
 /// Options of `herd import-pm2`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// PM2's dump file (default `$PM2_HOME/dump.pm2`, else `~/.pm2/dump.pm2`).
     pub path: Option<PathBuf>,
-    /// Ask a running PM2 for its list instead (not supported yet).
-    #[arg(long = "from-running")]
+    /// Take over a running PM2: its list (`pm2 jlist`), its listening
+    /// sockets (herd accepts from the same ones), each app ready under
+    /// herd before PM2's copy is deleted, then PM2 stopped. `PM2_BIN`
+    /// names PM2's command (default `pm2` on PATH).
+    #[arg(long = "from-running", conflicts_with = "path")]
     pub from_running: bool,
     /// Print the ecosystem file the dump maps to and start nothing.
     #[arg(long = "dry-run")]
@@ -91,6 +94,9 @@ const PM2_OWN: &[&str] = &[
     "username",
     "windowsHide",
     "_pm2_version",
+    "node_version",
+    "version",
+    "kill_retry_time",
 ];
 
 /// Variables of a dumped `env` that are the environment PM2 ran in, not
@@ -187,10 +193,14 @@ pub fn map_dump(dump: &Value) -> Result<(Value, Vec<String>)> {
             app.insert("env".into(), Value::Object(own));
         }
         if let Value::Object(m) = env {
+            // A live list (`pm2 jlist`) also spreads the process's
+            // environment over pm2_env: those are env, not settings.
+            let vars = env.get("env").and_then(Value::as_object);
             let left: Vec<&str> = m
                 .keys()
                 .map(String::as_str)
                 .filter(|k| !SAME.contains(k) && !PM2_OWN.contains(k) && !k.starts_with("axm"))
+                .filter(|k| !vars.is_some_and(|v| v.contains_key(*k)))
                 .collect();
             if !left.is_empty() {
                 notes.push(format!("`{name}`: not mapped: {}", left.join(", ")));
@@ -225,10 +235,7 @@ fn default_path() -> Result<PathBuf> {
 /// Runs `herd import-pm2`.
 pub fn run(a: ImportArgs) -> Result<()> {
     if a.from_running {
-        return Err(Error::Remote {
-            message: "--from-running is not supported yet".into(),
-            hint: Some("run `pm2 save`, then `herd import-pm2` reads the dump".into()),
-        });
+        return from_running(a.dry_run);
     }
     let path = match a.path {
         Some(p) => p,
@@ -247,6 +254,12 @@ pub fn run(a: ImportArgs) -> Result<()> {
     if a.dry_run {
         return super::output::print_json(&doc);
     }
+    super::start::send(start_requests(&doc)?, false)
+}
+
+/// The start requests for a mapped dump (apps already in herd's list are
+/// left alone).
+fn start_requests(doc: &Value) -> Result<Vec<Request>> {
     let cwd = super::current_dir()?;
     let text = serde_json::to_string(&doc).map_err(|e| Error::Protocol(e.to_string()))?;
     let loaded =
@@ -263,5 +276,158 @@ pub fn run(a: ImportArgs) -> Result<()> {
             existing: OnExisting::Skip,
         })
         .collect();
-    super::start::send(reqs, false)
+    Ok(reqs)
+}
+
+/// PM2's command: `PM2_BIN`, else `pm2` on PATH, never herd itself (the
+/// `pm2` alias).
+fn pm2_command() -> Result<PathBuf> {
+    let named = std::env::var_os("PM2_BIN").map(PathBuf::from);
+    let path = std::env::var("PATH").ok();
+    let found = match named {
+        Some(p) => Some(p),
+        None => crate::sys::spawn::which("pm2", path.as_deref(), Path::new("/")),
+    };
+    let Some(pm2) = found else {
+        return Err(Error::Remote {
+            message: "no `pm2` command on PATH to ask for the running list".into(),
+            hint: Some("set PM2_BIN to PM2's bin/pm2".into()),
+        });
+    };
+    let me = std::env::current_exe().unwrap_or_default();
+    if super::startup::same_file(&pm2, &me) {
+        return Err(Error::Remote {
+            message: format!("{} is herd's own `pm2` alias, not PM2", pm2.display()),
+            hint: Some("set PM2_BIN to PM2's bin/pm2".into()),
+        });
+    }
+    Ok(pm2)
+}
+
+/// Runs PM2 with `args`; its stdout, or an error with its stderr.
+fn pm2(cmd: &Path, args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::io(format!("cannot run {}", cmd.display()), e))?;
+    if !out.status.success() {
+        return Err(Error::Remote {
+            message: format!(
+                "`pm2 {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            hint: None,
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The pid of PM2's daemon (its God process, which holds the cluster
+/// apps' listening sockets), from `$PM2_HOME/pm2.pid`, if it runs.
+fn pm2_daemon_pid() -> Result<i32> {
+    let pid_file = default_path()?.with_file_name("pm2.pid");
+    let pid = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|&p| crate::sys::process::alive(p));
+    pid.ok_or_else(|| Error::Remote {
+        message: format!("no running PM2: no live pid in {}", pid_file.display()),
+        hint: Some("PM2_HOME names PM2's home (default ~/.pm2)".into()),
+    })
+}
+
+/// Longest wait for the imported apps to be ready under herd.
+const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `herd import-pm2 --from-running`.
+fn from_running(dry_run: bool) -> Result<()> {
+    let cmd = pm2_command()?;
+    let god = pm2_daemon_pid()?;
+    let list: Value = serde_json::from_str(pm2(&cmd, &["jlist"])?.trim())
+        .map_err(|e| Error::Protocol(format!("`pm2 jlist` did not print a JSON list: {e}")))?;
+    let (doc, notes) = map_dump(&list)?;
+    for n in &notes {
+        eprintln!("[herd] {n}");
+    }
+    if dry_run {
+        return super::output::print_json(&doc);
+    }
+    let names: Vec<String> = doc["apps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["name"].as_str().map(String::from))
+        .collect();
+    if names.is_empty() {
+        return Err(Error::Remote {
+            message: "PM2 runs no app herd can take over".into(),
+            hint: None,
+        });
+    }
+    // PM2's listening sockets first: herd's apps accept from the same ones.
+    match crate::client::call(&Request::TakeListeners { pid: god })? {
+        Response::Done { notes, .. } => notes.iter().for_each(|n| eprintln!("[herd] {n}")),
+        other => return Err(crate::client::unexpected(&other)),
+    }
+    for req in start_requests(&doc)? {
+        match crate::client::call(&req)? {
+            Response::Done { notes, .. } => notes.iter().for_each(|n| eprintln!("[herd] {n}")),
+            other => return Err(crate::client::unexpected(&other)),
+        }
+    }
+    wait_ready(&names)?;
+    for name in &names {
+        pm2(&cmd, &["delete", name])?;
+        eprintln!("[herd] `{name}` serves under herd; deleted from PM2");
+    }
+    let left: Value = serde_json::from_str(pm2(&cmd, &["jlist"])?.trim()).unwrap_or(Value::Null);
+    match left.as_array().map(Vec::len) {
+        Some(0) => {
+            pm2(&cmd, &["kill"])?;
+            eprintln!("[herd] PM2 had nothing left: stopped it (`pm2 kill`)");
+        }
+        Some(n) => eprintln!("[herd] PM2 keeps running: {n} process(es) herd did not take over"),
+        None => eprintln!("[herd] PM2 left running (its list could not be read)"),
+    }
+    crate::cli::list::print_table()
+}
+
+/// Waits until every instance of `names` is online, and in the rotation
+/// where herd dispatches (fdpass): only then may PM2's copy go.
+fn wait_ready(names: &[String]) -> Result<()> {
+    let deadline = std::time::Instant::now() + READY_WAIT;
+    loop {
+        let instances = match crate::client::call(&Request::List)? {
+            Response::Instances { instances } => instances,
+            other => return Err(crate::client::unexpected(&other)),
+        };
+        let mine: Vec<_> = instances
+            .iter()
+            .filter(|i| names.contains(&i.name))
+            .collect();
+        let ready = |i: &&crate::protocol::InstanceInfo| {
+            i.status == crate::protocol::Status::Online && (i.channel.is_none() || i.in_rotation)
+        };
+        if !mine.is_empty() && mine.iter().all(ready) {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            let late: Vec<String> = mine
+                .iter()
+                .filter(|i| !ready(i))
+                .map(|i| format!("{} [{}]", i.name, i.id))
+                .collect();
+            return Err(Error::Remote {
+                message: format!(
+                    "not ready under herd within {} s: {}; PM2 keeps serving them",
+                    READY_WAIT.as_secs(),
+                    late.join(", ")
+                ),
+                hint: Some("`herd logs` shows why; `herd delete` them to retry".into()),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -259,3 +259,48 @@ impl std::fmt::Debug for AppSpec {
         write!(f, "AppSpec {v}")
     }
 }
+
+/// Settings `herd restart` and `herd reload` change in the stored spec
+/// before acting, as PM2's `pm2 restart api --node-args=…` does; the value
+/// `null` on the command line removes a setting (`remove`).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecPatch {
+    /// `--node-args`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter_args: Option<Vec<String>>,
+    /// `--max-memory-restart` (bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_restart: Option<u64>,
+    /// `--kill-timeout` (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_timeout_ms: Option<u64>,
+    /// `--no-watch` (false); true turns watching on whatever it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<bool>,
+    /// `--watch` on restart or reload: watching toggles (on if it was off,
+    /// off if it was on), as PM2's `restart --watch` does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub toggle_watch: bool,
+    /// `--env KEY=VALUE`, added over the app's env.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Settings to remove (`--node-args=null`): `node_args`,
+    /// `max_memory_restart`; the daemon refuses others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+impl std::fmt::Debug for SpecPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut v = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        redact_envs(&mut v);
+        write!(f, "SpecPatch {v}")
+    }
+}
+
+impl SpecPatch {
+    /// Nothing to change.
+    pub fn is_empty(&self) -> bool {
+        *self == SpecPatch::default()
+    }
+}

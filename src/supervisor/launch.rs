@@ -6,7 +6,6 @@ use std::ffi::OsStr;
 use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::Instance;
@@ -30,21 +29,8 @@ pub fn install_node_preload(home: &Home) -> io::Result<()> {
     crate::home::write_atomic(&path, NODE_PRELOAD.as_bytes())
 }
 
-/// Finds `prog` in `path_var` (a `PATH` value) unless it already has a `/`.
-pub fn which(prog: &str, path_var: Option<&str>, cwd: &Path) -> Option<PathBuf> {
-    if prog.contains('/') {
-        let p = cwd.join(prog);
-        return is_executable(&p).then_some(p);
-    }
-    let path_var = path_var.unwrap_or("/usr/local/bin:/usr/bin:/bin");
-    std::env::split_paths(path_var)
-        .map(|d| d.join(prog))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
+use crate::sys::spawn::is_executable;
+pub use crate::sys::spawn::which;
 
 /// The full environment of an instance: inherited, then the app's `--env`,
 /// then what herd sets (PM2's names first, so unmodified apps find them).

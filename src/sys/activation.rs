@@ -26,6 +26,53 @@ pub struct Passed {
     pub reuseport: bool,
 }
 
+/// Copies of the TCP listeners process `pid` holds (`pidfd_getfd(2)`:
+/// the same sockets, so both processes accept from one queue), to take
+/// over another process manager's ports without closing them. Needs the
+/// right to ptrace `pid` (same user, or CAP_SYS_PTRACE). Each comes as a
+/// [`Passed`] named `taken-<pid>`, `num` its descriptor number there.
+pub fn take_listeners_of(pid: i32) -> std::io::Result<Vec<Passed>> {
+    let pidfd = super::process::pidfd_open(pid)?;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let entry = entry?;
+        let Some(num) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
+        if !is_socket {
+            continue;
+        }
+        // SAFETY: pidfd_getfd takes a pidfd, a descriptor number in that
+        // process and flags (0); it returns a new close-on-exec fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), num, 0) };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EBADF) {
+                continue; // closed meanwhile
+            }
+            return Err(e);
+        }
+        // SAFETY: the syscall returned a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        if let Ok((addr, reuseport)) = check_listener(fd.as_fd()) {
+            out.push(Passed {
+                fd,
+                num,
+                name: format!("taken-{pid}"),
+                addr,
+                reuseport,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// What `LISTEN_FDS` held.
 #[derive(Debug, Default)]
 pub struct Taken {

@@ -13,6 +13,8 @@ use std::ffi::{CString, OsStr};
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use super::cvt;
 
@@ -317,6 +319,22 @@ unsafe fn child_after_fork(
         libc::execve(program, argv, envp);
         fail(err_fd)
     }
+}
+
+/// Finds `prog` in `path_var` (a `PATH` value) unless it already has a `/`.
+pub fn which(prog: &str, path_var: Option<&str>, cwd: &Path) -> Option<PathBuf> {
+    if prog.contains('/') {
+        let p = cwd.join(prog);
+        return is_executable(&p).then_some(p);
+    }
+    let path_var = path_var.unwrap_or("/usr/local/bin:/usr/bin:/bin");
+    std::env::split_paths(path_var)
+        .map(|d| d.join(prog))
+        .find(|p| is_executable(p))
+}
+
+pub fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]

@@ -415,3 +415,58 @@ pub fn kill_a_frozen_worker_under_load(h: &TestHome, port: u16, victim: i64) {
         "the frozen worker served nothing"
     );
 }
+
+/// A command-line tool from npm for comparisons (Bun, PM2): from the
+/// variable `var`, PATH (`bin`), or installed once from npm (`pkg`) under
+/// the test build's temp folder. `None` after a loud SKIP (`what`) if none
+/// can be had.
+pub fn npm_tool(what: &str, var: &str, pkg: &str, bin: &str) -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    use std::process::Command;
+    if let Some(p) = std::env::var_os(var) {
+        return Some(PathBuf::from(p));
+    }
+    if Command::new(bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Some(PathBuf::from(bin));
+    }
+    let prefix = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(what);
+    let exe = prefix.join("node_modules/.bin").join(bin);
+    if !exe.exists() {
+        let out = Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(&prefix)
+            .arg(pkg)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                let why = String::from_utf8_lossy(&o.stderr).into_owned();
+                herd::testing::skip(what, &format!("`npm install {pkg}` failed: {why}"));
+                return None;
+            }
+            Err(e) => {
+                herd::testing::skip(what, &format!("npm not available: {e}"));
+                return None;
+            }
+        }
+    }
+    if !Command::new(&exe)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        herd::testing::skip(what, &format!("the installed {bin} does not run here"));
+        return None;
+    }
+    Some(exe)
+}

@@ -23,4 +23,5 @@ mod reuseport;
 mod run;
 mod runtimes;
 mod startup;
+mod takeover;
 mod watch;

@@ -655,8 +655,13 @@ fn import_pm2_takes_over_the_apps_of_a_pm2_dump() {
     // Again: nothing is duplicated.
     h.run(&["import-pm2", &p]).ok();
     assert_eq!(h.list().len(), 3);
-    h.run(&["import-pm2", "--from-running"])
-        .fails_with("--from-running");
+    let empty = h.root.join("no-pm2");
+    std::fs::create_dir_all(&empty).unwrap();
+    TestHome::new()
+        .with_env("PM2_HOME", &empty.to_string_lossy())
+        .with_env("PM2_BIN", "/bin/true")
+        .run(&["import-pm2", "--from-running"])
+        .fails_with("no running PM2");
     h.run(&["import-pm2", &h.root.join("nope").to_string_lossy()])
         .fails_with("cannot read");
 }

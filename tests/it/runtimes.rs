@@ -2,60 +2,15 @@
 //! process binding its own `SO_REUSEPORT` socket), and what herd refuses.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::harness::*;
 
 const T: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// Bun, from `HERD_BUN`, PATH, or installed from npm (bun@1.4.5) under the
-/// test build's temp folder once; `None` (a loud SKIP) if none can be had.
+/// Bun, from `HERD_BUN`, PATH, or npm (bun@1.4.5); `None`: a loud SKIP.
 fn bun() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("HERD_BUN") {
-        return Some(PathBuf::from(p));
-    }
-    let on_path = std::process::Command::new("bun").arg("--version").output();
-    if on_path.is_ok_and(|o| o.status.success()) {
-        return Some(PathBuf::from("bun"));
-    }
-    let prefix = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bun");
-    let exe = prefix.join("node_modules/.bin/bun");
-    if !exe.exists() {
-        let out = std::process::Command::new("npm")
-            .args([
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-                "--prefix",
-            ])
-            .arg(&prefix)
-            .arg("bun@1.4.5")
-            .output();
-        match out {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => {
-                herd::testing::skip(
-                    "bun",
-                    &format!(
-                        "`npm install bun` failed: {}",
-                        String::from_utf8_lossy(&o.stderr)
-                    ),
-                );
-                return None;
-            }
-            Err(e) => {
-                herd::testing::skip("bun", &format!("npm not available: {e}"));
-                return None;
-            }
-        }
-    }
-    let works = std::process::Command::new(&exe).arg("--version").output();
-    if !works.is_ok_and(|o| o.status.success()) {
-        herd::testing::skip("bun", "the installed bun does not run here");
-        return None;
-    }
-    Some(exe)
+    npm_tool("bun", "HERD_BUN", "bun@1.4.5", "bun")
 }
 
 /// Until every pid of `l` has answered on `port` (bounded).

@@ -76,9 +76,40 @@ async fn answer(ctx: &Context, req: Request) -> Response {
         Request::ClearDump => dump::clear(ctx),
         Request::Kill => Ok(kill::kill(ctx).await),
         Request::Signal { signal, targets } => lifecycle::signal(ctx, signal, &targets),
+        Request::TakeListeners { pid } => take_listeners(pid),
     };
     result.unwrap_or_else(|e: Error| Response::Error {
         message: e.to_string(),
         hint: e.hint(),
+    })
+}
+
+/// `TakeListeners`: the listeners of `pid` join the kept ones.
+fn take_listeners(pid: i32) -> Result<Response, Error> {
+    if pid <= 1 || pid == std::process::id() as i32 || !crate::sys::process::alive(pid) {
+        return Err(Error::InvalidArg {
+            what: "pid".into(),
+            value: pid.to_string(),
+            expected: "the pid of another running process".into(),
+        });
+    }
+    let Some(kept) = crate::accept::activation::kept() else {
+        return Err(Error::Remote {
+            message: "this daemon keeps no listeners".into(),
+            hint: None,
+        });
+    };
+    let taken = crate::sys::activation::take_listeners_of(pid).map_err(|e| Error::Remote {
+        message: format!("cannot take the listeners of pid {pid}: {e}"),
+        hint: Some("herd needs the right to ptrace it: the same user, or CAP_SYS_PTRACE".into()),
+    })?;
+    let notes = taken
+        .iter()
+        .map(|p| format!("took the listener on {} from pid {pid}", p.addr))
+        .collect();
+    kept.adopt(taken);
+    Ok(Response::Done {
+        instances: Vec::new(),
+        notes,
     })
 }
