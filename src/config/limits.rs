@@ -24,21 +24,24 @@ fn invalid(what: &str, value: impl ToString, expected: &str) -> Error {
     }
 }
 
-/// A cluster app herd cannot run in its mode: Deno in any (its preload
-/// is not loaded for Deno, which takes no connection over Node's cluster
-/// channel), Bun in any but reuseport (measured, Bun 1.4.5: its
-/// `node:http` reports listening on `{fd: 3}` but serves nothing there,
-/// and it takes no connection over the cluster channel; as a cluster
-/// worker it binds its own `SO_REUSEPORT` socket, which reuseport mode
-/// lets it do: [`super::binds_own_reuseport`]).
+/// A cluster app herd cannot run in its mode (measured, Bun 1.4.5 and
+/// Deno 2.9.6; neither takes a connection over Node's cluster channel, so
+/// neither runs in fdpass mode): Bun in any but reuseport (its `node:http`
+/// reports listening on `{fd: 3}` but serves nothing there; as a cluster
+/// worker it binds its own `SO_REUSEPORT` socket, which reuseport mode lets
+/// it do: [`super::binds_own_reuseport`]); Deno in fdpass (it serves on
+/// the `{fd: 3}` listener of reuseport and shared mode, through herd's
+/// preload).
 fn unsupported_cluster_runtime(spec: &AppSpec) -> Option<&'static str> {
+    use crate::accept::Mode;
     if spec.exec_mode != super::ExecMode::Cluster {
         return None;
     }
-    match super::runtime(spec)? {
-        super::Runtime::Bun if spec.mode == crate::accept::Mode::Reuseport => None,
-        super::Runtime::Bun => Some("Bun"),
-        super::Runtime::Deno => Some("Deno"),
+    match (super::runtime(spec)?, spec.mode) {
+        (super::Runtime::Bun, Mode::Reuseport) => None,
+        (super::Runtime::Deno, Mode::Reuseport | Mode::Shared) => None,
+        (super::Runtime::Bun, _) => Some("Bun"),
+        (super::Runtime::Deno, _) => Some("Deno"),
     }
 }
 
@@ -80,7 +83,7 @@ pub fn check_spec(spec: &AppSpec) -> Result<()> {
                 if rt == "Bun" {
                     ", or `--mode reuseport`"
                 } else {
-                    ""
+                    ", or `--mode reuseport` or `shared`"
                 }
             ),
         ));

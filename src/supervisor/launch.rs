@@ -140,11 +140,26 @@ pub fn command(inst: &Instance, home: &Home) -> io::Result<(PathBuf, Vec<String>
             })?;
             let mut argv = vec![interp.clone()];
             argv.extend(app.interpreter_args.iter().cloned());
+            let preload = home.node_preload().to_string_lossy().into_owned();
             // Cluster Node apps: the preload (listen on herd's fd 3 in
             // reuseport/shared mode; drain on reload in every mode).
             if (inst.listener.is_some() || inst.plane.is_some()) && is_node(interp) {
                 argv.push("-r".into());
-                argv.push(home.node_preload().to_string_lossy().into_owned());
+                argv.push(preload);
+            } else if inst.listener.is_some()
+                && crate::config::runtime(app) == Some(crate::config::Runtime::Deno)
+            {
+                // Deno: `run` (added when the interpreter arguments lack
+                // it), then the preload as a CommonJS `--require`.
+                let at = match argv.iter().position(|a| a == "run") {
+                    Some(i) => i + 1,
+                    None => {
+                        argv.insert(1, "run".into());
+                        2
+                    }
+                };
+                argv.insert(at, "--require".into());
+                argv.insert(at + 1, preload);
             }
             argv.push(script);
             argv.extend(app.args.iter().cloned());

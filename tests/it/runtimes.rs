@@ -1,5 +1,6 @@
 //! Other JavaScript runtimes (#18): Bun in cluster mode (reuseport, each
-//! process binding its own `SO_REUSEPORT` socket), and what herd refuses.
+//! process binding its own `SO_REUSEPORT` socket), Deno (reuseport and
+//! shared, on herd's listener), and what herd refuses.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -87,12 +88,57 @@ fn bun_cluster_app_serves_from_every_process_reloads_and_scales() {
     all_answer(port, &l);
 }
 
+/// Deno serves on herd's `{fd: 3}` listener through the preload, given
+/// `--require` after `run` (herd adds both): reuseport and shared mode.
 #[test]
-fn deno_in_cluster_mode_and_bun_outside_reuseport_are_refused_and_fork_mode_is_not() {
+fn deno_cluster_app_serves_on_herds_listener_in_reuseport_and_shared_mode() {
+    let Some(deno) = npm_tool("deno", "HERD_DENO", "deno@2.9.6", "deno") else {
+        return;
+    };
+    let deno = deno.to_string_lossy().into_owned();
+    let script = app("node/app.mjs");
+    for mode in ["reuseport", "shared"] {
+        let h = TestHome::new();
+        let port = free_port();
+        let p = port.to_string();
+        h.run(&[
+            "start",
+            &script,
+            "--interpreter",
+            &deno,
+            "--interpreter-args",
+            "run --allow-net --allow-env",
+            "-i",
+            "2",
+            "--port",
+            &p,
+            "--mode",
+            mode,
+            "--name",
+            "d",
+            "--host",
+            "127.0.0.1",
+        ])
+        .ok();
+        let l = h.wait_for("2 online", T, |l| {
+            l.len() == 2 && l.iter().all(|i| i["status"] == "online")
+        });
+        wait_http(port, T);
+        all_answer(port, &l);
+        let before = pids(&l);
+        h.run(&["reload", "d"]).ok();
+        let l = h.list();
+        assert!(pids(&l).iter().all(|p| !before.contains(p)), "{l:#?}");
+        all_answer(port, &l);
+    }
+}
+
+#[test]
+fn deno_in_fdpass_and_bun_outside_reuseport_are_refused_and_fork_mode_is_not() {
     let h = TestHome::new();
     let a = app("scripts/sleep.sh");
     for (rt, mode) in [
-        ("/opt/deno/bin/deno", "reuseport"),
+        ("/opt/deno/bin/deno", "fdpass"),
         ("deno", "fdpass"),
         ("bun", "shared"),
     ] {
