@@ -391,14 +391,16 @@ fn on_node(slot: &Slot, plane: &DataPlane, decoder: &mut LineDecoder) -> Result<
                 );
                 Some(node::query_server_error(seq, libc::EINVAL))
             }
+            // Ready for the app's port only with a server on it (another
+            // port's `listening` does not count).
             FromWorker::Listening { .. } => {
-                if slot.note_signal(Slot::LISTENING) {
+                if slot.note_signal(Slot::LISTENING) && slot.has_node_key() {
                     plane.slot_ready(slot);
                 }
                 None
             }
             FromWorker::Ready => {
-                if slot.note_signal(Slot::READY) {
+                if slot.note_signal(Slot::READY) && slot.has_node_key() {
                     plane.slot_ready(slot);
                 }
                 None

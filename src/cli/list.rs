@@ -80,6 +80,9 @@ pub fn pm2_shape(i: &InstanceInfo) -> Pm2Process {
 
 fn pm2_env(i: &InstanceInfo) -> Value {
     let mut v = pm2_env_fields(i);
+    for (k, n) in instance_vars(i) {
+        v[k] = n;
+    }
     if crate::config::pm2_env::deep_monitoring() {
         v["deep_monitoring"] = Value::Bool(true);
     }
@@ -97,8 +100,24 @@ fn pm2_typed_env(i: &InstanceInfo) -> Value {
             (k.clone(), typed.unwrap_or_else(|| Value::String(v.clone())))
         })
         .collect();
-    env.insert("NODE_APP_INSTANCE".into(), Value::from(i.instance));
+    for (k, v) in instance_vars(i) {
+        env.insert(k, v);
+    }
     Value::Object(env)
+}
+
+/// PM2's per-instance variables, as numbers: the instance number (under
+/// `instance_var`, else `NODE_APP_INSTANCE`) and `increment_var`'s value.
+pub(crate) fn instance_vars(i: &InstanceInfo) -> Vec<(String, Value)> {
+    let key = i
+        .instance_var
+        .clone()
+        .unwrap_or_else(|| "NODE_APP_INSTANCE".into());
+    let mut v = vec![(key, Value::from(i.instance))];
+    if let Some((var, n)) = &i.increment_var {
+        v.push((var.clone(), Value::from(*n)));
+    }
+    v
 }
 
 fn pm2_env_fields(i: &InstanceInfo) -> Value {
@@ -117,7 +136,6 @@ fn pm2_env_fields(i: &InstanceInfo) -> Value {
             "created_at": i.created_at_ms,
             "exec_mode": exec_mode,
             "instances": i.instances,
-            "NODE_APP_INSTANCE": i.instance,
             "pm_exec_path": i.script,
             "pm_cwd": i.cwd,
             "exec_interpreter": i.interpreter.clone().unwrap_or_else(|| "none".into()),

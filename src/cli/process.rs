@@ -114,8 +114,15 @@ pub fn env(a: EnvArgs) -> Result<()> {
             hint: Some("`herd list` shows the ids".into()),
         });
     };
-    let mut lines: Vec<String> = inst.env.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    lines.push(format!("NODE_APP_INSTANCE: {}", inst.instance));
+    // The app's env, with this instance's own values (instance number,
+    // increment_var) over it.
+    let mut env = inst.env.clone();
+    let own = list::instance_vars(inst);
+    for (k, _) in &own {
+        env.remove(k);
+    }
+    let mut lines: Vec<String> = env.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    lines.extend(own.iter().map(|(k, v)| format!("{k}: {v}")));
     lines.push(format!("name: {}", inst.name));
     lines.push(format!("pm_id: {}", inst.id));
     output::write_stdout(&lines.join("\n"))

@@ -208,11 +208,12 @@ impl AppSpec {
         s.args = c.args.clone();
         s.env = c.env.clone();
         s.env_types = c.env_types.clone();
+        // An incremented PORT is each instance's own, never herd's port.
         let port_from_env = c
             .env
             .get("PORT")
             .and_then(|p| p.parse::<u16>().ok())
-            .filter(|&p| p > 0);
+            .filter(|&p| p > 0 && c.increment_var.as_deref() != Some("PORT"));
         s.port = c.port.or(port_from_env);
         s.exec_mode = match c.exec_mode {
             Some(m) => m,

@@ -593,6 +593,14 @@ pub struct InstanceInfo {
     pub pending_config: BTreeMap<String, serde_json::Value>,
     /// Exit codes that end the app without a restart.
     pub stop_exit_codes: Vec<i32>,
+    /// The variable holding the instance number (`instance_var`), when not
+    /// `NODE_APP_INSTANCE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_var: Option<String>,
+    /// `increment_var` and this instance's value of it (the app's base
+    /// value + the instance number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub increment_var: Option<(String, i64)>,
     /// stdout log path.
     pub out_log: String,
     /// stderr log path.

@@ -32,6 +32,21 @@ pub fn install_node_preload(home: &Home) -> io::Result<()> {
 use crate::sys::spawn::is_executable;
 pub use crate::sys::spawn::which;
 
+/// PM2's `increment_var` for `inst`: the variable and its value there, the
+/// app's numeric base value (`env`, else inherited; 0 if neither is a
+/// number, as PM2) + the instance number.
+pub fn incremented(inst: &Instance) -> Option<(String, i64)> {
+    let var = inst.app.increment_var.as_ref()?;
+    let base = inst
+        .app
+        .env
+        .get(var)
+        .or_else(|| inst.app.base_env.get(var))
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    Some((var.clone(), base + i64::from(inst.index)))
+}
+
 /// The full environment of an instance: inherited, then the app's `--env`,
 /// then what herd sets (PM2's names first, so unmodified apps find them).
 pub fn environment(inst: &Instance, notify: &Path) -> Vec<(String, String)> {
@@ -52,11 +67,9 @@ pub fn environment(inst: &Instance, notify: &Path) -> Vec<(String, String)> {
     }
     let instance_var = app.instance_var.as_deref().unwrap_or("NODE_APP_INSTANCE");
     env.insert(instance_var.into(), inst.index.to_string());
-    if let Some(var) = &app.increment_var {
-        // PM2's increment_var: instance i gets the base value + i.
-        if let Some(base) = env.get(var).and_then(|v| v.trim().parse::<i64>().ok()) {
-            env.insert(var.clone(), (base + i64::from(inst.index)).to_string());
-        }
+    let incremented = incremented(inst);
+    if let Some((var, n)) = &incremented {
+        env.insert(var.clone(), n.to_string());
     }
     env.insert("pm_id".into(), inst.id.to_string());
     env.insert("name".into(), app.name.clone());
@@ -64,7 +77,10 @@ pub fn environment(inst: &Instance, notify: &Path) -> Vec<(String, String)> {
     env.insert("HERD_INSTANCE".into(), inst.index.to_string());
     env.insert("HERD_ID".into(), inst.id.to_string());
     if let Some(port) = inst.port.or(app.port) {
-        env.insert("PORT".into(), port.to_string());
+        // An incremented PORT is the instance's own (PM2's increment_var).
+        if incremented.as_ref().is_none_or(|(v, _)| v != "PORT") {
+            env.insert("PORT".into(), port.to_string());
+        }
         env.insert("HERD_PORT".into(), port.to_string());
     }
     if inst.listener.is_some() {

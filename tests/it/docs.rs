@@ -136,6 +136,8 @@ fn list_json_prints_exactly_the_fields_the_docs_list() {
         "ignore_watch": ["tmp"],
         "watch_delay": 200,
         "cron_restart": "0 0 1 1 *",
+        "instance_var": "INSTANCE_ID",
+        "increment_var": "WORKER_SEQ",
     }]});
     let file = dir.join("ecosystem.json");
     std::fs::write(&file, eco.to_string()).unwrap();

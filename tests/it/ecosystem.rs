@@ -378,3 +378,64 @@ fn config_check_prints_resolved_apps_for_every_format() {
         .unwrap_or_else(|| panic!("no instances row: {table}"));
     assert!(!row.contains("Count(") && !row.contains("Max"), "{row}");
 }
+
+/// PM2's `instance_var` and `increment_var` in cluster mode: each instance
+/// gets its number under the named variable and its own PORT (base + its
+/// number), never taken for herd's port; one that listens only on its own
+/// port is not in the rotation of the first's; `jlist` shows both as
+/// numbers, as PM2 does, and no `NODE_APP_INSTANCE`.
+#[test]
+fn instance_var_and_an_incremented_port_are_each_instances_own() {
+    if !node_available() {
+        return;
+    }
+    let h = TestHome::new();
+    // Two consecutive free ports.
+    let base = loop {
+        let p = free_port();
+        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            break p;
+        }
+    };
+    let file = h.root.join("inc.json");
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"apps":[{{"name":"inc","script":"{}","instances":2,"exec_mode":"cluster",
+                "instance_var":"INSTANCE_ID","increment_var":"PORT","env":{{"PORT":{base}}}}}]}}"#,
+            app("node/app.js")
+        ),
+    )
+    .unwrap();
+    h.run(&["start", &file.to_string_lossy()]).ok();
+    h.wait_for("2 online", T, |l| {
+        l.len() == 2 && l.iter().all(|i| i["status"] == "online")
+    });
+    wait_http(base, T);
+    wait_http(base + 1, T);
+    for _ in 0..10 {
+        assert_eq!(
+            get(base, "/env/INSTANCE_ID"),
+            "0",
+            "only instance 0 serves {base}"
+        );
+    }
+    assert_eq!(get(base + 1, "/env/INSTANCE_ID"), "1");
+    assert_eq!(get(base + 1, "/env/PORT"), (base + 1).to_string());
+    let l = h.wait_for("instance 0 in rotation", T, |l| l[0]["in_rotation"] == true);
+    assert_eq!(l[1]["in_rotation"], false, "no server on {base}: {l:#?}");
+    assert_eq!(l[1]["instance_var"], "INSTANCE_ID");
+    assert_eq!(l[1]["increment_var"], serde_json::json!(["PORT", base + 1]));
+    let j = h.run(&["jlist"]).ok().json();
+    for (k, p) in j.as_array().unwrap().iter().enumerate() {
+        let (env, want) = (&p["pm2_env"], serde_json::json!(base as usize + k));
+        assert_eq!(env["INSTANCE_ID"], serde_json::json!(k), "{env}");
+        assert_eq!(env["PORT"], want, "{env}");
+        assert_eq!(env["env"]["PORT"], want, "{env}");
+        assert_eq!(env["env"]["INSTANCE_ID"], serde_json::json!(k), "{env}");
+        assert!(env["env"].get("NODE_APP_INSTANCE").is_none(), "{env}");
+    }
+    let e = h.run(&["env", "1"]).ok().stdout;
+    assert!(e.lines().any(|l| l == format!("PORT: {}", base + 1)), "{e}");
+    assert!(e.lines().any(|l| l == "INSTANCE_ID: 1"), "{e}");
+}

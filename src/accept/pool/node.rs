@@ -33,6 +33,14 @@ impl Slot {
         self.flush_locked(&mut st);
     }
 
+    /// Node: whether the worker has a server on the app's port (its
+    /// queryServer was for it). One that listens only on other ports (an
+    /// `increment_var` PORT) is never in the rotation: connections could not
+    /// be sent to it.
+    pub fn has_node_key(&self) -> bool {
+        self.lock().node_key.is_some()
+    }
+
     /// Node: sends a message carrying a handle that is not a connection (a
     /// shared listener). It takes a place in the handle window so the
     /// NODE_HANDLE_ACK it causes is matched to it.

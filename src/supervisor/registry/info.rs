@@ -148,6 +148,8 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         config_file: app.config_file.as_ref().map(|p| p.display().to_string()),
         pending_config: app.pending.clone(),
         stop_exit_codes: app.stop_exit_codes.clone(),
+        instance_var: app.instance_var.clone(),
+        increment_var: crate::supervisor::launch::incremented(inst),
         out_log: inst.out_log.to_string_lossy().into_owned(),
         err_log: inst.err_log.to_string_lossy().into_owned(),
         combined_log: inst

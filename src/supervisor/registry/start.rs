@@ -98,7 +98,17 @@ impl Supervisor {
                                     "fix or unset HERD_IO / HERD_CORK / HERD_RING_SEND / HERD_KEEP_COPIES, or use --mode reuseport",
                                 )
                             })?;
-                    if let Some(port) = port {
+                    // An incremented PORT: instance 0's (the base) is the port
+                    // herd dispatches, whichever instance listens first.
+                    let base = (spec.increment_var.as_deref() == Some("PORT"))
+                        .then(|| {
+                            spec.env
+                                .get("PORT")
+                                .and_then(|p| p.trim().parse::<u16>().ok())
+                        })
+                        .flatten()
+                        .filter(|&p| p > 0);
+                    if let Some(port) = port.or(base) {
                         p.listen(&spec.host, port).map_err(bind_refusal)?;
                     }
                     plane = Some(p);
