@@ -54,7 +54,7 @@ pub struct PatchArgs {
 
 impl PatchArgs {
     /// The patch, and the ecosystem environment name if one was given.
-    fn parse(&self) -> Result<(crate::protocol::SpecPatch, Option<String>)> {
+    pub(crate) fn parse(&self) -> Result<(crate::protocol::SpecPatch, Option<String>)> {
         let mut p = crate::protocol::SpecPatch::default();
         let is_null = |v: &str| v.trim() == "null";
         match self.node_args.as_deref() {

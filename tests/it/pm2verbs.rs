@@ -718,3 +718,35 @@ fn scale_down_removes_the_lowest_ids_unless_the_app_keeps_its_indexes() {
     h.run(&["scale", "eco", "1"]).ok();
     assert_eq!(pairs(&h, "eco"), vec![(8, 0)]);
 }
+
+#[test]
+fn smart_start_of_a_name_merges_the_options_given() {
+    let h = TestHome::new();
+    let a = script(&h.root, "smart.sh", "while true; do sleep 0.05; done\n");
+    h.run(&["start", &a, "--name", "smart"]).ok();
+    let l = h.wait_for("online", T, |l| l.len() == 1 && l[0]["status"] == "online");
+    let show = |h: &TestHome| h.run(&["show", "smart", "--json"]).ok().json()[0].clone();
+    h.run(&[
+        "start",
+        "smart",
+        "--node-args=--norc",
+        "--max-memory-restart",
+        "300M",
+        "--env",
+        "COLOR=red",
+        "--watch",
+    ])
+    .ok();
+    let s = show(&h);
+    assert_ne!(s["pid"], l[0]["pid"], "restarted: {s}");
+    assert_eq!(s["interpreter_args"], serde_json::json!(["--norc"]), "{s}");
+    assert_eq!(s["max_memory_restart"], 300 * 1024 * 1024, "{s}");
+    assert_eq!(s["env"]["COLOR"], "red", "{s}");
+    assert_eq!(s["watching"], true, "--watch toggled it on: {s}");
+    h.run(&["start", "0", "--watch", "--node-args=null"]).ok();
+    let s = show(&h);
+    assert!(s["watching"].is_null() || s["watching"] == false, "{s}");
+    assert_eq!(s["interpreter_args"], serde_json::json!([]), "{s}");
+    h.run(&["start", "smart", "--env", "production"])
+        .fails_with("--env");
+}

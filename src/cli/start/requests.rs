@@ -193,11 +193,28 @@ fn requests_for(a: &StartArgs, script: &str, smart: bool) -> Result<Vec<Request>
         .flatten()
     {
         // PM2's smart start: `start api` or `start 3` of an app in the
-        // list restarts it.
+        // list restarts it, with the options given merged into its spec
+        // (`--watch` toggles watching, as `restart --watch`).
+        let (patch, env_name) = crate::cli::lifecycle::PatchArgs {
+            node_args: a.node_args.clone(),
+            max_memory_restart: a.max_memory_restart.clone(),
+            kill_timeout: a.kill_timeout.clone(),
+            watch: a.watch,
+            no_watch: false,
+            env: a.env.clone(),
+        }
+        .parse()?;
+        if let Some(n) = env_name {
+            return Err(bad(
+                "--env",
+                &n,
+                "KEY=VALUE (an environment name selects an `env_<name>` block of an ecosystem file: `herd restart <file> --env <name>`)",
+            ));
+        }
         return Ok(vec![Request::Restart {
             targets: vec![target],
             env: None,
-            patch: Default::default(),
+            patch,
         }]);
     }
     let (specs, force, existing) = if stdin || (ecosystem::is_config_file(path) && path.is_file()) {
