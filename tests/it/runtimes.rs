@@ -31,6 +31,39 @@ fn all_answer(port: u16, l: &[serde_json::Value]) {
     }
 }
 
+/// Starts `script` as app `rt` (`-i 2`, `mode`, `extra` flags) on `port`:
+/// every process answers, before and after a replacement-first reload.
+fn serves_and_reloads(h: &TestHome, script: &str, port: u16, mode: &str, extra: &[&str]) {
+    let p = port.to_string();
+    let mut args = vec![
+        "start",
+        script,
+        "-i",
+        "2",
+        "--port",
+        &p,
+        "--mode",
+        mode,
+        "--name",
+        "rt",
+        "--host",
+        "127.0.0.1",
+    ];
+    args.extend_from_slice(extra);
+    h.run(&args).ok();
+    let l = h.wait_for("2 online", T, |l| {
+        l.len() == 2 && l.iter().all(|i| i["status"] == "online")
+    });
+    wait_http(port, T);
+    all_answer(port, &l);
+    // Replacement first: the new processes serve, then the old ones go.
+    let before = pids(&l);
+    h.run(&["reload", "rt"]).ok();
+    let l = h.list();
+    assert!(pids(&l).iter().all(|p| !before.contains(p)), "{l:#?}");
+    all_answer(port, &l);
+}
+
 #[test]
 fn bun_cluster_app_serves_from_every_process_reloads_and_scales() {
     let Some(bun) = bun() else {
@@ -53,35 +86,9 @@ fn bun_cluster_app_serves_from_every_process_reloads_and_scales() {
         &p,
     ])
     .fails_with("--mode reuseport");
-    h.run(&[
-        "start",
-        &script,
-        "--interpreter",
-        &bun,
-        "-i",
-        "2",
-        "--port",
-        &p,
-        "--mode",
-        "reuseport",
-        "--name",
-        "b",
-        "--host",
-        "127.0.0.1",
-    ])
-    .ok();
-    let l = h.wait_for("2 online", T, |l| {
-        l.len() == 2 && l.iter().all(|i| i["status"] == "online")
-    });
-    wait_http(port, T);
-    all_answer(port, &l);
-    // Replacement first: the new processes join the group, then the old go.
-    let before = pids(&l);
-    h.run(&["reload", "b"]).ok();
-    let l = h.list();
-    assert!(pids(&l).iter().all(|p| !before.contains(p)), "{l:#?}");
-    all_answer(port, &l);
-    h.run(&["scale", "b", "3"]).ok();
+    let extra = ["--interpreter", bun.as_str()];
+    serves_and_reloads(&h, &script, port, "reuseport", &extra);
+    h.run(&["scale", "rt", "3"]).ok();
     let l = h.wait_for("3 online", T, |l| {
         l.len() == 3 && l.iter().all(|i| i["status"] == "online")
     });
@@ -100,36 +107,13 @@ fn deno_cluster_app_serves_on_herds_listener_in_reuseport_and_shared_mode() {
     for mode in ["reuseport", "shared"] {
         let h = TestHome::new();
         let port = free_port();
-        let p = port.to_string();
-        h.run(&[
-            "start",
-            &script,
+        let extra = [
             "--interpreter",
-            &deno,
+            deno.as_str(),
             "--interpreter-args",
             "run --allow-net --allow-env",
-            "-i",
-            "2",
-            "--port",
-            &p,
-            "--mode",
-            mode,
-            "--name",
-            "d",
-            "--host",
-            "127.0.0.1",
-        ])
-        .ok();
-        let l = h.wait_for("2 online", T, |l| {
-            l.len() == 2 && l.iter().all(|i| i["status"] == "online")
-        });
-        wait_http(port, T);
-        all_answer(port, &l);
-        let before = pids(&l);
-        h.run(&["reload", "d"]).ok();
-        let l = h.list();
-        assert!(pids(&l).iter().all(|p| !before.contains(p)), "{l:#?}");
-        all_answer(port, &l);
+        ];
+        serves_and_reloads(&h, &script, port, mode, &extra);
     }
 }
 
