@@ -1,6 +1,6 @@
 //! `herd import-pm2 --from-running` against a real PM2 (7.0.4, from npm):
 //! herd takes PM2's listening socket, serves from it next to PM2, and only
-//! then deletes PM2's copy and stops PM2.
+//! then ends PM2 (paused until its workers are idle).
 
 use std::time::Duration;
 
@@ -93,19 +93,16 @@ fn import_from_a_running_pm2_takes_its_socket_and_serves_through_the_switch() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("took the listener on"), "{err}");
-    assert!(
-        err.contains("`api` serves under herd; deleted from PM2"),
-        "{err}"
-    );
-    assert!(err.contains("stopped it (`pm2 kill`)"), "{err}");
+    assert!(err.contains("`api` serves under herd"), "{err}");
+    assert!(err.contains("then ended"), "{err}");
     let r = load.join().unwrap();
     eprintln!("TAKEOVER: {} answered, failed {:?}", r.requests, r.errors);
-    // What PM2's processes held when PM2 stopped them can fail (measured:
-    // 0–5 of 3,000); connections in the listen queue are herd's too, and
-    // PM2 left running loses none (the same run with `delete` and `kill`
-    // skipped: 0 of 6,000).
+    // Nothing is cut: PM2's daemon is paused until its workers are idle
+    // (measured: 0 of 6,000 in each of 3 runs; with `pm2 delete` instead,
+    // 0–5 of 3,000). A margin of 2 for a connection PM2's daemon had just
+    // accepted when it was paused.
     assert!(
-        r.errors.total() <= 30,
+        r.errors.total() <= 2,
         "{:?} failed of {}",
         r.errors,
         r.requests
