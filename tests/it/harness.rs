@@ -418,19 +418,30 @@ pub fn kill_a_frozen_worker_under_load(h: &TestHome, port: u16, victim: i64) {
 
 /// A command-line tool from npm for comparisons (Bun, PM2): from the
 /// variable `var`, PATH (`bin`), or installed once from npm (`pkg`) under
-/// the test build's temp folder. `None` after a loud SKIP (`what`) if none
-/// can be had.
-pub fn npm_tool(what: &str, var: &str, pkg: &str, bin: &str) -> Option<std::path::PathBuf> {
+/// the test build's temp folder. `probe`: arguments that show the tool
+/// runs here (`--version` for a native binary); `None` for one that must
+/// not be run bare (`pm2 --version` spawns a PM2 daemon in `~/.pm2`): it
+/// is then never taken from PATH, and not run. `None` after a loud SKIP
+/// (`what`) if no tool can be had.
+pub fn npm_tool(
+    what: &str,
+    var: &str,
+    pkg: &str,
+    bin: &str,
+    probe: Option<&[&str]>,
+) -> Option<std::path::PathBuf> {
     use std::path::PathBuf;
     use std::process::Command;
     if let Some(p) = std::env::var_os(var) {
         return Some(PathBuf::from(p));
     }
-    if Command::new(bin)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
+    let runs = |exe: &std::path::Path, args: &[&str]| {
+        Command::new(exe)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if probe.is_some_and(|args| runs(std::path::Path::new(bin), args)) {
         return Some(PathBuf::from(bin));
     }
     let prefix = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(what);
@@ -460,11 +471,7 @@ pub fn npm_tool(what: &str, var: &str, pkg: &str, bin: &str) -> Option<std::path
             }
         }
     }
-    if !Command::new(&exe)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
+    if probe.is_some_and(|args| !runs(&exe, args)) {
         herd::testing::skip(what, &format!("the installed {bin} does not run here"));
         return None;
     }

@@ -11,7 +11,7 @@ const T: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Bun, from `HERD_BUN`, PATH, or npm (bun@1.4.5); `None`: a loud SKIP.
 fn bun() -> Option<PathBuf> {
-    npm_tool("bun", "HERD_BUN", "bun@1.4.5", "bun")
+    npm_tool("bun", "HERD_BUN", "bun@1.4.5", "bun", Some(&["--version"]))
 }
 
 /// Until every pid of `l` has answered on `port` (bounded).
@@ -99,7 +99,13 @@ fn bun_cluster_app_serves_from_every_process_reloads_and_scales() {
 /// `--require` after `run` (herd adds both): reuseport and shared mode.
 #[test]
 fn deno_cluster_app_serves_on_herds_listener_in_reuseport_and_shared_mode() {
-    let Some(deno) = npm_tool("deno", "HERD_DENO", "deno@2.9.6", "deno") else {
+    let Some(deno) = npm_tool(
+        "deno",
+        "HERD_DENO",
+        "deno@2.9.6",
+        "deno",
+        Some(&["--version"]),
+    ) else {
         return;
     };
     let deno = deno.to_string_lossy().into_owned();

@@ -51,7 +51,7 @@ fn import_from_a_running_pm2_takes_its_socket_and_serves_through_the_switch() {
     if !node_available() {
         return;
     }
-    let Some(bin) = npm_tool("pm2", "HERD_PM2", "pm2@7.0.4", "pm2") else {
+    let Some(bin) = npm_tool("pm2", "HERD_PM2", "pm2@7.0.4", "pm2", None) else {
         return;
     };
     let h = TestHome::new();
