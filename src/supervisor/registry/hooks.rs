@@ -3,10 +3,8 @@
 //! cron task to match its spec, and the restart they trigger.
 
 use std::rc::Rc;
-use std::sync::Arc;
 
 use super::Supervisor;
-use crate::config::AppSpec;
 use crate::protocol::InstanceInfo;
 use crate::supervisor::auto::{Cause, Trigger, Wanted};
 use crate::supervisor::Instance;
@@ -24,28 +22,23 @@ impl Supervisor {
     /// (their spec loses `watch`; `restart --watch` turns it on again).
     /// Instances of the app that keep running keep their watcher.
     pub fn unwatch(self: &Rc<Self>, ids: &[u32]) {
-        let mut table = self.table.borrow_mut();
-        let mut done: Vec<(*const AppSpec, Arc<AppSpec>)> = Vec::new();
-        for id in ids {
-            let Some(inst) = table.instances.get_mut(id) else {
-                continue;
-            };
-            if inst.app.watch.is_empty() {
-                continue;
-            }
-            let key = Arc::as_ptr(&inst.app);
-            let spec = match done.iter().find(|(k, _)| *k == key) {
-                Some((_, s)) => s.clone(),
-                None => {
-                    let mut a = (*inst.app).clone();
-                    a.watch.clear();
-                    let a = Arc::new(a);
-                    done.push((key, a.clone()));
-                    a
-                }
-            };
-            inst.app = spec;
-        }
+        let watching: Vec<u32> = {
+            let table = self.table.borrow();
+            ids.iter()
+                .copied()
+                .filter(|id| {
+                    table
+                        .instances
+                        .get(id)
+                        .is_some_and(|i| !i.app.watch.is_empty())
+                })
+                .collect()
+        };
+        let cleared = self.respec(&watching, |a| {
+            a.watch.clear();
+            Ok(())
+        });
+        debug_assert!(cleared.is_ok(), "clearing watch cannot fail");
     }
 
     /// The user starts `ids` again (restart, reload): watch and cron apply

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use super::auto::Auto;
 use super::Instance;
+use crate::config::AppSpec;
 use crate::error::Error;
 use crate::home::Home;
 use crate::logs::file::LogFiles;
@@ -153,6 +154,50 @@ impl Supervisor {
 
     /// `--update-env`: the instances run with `env` as their inherited
     /// environment from their next start on.
+    /// Gives each of `ids` a new spec: `change` applied to a copy of its
+    /// own. Instances that shared a spec share the new one. Checked whole
+    /// first: if `change` fails for any, nothing changes. Returns the names
+    /// of the apps changed (in `ids` order, once each).
+    pub(super) fn respec(
+        &self,
+        ids: &[u32],
+        change: impl Fn(&mut AppSpec) -> Result<(), Error>,
+    ) -> Result<Vec<String>, Error> {
+        let mut new: Vec<(u32, Arc<AppSpec>)> = Vec::new();
+        {
+            let table = self.table.borrow();
+            let mut by_app: Vec<(*const AppSpec, Arc<AppSpec>)> = Vec::new();
+            for id in ids {
+                let Some(inst) = table.instances.get(id) else {
+                    continue;
+                };
+                let key = Arc::as_ptr(&inst.app);
+                let spec = match by_app.iter().find(|(k, _)| *k == key) {
+                    Some((_, s)) => s.clone(),
+                    None => {
+                        let mut a = (*inst.app).clone();
+                        change(&mut a)?;
+                        let a = Arc::new(a);
+                        by_app.push((key, a.clone()));
+                        a
+                    }
+                };
+                new.push((*id, spec));
+            }
+        }
+        let mut names = Vec::new();
+        let mut table = self.table.borrow_mut();
+        for (id, spec) in new {
+            if let Some(inst) = table.instances.get_mut(&id) {
+                if !names.contains(&spec.name) {
+                    names.push(spec.name.clone());
+                }
+                inst.app = spec;
+            }
+        }
+        Ok(names)
+    }
+
     pub fn update_env(&self, ids: &[u32], env: BTreeMap<String, String>) {
         let mut table = self.table.borrow_mut();
         for id in ids {

@@ -4,7 +4,6 @@
 use std::rc::Rc;
 
 use super::Supervisor;
-use std::sync::Arc;
 
 use crate::config::AppSpec;
 use crate::error::Error;
@@ -89,41 +88,10 @@ impl Supervisor {
                 });
             }
         }
-        let mut new: Vec<(u32, Arc<AppSpec>)> = Vec::new();
-        {
-            let table = self.table.borrow();
-            let mut by_app: Vec<(*const AppSpec, Arc<AppSpec>)> = Vec::new();
-            for id in ids {
-                let Some(inst) = table.instances.get(id) else {
-                    continue;
-                };
-                let key = Arc::as_ptr(&inst.app);
-                let spec = match by_app.iter().find(|(k, _)| *k == key) {
-                    Some((_, s)) => s.clone(),
-                    None => {
-                        let mut a = (*inst.app).clone();
-                        apply_patch(&mut a, p);
-                        crate::config::limits::check_spec(&a)?;
-                        let a = Arc::new(a);
-                        by_app.push((key, a.clone()));
-                        a
-                    }
-                };
-                new.push((*id, spec));
-            }
-        }
-        let mut names = Vec::new();
-        {
-            let mut table = self.table.borrow_mut();
-            for (id, spec) in new {
-                if let Some(inst) = table.instances.get_mut(&id) {
-                    if !names.contains(&spec.name) {
-                        names.push(spec.name.clone());
-                    }
-                    inst.app = spec;
-                }
-            }
-        }
+        let names = self.respec(ids, |a| {
+            apply_patch(a, p);
+            crate::config::limits::check_spec(a)
+        })?;
         // Watchers follow the new `watch`.
         self.sync_auto(&names);
         Ok(())
