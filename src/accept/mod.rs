@@ -165,11 +165,55 @@ struct Handoff {
     /// while this holds it), first id, how many.
     in_ring: Vec<(u64, Arc<pool::Slot>, u64, usize)>,
     next_token: u64,
+    /// When each connection of the batch under way was taken (corked,
+    /// with hand-off times recorded): timed at the batch's end.
+    taken: Vec<std::time::Instant>,
+    /// Hand-off times are recorded (`HERD_METRICS` not off).
+    timed: bool,
+}
+
+impl Handoff {
+    fn new(
+        pool: Arc<Pool>,
+        plane: std::sync::Weak<DataPlane>,
+        accepted: Arc<AtomicU64>,
+        cork: bool,
+    ) -> Handoff {
+        let timed = pool.metrics.on;
+        Handoff {
+            pool,
+            plane,
+            accepted,
+            cork,
+            touched: Vec::new(),
+            in_ring: Vec::new(),
+            next_token: 0,
+            taken: Vec::new(),
+            timed,
+        }
+    }
+
+    /// Hand-off times of the connections taken since the batch began.
+    fn record_taken(&mut self) {
+        if self.taken.is_empty() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        for t in self.taken.drain(..) {
+            self.pool
+                .metrics
+                .handoff
+                .record(now.saturating_duration_since(t).as_nanos() as u64);
+        }
+    }
 }
 
 impl crate::sys::acceptor::AcceptSink for Handoff {
     fn conn(&mut self, fd: std::os::fd::OwnedFd) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
+        if self.timed {
+            self.taken.push(std::time::Instant::now());
+        }
         let plane = self.plane.upgrade();
         // Fresh in-flight counts for the pick: one worker in turn before,
         // the chosen one after. (Not the channels of workers that count
@@ -183,7 +227,9 @@ impl crate::sys::acceptor::AcceptSink for Handoff {
         };
         drain(self.pool.next_to_drain().as_ref());
         if !self.cork {
-            drain(self.pool.dispatch(fd).as_ref());
+            let chosen = self.pool.dispatch(fd);
+            self.record_taken();
+            drain(chosen.as_ref());
             return;
         }
         let chosen = self.pool.dispatch_corked(fd);
@@ -200,6 +246,7 @@ impl crate::sys::acceptor::AcceptSink for Handoff {
             for s in self.touched.drain(..) {
                 s.flush();
             }
+            self.record_taken();
             return;
         };
         for s in std::mem::take(&mut self.touched) {
@@ -232,6 +279,7 @@ impl crate::sys::acceptor::AcceptSink for Handoff {
             // Node workers, and whatever did not fit in the ring.
             s.flush();
         }
+        self.record_taken();
     }
 
     fn sent(&mut self, token: u64, result: std::io::Result<()>, fds: Vec<std::os::fd::OwnedFd>) {
@@ -281,11 +329,16 @@ pub struct DataPlane {
 
 impl DataPlane {
     /// A plane with no listener yet.
-    pub fn new(cfg: PlaneConfig, cpus: Vec<usize>, host: String) -> Result<Arc<DataPlane>, String> {
+    pub fn new(
+        cfg: PlaneConfig,
+        cpus: Vec<usize>,
+        host: String,
+        metrics: Arc<crate::metrics::app::AppMetrics>,
+    ) -> Result<Arc<DataPlane>, String> {
         let io = io_backend()?;
         let cork = env_switch("HERD_CORK")?;
         let ring_send = env_switch("HERD_RING_SEND")?;
-        let pool = Arc::new(Pool::new(cfg.policy));
+        let pool = Arc::new(Pool::with_metrics(cfg.policy, metrics));
         pool.set_keep_copies(env_switch("HERD_KEEP_COPIES")?);
         Ok(Arc::new_cyclic(|me| DataPlane {
             cork,
@@ -382,15 +435,7 @@ impl DataPlane {
                         crate::sys::pin_current_thread(cpu);
                     }
                     use std::os::fd::AsFd;
-                    let sink = Handoff {
-                        pool,
-                        plane: me,
-                        accepted,
-                        cork,
-                        touched: Vec::new(),
-                        in_ring: Vec::new(),
-                        next_token: 0,
-                    };
+                    let sink = Handoff::new(pool, me, accepted, cork);
                     let res = match io {
                         Io::Uring(_) => crate::sys::uring::accept_loop(
                             sock.as_fd(),

@@ -82,12 +82,14 @@ pub fn kill() -> Result<()> {
 /// Runs `herd daemon`.
 pub fn run(a: DaemonArgs) -> Result<()> {
     let health = a.health.addr()?;
+    let metrics = a.health.metrics_addr()?;
     let code = crate::daemon::run(
         home()?,
         DaemonOptions {
             background: a.background,
             run: None,
             health,
+            metrics,
         },
     )?;
     if code != 0 {

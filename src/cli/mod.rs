@@ -11,6 +11,7 @@ pub mod import;
 pub mod lifecycle;
 pub mod list;
 pub mod logs;
+pub mod metrics;
 pub mod output;
 pub mod process;
 pub mod run;
@@ -54,6 +55,9 @@ pub enum Command {
     /// Stop instances and remove them from the list.
     #[command(visible_alias = "del")]
     Delete(lifecycle::TargetArgs),
+    /// Live figures as Prometheus text (`--json`: as JSON): connections,
+    /// fairness, hand-off and request latency, CPU, memory, restarts.
+    Metrics(metrics::MetricsArgs),
     /// Is the daemon alive? Starts it if not, like `pm2 ping`.
     Ping(daemon::PingArgs),
     /// Zero the restart counters of instances.
@@ -151,6 +155,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Reload(a) => lifecycle::reload(a),
         Command::Delete(a) => lifecycle::run(lifecycle::Verb::Delete, a),
         Command::Ping(a) => daemon::ping(a),
+        Command::Metrics(a) => metrics::metrics(a),
         Command::Scale(a) => lifecycle::scale(a),
         Command::Reset(a) => lifecycle::run(lifecycle::Verb::Reset, a),
         Command::Logs(a) => logs::logs(a),

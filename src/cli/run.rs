@@ -1,6 +1,6 @@
 //! `herd run <script|ecosystem file> [start flags]`: herd in the
 //! foreground, for containers and systemd (see `daemon/foreground.rs`),
-//! and the `--health` flags it shares with `herd daemon`.
+//! and the `--health` / `--metrics` flags it shares with `herd daemon`.
 
 use std::net::SocketAddr;
 
@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::logs::capture::ConsoleFormat;
 
-/// `--health [ADDR]` and `--health-public`.
+/// `--health [ADDR]`, `--metrics [ADDR]` and their `-public` switches.
 #[derive(Debug, Args)]
 pub struct HealthArgs {
     /// Serve `/healthz` and `/readyz` for probes on ADDR (default
@@ -24,21 +24,44 @@ pub struct HealthArgs {
     /// pod). Also `HERD_HEALTH_PUBLIC=1`.
     #[arg(long = "health-public")]
     pub health_public: bool,
+    /// Serve Prometheus metrics at `/metrics` on ADDR (default
+    /// 127.0.0.1:9209; a bare port means 127.0.0.1; the same address as
+    /// `--health` serves both). Also `HERD_METRICS_ADDR`.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::daemon::health::DEFAULT_METRICS_ADDR)]
+    pub metrics: Option<String>,
+    /// Allow a non-loopback `--metrics` address. Also
+    /// `HERD_METRICS_PUBLIC=1`.
+    #[arg(long = "metrics-public")]
+    pub metrics_public: bool,
 }
 
 impl HealthArgs {
-    /// The address to serve on, from the flags or `HERD_HEALTH`.
+    /// The address to serve probes on, from the flags or `HERD_HEALTH`.
     pub fn addr(&self) -> Result<Option<SocketAddr>> {
-        let public = self.health_public || crate::config::env_flag("HERD_HEALTH_PUBLIC");
-        let value = self.health.clone().or_else(|| {
-            std::env::var("HERD_HEALTH")
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-        });
-        value
-            .map(|v| crate::daemon::health::parse_addr(&v, public))
-            .transpose()
+        endpoint(&self.health, self.health_public, "health")
     }
+
+    /// The address to serve metrics on, from the flags or `HERD_METRICS_ADDR`.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>> {
+        endpoint(&self.metrics, self.metrics_public, "metrics")
+    }
+}
+
+/// `--NAME` (or `HERD_NAME[_ADDR]`), checked: loopback unless public.
+fn endpoint(flag: &Option<String>, public: bool, name: &str) -> Result<Option<SocketAddr>> {
+    let upper = name.to_uppercase();
+    let public = public || crate::config::env_flag(&format!("HERD_{upper}_PUBLIC"));
+    let var = if name == "health" {
+        "HERD_HEALTH".to_string()
+    } else {
+        format!("HERD_{upper}_ADDR")
+    };
+    let value = flag
+        .clone()
+        .or_else(|| std::env::var(&var).ok().filter(|v| !v.trim().is_empty()));
+    value
+        .map(|v| crate::daemon::health::parse_endpoint(&v, public, name))
+        .transpose()
 }
 
 /// Options of `herd run`: every `herd start` flag, and these.
@@ -75,6 +98,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         }
     };
     let health = a.health.addr()?;
+    let metrics = a.health.metrics_addr()?;
     let home = Home::from_env().map_err(|e| Error::io("locating HERD_HOME", e))?;
     let plan = RunPlan {
         resurrect: a.resurrect,
@@ -92,6 +116,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             background: false,
             run: Some(plan),
             health,
+            metrics,
         },
     )?;
     if code != 0 {

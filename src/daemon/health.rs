@@ -1,9 +1,10 @@
-//! `--health ADDR`: the probe endpoints, for `herd run` and the daemon
-//! alike. `GET /healthz` is 200 while the daemon serves; `GET /readyz` is
-//! 200 when every app has each instance it is meant to run online and
-//! ready, else 503 with the reason in JSON. Loopback only unless the user
-//! says otherwise (`--health-public`): a probe needs no more, and the
-//! replies name the apps.
+//! `--health ADDR` and `--metrics ADDR`: the probe and metrics endpoints,
+//! for `herd run` and the daemon alike. `GET /healthz` is 200 while the
+//! daemon serves; `GET /readyz` is 200 when every app has each instance it
+//! is meant to run online and ready, else 503 with the reason in JSON;
+//! `GET /metrics` is the Prometheus text of `herd metrics`. Loopback only
+//! unless the user says otherwise (`--health-public`, `--metrics-public`):
+//! a probe or a local scraper needs no more, and the replies name the apps.
 //!
 //! One small HTTP/1.1 exchange per connection, then close: nothing a
 //! probe does needs keep-alive, and each connection is its own task with a
@@ -24,6 +25,17 @@ use crate::supervisor::registry::AppHealth;
 pub const DEFAULT_PORT: u16 = 9615;
 /// `--health` with no value.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9615";
+/// `--metrics` with no value (9209: free in Prometheus's port list).
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9209";
+
+/// What one listener answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serves {
+    /// `/healthz` and `/readyz`.
+    pub health: bool,
+    /// `/metrics`.
+    pub metrics: bool,
+}
 /// A request head larger than this is refused.
 const MAX_HEAD: usize = 8 * 1024;
 /// A client gets this long to send its request and read the reply.
@@ -32,9 +44,14 @@ const DEADLINE: Duration = Duration::from_secs(5);
 /// Parses `--health`: `HOST:PORT`, `[V6]:PORT`, `localhost:PORT`, or a
 /// bare port (on 127.0.0.1). A non-loopback address needs `public`.
 pub fn parse_addr(s: &str, public: bool) -> Result<SocketAddr> {
+    parse_endpoint(s, public, "health")
+}
+
+/// [`parse_addr`] for `--NAME` (`health` or `metrics`).
+pub fn parse_endpoint(s: &str, public: bool, name: &str) -> Result<SocketAddr> {
     let t = s.trim();
     let bad = |expected: &str| Error::InvalidArg {
-        what: "--health".into(),
+        what: format!("--{name}"),
         value: s.into(),
         expected: expected.into(),
     };
@@ -50,25 +67,65 @@ pub fn parse_addr(s: &str, public: bool) -> Result<SocketAddr> {
         t.parse::<SocketAddr>().map_err(|_| bad(FORM))?
     };
     if !addr.ip().is_loopback() && !public {
-        return Err(bad(
-            "a loopback address (127.0.0.1:PORT or [::1]:PORT); another address needs --health-public (HERD_HEALTH_PUBLIC=1)",
-        ));
+        return Err(bad(&format!(
+            "a loopback address (127.0.0.1:PORT or [::1]:PORT); another address needs --{name}-public (HERD_{}_PUBLIC=1)",
+            name.to_uppercase()
+        )));
     }
     Ok(addr)
+}
+
+/// Binds the endpoints asked for: one listener when both use one address.
+pub fn bind_all(
+    health: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+) -> Result<Vec<(std::net::TcpListener, Serves)>> {
+    let mut out = Vec::new();
+    if let (Some(h), Some(m)) = (health, metrics) {
+        if h == m {
+            out.push((
+                bind(h)?,
+                Serves {
+                    health: true,
+                    metrics: true,
+                },
+            ));
+            return Ok(out);
+        }
+    }
+    if let Some(h) = health {
+        out.push((
+            bind(h)?,
+            Serves {
+                health: true,
+                metrics: false,
+            },
+        ));
+    }
+    if let Some(m) = metrics {
+        out.push((
+            bind(m)?,
+            Serves {
+                health: false,
+                metrics: true,
+            },
+        ));
+    }
+    Ok(out)
 }
 
 /// Binds the health listener (before the daemon says it serves, so a
 /// taken port is an error at start, not a silent absence).
 pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener> {
     let l = std::net::TcpListener::bind(addr)
-        .map_err(|e| Error::io(format!("cannot listen on {addr} for --health"), e))?;
+        .map_err(|e| Error::io(format!("cannot listen on {addr} for --health/--metrics"), e))?;
     l.set_nonblocking(true)
         .map_err(|e| Error::io("health listener", e))?;
     Ok(l)
 }
 
 /// Serves the endpoints until the daemon exits.
-pub async fn serve(listener: std::net::TcpListener, ctx: Rc<Context>) {
+pub async fn serve(listener: std::net::TcpListener, serves: Serves, ctx: Rc<Context>) {
     let addr = listener.local_addr().ok();
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -78,14 +135,19 @@ pub async fn serve(listener: std::net::TcpListener, ctx: Rc<Context>) {
         }
     };
     if let Some(a) = addr {
-        log::info!("health endpoint on http://{a} (/healthz, /readyz)");
+        let paths = match (serves.health, serves.metrics) {
+            (true, true) => "/healthz, /readyz, /metrics",
+            (true, false) => "/healthz, /readyz",
+            _ => "/metrics",
+        };
+        log::info!("endpoint on http://{a} ({paths})");
     }
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let ctx = ctx.clone();
                 tokio::task::spawn_local(async move {
-                    let _ = tokio::time::timeout(DEADLINE, exchange(stream, &ctx)).await;
+                    let _ = tokio::time::timeout(DEADLINE, exchange(stream, serves, &ctx)).await;
                 });
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -93,7 +155,7 @@ pub async fn serve(listener: std::net::TcpListener, ctx: Rc<Context>) {
     }
 }
 
-async fn exchange(mut stream: TcpStream, ctx: &Context) -> std::io::Result<()> {
+async fn exchange(mut stream: TcpStream, serves: Serves, ctx: &Context) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
@@ -112,14 +174,24 @@ async fn exchange(mut stream: TcpStream, ctx: &Context) -> std::io::Result<()> {
             return stream.write_all(&r).await;
         }
     }
-    let (status, reason, body, with_body) = answer(&head, ctx);
-    let r = reply(status, reason, &body, with_body);
+    let (status, reason, body, with_body) = answer(&head, serves, ctx);
+    let r = if status == 200 && body.starts_with("# HELP") {
+        reply_typed(
+            status,
+            reason,
+            crate::metrics::prom::CONTENT_TYPE,
+            &body,
+            with_body,
+        )
+    } else {
+        reply(status, reason, &body, with_body)
+    };
     stream.write_all(&r).await?;
     stream.shutdown().await
 }
 
 /// The status, reason phrase, body and whether to send it (not for HEAD).
-fn answer(head: &[u8], ctx: &Context) -> (u16, &'static str, String, bool) {
+fn answer(head: &[u8], serves: Serves, ctx: &Context) -> (u16, &'static str, String, bool) {
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
@@ -142,12 +214,21 @@ fn answer(head: &[u8], ctx: &Context) -> (u16, &'static str, String, bool) {
     }
     let with_body = method != "HEAD";
     let path = target.split('?').next().unwrap_or_default();
-    let known = matches!(path, "/healthz" | "/readyz");
+    let known = match path {
+        "/healthz" | "/readyz" => serves.health,
+        "/metrics" => serves.metrics,
+        _ => false,
+    };
     if !known {
+        let try_ = match (serves.health, serves.metrics) {
+            (true, true) => "/healthz, /readyz or /metrics",
+            (true, false) => "/healthz or /readyz",
+            _ => "/metrics",
+        };
         return (
             404,
             "Not Found",
-            r#"{"error":"unknown path; try /healthz or /readyz"}"#.into(),
+            format!(r#"{{"error":"unknown path; try {try_}"}}"#),
             with_body,
         );
     }
@@ -158,6 +239,10 @@ fn answer(head: &[u8], ctx: &Context) -> (u16, &'static str, String, bool) {
             r#"{"error":"GET or HEAD only"}"#.into(),
             true,
         );
+    }
+    if path == "/metrics" {
+        let text = crate::metrics::prom::render(&ctx.sup.metrics_snapshot(None));
+        return (200, "OK", text, with_body);
     }
     let apps = ctx.sup.health();
     if path == "/healthz" {
@@ -222,14 +307,23 @@ pub fn readiness(apps: &[AppHealth], closing: bool) -> (bool, Option<String>) {
 }
 
 fn reply(status: u16, reason: &str, body: &str, with_body: bool) -> Vec<u8> {
+    let mut r = reply_typed(status, reason, "application/json", body, with_body);
+    // JSON bodies end with a newline (counted in the length below).
+    if with_body {
+        r.push(b'\n');
+    }
+    r
+}
+
+fn reply_typed(status: u16, reason: &str, kind: &str, body: &str, with_body: bool) -> Vec<u8> {
+    let newline = usize::from(kind == "application/json");
     let mut r = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len() + 1
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len() + newline
     )
     .into_bytes();
     if with_body {
         r.extend_from_slice(body.as_bytes());
-        r.push(b'\n');
     }
     r
 }

@@ -36,6 +36,8 @@ pub struct DaemonOptions {
     pub run: Option<foreground::RunPlan>,
     /// `--health ADDR`: serve `/healthz` and `/readyz` there.
     pub health: Option<SocketAddr>,
+    /// `--metrics ADDR`: serve `/metrics` there.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The daemon log rotates at this size (`HERD_DAEMON_LOG_MAX_SIZE` changes
@@ -120,7 +122,7 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<i32> {
             log::info!("cannot become the child subreaper ({e}); orphans go to init");
         }
     }
-    let health = opts.health.map(health::bind).transpose()?;
+    let endpoints = health::bind_all(opts.health, opts.metrics)?;
     // We hold the lock, so any socket or pid file left is from a dead daemon.
     let sock_path = home.sock();
     match std::fs::remove_file(&sock_path) {
@@ -198,8 +200,20 @@ pub fn run(home: Home, opts: DaemonOptions) -> Result<i32> {
                 log::info!("cannot bind the notify socket: {e}; apps' READY=1 will not be heard")
             }
         }
-        if let Some(l) = health {
-            tokio::task::spawn_local(health::serve(l, ctx.clone()));
+        for (l, serves) in endpoints {
+            tokio::task::spawn_local(health::serve(l, serves, ctx.clone()));
+        }
+        {
+            // The metrics windows' samples (a few µs a second).
+            let sup = ctx.sup.clone();
+            tokio::task::spawn_local(async move {
+                let mut tick = tokio::time::interval(crate::supervisor::registry::METRICS_TICK);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    sup.metrics_tick();
+                }
+            });
         }
         match run_plan {
             Some(plan) => {

@@ -1,9 +1,13 @@
-//! Measurements herd computes about the workers it runs: today the fairness
-//! indexes that say whether the kernel spread connections evenly across a
-//! cluster; later counters, latency histograms and exporters.
+//! Measurements herd takes of the workers it runs: fairness indexes
+//! ([`fairness`]), HDR histograms many threads record into ([`hist`]), one
+//! app's live figures ([`app`]), and their Prometheus text form ([`prom`]).
 //!
-//! This module is pure arithmetic over numbers other modules collected. It
-//! touches no sockets, processes or files, so every function here can be
-//! unit-tested exactly and reused by the bench report and the daemon alike.
+//! Nothing here touches sockets, processes or files: the data plane and
+//! the supervisor record into these types, the daemon reads them into the
+//! wire's [`crate::protocol::metrics::Snapshot`], and renderers (the CLI,
+//! the `/metrics` endpoint, `herd monit`) read that.
 
+pub mod app;
 pub mod fairness;
+pub mod hist;
+pub mod prom;

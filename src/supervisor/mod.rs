@@ -14,6 +14,7 @@ pub mod ready;
 pub mod registry;
 pub mod watch;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use socket2::Socket;
 
 use crate::config::AppSpec;
+pub use crate::protocol::metrics::RestartReason;
 use crate::sys::process::ExitStatus;
 
 /// Where an instance is in its life (the wire type is the state machine's
@@ -78,6 +80,11 @@ pub struct Instance {
     pub port: Option<u16>,
     /// Restarts (automatic and manual).
     pub restarts: u32,
+    /// The same, by reason.
+    pub restarts_by: BTreeMap<RestartReason, u32>,
+    /// Why the restart under way happens, when it is not the default of
+    /// the path that counts it (a memory cap's reload, a watcher's restart).
+    pub next_cause: Option<RestartReason>,
     /// Consecutive runs shorter than min_uptime.
     pub unstable_restarts: u32,
     /// When the instance was created.
@@ -180,6 +187,8 @@ impl Instance {
             plane: None,
             port,
             restarts: 0,
+            restarts_by: BTreeMap::new(),
+            next_cause: None,
             unstable_restarts: 0,
             created_at: SystemTime::now(),
             started: None,
@@ -191,6 +200,13 @@ impl Instance {
             generation: 0,
             stats: Default::default(),
         }
+    }
+
+    /// Counts a restart: for the reason set in `next_cause`, else `default`.
+    pub fn count_restart(&mut self, default: RestartReason) {
+        self.restarts += 1;
+        let why = self.next_cause.take().unwrap_or(default);
+        *self.restarts_by.entry(why).or_default() += 1;
     }
 
     /// The current process said it is ready, or (fdpass) is in rotation.

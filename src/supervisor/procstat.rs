@@ -33,6 +33,41 @@ pub fn read(pid: i32) -> Option<(u64, u64)> {
     Some((utime + stime, rss_pages * crate::sys::page_size()))
 }
 
+/// CPU seconds (user + system) `pid` has used.
+pub fn cpu_seconds(pid: i32) -> Option<f64> {
+    read(pid).map(|(ticks, _)| ticks as f64 / crate::sys::clock_ticks() as f64)
+}
+
+/// The daemon's own figures (Prometheus's `process_*` series).
+pub fn own_figures() -> crate::protocol::metrics::DaemonFigures {
+    let pid = std::process::id();
+    let mut d = crate::protocol::metrics::DaemonFigures {
+        pid,
+        version: crate::protocol::HERD_VERSION.into(),
+        max_fds: crate::sys::max_fds(),
+        ..Default::default()
+    };
+    let ticks = crate::sys::clock_ticks() as f64;
+    if let Some(f) = stat_fields(pid as i32) {
+        // utime 14, stime 15, num_threads 20, starttime 22, vsize 23, rss 24.
+        let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        d.cpu_seconds = (n(11) + n(12)) as f64 / ticks;
+        d.threads = n(17);
+        d.virtual_memory_bytes = n(20);
+        d.resident_memory_bytes = n(21) * crate::sys::page_size();
+        let btime = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+        d.start_time_seconds = btime as f64 + n(19) as f64 / ticks;
+    }
+    d.open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |r| r.count() as u64);
+    d
+}
+
 impl Sampler {
     /// Samples `pid` now; returns (cpu %, rss bytes). CPU % is the average
     /// since the previous sample (0 on the first).

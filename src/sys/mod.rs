@@ -112,6 +112,20 @@ pub fn clock_ticks() -> u64 {
     }
 }
 
+/// This process's soft limit on open descriptors (0 if unknown).
+pub fn max_fds() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
+        r.rlim_cur
+    } else {
+        0
+    }
+}
+
 /// Page size in bytes (for /proc/<pid>/statm).
 pub fn page_size() -> u64 {
     // SAFETY: sysconf has no memory preconditions.

@@ -56,12 +56,15 @@ impl Slot {
         let n = closed - seen;
         self.done(n as usize);
         self.sweep_closed();
-        if self.timed.load(Ordering::Relaxed) {
-            let ns = c.page.word(counters::CLOSED_NS).load(Ordering::Acquire);
-            let prev = c.closed_ns_seen.swap(ns, Ordering::AcqRel);
-            if ns > prev {
+        let ns = c.page.word(counters::CLOSED_NS).load(Ordering::Acquire);
+        let prev = c.closed_ns_seen.swap(ns, Ordering::AcqRel);
+        if ns > prev {
+            // The page carries only a sum: n closes of their mean duration.
+            let mean = (ns - prev) / n;
+            self.record_duration(mean / 1000, n);
+            if self.timed.load(Ordering::Relaxed) {
                 let now = now.unwrap_or_else(Instant::now);
-                self.sample(std::time::Duration::from_nanos((ns - prev) / n), now);
+                self.sample(std::time::Duration::from_nanos(mean), now);
             }
         }
     }
@@ -100,11 +103,18 @@ impl Slot {
         let mut st = self.lock();
         for (id, took) in closes {
             st.held.remove(&id);
+            if let Took::Measured(d) = took {
+                self.record_duration(d.as_micros() as u64, 1);
+            }
             let (Some(now), Some(sent)) = (now, st.started.remove(&id)) else {
                 continue;
             };
             match took {
-                Took::SinceSent => self.sample(now.saturating_duration_since(sent), now),
+                Took::SinceSent => {
+                    let d = now.saturating_duration_since(sent);
+                    self.record_duration(d.as_micros() as u64, 1);
+                    self.sample(d, now);
+                }
                 Took::Measured(d) => self.sample(d, now),
                 Took::Untimed => {}
             }
@@ -113,8 +123,27 @@ impl Slot {
         self.done(n);
     }
 
-    /// `n` connections are no longer in flight.
+    /// `n` connections closed (Node's `newconn` path: were accepted).
     pub fn done(&self, n: usize) {
+        self.closed.fetch_add(n as u64, Ordering::Relaxed);
+        self.release(n);
+    }
+
+    /// `n` connections came back for another worker.
+    pub(super) fn returned(&self, n: usize) {
+        self.handed_on.fetch_add(n as u64, Ordering::Relaxed);
+        self.release(n);
+    }
+
+    /// Records connection durations the worker reported: `n` of `us`.
+    fn record_duration(&self, us: u64, n: u64) {
+        if let Some(m) = self.metrics.get().filter(|m| m.on) {
+            m.duration.record_n(us, n);
+        }
+    }
+
+    /// `n` connections are no longer in flight.
+    fn release(&self, n: usize) {
         if n > 0 {
             self.closed_at
                 .store(ns_since_epoch(Instant::now()), Ordering::Relaxed);

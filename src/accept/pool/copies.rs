@@ -65,6 +65,12 @@ pub struct Deaths {
     pub saved: u64,
     /// Started on (a byte read or written), closed with the process.
     pub lost_started: u64,
+    /// Handed to its processes.
+    pub dispatched: u64,
+    /// Closed by them (Node's `newconn` path: accepted).
+    pub closed: u64,
+    /// Given back before they had them (see [`Slot::handed_on`]).
+    pub handed_on: u64,
 }
 
 impl Slot {
@@ -140,7 +146,7 @@ impl Slot {
         self.dead.store(true, Ordering::Release);
         let back: Vec<OwnedFd> = st.queue.drain(..).collect();
         drop(st);
-        self.done(back.len());
+        self.returned(back.len());
         back
     }
 
@@ -231,6 +237,10 @@ impl Slot {
         // In flight, not in the channel or the queue, and no copy held:
         // the daemon let go of it once the worker had started on it.
         lost += in_flight.saturating_sub(back + held_n);
+        // The rest were answered, their close reports lost with the worker.
+        let finished = in_flight.saturating_sub(back + saved + lost);
+        self.closed.fetch_add(finished, Ordering::Relaxed);
+        self.handed_on.fetch_add(back, Ordering::Relaxed);
         self.saved.fetch_add(saved, Ordering::Relaxed);
         self.lost_started.fetch_add(lost, Ordering::Relaxed);
         fds
@@ -242,7 +252,7 @@ impl Slot {
     pub fn reclaim(&self) -> Vec<OwnedFd> {
         let mut st = self.lock();
         let fds = self.unread(&mut st);
-        self.done(fds.len());
+        self.returned(fds.len());
         fds
     }
 

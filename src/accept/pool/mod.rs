@@ -27,6 +27,7 @@ mod policy;
 mod send;
 mod slot;
 
+use crate::metrics::app::AppMetrics;
 pub use copies::{Batch, BatchFds, Deaths};
 use floor::Floor;
 pub use node::NODE_HANDLE_WINDOW;
@@ -89,6 +90,13 @@ pub struct Slot {
     /// Connections it had received but not touched when it died, handed
     /// to another worker from the daemon's copies.
     pub saved: AtomicU64,
+    /// Connections it closed (herd; Node's `newconn` path: accepted).
+    pub closed: AtomicU64,
+    /// Connections given back for another worker before it had them: a
+    /// failed send, a refusal, unread when it stopped reading or died.
+    pub handed_on: AtomicU64,
+    /// The app's figures (set when the slot joins its pool).
+    metrics: std::sync::OnceLock<Arc<AppMetrics>>,
     active: AtomicBool,
     dead: AtomicBool,
     /// Service-time EWMA in ns (0: none yet), and when it was last updated
@@ -168,12 +176,20 @@ pub struct Pool {
     /// By instance id: connections saved from and lost with its dead
     /// processes (see [`Slot::saved`], [`Slot::lost_started`]).
     deaths: Mutex<std::collections::HashMap<u32, Deaths>>,
+    /// The app's live figures (hand-off times, durations, requests).
+    pub metrics: Arc<AppMetrics>,
 }
 
 impl Pool {
-    /// An empty pool.
+    /// An empty pool, with figures of its own.
     pub fn new(policy: Policy) -> Pool {
+        Pool::with_metrics(policy, Arc::new(AppMetrics::new(1)))
+    }
+
+    /// An empty pool that records into the app's `metrics`.
+    pub fn with_metrics(policy: Policy, metrics: Arc<AppMetrics>) -> Pool {
         Pool {
+            metrics,
             slots: RwLock::new(Vec::new()),
             policy,
             rr: AtomicUsize::new(0),
@@ -210,6 +226,7 @@ impl Pool {
         slot.timed.store(self.timed(), Ordering::Relaxed);
         slot.keep
             .store(self.keep_copies.load(Ordering::Relaxed), Ordering::Relaxed);
+        let _ = slot.metrics.set(self.metrics.clone());
         self.slots
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -224,6 +241,9 @@ impl Pool {
             let e = d.entry(slot.instance_id).or_default();
             e.saved += slot.saved.swap(0, Ordering::Relaxed);
             e.lost_started += slot.lost_started.swap(0, Ordering::Relaxed);
+            e.dispatched += slot.dispatched.swap(0, Ordering::Relaxed);
+            e.closed += slot.closed.swap(0, Ordering::Relaxed);
+            e.handed_on += slot.handed_on.swap(0, Ordering::Relaxed);
         }
         self.slots
             .write()
@@ -331,6 +351,23 @@ impl Pool {
             .get(&id)
             .copied()
             .unwrap_or_default()
+    }
+
+    /// Instance `id`'s counts over all its processes: the dead ones'
+    /// ([`Self::deaths`]) and the live ones' (during a reload an instance
+    /// has two), with what is in flight now.
+    pub fn totals(&self, id: u32) -> (Deaths, u64) {
+        let mut t = self.deaths(id);
+        let mut in_flight = 0;
+        for s in self.slots().iter().filter(|s| s.instance_id == id) {
+            in_flight += u64::from(s.load());
+            t.dispatched += s.dispatched.load(Ordering::Relaxed);
+            t.closed += s.closed.load(Ordering::Relaxed);
+            t.handed_on += s.handed_on.load(Ordering::Relaxed);
+            t.saved += s.saved.load(Ordering::Relaxed);
+            t.lost_started += s.lost_started.load(Ordering::Relaxed);
+        }
+        (t, in_flight)
     }
 
     /// Connections held while no worker is ready.

@@ -87,7 +87,11 @@ impl Slot {
         let (_, fd, sent) = st.unacked.remove(pos).expect("position is valid");
         let now = Instant::now();
         self.sample(now.saturating_duration_since(sent), now);
-        self.done(1);
+        if accepted {
+            self.done(1);
+        } else {
+            self.returned(1);
+        }
         (!accepted).then_some(fd)
     }
 }

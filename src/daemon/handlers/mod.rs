@@ -50,6 +50,7 @@ async fn answer(ctx: &Context, req: Request) -> Response {
             existing,
         } => start::start(ctx, *spec, force, existing).await,
         Request::List => Ok(list::list(ctx)),
+        Request::Metrics { app } => list::metrics(ctx, app.as_deref()),
         Request::Show { target } => list::show(ctx, &target),
         Request::Stop {
             targets,

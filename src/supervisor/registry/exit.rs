@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::Supervisor;
-use crate::supervisor::{AfterExit, Status};
+use crate::supervisor::{AfterExit, RestartReason, Status};
 use crate::sys::process::{self, ExitStatus};
 use crate::sys::spawn::Spawned;
 
@@ -66,7 +66,7 @@ impl Supervisor {
             if inst.status != Status::WaitingRestart || inst.generation != generation {
                 return; // stopped or deleted meanwhile
             }
-            inst.restarts += 1;
+            inst.count_restart(RestartReason::Crash);
             inst.status = Status::Launching;
         }
         let _ = self.launch_instance(id);

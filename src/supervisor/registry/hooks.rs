@@ -106,6 +106,18 @@ impl Supervisor {
         if ids.is_empty() {
             return;
         }
+        {
+            let why = match cause {
+                Cause::Watch => crate::supervisor::RestartReason::Watch,
+                Cause::Cron => crate::supervisor::RestartReason::Cron,
+            };
+            let mut table = self.table.borrow_mut();
+            for id in &ids {
+                if let Some(i) = table.instances.get_mut(id) {
+                    i.next_cause = Some(why);
+                }
+            }
+        }
         for note in self.restart(&ids).await {
             log::info!("{name}: {cause:?} restart: {note}");
         }

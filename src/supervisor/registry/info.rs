@@ -46,6 +46,19 @@ impl Supervisor {
     }
 }
 
+/// How connections reach `inst`.
+pub(super) fn distribution_of(inst: &Instance) -> wire::Distribution {
+    match (inst.app.exec_mode, &inst.plane, &inst.listener) {
+        (ExecMode::Cluster, Some(_), _) => wire::Distribution::Fdpass,
+        (ExecMode::Cluster, None, Some(_)) => match inst.app.mode {
+            Mode::Fdpass => wire::Distribution::Fdpass,
+            Mode::Reuseport => wire::Distribution::Reuseport,
+            Mode::Shared => wire::Distribution::Shared,
+        },
+        _ => wire::Distribution::None,
+    }
+}
+
 fn epoch_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -79,15 +92,7 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         name: app.name.clone(),
         instance: inst.index,
         exec_mode: app.exec_mode,
-        distribution: match (app.exec_mode, &inst.plane, &inst.listener) {
-            (ExecMode::Cluster, Some(_), _) => wire::Distribution::Fdpass,
-            (ExecMode::Cluster, None, Some(_)) => match app.mode {
-                Mode::Fdpass => wire::Distribution::Fdpass,
-                Mode::Reuseport => wire::Distribution::Reuseport,
-                Mode::Shared => wire::Distribution::Shared,
-            },
-            _ => wire::Distribution::None,
-        },
+        distribution: distribution_of(inst),
         io: inst.plane.as_ref().map(|p| p.describe_io()),
         policy: inst.plane.as_ref().map(|p| p.pool.policy()),
         acceptors: inst.plane.as_ref().map(|p| p.acceptor_count()),

@@ -34,6 +34,7 @@ impl Supervisor {
                 };
                 inst.memory_restarts += 1;
                 inst.last_memory_rss = Some(rss);
+                inst.next_cause = Some(crate::supervisor::RestartReason::Memory);
                 log::info!(
                     "{} [{id}] pid {pid} uses {} MiB (cap {} MiB): restarting (memory restart #{})",
                     inst.app.name,

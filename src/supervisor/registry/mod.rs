@@ -9,7 +9,7 @@
 //! process up), `exit.rs` (noticing its exit), `readiness.rs`, `memory.rs`
 //! (memory caps), `stop.rs` (and delete), `restart.rs` (and reset),
 //! `reload.rs`, `scale.rs`, `hand_over.rs` (how a process leaves),
-//! `info.rs` (snapshots), `health.rs` (what `/readyz` judges), `hooks.rs` (watch and cron), `dump.rs` (save,
+//! `info.rs` (snapshots), `metrics.rs` (live figures), `health.rs` (what `/readyz` judges), `hooks.rs` (watch and cron), `dump.rs` (save,
 //! resurrect, autosave).
 
 use std::cell::RefCell;
@@ -33,6 +33,7 @@ mod health;
 mod hooks;
 mod info;
 mod memory;
+mod metrics;
 mod readiness;
 mod reload;
 mod resolve;
@@ -44,6 +45,7 @@ mod stop;
 
 pub use dump::Resurrected;
 pub use health::AppHealth;
+pub use metrics::TICK as METRICS_TICK;
 pub use reload::Reloaded;
 
 /// A refusal the client sees as `error: …` / `hint: …`.
@@ -85,6 +87,8 @@ pub struct Supervisor {
     auto: RefCell<Auto>,
     /// Autosave and the dump's guards (`dump.rs`).
     dump: dump::DumpState,
+    /// Each app's live figures, by name (`metrics.rs`).
+    metrics: RefCell<BTreeMap<String, Arc<crate::metrics::app::AppMetrics>>>,
 }
 
 #[derive(Default)]
@@ -123,6 +127,7 @@ impl Supervisor {
             log_files: LogFiles::default(),
             auto: RefCell::new(Auto::default()),
             dump: dump::DumpState::default(),
+            metrics: RefCell::new(BTreeMap::new()),
         })
     }
 

@@ -10,7 +10,7 @@ use super::Supervisor;
 use crate::accept::pool::Slot;
 use crate::accept::{activation, reuseport, Mode};
 use crate::config::{AppSpec, ExecMode};
-use crate::supervisor::{launch, ready, Running, Status};
+use crate::supervisor::{launch, ready, RestartReason, Running, Status};
 use crate::sys::process;
 
 impl Supervisor {
@@ -120,7 +120,7 @@ impl Supervisor {
             let mut table = self.table.borrow_mut();
             match table.instances.get_mut(&id) {
                 Some(inst) => {
-                    inst.restarts += 1;
+                    inst.count_restart(RestartReason::Reload);
                     inst.pid()
                 }
                 None => None, // deleted meanwhile: `restore` stops the old one

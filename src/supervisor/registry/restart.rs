@@ -8,7 +8,7 @@ use super::Supervisor;
 use crate::config::AppSpec;
 use crate::error::Error;
 use crate::protocol::SpecPatch;
-use crate::supervisor::Status;
+use crate::supervisor::{RestartReason, Status};
 
 impl Supervisor {
     /// Stops then starts `ids` again (not zero-downtime; that is `reload`).
@@ -44,8 +44,9 @@ impl Supervisor {
                     continue;
                 }
                 if was_running.contains(&id) {
-                    inst.restarts += 1;
+                    inst.count_restart(RestartReason::Manual);
                 }
+                inst.next_cause = None;
                 inst.unstable_restarts = 0;
                 inst.status = Status::Launching;
             }
@@ -62,6 +63,7 @@ impl Supervisor {
         for id in ids {
             if let Some(i) = table.instances.get_mut(id) {
                 i.restarts = 0;
+                i.restarts_by.clear();
                 i.unstable_restarts = 0;
                 i.memory_restarts = 0;
                 i.last_memory_rss = None;

@@ -91,7 +91,12 @@ impl Supervisor {
                 }
                 (Mode::Fdpass, port) => {
                     let p =
-                        DataPlane::new(spec.plane.clone(), self.cpus.clone(), spec.host.clone())
+                        DataPlane::new(
+                            spec.plane.clone(),
+                            self.cpus.clone(),
+                            spec.host.clone(),
+                            self.app_metrics(&spec.name),
+                        )
                             .map_err(|e| {
                                 refuse(
                                     e,

@@ -284,8 +284,17 @@ fn a_dead_workers_untouched_connections_are_saved_and_started_ones_counted() {
         d,
         Deaths {
             saved: 1,
-            lost_started: 1
+            lost_started: 1,
+            dispatched: 2,
+            closed: 0,
+            handed_on: 0,
         }
+    );
+    // Every connection it was given is accounted for.
+    let (t, in_flight) = pool.totals(0);
+    assert_eq!(
+        t.dispatched,
+        t.closed + in_flight + t.handed_on + t.saved + t.lost_started
     );
     let mut got = Vec::new();
     recv_with_fds(wb.as_fd(), &mut buf, &mut got, true).unwrap();
