@@ -82,6 +82,9 @@ pub struct Channel {
     counters: Option<SharedPage>,
     /// Closes recorded by [`Channel::close_later`], not yet reported.
     closed: RefCell<Vec<u64>>,
+    /// Requests recorded by [`Channel::request_served`], not yet
+    /// reported: how many at each (quantized) latency in µs.
+    requests: RefCell<std::collections::BTreeMap<u64, u64>>,
 }
 
 impl Channel {
@@ -116,6 +119,7 @@ impl Channel {
             ready_sent: Cell::new(false),
             counters: None,
             closed: RefCell::new(Vec::new()),
+            requests: RefCell::new(Default::default()),
         }
     }
 
@@ -223,6 +227,30 @@ impl Channel {
         self.done(&ids)
     }
 
+    /// Records a request served in `took` (from its arrival to its
+    /// response written), for `herd metrics`' request latency. Nothing is
+    /// sent until [`Channel::flush_requests`]: call that a few times a
+    /// second at most (the daemon wants aggregates, not a message per
+    /// request). Returns whether this is the first request since the last
+    /// flush (a cue to schedule one).
+    pub fn request_served(&self, took: std::time::Duration) -> bool {
+        let mut r = self.requests.borrow_mut();
+        let first = r.is_empty();
+        let us = crate::metrics::hist::quantize_us(took.as_micros() as u64);
+        *r.entry(us).or_default() += 1;
+        first
+    }
+
+    /// Sends the requests recorded since the last flush as `L` messages.
+    pub fn flush_requests(&self) -> io::Result<()> {
+        let r = std::mem::take(&mut *self.requests.borrow_mut());
+        let pairs: Vec<(u64, u64)> = r.into_iter().collect();
+        for chunk in pairs.chunks(crate::fdpass::herd::MAX_TIMED) {
+            self.send(&Msg::Latency(chunk.to_vec()))?;
+        }
+        Ok(())
+    }
+
     /// Whether closes are counted in the daemon's shared page.
     pub fn counts_closes(&self) -> bool {
         self.counters.is_some()
@@ -264,6 +292,20 @@ mod tests {
         chan.flush().unwrap();
         assert_eq!(next(&daemon), Some(Msg::Done(vec![4, 9])));
         chan.flush().unwrap();
+        assert_eq!(next(&daemon), None, "an empty flush sends nothing");
+    }
+
+    #[test]
+    fn requests_are_aggregated_and_sent_on_flush() {
+        let (chan, daemon) = pair();
+        assert!(chan.request_served(std::time::Duration::from_micros(100)));
+        assert!(!chan.request_served(std::time::Duration::from_micros(100)));
+        chan.request_served(std::time::Duration::from_millis(5));
+        assert_eq!(next(&daemon), None, "nothing before the flush");
+        chan.flush_requests().unwrap();
+        let q = crate::metrics::hist::quantize_us(5000);
+        assert_eq!(next(&daemon), Some(Msg::Latency(vec![(100, 2), (q, 1)])));
+        chan.flush_requests().unwrap();
         assert_eq!(next(&daemon), None, "an empty flush sends nothing");
     }
 

@@ -307,6 +307,7 @@ fn on_fast(slot: &Slot, msg: &[u8], truncated: bool, nfds: usize) -> Result<(), 
         Msg::Ready => slot.set_fast_ready(),
         Msg::Done(ids) => slot.closed(&ids),
         Msg::Timed(pairs) => slot.closed_timed(&pairs),
+        Msg::Latency(pairs) => slot.requests(&pairs),
         Msg::Acked(_) => {}
         other => return Err(format!("{other:?} is not a worker message")),
     }
@@ -326,6 +327,7 @@ fn on_herd(
         Msg::Acked(_) => slot.flush(),
         Msg::Done(ids) => slot.closed(&ids),
         Msg::Timed(pairs) => slot.closed_timed(&pairs),
+        Msg::Latency(pairs) => slot.requests(&pairs),
         other => return Err(format!("{other:?} is not a worker message")),
     }
     Ok(())
@@ -430,6 +432,10 @@ fn on_node(slot: &Slot, plane: &DataPlane, decoder: &mut LineDecoder) -> Result<
                 None
             }
             FromWorker::ExitedAfterDisconnect { seq } => Some(node::ack(seq)),
+            FromWorker::Latency(pairs) => {
+                slot.requests(&pairs);
+                None
+            }
             // A handle we never asked for: its fd is already closed; Node
             // stalls every later message until it is acknowledged.
             FromWorker::Handle { .. } => Some(node::handle_ack()),

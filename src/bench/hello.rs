@@ -116,22 +116,47 @@ async fn channel_loop(chan: crate::worker::Channel) -> io::Result<()> {
             }
         });
     }
+    // Request latencies go to the daemon 4 times a second at most, and
+    // not at all while idle: the first request after a report wakes this.
+    let served = std::rc::Rc::new(tokio::sync::Notify::new());
+    {
+        let (chan, served) = (chan.clone(), served.clone());
+        tokio::task::spawn_local(async move {
+            loop {
+                served.notified().await;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if chan.flush_requests().is_err() {
+                    return;
+                }
+            }
+        });
+    }
     let serve = |conns: Vec<crate::worker::Conn>| -> io::Result<()> {
         for c in conns {
             let id = c.id;
             c.stream.set_nonblocking(true)?;
             let sock = TcpStream::from_std(c.stream)?;
             let _ = sock.set_nodelay(true);
-            let (chan, responses, open, closed) = (
+            let (chan, responses, open, closed, served) = (
                 chan.clone(),
                 responses.clone(),
                 open.clone(),
                 closed.clone(),
+                served.clone(),
             );
             let received = std::time::Instant::now();
             open.set(open.get() + 1);
             tokio::task::spawn_local(async move {
-                connection(sock, responses).await;
+                let report = |n: usize, took: Duration| {
+                    let mut first = false;
+                    for _ in 0..n {
+                        first |= chan.request_served(took);
+                    }
+                    if first {
+                        served.notify_one();
+                    }
+                };
+                connection(sock, responses, report).await;
                 open.set(open.get() - 1);
                 chan.closed(id, received.elapsed());
                 if !chan.counts_closes() {
@@ -246,7 +271,7 @@ async fn accept_loop(listener: StdTcpListener) -> io::Result<()> {
         let (responses, open) = (Arc::clone(&responses), Arc::clone(&open));
         open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(async move {
-            connection(sock, responses).await;
+            connection(sock, responses, |_, _| {}).await;
             open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
     };
@@ -370,9 +395,10 @@ pub(crate) fn answer(
     skip: &mut u64,
     responses: &Responses,
     out: &mut Vec<u8>,
-) -> bool {
+) -> (bool, usize) {
     let mut pos = 0usize;
     let mut close = false;
+    let mut n = 0usize;
     loop {
         if *skip > 0 {
             let avail = *filled - pos;
@@ -396,6 +422,7 @@ pub(crate) fn answer(
                 // request in flight with `Connection: close`, then close,
                 // so keep-alive clients reconnect to another worker
                 // instead of seeing a reset.
+                n += 1;
                 if wants_close || DRAINING.load(std::sync::atomic::Ordering::Relaxed) {
                     out.extend_from_slice(&responses.close);
                     close = true;
@@ -420,12 +447,18 @@ pub(crate) fn answer(
         out.extend_from_slice(HEAD_TOO_LARGE);
         close = true;
     }
-    close
+    (close, n)
 }
 
 /// Serves one connection: every full request in the buffer (pipelining)
 /// gets its response appended to one write, so a batch costs one syscall.
-async fn connection(mut sock: TcpStream, responses: Arc<Responses>) {
+/// `served(n, took)`: `n` requests answered, `took` from their bytes'
+/// arrival to the response written.
+async fn connection(
+    mut sock: TcpStream,
+    responses: Arc<Responses>,
+    mut served: impl FnMut(usize, Duration),
+) {
     let mut buf = vec![0u8; READ_BUF];
     let mut out: Vec<u8> = Vec::with_capacity(4 * responses.close.len());
     let mut filled = 0usize;
@@ -437,7 +470,8 @@ async fn connection(mut sock: TcpStream, responses: Arc<Responses>) {
             Ok(0) | Err(_) => return,
             Ok(n) => filled += n,
         }
-        let close = answer(&mut buf, &mut filled, &mut skip, &responses, &mut out);
+        let arrived = std::time::Instant::now();
+        let (close, n) = answer(&mut buf, &mut filled, &mut skip, &responses, &mut out);
         if !out.is_empty() {
             if let Some(d) = responses.delay {
                 tokio::time::sleep(d).await;
@@ -446,6 +480,7 @@ async fn connection(mut sock: TcpStream, responses: Arc<Responses>) {
                 return;
             }
             out.clear();
+            served(n, arrived.elapsed());
         }
         if close {
             let _ = sock.shutdown().await;

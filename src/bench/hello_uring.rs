@@ -111,7 +111,8 @@ pub fn serve_channel(chan: Channel) -> io::Result<()> {
                         &mut c.meta.skip,
                         &responses,
                         &mut c.output,
-                    );
+                    )
+                    .0;
                     if !c.output.is_empty() {
                         c.sent = 0;
                         ring.send(slot)?;

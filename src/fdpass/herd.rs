@@ -9,6 +9,7 @@
 //! | `A` | worker → daemon | ids received (the daemon closes its copies) | — |
 //! | `D` | worker → daemon | ids closed (in-flight goes down) | — |
 //! | `T` | worker → daemon | (id, ns open) pairs: closed, timed by the worker | — |
+//! | `L` | worker → daemon | (µs, count) pairs: requests served and their latency | — |
 
 /// The counters page a herd worker gets as `HERD_COUNTERS_FD` (fd 4): a
 /// 4096-byte shared memfd of little-endian `u64` words, updated with
@@ -51,6 +52,9 @@ pub enum Msg {
     /// reading of this message (herd's Node preload sends these). 0 ns:
     /// not timed.
     Timed(Vec<(u64, u64)>),
+    /// The worker served requests: (latency in µs, how many) pairs, a
+    /// worker's aggregate since its last report (a few a second at most).
+    Latency(Vec<(u64, u64)>),
 }
 
 /// Most (id, ns) pairs in one `T` message (it fits in [`MAX_MSG`]).
@@ -74,8 +78,12 @@ impl Msg {
     /// Serializes into `out` (cleared first).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.clear();
-        if let Msg::Timed(pairs) = self {
-            out.push(b'T');
+        if let Msg::Timed(pairs) | Msg::Latency(pairs) = self {
+            out.push(if matches!(self, Msg::Timed(_)) {
+                b'T'
+            } else {
+                b'L'
+            });
             for (id, ns) in pairs {
                 out.extend_from_slice(&id.to_le_bytes());
                 out.extend_from_slice(&ns.to_le_bytes());
@@ -88,7 +96,7 @@ impl Msg {
             Msg::Ready => (b'R', &[]),
             Msg::Acked(ids) => (b'A', ids),
             Msg::Done(ids) => (b'D', ids),
-            Msg::Timed(_) => unreachable!("encoded above"),
+            Msg::Timed(_) | Msg::Latency(_) => unreachable!("encoded above"),
         };
         out.push(kind);
         for id in ids {
@@ -126,16 +134,20 @@ impl Msg {
             b'C' => Ok(Msg::Conns(ids()?)),
             b'A' => Ok(Msg::Acked(ids()?)),
             b'D' => Ok(Msg::Done(ids()?)),
-            b'T' => {
+            b'T' | b'L' => {
                 if rest.is_empty() || rest.len() % 16 != 0 || rest.len() / 16 > MAX_TIMED {
                     return Err(ProtoError::BadLength(rest.len()));
                 }
                 let word = |c: &[u8]| u64::from_le_bytes(c.try_into().expect("8 bytes"));
-                Ok(Msg::Timed(
-                    rest.chunks_exact(16)
-                        .map(|c| (word(&c[..8]), word(&c[8..])))
-                        .collect(),
-                ))
+                let pairs = rest
+                    .chunks_exact(16)
+                    .map(|c| (word(&c[..8]), word(&c[8..])))
+                    .collect();
+                Ok(if kind == b'T' {
+                    Msg::Timed(pairs)
+                } else {
+                    Msg::Latency(pairs)
+                })
             }
             b'S' => bare(Msg::Stop),
             b'R' => bare(Msg::Ready),
@@ -157,6 +169,7 @@ mod tests {
             Msg::Acked(vec![7]),
             Msg::Done(vec![3, 4, 5]),
             Msg::Timed(vec![(3, 250_000), (u64::MAX, 1)]),
+            Msg::Latency(vec![(120, 7), (4_000, 1)]),
         ] {
             assert_eq!(Msg::decode(&m.encode()).unwrap(), m);
         }

@@ -72,6 +72,11 @@ pub async fn read_node_ipc(sup: Rc<Supervisor>, id: u32, pid: i32, chan: Ipc) {
         for msg in decoder.by_ref() {
             match msg {
                 Ok(FromWorker::Ready) => sup.on_signal(id, pid, Signal::Ready),
+                Ok(FromWorker::Latency(pairs)) => {
+                    if let Some(m) = sup.metrics_of(id) {
+                        m.report_requests(id, pairs);
+                    }
+                }
                 Ok(FromWorker::Other(v)) => match v.get("cmd").and_then(|c| c.as_str()) {
                     Some("NODE_HERD_LISTENING") => sup.on_signal(id, pid, Signal::Listening),
                     Some("NODE_HERD_CLOSED") => chan.closed.notify_one(),

@@ -135,6 +135,13 @@ impl Slot {
         self.release(n);
     }
 
+    /// The worker reports requests it served: (µs, how many) pairs.
+    pub fn requests(&self, pairs: &[(u64, u64)]) {
+        if let Some(m) = self.metrics.get() {
+            m.report_requests(self.instance_id, pairs.iter().copied());
+        }
+    }
+
     /// Records connection durations the worker reported: `n` of `us`.
     fn record_duration(&self, us: u64, n: u64) {
         if let Some(m) = self.metrics.get().filter(|m| m.on) {

@@ -171,6 +171,9 @@ pub enum FromWorker {
     Ready,
     /// Any other `process.send(value)` from the app.
     Message(Value),
+    /// herd's preload reports requests served: (latency in µs, how many)
+    /// pairs (`{"cmd":"NODE_HERD_LAT","h":[µs, n, µs, n, …]}`).
+    Latency(Vec<(u64, u64)>),
     /// An internal (`NODE_*`) message this codec does not know.
     Other(Value),
 }
@@ -203,6 +206,18 @@ pub enum NodeProtoError {
         /// The start of the line.
         start: String,
     },
+}
+
+/// `h` of a `NODE_HERD_LAT` report: an even-length array of non-negative
+/// integers, at most [`crate::metrics::app::MAX_REPORT_PAIRS`] pairs.
+fn latency_pairs(v: &Value) -> Option<Vec<(u64, u64)>> {
+    let h = v.get("h")?.as_array()?;
+    if h.len() % 2 != 0 || h.len() / 2 > crate::metrics::app::MAX_REPORT_PAIRS {
+        return None;
+    }
+    h.chunks_exact(2)
+        .map(|p| Some((p[0].as_u64()?, p[1].as_u64()?)))
+        .collect()
 }
 
 fn start_of(line: &[u8]) -> String {
@@ -238,6 +253,11 @@ impl FromWorker {
                 return Ok(FromWorker::Handle { msg });
             }
             "NODE_CLUSTER" => {}
+            "NODE_HERD_LAT" => {
+                return latency_pairs(&v)
+                    .map(FromWorker::Latency)
+                    .ok_or_else(|| malformed("NODE_HERD_LAT", "h"))
+            }
             _ => return Ok(FromWorker::Other(v)),
         }
         if let Some(ack) = u64_field("ack") {
