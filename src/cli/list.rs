@@ -162,8 +162,69 @@ pub fn show(a: ShowArgs) -> Result<()> {
     if a.json {
         return output::print_json(&list);
     }
-    let blocks: Vec<String> = list.iter().map(describe).collect();
+    let mut blocks: Vec<String> = list.iter().map(describe).collect();
+    // The app's live figures once, after its instances.
+    let mut apps: Vec<&str> = list.iter().map(|i| i.name.as_str()).collect();
+    apps.dedup();
+    for app in apps {
+        if let Ok(snap) = super::metrics::fetch(Some(app.to_string())) {
+            if let Some(a) = snap.apps.iter().find(|a| a.name == app) {
+                blocks.push(app_metrics(a));
+            }
+        }
+    }
     output::write_stdout(&blocks.join("\n\n"))
+}
+
+/// `p50 1.2 ms, p99 4.5 ms, p99.9 9 ms, max 12 ms (3,000)`.
+pub fn percentiles(s: &crate::protocol::metrics::Summary) -> String {
+    format!(
+        "p50 {}, p90 {}, p99 {}, p99.9 {}, max {} ({} samples)",
+        output::human_seconds(s.p50),
+        output::human_seconds(s.p90),
+        output::human_seconds(s.p99),
+        output::human_seconds(s.p999),
+        output::human_seconds(s.max),
+        s.count
+    )
+}
+
+/// `herd show`'s metrics section for one app.
+fn app_metrics(a: &crate::protocol::metrics::AppFigures) -> String {
+    let fair = |f: &Option<crate::protocol::metrics::Fairness>| match f {
+        Some(f) => format!(
+            "Jain {:.4}, max/mean {:.3} over {} {} ({:.1}/s)",
+            f.jain, f.max_over_mean, f.total, f.of, f.per_second
+        ),
+        None => "-".into(),
+    };
+    let hist = |s: &Option<crate::protocol::metrics::Summary>| match s {
+        Some(s) if s.count > 0 => percentiles(s),
+        _ => "-".into(),
+    };
+    let mut rows = vec![
+        vec!["fairness, last 10 s".into(), fair(&a.window)],
+        vec!["fairness, since start".into(), fair(&a.total)],
+        vec!["request latency".into(), hist(&a.requests)],
+        vec!["connection duration".into(), hist(&a.connection_duration)],
+    ];
+    if let Some(n) = a.accepted {
+        rows.push(vec!["accepted".into(), n.to_string()]);
+        rows.push(vec!["hand-off".into(), hist(&a.handoff)]);
+        rows.push(vec![
+            "held / dropped".into(),
+            format!(
+                "{} held (no worker ready), {} dropped (holding queue full)",
+                a.held, a.dropped
+            ),
+        ]);
+    }
+    format!(
+        "Metrics of app {} (herd metrics {} for Prometheus text)\n{}",
+        a.name,
+        a.name,
+        output::table(&["key", "value"], &rows)
+    )
 }
 
 /// `herd show`'s distribution for a Node app in fdpass mode: the mode
@@ -234,7 +295,14 @@ fn describe(i: &InstanceInfo) -> String {
             }
             .into(),
         ],
-        vec!["dispatched".into(), i.dispatched.to_string()],
+        vec![
+            "dispatched".into(),
+            format!(
+                "{} ({} closed, {} handed on)",
+                i.dispatched, i.closed, i.handed_on
+            ),
+        ],
+        vec!["requests reported".into(), i.requests.to_string()],
         vec![
             "on worker death".into(),
             format!(
@@ -259,7 +327,19 @@ fn describe(i: &InstanceInfo) -> String {
         vec!["interpreter args".into(), i.interpreter_args.join(" ")],
         vec!["args".into(), i.args.join(" ")],
         vec!["cwd".into(), i.cwd.clone()],
-        vec!["restarts".into(), i.restarts.to_string()],
+        vec![
+            "restarts".into(),
+            if i.restarts_by_reason.is_empty() {
+                i.restarts.to_string()
+            } else {
+                let by: Vec<String> = i
+                    .restarts_by_reason
+                    .iter()
+                    .map(|(r, n)| format!("{n} {r}"))
+                    .collect();
+                format!("{} ({})", i.restarts, by.join(", "))
+            },
+        ],
         vec!["unstable restarts".into(), i.unstable_restarts.to_string()],
         vec![
             "last exit".into(),
@@ -276,7 +356,10 @@ fn describe(i: &InstanceInfo) -> String {
             "created at".into(),
             crate::daemon::utc_timestamp(ms_to_time(i.created_at_ms)),
         ],
-        vec!["cpu".into(), format!("{}%", i.cpu_percent)],
+        vec![
+            "cpu".into(),
+            format!("{}% ({:.2} s in all)", i.cpu_percent, i.cpu_seconds),
+        ],
         vec!["memory".into(), human_bytes(i.memory_bytes)],
         vec!["autorestart".into(), i.autorestart.to_string()],
         vec!["kill timeout".into(), format!("{} ms", i.kill_timeout_ms)],

@@ -21,6 +21,17 @@ pub fn write_stdout(s: &str) -> Result<()> {
     writeln!(out, "{s}").map_err(|e| Error::io("writing to stdout", e))
 }
 
+/// A duration in seconds as `850 µs`, `12.3 ms`, `1.52 s`.
+pub fn human_seconds(s: f64) -> String {
+    if s < 1e-3 {
+        format!("{:.0} µs", s * 1e6)
+    } else if s < 1.0 {
+        format!("{:.1} ms", s * 1e3)
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
 /// PM2-style uptime: `12s`, `5m`, `3h`, `2D`.
 pub fn human_duration(ms: u64) -> String {
     let s = ms / 1000;
@@ -93,12 +104,13 @@ pub fn process_table(list: &[InstanceInfo]) -> String {
                 paint(i.status.pm2_name(), i.status, color),
                 format!("{}%", i.cpu_percent),
                 human_bytes(i.memory_bytes),
+                i.fairness.map_or("-".into(), |j| format!("{j:.2}")),
             ]
         })
         .collect();
     table(
         &[
-            "id", "name", "mode", "pid", "uptime", "↺", "status", "cpu", "mem",
+            "id", "name", "mode", "pid", "uptime", "↺", "status", "cpu", "mem", "fair",
         ],
         &rows,
     )

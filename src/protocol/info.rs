@@ -37,6 +37,33 @@ pub struct InstanceInfo {
     /// started on them (read or written a byte).
     #[serde(default)]
     pub lost_started: u64,
+    /// fdpass: connections its current process closed (Node's own
+    /// `newconn` path: accepted).
+    #[serde(default)]
+    pub closed: u64,
+    /// fdpass: connections its current process gave back untouched for
+    /// another worker (a failed send, a refusal, unread when it stopped
+    /// reading).
+    #[serde(default)]
+    pub handed_on: u64,
+    /// Requests its workers reported (herd workers, herd's Node preload).
+    #[serde(default)]
+    pub requests: u64,
+    /// CPU time of its current process, seconds.
+    #[serde(default)]
+    pub cpu_seconds: f64,
+    /// Restarts by reason (`crash`, `memory`, `watch`, `cron`, `reload`,
+    /// `manual`); reasons with none are left out.
+    #[serde(default)]
+    pub restarts_by_reason: BTreeMap<String, u32>,
+    /// Its app's fairness over the last 10 s: Jain's index of connections
+    /// dispatched per instance (fdpass) or requests reported (other modes);
+    /// the same on every instance of the app; null until measured.
+    #[serde(default)]
+    pub fairness: Option<f64>,
+    /// The same window's busiest instance over the mean, or null.
+    #[serde(default)]
+    pub max_over_mean: Option<f64>,
     /// fdpass: connections dispatched and not yet closed (herd workers, and
     /// Node workers through herd's preload) or not yet accepted (Node
     /// workers on Node's `newconn` path).

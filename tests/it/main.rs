@@ -14,6 +14,7 @@ mod fdpass;
 mod layout;
 mod lifecycle;
 mod logs;
+mod metrics;
 mod node;
 mod pm2verbs;
 mod protocol;

@@ -29,17 +29,33 @@ impl Supervisor {
 
     /// Snapshots of `ids`, with CPU and memory sampled now.
     pub fn info(&self, ids: &[u32]) -> Vec<InstanceInfo> {
-        let mut table = self.table.borrow_mut();
-        let auto = self.auto.borrow();
-        ids.iter()
-            .filter_map(|id| {
-                table
-                    .instances
-                    .get_mut(id)
-                    .map(|i| to_info(i, &self.log_files))
-            })
+        let infos: Vec<InstanceInfo> = {
+            let mut table = self.table.borrow_mut();
+            let auto = self.auto.borrow();
+            ids.iter()
+                .filter_map(|id| {
+                    table
+                        .instances
+                        .get_mut(id)
+                        .map(|i| to_info(i, &self.log_files))
+                })
+                .map(|mut i| {
+                    auto.describe(&mut i);
+                    i
+                })
+                .collect()
+        };
+        // The app figures read the table again.
+        infos
+            .into_iter()
             .map(|mut i| {
-                auto.describe(&mut i);
+                if let Some(m) = self.metrics.borrow().get(&i.name) {
+                    i.requests = m.requests_of(i.id);
+                }
+                if let Some(f) = self.window_fairness(&i.name) {
+                    i.fairness = Some(f.jain);
+                    i.max_over_mean = Some(f.max_over_mean);
+                }
                 i
             })
             .collect()
@@ -101,6 +117,22 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
             .map_or(0, |s| s.dispatched.load(Ordering::Relaxed)),
         saved_on_death: deaths.saved,
         lost_started: deaths.lost_started,
+        closed: inst.slot().map_or(0, |s| s.closed.load(Ordering::Relaxed)),
+        handed_on: inst
+            .slot()
+            .map_or(0, |s| s.handed_on.load(Ordering::Relaxed)),
+        requests: 0,
+        cpu_seconds: match (inst.status.is_running(), inst.pid()) {
+            (true, Some(pid)) => crate::supervisor::procstat::cpu_seconds(pid).unwrap_or(0.0),
+            _ => 0.0,
+        },
+        restarts_by_reason: inst
+            .restarts_by
+            .iter()
+            .map(|(r, n)| (r.as_str().to_string(), *n))
+            .collect(),
+        fairness: None,
+        max_over_mean: None,
         in_flight: inst.slot().map_or(0, |s| s.load()),
         channel: inst.slot().map(|s| s.channel_kind()),
         in_rotation: inst.slot().is_some_and(|s| s.is_active()),
