@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod list;
 pub mod logs;
 pub mod metrics;
+pub mod monit;
 pub mod output;
 pub mod process;
 pub mod run;
@@ -58,6 +59,11 @@ pub enum Command {
     /// Live figures as Prometheus text (`--json`: as JSON): connections,
     /// fairness, hand-off and request latency, CPU, memory, restarts.
     Metrics(metrics::MetricsArgs),
+    /// Live dashboard: processes, CPU, memory, restarts, each worker's
+    /// share of the load, Jain's index, latency percentiles, the selected
+    /// instance's log (`q` quits).
+    #[command(visible_alias = "dash")]
+    Monit(monit::MonitArgs),
     /// Is the daemon alive? Starts it if not, like `pm2 ping`.
     Ping(daemon::PingArgs),
     /// Zero the restart counters of instances.
@@ -156,6 +162,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Delete(a) => lifecycle::run(lifecycle::Verb::Delete, a),
         Command::Ping(a) => daemon::ping(a),
         Command::Metrics(a) => metrics::metrics(a),
+        Command::Monit(a) => monit::monit(a),
         Command::Scale(a) => lifecycle::scale(a),
         Command::Reset(a) => lifecycle::run(lifecycle::Verb::Reset, a),
         Command::Logs(a) => logs::logs(a),

@@ -150,7 +150,7 @@ pub fn parse_strict(text: &str) -> Result<BTreeMap<String, Family>, String> {
             continue;
         }
         let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
+            .find(['{', ' '])
             .ok_or_else(|| err("no value".into()))?;
         let name = &line[..name_end];
         if !valid_name(name, true) {
@@ -595,4 +595,107 @@ fn bad_metrics_input_is_one_line_errors() {
     h.run(&["daemon", "--metrics", "nope"]).fails_with("`nope`");
     // The daemon (started by the first call) still answers.
     h.run(&["ping"]).ok();
+}
+
+/// Runs `tmux` with `args` on the test's own server socket.
+fn tmux(sock: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("run tmux")
+}
+
+#[test]
+fn monit_renders_in_an_80x24_terminal_and_quits_on_q_leaving_it_sane() {
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        herd::testing::skip("tmux", "tmux is not installed; monit is not drawn here");
+        return;
+    }
+    let h = TestHome::new();
+    let port = free_port();
+    start_hello_mode(&h, port, "fdpass", &["-i", "2"]);
+    burst(port, 100, 2);
+    let sock = h.root.join("tmux.sock");
+    let after = h.root.join("after.txt");
+    // monit, then (once it quits) the terminal's settings, in a shell that
+    // keeps the pane open for the capture.
+    let script = format!(
+        "HERD_HOME='{}' '{}' monit; echo \"exit $?\" > '{}'; stty -a >> '{}'; sleep 20",
+        h.root.display(),
+        crate::harness::HERD,
+        after.display(),
+        after.display()
+    );
+    let out = tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "m",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            &script,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + T;
+    let screen = loop {
+        let s = String::from_utf8_lossy(&tmux(&sock, &["capture-pane", "-t", "m", "-p"]).stdout)
+            .into_owned();
+        let measured = s.contains("Jain 1.") || s.contains("Jain 0.");
+        if (measured && s.contains("req ") && s.contains('█')) || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let lines: Vec<&str> = screen.lines().collect();
+    let cleanup = || {
+        tmux(&sock, &["kill-server"]);
+    };
+    let ok = screen.contains("hello (fdpass)")
+        && screen.contains("processes")
+        && screen.contains("q quit")
+        && lines
+            .iter()
+            .filter(|l| l.contains("hello") && l.contains("online"))
+            .count()
+            == 2
+        && lines.len() <= 24
+        && lines.iter().all(|l| l.chars().count() <= 80);
+    if !ok {
+        cleanup();
+        panic!("monit's screen lacks the app, its workers or their shares:\n{screen}");
+    }
+    tmux(&sock, &["send-keys", "-t", "m", "q"]);
+    let deadline = Instant::now() + T;
+    while !std::fs::read_to_string(&after).is_ok_and(|s| s.contains("speed")) {
+        if Instant::now() > deadline {
+            cleanup();
+            panic!("monit did not quit on q");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cleanup();
+    let after = std::fs::read_to_string(&after).unwrap();
+    assert!(after.starts_with("exit 0"), "{after}");
+    // Raw mode undone: line editing and echo are back.
+    let words: BTreeSet<&str> = after
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .collect();
+    for flag in ["icanon", "echo", "isig"] {
+        assert!(words.contains(flag), "{flag} not restored:\n{after}");
+    }
 }
