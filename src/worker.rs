@@ -303,8 +303,11 @@ mod tests {
         chan.request_served(std::time::Duration::from_millis(5));
         assert_eq!(next(&daemon), None, "nothing before the flush");
         chan.flush_requests().unwrap();
-        let q = crate::metrics::hist::quantize_us(5000);
-        assert_eq!(next(&daemon), Some(Msg::Latency(vec![(100, 2), (q, 1)])));
+        let q = crate::metrics::hist::quantize_us;
+        assert_eq!(
+            next(&daemon),
+            Some(Msg::Latency(vec![(q(100), 2), (q(5000), 1)]))
+        );
         chan.flush_requests().unwrap();
         assert_eq!(next(&daemon), None, "an empty flush sends nothing");
     }
