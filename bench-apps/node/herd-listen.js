@@ -230,9 +230,38 @@ for (const mod of ['http', 'https']) {
   };
 }
 
+// 5. `app_metrics`: herd asks (NODE_HERD_METRICS_REQ, with a seq) for the
+//    app's own Prometheus text, from the prom-client registry the app
+//    loaded (the default `register`), and re-exports it labelled with the
+//    app and instance. The answer: {cmd:'NODE_HERD_METRICS', seq, text} or
+//    {…, error} when the app has no prom-client or it fails.
+const promRegistry = () => {
+  for (const key of Object.keys(require.cache)) {
+    if (/[\\/]node_modules[\\/]prom-client[\\/]index\.js$/.test(key)) {
+      const exp = require.cache[key].exports;
+      if (exp && exp.register && typeof exp.register.metrics === 'function') return exp.register;
+    }
+  }
+  return null;
+};
+const answerMetrics = async (seq) => {
+  let text = null;
+  let error = null;
+  try {
+    const reg = promRegistry();
+    if (reg) text = String(await reg.metrics());
+    else error = 'the app has not loaded prom-client';
+  } catch (e) {
+    error = String((e && e.message) || e);
+  }
+  if (process.connected) process.send({ cmd: 'NODE_HERD_METRICS', seq, text, error });
+};
+
 process.on('internalMessage', (msg) => {
   if (!msg || typeof msg.cmd !== 'string') return;
-  if (msg.cmd === 'NODE_HERD_DRAIN') {
+  if (msg.cmd === 'NODE_HERD_METRICS_REQ') {
+    answerMetrics(msg.seq);
+  } else if (msg.cmd === 'NODE_HERD_DRAIN') {
     draining = true;
   } else if (msg.cmd === 'NODE_HERD_CLOSE') {
     draining = true;

@@ -436,6 +436,10 @@ fn on_node(slot: &Slot, plane: &DataPlane, decoder: &mut LineDecoder) -> Result<
                 slot.requests(&pairs);
                 None
             }
+            FromWorker::AppMetrics { seq, answer } => {
+                plane.pool.metrics.scraped(seq, answer);
+                None
+            }
             // A handle we never asked for: its fd is already closed; Node
             // stalls every later message until it is acknowledged.
             FromWorker::Handle { .. } => Some(node::handle_ack()),

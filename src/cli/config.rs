@@ -118,6 +118,7 @@ fn describe(s: &AppSpec) -> String {
         "shutdown with message",
         s.shutdown_with_message.then(|| "true".into()),
     );
+    opt("app metrics", s.app_metrics.then(|| "true".into()));
     opt(
         "watch",
         (!s.watch.is_empty()).then(|| {

@@ -167,7 +167,7 @@ pub fn show(a: ShowArgs) -> Result<()> {
     let mut apps: Vec<&str> = list.iter().map(|i| i.name.as_str()).collect();
     apps.dedup();
     for app in apps {
-        if let Ok(snap) = super::metrics::fetch(Some(app.to_string())) {
+        if let Ok(snap) = super::metrics::fetch(Some(app.to_string()), false) {
             if let Some(a) = snap.apps.iter().find(|a| a.name == app) {
                 blocks.push(app_metrics(a));
             }

@@ -18,9 +18,10 @@ pub struct MetricsArgs {
     pub json: bool,
 }
 
-/// The daemon's figures now (one app's, with `app`).
-pub fn fetch(app: Option<String>) -> Result<Snapshot> {
-    match client::call(&Request::Metrics { app })? {
+/// The daemon's figures now (one app's, with `app`); `app_metrics`: with
+/// the `app_metrics` apps' own.
+pub fn fetch(app: Option<String>, app_metrics: bool) -> Result<Snapshot> {
+    match client::call(&Request::Metrics { app, app_metrics })? {
         Response::Metrics { snapshot } => Ok(*snapshot),
         other => Err(client::unexpected(&other)),
     }
@@ -28,9 +29,17 @@ pub fn fetch(app: Option<String>) -> Result<Snapshot> {
 
 /// Runs `herd metrics`.
 pub fn metrics(a: MetricsArgs) -> Result<()> {
-    let snap = fetch(a.app)?;
+    let snap = fetch(a.app, true)?;
     if a.json {
         return super::output::print_json(&snap);
+    }
+    for t in &snap.app_texts {
+        if let Some(e) = &t.error {
+            eprintln!(
+                "note: app {} instance {}: no metrics of its own: {e}",
+                t.app, t.instance
+            );
+        }
     }
     let text = crate::metrics::prom::render(&snap);
     super::output::write_stdout(text.trim_end_matches('\n'))

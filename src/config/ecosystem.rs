@@ -230,6 +230,8 @@ pub struct AppConfig {
     pub wait_ready: Option<bool>,
     /// `shutdown_with_message`.
     pub shutdown_with_message: Option<bool>,
+    /// `app_metrics` (herd's own key).
+    pub app_metrics: Option<bool>,
     /// `instance_var` (default `NODE_APP_INSTANCE`).
     pub instance_var: Option<String>,
     /// `increment_var`.

@@ -5,6 +5,8 @@
 //! every app, down (a `start` asking for 4,000,000,000 instances once made
 //! it allocate them and abort).
 
+use std::path::Path;
+
 use super::{AppSpec, Instances};
 use crate::error::{Error, Result};
 
@@ -86,6 +88,19 @@ pub fn check_spec(spec: &AppSpec) -> Result<()> {
                     ", or `--mode reuseport` or `shared`"
                 }
             ),
+        ));
+    }
+    let node = spec.interpreter.as_deref().is_some_and(|i| {
+        matches!(
+            Path::new(i).file_name().and_then(|f| f.to_str()),
+            Some("node" | "nodejs")
+        )
+    });
+    if spec.app_metrics && !(node && spec.exec_mode == super::ExecMode::Cluster) {
+        return Err(invalid(
+            "app_metrics",
+            "true",
+            "a Node cluster app (`-i N`, or a port): herd's Node preload reads the app's prom-client registry",
         ));
     }
     let durations = [

@@ -191,6 +191,7 @@ impl AppSpec {
             listen_timeout_ms: pm2_env::listen_timeout_ms().unwrap_or(DEFAULT_LISTEN_TIMEOUT_MS),
             wait_ready: false,
             shutdown_with_message: pm2_env::kill_use_message(),
+            app_metrics: false,
             memory_check_ms: DEFAULT_MEMORY_CHECK_MS,
             watch: Vec::new(),
             ignore_watch: Vec::new(),
@@ -263,6 +264,7 @@ impl AppSpec {
         s.listen_timeout_ms = c.listen_timeout_ms.unwrap_or(s.listen_timeout_ms);
         s.wait_ready = c.wait_ready.unwrap_or(false);
         s.shutdown_with_message = c.shutdown_with_message.unwrap_or(s.shutdown_with_message);
+        s.app_metrics = c.app_metrics.unwrap_or(false);
         s.watch = match &c.watch {
             ecosystem::Watch::Off => Vec::new(),
             ecosystem::Watch::On => vec![c.cwd.clone()],

@@ -174,7 +174,7 @@ async fn exchange(mut stream: TcpStream, serves: Serves, ctx: &Context) -> std::
             return stream.write_all(&r).await;
         }
     }
-    let (status, reason, body, with_body) = answer(&head, serves, ctx);
+    let (status, reason, body, with_body) = answer(&head, serves, ctx).await;
     let r = if status == 200 && body.starts_with("# HELP") {
         reply_typed(
             status,
@@ -191,7 +191,7 @@ async fn exchange(mut stream: TcpStream, serves: Serves, ctx: &Context) -> std::
 }
 
 /// The status, reason phrase, body and whether to send it (not for HEAD).
-fn answer(head: &[u8], serves: Serves, ctx: &Context) -> (u16, &'static str, String, bool) {
+async fn answer(head: &[u8], serves: Serves, ctx: &Context) -> (u16, &'static str, String, bool) {
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
@@ -241,7 +241,10 @@ fn answer(head: &[u8], serves: Serves, ctx: &Context) -> (u16, &'static str, Str
         );
     }
     if path == "/metrics" {
-        let text = crate::metrics::prom::render(&ctx.sup.metrics_snapshot(None));
+        let texts = ctx.sup.gather_app_metrics(None).await;
+        let mut snap = ctx.sup.metrics_snapshot(None);
+        snap.app_texts = texts;
+        let text = crate::metrics::prom::render(&snap);
         return (200, "OK", text, with_body);
     }
     let apps = ctx.sup.health();

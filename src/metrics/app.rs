@@ -45,6 +45,9 @@ pub struct AppMetrics {
     window: Mutex<VecDeque<(Instant, BTreeMap<u32, u64>)>>,
     /// Whether histograms record (see [`recording`]).
     pub on: bool,
+    /// `app_metrics` scrapes waiting for an instance's answer, by seq.
+    scrapes: Mutex<BTreeMap<u64, tokio::sync::oneshot::Sender<Result<String, String>>>>,
+    next_scrape: std::sync::atomic::AtomicU64,
 }
 
 impl AppMetrics {
@@ -57,6 +60,35 @@ impl AppMetrics {
             reported: Mutex::new(BTreeMap::new()),
             window: Mutex::new(VecDeque::new()),
             on: recording(),
+            scrapes: Mutex::new(BTreeMap::new()),
+            next_scrape: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    /// A new scrape of one instance's own metrics: its seq (sent to the
+    /// instance) and where the answer arrives.
+    pub fn begin_scrape(&self) -> (u64, tokio::sync::oneshot::Receiver<Result<String, String>>) {
+        let seq = self
+            .next_scrape
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut s = self.scrapes.lock().unwrap_or_else(|p| p.into_inner());
+        // Scrapes nobody waits for any more (timed out) go.
+        s.retain(|_, tx| !tx.is_closed());
+        s.insert(seq, tx);
+        (seq, rx)
+    }
+
+    /// An instance answered scrape `seq` (an unknown or late seq is
+    /// ignored).
+    pub fn scraped(&self, seq: u64, answer: Result<String, String>) {
+        let tx = self
+            .scrapes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&seq);
+        if let Some(tx) = tx {
+            let _ = tx.send(answer);
         }
     }
 

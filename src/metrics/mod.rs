@@ -10,4 +10,5 @@
 pub mod app;
 pub mod fairness;
 pub mod hist;
+pub mod merge;
 pub mod prom;

@@ -111,7 +111,28 @@ pub fn render(snap: &Snapshot) -> String {
     daemon(&mut o, snap);
     apps(&mut o, &snap.apps);
     instances(&mut o, &snap.instances);
-    o.text
+    o.each(
+        &snap.app_texts,
+        "herd_app_metrics_up",
+        "gauge",
+        "1 when the instance answered herd's scrape of its own metrics (app_metrics), else 0.",
+        |t| {
+            Some((
+                vec![("app", t.app.clone()), ("instance", t.instance.to_string())],
+                f64::from(u8::from(t.text.is_some())),
+            ))
+        },
+    );
+    let texts: Vec<(String, u32, String)> = snap
+        .app_texts
+        .iter()
+        .filter_map(|t| Some((t.app.clone(), t.instance, t.text.clone()?)))
+        .collect();
+    if texts.is_empty() {
+        o.text
+    } else {
+        super::merge::merge(&o.text, &texts)
+    }
 }
 
 fn daemon(o: &mut Out, snap: &Snapshot) {

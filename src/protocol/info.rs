@@ -194,6 +194,10 @@ pub struct InstanceInfo {
     /// `shutdown_with_message`: stopped with the IPC message `shutdown`.
     #[serde(default)]
     pub shutdown_with_message: bool,
+    /// `app_metrics`: the app's own Prometheus metrics are gathered into
+    /// `herd metrics`.
+    #[serde(default)]
+    pub app_metrics: bool,
     /// `listen_timeout`: how long a reload waits for a replacement to be
     /// ready (ms).
     #[serde(default)]

@@ -146,6 +146,23 @@ pub struct Snapshot {
     pub apps: Vec<AppFigures>,
     /// Instances, by id.
     pub instances: Vec<InstanceFigures>,
+    /// `app_metrics` apps: each instance's own Prometheus text (asked for
+    /// with `Request::Metrics { app_metrics: true }`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_texts: Vec<AppText>,
+}
+
+/// One instance's own metrics, or why there are none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppText {
+    /// Its app.
+    pub app: String,
+    /// Its index within the app.
+    pub instance: u32,
+    /// The Prometheus text it gave.
+    pub text: Option<String>,
+    /// Why it gave none (no prom-client, no answer within a second, …).
+    pub error: Option<String>,
 }
 
 /// Why an instance restarted.

@@ -369,6 +369,10 @@ pub enum Request {
         /// Only this app (a name; unknown names are an error).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         app: Option<String>,
+        /// Also ask the `app_metrics` apps for their own metrics (up to a
+        /// second; `herd monit` does not).
+        #[serde(default)]
+        app_metrics: bool,
     },
     /// Send a signal to the running process of each instance
     /// (`herd sendSignal SIGUSR2 api`).

@@ -130,6 +130,10 @@ pub struct AppSpec {
     /// instead of SIGINT (`shutdown_with_message`).
     #[serde(default)]
     pub shutdown_with_message: bool,
+    /// Gather the app's own Prometheus metrics (its prom-client registry)
+    /// from every instance into `herd metrics` (`app_metrics`).
+    #[serde(default)]
+    pub app_metrics: bool,
     /// How long a reload waits for a replacement to be ready (`listen_timeout`).
     #[serde(default = "default_listen_timeout_ms")]
     pub listen_timeout_ms: u64,

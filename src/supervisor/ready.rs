@@ -60,6 +60,11 @@ pub mod preload {
     pub const DRAIN: &[u8] = b"{\"cmd\":\"NODE_HERD_DRAIN\"}\n";
     /// Close the servers; report NODE_HERD_CLOSED when their requests are done.
     pub const CLOSE: &[u8] = b"{\"cmd\":\"NODE_HERD_CLOSE\"}\n";
+
+    /// Answer scrape `seq` with the app's own Prometheus text (`app_metrics`).
+    pub fn metrics_request(seq: u64) -> Vec<u8> {
+        format!("{{\"cmd\":\"NODE_HERD_METRICS_REQ\",\"seq\":{seq}}}\n").into_bytes()
+    }
 }
 
 /// Reads a Node app's IPC channel until it closes, turning its messages
@@ -75,6 +80,11 @@ pub async fn read_node_ipc(sup: Rc<Supervisor>, id: u32, pid: i32, chan: Ipc) {
                 Ok(FromWorker::Latency(pairs)) => {
                     if let Some(m) = sup.metrics_of(id) {
                         m.report_requests(id, pairs);
+                    }
+                }
+                Ok(FromWorker::AppMetrics { seq, answer }) => {
+                    if let Some(m) = sup.metrics_of(id) {
+                        m.scraped(seq, answer);
                     }
                 }
                 Ok(FromWorker::Other(v)) => match v.get("cmd").and_then(|c| c.as_str()) {

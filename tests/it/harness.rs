@@ -444,9 +444,28 @@ pub fn npm_tool(
     if probe.is_some_and(|args| runs(std::path::Path::new(bin), args)) {
         return Some(PathBuf::from(bin));
     }
+    let exe = npm_install(
+        what,
+        pkg,
+        &std::path::Path::new("node_modules/.bin").join(bin),
+    )?
+    .join("node_modules/.bin")
+    .join(bin);
+    if probe.is_some_and(|args| !runs(&exe, args)) {
+        herd::testing::skip(what, &format!("the installed {bin} does not run here"));
+        return None;
+    }
+    Some(exe)
+}
+
+/// npm package `pkg` installed once under the test build's temp folder
+/// (`what` names the folder and the SKIP); returns the install prefix
+/// (its `node_modules` holds `pkg`). `marker`: a path under the prefix
+/// that exists once it is installed. `None` after a loud SKIP.
+pub fn npm_install(what: &str, pkg: &str, marker: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::process::Command;
     let prefix = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(what);
-    let exe = prefix.join("node_modules/.bin").join(bin);
-    if !exe.exists() {
+    if !prefix.join(marker).exists() {
         let out = Command::new("npm")
             .args([
                 "install",
@@ -471,9 +490,5 @@ pub fn npm_tool(
             }
         }
     }
-    if probe.is_some_and(|args| !runs(&exe, args)) {
-        herd::testing::skip(what, &format!("the installed {bin} does not run here"));
-        return None;
-    }
-    Some(exe)
+    Some(prefix)
 }

@@ -38,7 +38,7 @@ fn fetch_list() -> Result<Vec<crate::protocol::InstanceInfo>> {
 
 fn refresh(m: &mut Model) -> Result<()> {
     let list = fetch_list()?;
-    let snap = super::metrics::fetch(None)?;
+    let snap = super::metrics::fetch(None, false)?;
     m.refresh(list, snap);
     load_logs(m);
     Ok(())

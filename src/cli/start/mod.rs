@@ -121,6 +121,11 @@ pub struct StartArgs {
     /// Stop with the IPC message `shutdown` instead of SIGINT (Node apps).
     #[arg(long = "shutdown-with-message")]
     pub shutdown_with_message: bool,
+    /// Gather the app's own Prometheus metrics (its prom-client registry,
+    /// from every instance, through herd's Node preload) into
+    /// `herd metrics` and `/metrics`, labelled by app and instance.
+    #[arg(long = "app-metrics")]
+    pub app_metrics: bool,
     /// How long `herd reload` waits for a replacement to be ready (default
     /// 3000 ms, as PM2); one still running then is kept, the old one stops.
     #[arg(long = "listen-timeout", value_name = "DURATION")]
@@ -241,6 +246,7 @@ pub struct Overrides {
     listen_timeout_ms: Option<u64>,
     wait_ready: bool,
     shutdown_with_message: bool,
+    app_metrics: bool,
     fork: bool,
     stop_exit_codes: Option<Vec<i32>>,
     incoming_cpu: bool,
@@ -470,6 +476,7 @@ impl Overrides {
                 .map(|p| config::parse_warmup_path("--warmup-path", p))
                 .transpose()?,
             shutdown_with_message: a.shutdown_with_message,
+            app_metrics: a.app_metrics,
             logs,
             watch: a.watch,
             ignore_watch: ignore_watch(&a.ignore_watch),
@@ -584,6 +591,7 @@ impl Overrides {
             spec.plane.warmup_path = p.clone();
         }
         spec.shutdown_with_message |= self.shutdown_with_message;
+        spec.app_metrics |= self.app_metrics;
         self.logs.apply(spec);
         if self.watch && spec.watch.is_empty() {
             spec.watch = vec![spec.cwd.clone()];

@@ -359,6 +359,7 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
     let listen_timeout_ms = f.duration("listen_timeout");
     let wait_ready = f.boolean("wait_ready");
     let shutdown_with_message = f.boolean("shutdown_with_message");
+    let app_metrics = f.boolean("app_metrics");
     let cron_restart = cron_restart(&mut f);
 
     // Watch.
@@ -499,6 +500,7 @@ pub(super) fn convert(ctx: &FileCtx<'_>, index: usize, obj: &Map<String, Value>)
             listen_timeout_ms,
             wait_ready,
             shutdown_with_message,
+            app_metrics,
             instance_var,
             increment_var,
             cron_restart,

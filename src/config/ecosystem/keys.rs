@@ -78,6 +78,7 @@ pub(super) static KEYS: &[Key] = &[
     key("listen_timeout", &[], Acted),
     key("wait_ready", &[], Acted),
     key("shutdown_with_message", &[], Acted),
+    key("app_metrics", &[], Acted),
     key("cron_restart", &["cron"], Acted),
     // Watch.
     key("watch", &[], Acted),

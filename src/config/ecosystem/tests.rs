@@ -248,6 +248,7 @@ fn every_key_of_the_all_keys_app() {
         listen_timeout_ms: Some(8000),
         wait_ready: Some(true),
         shutdown_with_message: Some(false),
+        app_metrics: None,
         instance_var: Some("INSTANCE_ID".into()),
         increment_var: Some("APP_PORT".into()),
         cron_restart: Some("0 3 * * *".into()),

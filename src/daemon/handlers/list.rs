@@ -10,14 +10,25 @@ pub(super) fn list(ctx: &Context) -> Response {
     }
 }
 
-pub(super) fn metrics(ctx: &Context, app: Option<&str>) -> Result<Response, Error> {
+pub(super) async fn metrics(
+    ctx: &Context,
+    app: Option<&str>,
+    app_metrics: bool,
+) -> Result<Response, Error> {
     if let Some(name) = app {
         // Names an app, as `show` would (an unknown one is an error).
         ctx.sup
             .resolve(&[crate::protocol::Target::Name(name.to_string())])?;
     }
+    let texts = if app_metrics {
+        ctx.sup.gather_app_metrics(app).await
+    } else {
+        Vec::new()
+    };
+    let mut snapshot = ctx.sup.metrics_snapshot(app);
+    snapshot.app_texts = texts;
     Ok(Response::Metrics {
-        snapshot: Box::new(ctx.sup.metrics_snapshot(app)),
+        snapshot: Box::new(snapshot),
     })
 }
 

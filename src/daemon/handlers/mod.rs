@@ -50,7 +50,9 @@ async fn answer(ctx: &Context, req: Request) -> Response {
             existing,
         } => start::start(ctx, *spec, force, existing).await,
         Request::List => Ok(list::list(ctx)),
-        Request::Metrics { app } => list::metrics(ctx, app.as_deref()),
+        Request::Metrics { app, app_metrics } => {
+            list::metrics(ctx, app.as_deref(), app_metrics).await
+        }
         Request::Show { target } => list::show(ctx, &target),
         Request::Stop {
             targets,

@@ -174,6 +174,14 @@ pub enum FromWorker {
     /// herd's preload reports requests served: (latency in µs, how many)
     /// pairs (`{"cmd":"NODE_HERD_LAT","h":[µs, n, µs, n, …]}`).
     Latency(Vec<(u64, u64)>),
+    /// herd's preload answers an `app_metrics` scrape: the app's own
+    /// Prometheus text, or why there is none.
+    AppMetrics {
+        /// The scrape's seq.
+        seq: u64,
+        /// The text, or the reason.
+        answer: Result<String, String>,
+    },
     /// An internal (`NODE_*`) message this codec does not know.
     Other(Value),
 }
@@ -253,6 +261,15 @@ impl FromWorker {
                 return Ok(FromWorker::Handle { msg });
             }
             "NODE_CLUSTER" => {}
+            "NODE_HERD_METRICS" => {
+                let seq = u64_field("seq").ok_or_else(|| malformed("NODE_HERD_METRICS", "seq"))?;
+                let answer = match (v.get("text").and_then(Value::as_str), v.get("error")) {
+                    (Some(t), _) => Ok(t.to_string()),
+                    (None, Some(Value::String(e))) => Err(e.clone()),
+                    _ => Err("no text in the answer".to_string()),
+                };
+                return Ok(FromWorker::AppMetrics { seq, answer });
+            }
             "NODE_HERD_LAT" => {
                 return latency_pairs(&v)
                     .map(FromWorker::Latency)

@@ -207,6 +207,7 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         ready: inst.is_ready(),
         wait_ready: app.wait_ready,
         shutdown_with_message: app.shutdown_with_message,
+        app_metrics: app.app_metrics,
         listen_timeout_ms: app.listen_timeout_ms,
         watch: app
             .watch

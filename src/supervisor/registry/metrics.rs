@@ -10,11 +10,13 @@ use std::time::Instant;
 use super::Supervisor;
 use crate::metrics::app::{figure, AppMetrics};
 use crate::metrics::hist::{DURATION_BOUNDS, HANDOFF_BOUNDS};
-use crate::protocol::metrics::{AppFigures, Fairness, InstanceFigures, Snapshot};
-use crate::supervisor::{procstat, Instance};
+use crate::protocol::metrics::{AppFigures, AppText, Fairness, InstanceFigures, Snapshot};
+use crate::supervisor::{procstat, ready, Instance};
 
 /// How often the windows get a sample.
 pub const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a scrape waits for the `app_metrics` instances' answers.
+pub const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What one app's fairness is judged on: connections herd dispatched
 /// (fdpass), else requests the workers reported.
@@ -104,7 +106,56 @@ impl Supervisor {
             daemon: procstat::own_figures(),
             apps,
             instances,
+            app_texts: Vec::new(),
         }
+    }
+
+    /// Asks every running instance of the `app_metrics` apps (of `app`,
+    /// if given) for its own Prometheus text, over its Node channel; waits
+    /// [`SCRAPE_TIMEOUT`] at most, for all of them together.
+    pub async fn gather_app_metrics(&self, app: Option<&str>) -> Vec<AppText> {
+        let mut waiting = Vec::new();
+        {
+            let table = self.table.borrow();
+            for i in table.instances.values().filter(|i| {
+                i.app.app_metrics && i.status.is_running() && app.is_none_or(|a| i.app.name == a)
+            }) {
+                let (seq, rx) = self.app_metrics(&i.app.name).begin_scrape();
+                let line = ready::preload::metrics_request(seq);
+                let sent = match (i.slot(), i.ipc()) {
+                    (Some(slot), _) => slot.send_raw(&line).map_err(|e| e.to_string()),
+                    (None, Some(ipc)) => ready::send_raw(ipc, &line).map_err(|e| e.to_string()),
+                    (None, None) => Err("no channel to the instance".to_string()),
+                };
+                waiting.push((i.app.name.clone(), i.index, sent.map(|()| rx)));
+            }
+        }
+        let deadline = tokio::time::Instant::now() + SCRAPE_TIMEOUT;
+        let mut out = Vec::with_capacity(waiting.len());
+        for (app, instance, rx) in waiting {
+            let answer = match rx {
+                Err(e) => Err(format!("cannot ask it: {e}")),
+                Ok(rx) => match tokio::time::timeout_at(deadline, rx).await {
+                    Ok(Ok(a)) => a,
+                    Ok(Err(_)) => Err("its process went away".to_string()),
+                    Err(_) => Err(format!(
+                        "no answer within {} ms",
+                        SCRAPE_TIMEOUT.as_millis()
+                    )),
+                },
+            };
+            let (text, error) = match answer {
+                Ok(t) => (Some(t), None),
+                Err(e) => (None, Some(e)),
+            };
+            out.push(AppText {
+                app,
+                instance,
+                text,
+                error,
+            });
+        }
+        out
     }
 
     fn instance_figures(&self, i: &Instance) -> InstanceFigures {
