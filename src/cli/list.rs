@@ -120,6 +120,35 @@ pub(crate) fn instance_vars(i: &InstanceInfo) -> Vec<(String, Value)> {
     v
 }
 
+/// `pm2_env.axm_monitor`: herd's figures in PM2's `{value, unit}` form.
+fn axm_monitor(i: &InstanceInfo) -> Value {
+    let mut m = serde_json::Map::new();
+    let mut put = |k: &str, v: Value, unit: &str| {
+        m.insert(k.into(), json!({ "value": v, "unit": unit }));
+    };
+    if let Some(j) = i.fairness {
+        put(
+            "Fairness (Jain, 10 s)",
+            json!((j * 10_000.0).round() / 10_000.0),
+            "",
+        );
+    }
+    if let Some(r) = i.max_over_mean {
+        put(
+            "Busiest over mean (10 s)",
+            json!((r * 1_000.0).round() / 1_000.0),
+            "",
+        );
+    }
+    put("Requests", json!(i.requests), "req");
+    if i.distribution == crate::protocol::Distribution::Fdpass {
+        put("Connections dispatched", json!(i.dispatched), "conn");
+        put("Connections in flight", json!(i.in_flight), "conn");
+        put("Connections lost (started)", json!(i.lost_started), "conn");
+    }
+    Value::Object(m)
+}
+
 fn pm2_env_fields(i: &InstanceInfo) -> Value {
     let exec_mode = if i.exec_mode == crate::protocol::ExecMode::Cluster {
         "cluster_mode"
@@ -150,6 +179,9 @@ fn pm2_env_fields(i: &InstanceInfo) -> Value {
             "watch": !i.watch.is_empty(),
             "vizion": true,
             "axm_options": { "module_name": i.name },
+            // Where PM2 puts an app's code metrics (`pm2 show`'s "Code
+            // metrics value"): herd's own figures of the instance.
+            "axm_monitor": axm_monitor(i),
             "versioning": null,
     })
 }

@@ -387,6 +387,19 @@ fn counters_add_up(h: &TestHome) {
         "least-conn over uniform load: {fair:#}"
     );
     assert!(a["window"]["jain"].as_f64().unwrap() >= 0.95, "{a:#}");
+    // jlist carries them where PM2 puts code metrics.
+    let j = h.run(&["jlist"]).ok().json();
+    let reported: u64 = j
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p["pm2_env"]["axm_monitor"]["Requests"]["value"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(reported, accepted, "{j:#}");
     // The table carries the same figure.
     let l = h.list();
     assert!(
