@@ -58,6 +58,7 @@ PY
   HERD_HOME=$home "$HERD" kill >/dev/null 2>&1 || true
   rm -rf "$home"
 }
+[ "${SKIP_AB:-0}" = 1 ] && ROUNDS=0
 for round in $(seq "$ROUNDS"); do
   for kind in hello node; do
     if [ $((round % 2)) = 1 ]; then ab_run "$kind" on; ab_run "$kind" off
@@ -65,17 +66,18 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-# 2. herd metrics with 64 instances.
-home=$(mktemp -d); port=$(free_port)
-HERD_HOME=$home "$HERD" start "$HERD" --interpreter none --name many -i 64 --port "$port" --host 127.0.0.1 -- hello >/dev/null
+# 2. herd metrics (the CLI: a process start, the request, the print) and
+#    GET /metrics (a plain Python client) with 64 instances.
+home=$(mktemp -d); port=$(free_port); mport=$(free_port)
+HERD_METRICS_ADDR=127.0.0.1:$mport HERD_HOME=$home "$HERD" start "$HERD" --interpreter none --name many -i 64 --port "$port" --host 127.0.0.1 -- hello >/dev/null
 for _ in $(seq 200); do
   [ "$(HERD_HOME=$home "$HERD" list --json | python3 -c 'import json,sys;print(sum(i["status"]=="online" for i in json.load(sys.stdin)))')" = 64 ] && break
   sleep 0.1
 done
 wrk -t2 -c64 -d2s -H 'Connection: close' "http://127.0.0.1:$port/" >/dev/null
-HERD_HOME=$home python3 - "$HERD" <<'PY'
-import json, os, statistics, subprocess, sys, time
-herd = sys.argv[1]
+HERD_HOME=$home python3 - "$HERD" "$mport" <<'PY'
+import json, os, socket, statistics, subprocess, sys, time
+herd, mport = sys.argv[1], int(sys.argv[2])
 def timed(args):
     ts = []
     for _ in range(50):
@@ -89,6 +91,23 @@ for args in (["metrics"], ["metrics", "--json"], ["list", "--json"]):
     print(json.dumps({"test": "metrics-64", "command": "herd " + " ".join(args), "instances": 64,
                       "median_ms": round(statistics.median(ts), 2), "p90_ms": round(ts[44], 2),
                       "max_ms": round(ts[-1], 2), "bytes": size}))
+ts = []
+for _ in range(100):
+    t = time.perf_counter()
+    s = socket.create_connection(("127.0.0.1", mport))
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    n = 0
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        n += len(d)
+    s.close()
+    ts.append((time.perf_counter() - t) * 1e3)
+ts.sort()
+print(json.dumps({"test": "metrics-64", "command": "GET /metrics (python client)", "instances": 64,
+                  "median_ms": round(statistics.median(ts), 2), "p90_ms": round(ts[89], 2),
+                  "max_ms": round(ts[-1], 2), "bytes": n}))
 PY
 echo "{\"test\": \"daemon-rss-64\", \"daemon_rss_bytes\": $(rss_of "$(cat "$home/herd.pid")")}"
 HERD_HOME=$home "$HERD" kill >/dev/null 2>&1 || true

@@ -126,23 +126,29 @@ pub fn summarize(h: &Histogram<u64>, sum: u128, unit_s: f64, bounds: &[f64]) -> 
             h.highest_equivalent(h.value_at_quantile(p)) as f64 * unit_s
         }
     };
-    let buckets = bounds
-        .iter()
-        .map(|&le| {
-            let units = (le / unit_s).round();
-            // Every value whose HDR bucket starts at or below the bound
-            // (values within 1 % above it may count: HDR's resolution).
-            let c = if units < 1.0 {
-                0
-            } else {
-                h.iter_recorded()
-                    .take_while(|v| h.lowest_equivalent(v.value_iterated_to()) as f64 <= units)
-                    .map(|v| v.count_at_value())
-                    .sum()
-            };
-            (le, c)
-        })
-        .collect();
+    // One pass over the recorded values, bounds ascending: each value
+    // whose HDR bucket starts at or below a bound counts there (values
+    // within 1 % above it may: HDR's resolution).
+    let mut buckets: Vec<(f64, u64)> = bounds.iter().map(|&le| (le, 0)).collect();
+    let mut below = 0u64;
+    let mut next = 0usize;
+    for v in h.iter_recorded() {
+        let at = h.lowest_equivalent(v.value_iterated_to()) as f64;
+        while next < bounds.len() && at > (bounds[next] / unit_s).round() {
+            buckets[next].1 = below;
+            next += 1;
+        }
+        below += v.count_at_value();
+    }
+    for b in buckets.iter_mut().skip(next) {
+        b.1 = below;
+    }
+    // A bound under one unit holds nothing.
+    for b in buckets.iter_mut() {
+        if (b.0 / unit_s).round() < 1.0 {
+            b.1 = 0;
+        }
+    }
     Summary {
         count,
         sum_seconds: sum as f64 * unit_s,

@@ -359,7 +359,8 @@ impl Pool {
     pub fn totals(&self, id: u32) -> (Deaths, u64) {
         let mut t = self.deaths(id);
         let mut in_flight = 0;
-        for s in self.slots().iter().filter(|s| s.instance_id == id) {
+        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        for s in slots.iter().filter(|s| s.instance_id == id) {
             in_flight += u64::from(s.load());
             t.dispatched += s.dispatched.load(Ordering::Relaxed);
             t.closed += s.closed.load(Ordering::Relaxed);

@@ -99,7 +99,7 @@ fn compact(s: f64) -> String {
 fn latency(label: &str, s: &Option<Summary>) -> Line<'static> {
     match s {
         Some(s) if s.count > 0 => Line::from(format!(
-            "{label:<8} 50% {} 99% {} 99.9% {}",
+            "{label} p50 {} p99 {} p999 {}",
             compact(s.p50),
             compact(s.p99),
             compact(s.p999)
@@ -121,7 +121,7 @@ fn app_panel(f: &mut Frame<'_>, m: &Model, area: Rect) {
     let mut lines = Vec::new();
     match &app.window {
         Some(w) => lines.push(Line::from(format!(
-            "Jain {:.4}  max/mean {:.2}  {:.0} {}/s",
+            "Jain {:.4} max/mean {:.2} {:.0} {}/s",
             w.jain,
             w.max_over_mean,
             w.per_second,
