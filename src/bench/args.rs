@@ -28,9 +28,22 @@ pub struct BenchArgs {
     /// Distribution mode: `fdpass`, `reuseport`, `shared`, or `all` (side by side).
     #[arg(long, default_value = "fdpass")]
     pub mode: String,
-    /// fdpass dispatch policy: `least-conn`, `round-robin`, `p2c`, `least-time`.
+    /// fdpass dispatch policy: `least-conn`, `round-robin`, `p2c`,
+    /// `least-time`; several, comma-separated, run one fdpass target each.
     #[arg(long, default_value = "least-conn")]
     pub policy: String,
+    /// Compare herd with its peers on the same app, instances and load, one
+    /// after another in one sitting: a comma list of `fdpass`, `reuseport`,
+    /// `shared`, `pm2`, `node-cluster`, `node`, `nginx`, or `all` (the
+    /// default). Peers that are missing, or do not fit the app, are skipped
+    /// with the reason (bench-apps/install-peers.sh installs them).
+    #[arg(long, value_name = "TARGETS", num_args = 0..=1, default_missing_value = "all",
+          conflicts_with_all = ["mode", "target"])]
+    pub compare: Option<String>,
+    /// Also write DIR/report.json, DIR/report.md and SVG charts
+    /// (throughput, latency CDF, per-worker counts) of the run.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<std::path::PathBuf>,
     /// fdpass: single-shot accept instead of multishot.
     #[arg(long = "no-multishot")]
     pub no_multishot: bool,
@@ -72,9 +85,9 @@ pub struct BenchArgs {
     /// failed and by how much.
     #[arg(long, value_name = "THRESHOLDS.toml")]
     pub check: Option<std::path::PathBuf>,
-    /// With `--check`: judge a report saved with `--json` instead of
-    /// running the benchmark.
-    #[arg(long, value_name = "REPORT.json", requires = "check")]
+    /// With `--check` or `--report`: judge or chart a report saved with
+    /// `--json` instead of running the benchmark.
+    #[arg(long, value_name = "REPORT.json")]
     pub results: Option<std::path::PathBuf>,
 }
 

@@ -9,11 +9,13 @@ pub mod check;
 pub mod hello;
 mod hello_uring;
 pub mod load;
+pub mod peers;
 mod report;
+pub mod svg;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,7 @@ use crate::accept::pool::Policy;
 use crate::accept::{Mode, PlaneConfig};
 pub use args::BenchArgs;
 pub use report::render;
+pub use report::write_dir as write_report;
 
 use crate::client::{self, Autostart};
 use crate::config::{self, AppSpec, ExecMode, Instances};
@@ -135,11 +138,76 @@ fn cpu_ticks(pid: i32) -> u64 {
     crate::supervisor::procstat::read(pid).map_or(0, |(t, _)| t)
 }
 
+/// One thing a bench run loads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Target {
+    /// herd in a mode (fdpass with a policy).
+    Herd(Mode, Policy),
+    /// A server already running (`--target`).
+    External,
+    /// A peer (`--compare`), found on this machine.
+    Peer(peers::Peer),
+}
+
 /// What one bench run loads.
 struct Plan {
-    modes: Vec<Option<Mode>>,
+    targets: Vec<Target>,
+    /// Peers found, by name: what runs them.
+    found: BTreeMap<&'static str, peers::Found>,
+    /// Targets asked for and skipped, with why.
+    skipped: Vec<(String, String)>,
     scenarios: Vec<LoadMode>,
     duration: Duration,
+}
+
+fn policies(a: &BenchArgs) -> Result<Vec<Policy>> {
+    a.policy
+        .split(',')
+        .map(|p| {
+            Policy::parse(p.trim()).ok_or_else(|| Error::InvalidArg {
+                what: "--policy".into(),
+                value: p.into(),
+                expected: "`least-conn`, `round-robin`, `p2c` or `least-time` (comma-separated for several)".into(),
+            })
+        })
+        .collect()
+}
+
+/// Is the app a Node script (so PM2 and Node's cluster can run it)?
+fn node_app(a: &BenchArgs) -> bool {
+    a.app
+        .as_deref()
+        .is_some_and(|p| config::interpreter_for(Path::new(p)) == Some("node"))
+}
+
+/// `--compare`'s targets, in the order they run.
+fn compare_targets(a: &BenchArgs, list: &str, policies: &[Policy], plan: &mut Plan) -> Result<()> {
+    const ALL: &str = "fdpass,reuseport,shared,pm2,node-cluster,node,nginx";
+    let list = if list.trim() == "all" { ALL } else { list };
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if let Some(mode) = Mode::parse(name) {
+            match mode {
+                Mode::Fdpass => plan
+                    .targets
+                    .extend(policies.iter().map(|&p| Target::Herd(mode, p))),
+                _ => plan.targets.push(Target::Herd(mode, policies[0])),
+            }
+            continue;
+        }
+        let peer = peers::Peer::parse(name).ok_or_else(|| Error::InvalidArg {
+            what: "--compare".into(),
+            value: name.into(),
+            expected: format!("a comma list of {ALL}, or `all`"),
+        })?;
+        match peers::detect(peer, node_app(a)) {
+            Ok(found) => {
+                plan.found.insert(peer.as_str(), found);
+                plan.targets.push(Target::Peer(peer));
+            }
+            Err(why) => plan.skipped.push((name.to_string(), why)),
+        }
+    }
+    Ok(())
 }
 
 fn plan(a: &BenchArgs) -> Result<Plan> {
@@ -166,56 +234,77 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
             })
         }
     };
-    let modes = if a.target.is_some() {
-        vec![None]
-    } else if a.mode == "all" {
-        vec![
-            Some(Mode::Fdpass),
-            Some(Mode::Reuseport),
-            Some(Mode::Shared),
-        ]
-    } else {
-        vec![Some(Mode::parse(&a.mode).ok_or_else(|| {
-            Error::InvalidArg {
-                what: "--mode".into(),
-                value: a.mode.clone(),
-                expected: "`fdpass`, `reuseport`, `shared` or `all`".into(),
-            }
-        })?)]
-    };
-    Ok(Plan {
-        modes,
+    let policies = policies(a)?;
+    let mut plan = Plan {
+        targets: Vec::new(),
+        found: BTreeMap::new(),
+        skipped: Vec::new(),
         scenarios,
         duration: Duration::from_millis(secs),
-    })
+    };
+    if let Some(list) = &a.compare {
+        compare_targets(a, list, &policies, &mut plan)?;
+        return Ok(plan);
+    }
+    let modes = if a.target.is_some() {
+        plan.targets.push(Target::External);
+        return Ok(plan);
+    } else if a.mode == "all" {
+        vec![Mode::Fdpass, Mode::Reuseport, Mode::Shared]
+    } else {
+        vec![Mode::parse(&a.mode).ok_or_else(|| Error::InvalidArg {
+            what: "--mode".into(),
+            value: a.mode.clone(),
+            expected: "`fdpass`, `reuseport`, `shared` or `all`".into(),
+        })?]
+    };
+    for mode in modes {
+        match mode {
+            Mode::Fdpass => plan
+                .targets
+                .extend(policies.iter().map(|&p| Target::Herd(mode, p))),
+            _ => plan.targets.push(Target::Herd(mode, policies[0])),
+        }
+    }
+    Ok(plan)
 }
 
 /// Runs the benchmark described by `a`; returns its report (JSON: the
 /// machine, the configuration, every run and the summary).
 pub fn run(a: &BenchArgs) -> Result<Value> {
     let plan = plan(a)?;
-    let policy = Policy::parse(&a.policy).ok_or_else(|| Error::InvalidArg {
-        what: "--policy".into(),
-        value: a.policy.clone(),
-        expected: "`least-conn`, `round-robin`, `p2c` or `least-time`".into(),
-    })?;
     let instances = Instances::parse(&a.instances)?;
+    for (target, why) in &plan.skipped {
+        eprintln!("herd bench: skipping {target}: {why}");
+    }
     let mut runs = Vec::new();
+    let total = a.rounds as usize * plan.targets.len();
+    let started = Instant::now();
     for round in 1..=a.rounds {
-        for mode in &plan.modes {
-            let mut run = match (mode, &a.target) {
-                (None, Some(target)) => run_target(a, &plan, target)?,
-                (Some(mode), _) => run_mode(a, &plan, *mode, policy, instances)?,
-                (None, None) => unreachable!("plan() gives a mode unless --target is set"),
+        for (k, target) in plan.targets.iter().enumerate() {
+            let done = (round as usize - 1) * plan.targets.len() + k;
+            progress(done, total, started, target, &plan);
+            let mut run = match target {
+                Target::External => run_target(a, &plan, a.target.as_deref().unwrap_or_default())?,
+                Target::Herd(mode, policy) => run_mode(a, &plan, *mode, *policy, instances)?,
+                Target::Peer(peer) => run_peer(a, &plan, *peer, instances)?,
             };
             run["round"] = json!(round);
             runs.push(run);
         }
     }
+    if total > 1 {
+        eprintln!(
+            "\rherd bench: {total} of {total} runs done in {:.0} s{:30}",
+            started.elapsed().as_secs_f64(),
+            ""
+        );
+    }
     let summary = report::summarize(&runs);
     let report = json!({
         "herd_version": crate::protocol::HERD_VERSION,
-        "machine": { "cpus": crate::sys::allowed_cpus().len(), "kernel": kernel() },
+        "machine": { "cpus": crate::sys::allowed_cpus().len(), "kernel": kernel(), "cpu_model": cpu_model() },
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
         "config": {
             "app": a.target.as_ref().map(|t| format!("external {t}"))
                 .unwrap_or_else(|| a.app.clone().unwrap_or_else(|| "herd hello (built-in)".into())),
@@ -224,9 +313,62 @@ pub fn run(a: &BenchArgs) -> Result<Value> {
             "rounds": a.rounds, "rate": a.rate,
         },
         "runs": runs,
+        "skipped": plan.skipped.iter().map(|(t, why)| json!({"target": t, "why": why})).collect::<Vec<_>>(),
+        "peers": plan.found.iter().map(|(k, f)| (k.to_string(), json!({"exe": f.exe, "version": f.version}))).collect::<serde_json::Map<_, _>>(),
         "summary": summary,
     });
     Ok(report)
+}
+
+/// The live progress line (stderr): which run, elapsed and remaining.
+fn progress(done: usize, total: usize, started: Instant, target: &Target, plan: &Plan) {
+    if total <= 1 {
+        return;
+    }
+    let per = plan.duration.as_secs_f64() * plan.scenarios.len() as f64;
+    let elapsed = started.elapsed().as_secs_f64();
+    let left = if done == 0 {
+        per * total as f64
+    } else {
+        elapsed / done as f64 * (total - done) as f64
+    };
+    let name = match target {
+        Target::Herd(m, p) if *m == Mode::Fdpass => format!("herd fdpass ({p})"),
+        Target::Herd(m, _) => format!("herd {}", m.as_str()),
+        Target::External => "external".into(),
+        Target::Peer(p) => p.as_str().into(),
+    };
+    eprint!(
+        "\rherd bench: run {}/{total}: {name:<26} {elapsed:>5.0} s elapsed, ~{left:.0} s left ",
+        done + 1
+    );
+}
+
+/// One run of a peer: started, loaded, stopped.
+fn run_peer(a: &BenchArgs, plan: &Plan, peer: peers::Peer, instances: Instances) -> Result<Value> {
+    let found = &plan.found[peer.as_str()];
+    let n = match peer {
+        peers::Peer::Node => 1,
+        _ => instances.resolve(crate::sys::allowed_cpus().len().max(1)),
+    };
+    let port = free_port()?;
+    let app = a
+        .app
+        .as_ref()
+        .map(|p| std::env::current_dir().map(|d| d.join(p)))
+        .transpose()
+        .map_err(|e| Error::io("cwd", e))?;
+    let running = peers::start(peer, found, app.as_deref(), n, port)?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_serving(addr)?;
+    // Every process up (a cluster's workers come after the primary).
+    std::thread::sleep(Duration::from_millis(300));
+    let scenarios = load(a, plan, addr, None, Some(running.root))?;
+    Ok(json!({
+        "mode": peer.as_str(),
+        "peer": {"version": found.version, "processes": n},
+        "scenarios": scenarios,
+    }))
 }
 
 fn load(
@@ -234,10 +376,14 @@ fn load(
     plan: &Plan,
     addr: SocketAddr,
     daemon_pid: Option<i32>,
+    server_root: Option<i32>,
 ) -> Result<Vec<Value>> {
     let mut out = Vec::new();
     for &mode in &plan.scenarios {
         let ticks0 = daemon_pid.map_or(0, cpu_ticks);
+        let server0 = server_root.map_or(0, crate::supervisor::procstat::tree_ticks);
+        let own0 = cpu_ticks(std::process::id() as i32);
+        let t0 = Instant::now();
         let r = load::run(&LoadSpec {
             addr,
             connections: a.connections,
@@ -249,6 +395,18 @@ fn load(
         })
         .map_err(|e| Error::io("running the load", e))?;
         let mut v = r.to_json();
+        let tick_us = |t: u64| t * 1_000_000 / crate::sys::clock_ticks();
+        // The generator's own CPU: a saturated client shows here.
+        let own = tick_us(cpu_ticks(std::process::id() as i32).saturating_sub(own0));
+        v["client_cpu_percent"] =
+            json!(own as f64 / t0.elapsed().as_micros().max(1) as f64 * 100.0);
+        if let Some(root) = server_root {
+            // The whole server: the daemon or primary and every worker.
+            let us = tick_us(crate::supervisor::procstat::tree_ticks(root).saturating_sub(server0));
+            if r.requests > 0 {
+                v["server_cpu_us_per_req"] = json!(us as f64 / r.requests as f64);
+            }
+        }
         if let Some(pid) = daemon_pid {
             let cpu_us = (cpu_ticks(pid) - ticks0) * 1_000_000 / crate::sys::clock_ticks();
             v["daemon_cpu_ms"] = json!(cpu_us / 1000);
@@ -269,7 +427,9 @@ fn run_target(a: &BenchArgs, plan: &Plan, target: &str) -> Result<Value> {
         expected: "HOST:PORT with a numeric address, e.g. 127.0.0.1:3000".into(),
     })?;
     wait_serving(addr)?;
-    Ok(json!({ "mode": "external", "target": target, "scenarios": load(a, plan, addr, None)? }))
+    Ok(
+        json!({ "mode": "external", "target": target, "scenarios": load(a, plan, addr, None, None)? }),
+    )
 }
 
 fn run_mode(
@@ -342,7 +502,7 @@ fn run_mode(
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     wait_serving(addr)?;
     wait_all_in_rotation(&daemon, mode)?;
-    let scenarios = load(a, plan, addr, Some(daemon_pid))?;
+    let scenarios = load(a, plan, addr, Some(daemon_pid), Some(daemon_pid))?;
     let info = workers.first();
     Ok(json!({
         "mode": mode.as_str(),
@@ -388,6 +548,20 @@ fn wait_serving(addr: SocketAddr) -> Result<()> {
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
+}
+
+/// `model name` of /proc/cpuinfo (what lscpu prints as Model name).
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, v)| v.trim().to_string())
+            })
+        })
+        .unwrap_or_default()
 }
 
 fn kernel() -> String {

@@ -7,6 +7,167 @@ fn f(v: &Value, digits: usize) -> String {
     v.as_f64().map_or("-".into(), |x| format!("{x:.digits$}"))
 }
 
+/// A run's label in tables and charts: `fdpass (least-conn)`, `pm2`, ….
+fn target_label(run: &Value) -> String {
+    match run["policy"].as_str() {
+        Some(p) => format!("herd {} ({p})", run["mode"].as_str().unwrap_or("?")),
+        None => match run["mode"].as_str() {
+            Some(m @ ("reuseport" | "shared")) => format!("herd {m}"),
+            Some(m) => m.to_string(),
+            None => "?".into(),
+        },
+    }
+}
+
+/// `--report DIR`: report.json (the `--json` report), report.md (the
+/// machine, versions, command, the table, what was skipped, the charts)
+/// and SVG charts: req/s per target and scenario, the latency CDF and the
+/// per-worker spread per scenario (first round). Returns the files written.
+pub fn write_dir(
+    dir: &std::path::Path,
+    report: &Value,
+) -> std::io::Result<Vec<std::path::PathBuf>> {
+    use super::svg;
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    let mut put = |name: &str, body: &str| -> std::io::Result<()> {
+        let p = dir.join(name);
+        std::fs::write(&p, body)?;
+        written.push(p);
+        Ok(())
+    };
+    put(
+        "report.json",
+        &serde_json::to_string_pretty(report).unwrap_or_default(),
+    )?;
+    let runs: Vec<&Value> = report["runs"].as_array().into_iter().flatten().collect();
+    let mut scenarios: Vec<String> = Vec::new();
+    for s in runs
+        .iter()
+        .flat_map(|r| r["scenarios"].as_array().into_iter().flatten())
+    {
+        let name = s["mode"].as_str().unwrap_or("?").to_string();
+        if !scenarios.contains(&name) {
+            scenarios.push(name);
+        }
+    }
+    // Throughput: the median over the rounds of each target and scenario.
+    let rows: Vec<(String, f64)> = report["summary"]["medians"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let label = runs
+                .iter()
+                .find(|r| label(r) == m["mode"].as_str().unwrap_or(""))
+                .map_or_else(
+                    || m["mode"].as_str().unwrap_or("?").to_string(),
+                    |r| target_label(r),
+                );
+            (
+                format!("{label}, {}", m["scenario"].as_str().unwrap_or("?")),
+                m["rps"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    put(
+        "throughput.svg",
+        &svg::bars("requests per second (median of the rounds)", "req/s", &rows),
+    )?;
+    let mut charts = vec!["throughput.svg".to_string()];
+    for sc in &scenarios {
+        let first_round = |r: &&&Value| r["round"].as_u64().unwrap_or(1) == 1;
+        let of = |r: &Value| -> Option<Value> {
+            r["scenarios"]
+                .as_array()?
+                .iter()
+                .find(|s| s["mode"].as_str() == Some(sc.as_str()))
+                .cloned()
+        };
+        let series: Vec<(String, Vec<(f64, f64)>)> = runs
+            .iter()
+            .filter(first_round)
+            .filter_map(|r| {
+                let s = of(r)?;
+                let pts = s["latency_cdf_us"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|p| Some((p[1].as_f64()?, p[0].as_f64()?)))
+                    .collect();
+                Some((target_label(r), pts))
+            })
+            .collect();
+        let name = format!("latency-{sc}.svg");
+        put(
+            &name,
+            &svg::cdf(&format!("latency CDF, {sc} (round 1)"), &series),
+        )?;
+        charts.push(name);
+        let spread: Vec<(String, Vec<f64>)> = runs
+            .iter()
+            .filter(first_round)
+            .filter_map(|r| {
+                let s = of(r)?;
+                let counts = s["per_worker"]
+                    .as_object()?
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "?")
+                    .filter_map(|(_, v)| v.as_f64())
+                    .collect();
+                Some((target_label(r), counts))
+            })
+            .collect();
+        let name = format!("workers-{sc}.svg");
+        put(
+            &name,
+            &svg::groups(&format!("requests per worker, {sc} (round 1)"), &spread),
+        )?;
+        charts.push(name);
+    }
+    let m = &report["machine"];
+    let mut md = format!(
+        "# herd bench report\n\n- machine: {} CPUs, `{}`, kernel {}\n- herd {}\n",
+        m["cpus"],
+        m["cpu_model"].as_str().unwrap_or("?"),
+        m["kernel"].as_str().unwrap_or("?"),
+        report["herd_version"].as_str().unwrap_or("?"),
+    );
+    for (peer, v) in report["peers"].as_object().into_iter().flatten() {
+        md.push_str(&format!(
+            "- {peer}: {} (`{}`)\n",
+            v["version"].as_str().unwrap_or("?"),
+            v["exe"].as_str().unwrap_or("?")
+        ));
+    }
+    md.push_str(&format!(
+        "- command: `{}`\n\n```text\n{}\n```\n",
+        report["command"].as_str().unwrap_or("herd bench"),
+        render(report)
+    ));
+    let skipped: Vec<String> = report["skipped"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            format!(
+                "- {}: {}",
+                s["target"].as_str().unwrap_or("?"),
+                s["why"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    if !skipped.is_empty() {
+        md.push_str(&format!("\nSkipped:\n\n{}\n", skipped.join("\n")));
+    }
+    md.push('\n');
+    for c in &charts {
+        md.push_str(&format!("![{c}]({c})\n\n"));
+    }
+    md.push_str("Raw data: [report.json](report.json) (every run, every scenario, per-worker counts and latency percentiles).\n");
+    put("report.md", &md)?;
+    Ok(written)
+}
+
 /// Renders the report.
 pub fn render(report: &Value) -> String {
     let cfg = &report["config"];
@@ -44,6 +205,8 @@ pub fn render(report: &Value) -> String {
         "max/mean",
         "errors",
         "daemon µs/conn",
+        "server µs/req",
+        "client CPU",
     ];
     let mut rows = Vec::new();
     let mut details = String::new();
@@ -77,6 +240,10 @@ pub fn render(report: &Value) -> String {
                 f(&s["fairness"]["max_over_mean"], 3),
                 s["errors"]["total"].to_string(),
                 f(&s["daemon_cpu_us_per_conn"], 2),
+                f(&s["server_cpu_us_per_req"], 1),
+                s["client_cpu_percent"]
+                    .as_f64()
+                    .map_or("-".into(), |c| format!("{c:.0}%")),
             ]);
             let per: Vec<String> = s["per_worker"]
                 .as_object()
@@ -194,6 +361,7 @@ pub fn summarize(runs: &[Value]) -> Value {
                 "rps": med(v, "rps"),
                 "vs_reuseport": median(ratios),
                 "daemon_cpu_us_per_conn": med(v, "daemon_cpu_us_per_conn"),
+                "server_cpu_us_per_req": med(v, "server_cpu_us_per_req"),
             })
         })
         .collect();

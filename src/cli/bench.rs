@@ -12,6 +12,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
     // A bad thresholds file is an error before a long run, not after.
     let thresholds = a.check.as_deref().map(Thresholds::read).transpose()?;
     let report = match &a.results {
+        Some(file) if a.check.is_none() && a.report.is_none() => {
+            return Err(Error::InvalidArg {
+                what: "--results".into(),
+                value: file.display().to_string(),
+                expected: "`--check THRESHOLDS.toml` or `--report DIR` with it".into(),
+            })
+        }
         Some(file) => {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?;
@@ -23,6 +30,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
         None => crate::bench::run(&a)?,
     };
+    if let Some(dir) = &a.report {
+        let files = crate::bench::write_report(dir, &report)
+            .map_err(|e| Error::io(format!("writing the report to {}", dir.display()), e))?;
+        eprintln!(
+            "herd bench: wrote {} files to {}",
+            files.len(),
+            dir.display()
+        );
+    }
     if a.json {
         super::output::print_json(&report)?;
     } else {

@@ -105,28 +105,16 @@ mod tests {
     }
 }
 
-/// Resident memory of `pid` and all its descendants, in bytes: what
-/// `max_memory_restart` caps (an app that forks workers or spawns helpers
-/// cannot hide memory in its children). Walks `/proc/<p>/task/*/children`.
-pub fn tree_rss(pid: i32) -> u64 {
-    let page = crate::sys::page_size();
-    let mut total = 0;
+/// `pid` and all its descendants (walks `/proc/<p>/task/*/children`;
+/// at most 4096, so a fork bomb is not worth walking).
+pub fn tree_pids(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
     let mut stack = vec![pid];
-    let mut seen = 0usize;
     while let Some(p) = stack.pop() {
-        seen += 1;
-        if seen > 4096 {
-            break; // a fork bomb is not worth walking
+        if out.len() >= 4096 {
+            break;
         }
-        if let Ok(statm) = std::fs::read_to_string(format!("/proc/{p}/statm")) {
-            if let Some(rss) = statm
-                .split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                total += rss * page;
-            }
-        }
+        out.push(p);
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
             continue;
         };
@@ -140,7 +128,30 @@ pub fn tree_rss(pid: i32) -> u64 {
             }
         }
     }
-    total
+    out
+}
+
+/// CPU ticks (user + system) of `pid` and its descendants.
+pub fn tree_ticks(pid: i32) -> u64 {
+    tree_pids(pid)
+        .into_iter()
+        .filter_map(|p| read(p).map(|(t, _)| t))
+        .sum()
+}
+
+/// Resident memory of `pid` and all its descendants, in bytes: what
+/// `max_memory_restart` caps (an app that forks workers or spawns helpers
+/// cannot hide memory in its children).
+pub fn tree_rss(pid: i32) -> u64 {
+    let page = crate::sys::page_size();
+    tree_pids(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let statm = std::fs::read_to_string(format!("/proc/{p}/statm")).ok()?;
+            statm.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map(|rss| rss * page)
+        .sum()
 }
 
 #[cfg(test)]

@@ -98,3 +98,191 @@ fn check_refuses_bad_thresholds_before_running_and_a_missing_scenario_fails() {
     h.run(&["bench", "--results", report.to_str().unwrap()])
         .fails_with("--check");
 }
+
+/// Whether `text` is well-formed markup with an `<svg>` root: every tag
+/// closed in order, attributes quoted (a strict check, not a renderer).
+fn well_formed_svg(text: &str) -> Result<(), String> {
+    let mut stack: Vec<String> = Vec::new();
+    let mut rest = text.trim();
+    if !rest.starts_with("<svg") {
+        return Err("no <svg> root".into());
+    }
+    while let Some(i) = rest.find('<') {
+        let end = rest[i..].find('>').ok_or("unclosed <")? + i;
+        let tag = &rest[i + 1..end];
+        if tag.matches('"').count() % 2 != 0 {
+            return Err(format!("unbalanced quotes in <{tag}>"));
+        }
+        if let Some(name) = tag.strip_prefix('/') {
+            match stack.pop() {
+                Some(open) if open == name.trim() => {}
+                other => return Err(format!("</{name}> closes {other:?}")),
+            }
+        } else if !tag.ends_with('/') {
+            let name = tag.split_whitespace().next().unwrap_or("");
+            stack.push(name.to_string());
+        }
+        rest = &rest[end + 1..];
+    }
+    if stack.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("left open: {stack:?}"))
+    }
+}
+
+#[test]
+fn report_writes_json_markdown_and_svg_charts() {
+    let h = TestHome::exclusive();
+    let dir = h.root.join("report");
+    let d = dir.to_str().unwrap();
+    let r = h
+        .run(&[
+            "bench",
+            "-i",
+            "2",
+            "-d",
+            "1",
+            "-c",
+            "8",
+            "--scenario",
+            "close",
+            "--mode",
+            "all",
+            "--report",
+            d,
+        ])
+        .ok();
+    assert!(r.stderr.contains("wrote 5 files"), "{}", r.stderr);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["runs"].as_array().unwrap().len(),
+        3,
+        "fdpass, reuseport, shared"
+    );
+    assert!(!json["machine"]["cpu_model"].as_str().unwrap().is_empty());
+    let s = &json["runs"][0]["scenarios"][0];
+    assert_eq!(s["latency_cdf_us"].as_array().unwrap().len(), 12);
+    assert!(
+        s["server_cpu_us_per_req"].as_f64().is_some_and(|c| c > 0.0),
+        "{s:#}"
+    );
+    assert!(s["client_cpu_percent"].as_f64().is_some());
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    for needle in [
+        "# herd bench report",
+        "- machine: ",
+        "kernel",
+        "- command: `",
+        "![throughput.svg](throughput.svg)",
+        "fdpass (least-conn)",
+    ] {
+        assert!(md.contains(needle), "report.md lacks {needle:?}:\n{md}");
+    }
+    for svg in [
+        "throughput.svg",
+        "latency-conn_per_request.svg",
+        "workers-conn_per_request.svg",
+    ] {
+        let text = std::fs::read_to_string(dir.join(svg)).unwrap();
+        well_formed_svg(&text).unwrap_or_else(|e| panic!("{svg}: {e}\n{text}"));
+        assert!(text.contains("herd reuseport"), "{svg} names the targets");
+    }
+    // The charts are redrawn from the saved JSON alone.
+    let again = h.root.join("again");
+    h.run(&[
+        "bench",
+        "--results",
+        dir.join("report.json").to_str().unwrap(),
+        "--report",
+        again.to_str().unwrap(),
+    ])
+    .ok();
+    assert!(again.join("throughput.svg").is_file());
+    assert!(
+        well_formed_svg("<svg><g></svg>").is_err(),
+        "the checker can fail"
+    );
+}
+
+#[test]
+fn compare_skips_missing_peers_with_the_reason_and_runs_the_rest() {
+    if !crate::harness::node_available() {
+        return;
+    }
+    let h = TestHome::exclusive()
+        .with_env("HERD_PEERS", "/nonexistent")
+        .with_env("HERD_PM2", "/nonexistent/pm2")
+        .with_env("HERD_NGINX", "/nonexistent/nginx")
+        .with_env("PATH", "/usr/bin:/bin");
+    let app = crate::harness::app("node/app.js");
+    let r = h
+        .run(&[
+            "bench",
+            "-i",
+            "1",
+            "-d",
+            "1",
+            "-c",
+            "4",
+            "--scenario",
+            "close",
+            "--app",
+            &app,
+            "--compare",
+            "fdpass,pm2,nginx,node",
+            "--json",
+        ])
+        .ok();
+    let j = r.json();
+    let skipped: Vec<(String, String)> = j["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["target"].as_str().unwrap().into(),
+                s["why"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let why = |t: &str| skipped.iter().find(|(n, _)| n == t).map(|(_, w)| w.clone());
+    // PM2 is absent here unless the machine has it on /usr/bin.
+    if !std::path::Path::new("/usr/bin/pm2").exists() {
+        assert!(
+            why("pm2").is_some_and(|w| w.contains("not installed")),
+            "{skipped:?}"
+        );
+        assert!(r.stderr.contains("skipping pm2"), "{}", r.stderr);
+    }
+    assert!(
+        why("nginx").is_some_and(|w| w.contains("hello worker")),
+        "{skipped:?}"
+    );
+    let modes: Vec<&str> = j["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["mode"].as_str().unwrap())
+        .collect();
+    assert!(
+        modes.contains(&"fdpass") && modes.contains(&"node"),
+        "{modes:?}"
+    );
+    let node = j["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["mode"] == "node")
+        .unwrap();
+    let s = &node["scenarios"][0];
+    assert!(
+        s["requests"].as_u64().unwrap() > 0 && s["errors"]["total"] == 0,
+        "{s:#}"
+    );
+    assert_eq!(s["fairness"]["workers"], 1);
+    // A name that is no target: one line naming it.
+    h.run(&["bench", "--compare", "apache"])
+        .fails_with("apache");
+}

@@ -161,6 +161,12 @@ impl LoadResult {
         let counts = self.worker_counts();
         let mut errors = serde_json::to_value(self.errors).unwrap_or_default();
         errors["total"] = self.errors.total().into();
+        let cdf: Vec<serde_json::Value> = [
+            0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0,
+        ]
+        .iter()
+        .map(|&p| json!([p, h.value_at_quantile(p / 100.0)]))
+        .collect();
         let mut v = json!({
             "mode": self.mode,
             "requests": self.requests,
@@ -176,6 +182,8 @@ impl LoadResult {
                 "max": h.max(),
                 "mean": if h.is_empty() { 0.0 } else { h.mean() },
             },
+            // The latency CDF, for `--report`'s chart: (percentile, µs).
+            "latency_cdf_us": cdf,
             "fairness": {
                 "workers": counts.len(),
                 "jain": fairness::jain(&counts),
