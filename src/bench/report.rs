@@ -272,6 +272,7 @@ pub fn render(report: &Value) -> String {
                     f(&m["rps"], 0),
                     f(&m["vs_reuseport"], 3),
                     f(&m["daemon_cpu_us_per_conn"], 2),
+                    f(&m["server_cpu_us_per_req"], 1),
                 ]
             })
             .collect();
@@ -284,6 +285,7 @@ pub fn render(report: &Value) -> String {
                 "req/s",
                 "× reuseport (same round)",
                 "daemon µs/conn",
+                "server µs/req",
             ],
             &rows,
         ));
