@@ -286,3 +286,73 @@ fn compare_skips_missing_peers_with_the_reason_and_runs_the_rest() {
     h.run(&["bench", "--compare", "apache"])
         .fails_with("apache");
 }
+
+/// herd's load generator counts what the servers say they served: on a
+/// bounded run against the hello worker, its total and its per-worker
+/// counts (by the `X-Worker` pid) equal the requests each worker reported
+/// to the daemon (`herd metrics`), and the daemon's accepted count.
+#[test]
+fn the_generators_counts_match_the_servers() {
+    use herd::bench::load::LoadMode;
+    let h = TestHome::new();
+    let port = crate::harness::free_port();
+    let list = crate::reuseport::start_hello_mode(&h, port, "fdpass", &["-i", "2"]);
+    let pids: Vec<i64> = crate::harness::pids(&list);
+    // The readiness probes' requests are reported a moment later: the
+    // starting point is once every accepted one is.
+    let reported = |s: &serde_json::Value| -> u64 {
+        s["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["requests"].as_u64().unwrap())
+            .sum()
+    };
+    let settle = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let before = loop {
+        let s = h.run(&["metrics", "--json"]).ok().json();
+        if reported(&s) == s["apps"][0]["accepted"].as_u64().unwrap()
+            || std::time::Instant::now() > settle
+        {
+            break s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let accepted0 = before["apps"][0]["accepted"].as_u64().unwrap();
+    let reported0 = reported(&before);
+    const N: u64 = 3000;
+    let r = crate::harness::load(port, LoadMode::ConnPerRequest, 8, 2, N);
+    assert_eq!(r.requests, N, "{:?}", r.errors);
+    // Reports reach the daemon within a few hundred ms.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let snap = loop {
+        let s = h.run(&["metrics", "--json"]).ok().json();
+        if reported(&s) - reported0 >= N || std::time::Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(
+        snap["apps"][0]["accepted"].as_u64().unwrap() - accepted0,
+        N,
+        "one connection per request"
+    );
+    for (inst, pid) in snap["instances"].as_array().unwrap().iter().zip(&pids) {
+        let b = before["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["pid"] == inst["pid"])
+            .unwrap();
+        let served = inst["requests"].as_u64().unwrap() - b["requests"].as_u64().unwrap();
+        let counted = r
+            .per_worker
+            .get(&inst["pid"].as_i64().unwrap().to_string())
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(
+            counted, served,
+            "worker {pid}: the generator's count against the worker's own"
+        );
+    }
+}
