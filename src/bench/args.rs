@@ -22,9 +22,15 @@ pub struct BenchArgs {
     /// Load-generator threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// Scenarios: `close` (a connection per request), `keepalive`, or `all`.
+    /// Scenarios, comma-separated: `close` (a connection per request),
+    /// `keepalive`, `crash` (connection per request while a random worker
+    /// is killed with SIGKILL every `--crash-every`), or `all` (close and
+    /// keepalive).
     #[arg(long, default_value = "all")]
     pub scenario: String,
+    /// The crash scenario's interval between two kills.
+    #[arg(long = "crash-every", default_value = "400ms", value_name = "DURATION")]
+    pub crash_every: String,
     /// Distribution mode: `fdpass`, `reuseport`, `shared`, or `all` (side by side).
     #[arg(long, default_value = "fdpass")]
     pub mode: String,

@@ -149,6 +149,60 @@ enum Target {
     Peer(peers::Peer),
 }
 
+/// One scenario: how the clients load, and whether workers are killed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Scenario {
+    load: LoadMode,
+    /// `crash`: a random worker gets SIGKILL this often.
+    crash: Option<Duration>,
+}
+
+impl Scenario {
+    /// Its name in the JSON and in `--check` tables.
+    fn name(self) -> &'static str {
+        match (self.crash, self.load) {
+            (Some(_), _) => "crash",
+            (None, LoadMode::ConnPerRequest) => "conn_per_request",
+            (None, LoadMode::KeepAlive) => "keep_alive",
+        }
+    }
+}
+
+/// Kills a random worker of the server whose process tree starts at
+/// `root` (never `root` itself: the daemon, primary or master that
+/// restarts it) every `every`, until `stop`; returns the kills.
+fn killer(
+    root: i32,
+    every: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut kills = 0u64;
+        let mut seed = u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(every);
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            let workers: Vec<i32> = crate::supervisor::procstat::tree_pids(root)
+                .into_iter()
+                .filter(|&p| p != root && crate::supervisor::procstat::parent(p) == Some(root))
+                .collect();
+            if workers.is_empty() {
+                continue;
+            }
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let victim = workers[(seed % workers.len() as u64) as usize];
+            if crate::sys::process::kill_pid(victim, libc::SIGKILL).is_ok() {
+                kills += 1;
+            }
+        }
+        kills
+    })
+}
+
 /// What one bench run loads.
 struct Plan {
     targets: Vec<Target>,
@@ -156,7 +210,7 @@ struct Plan {
     found: BTreeMap<&'static str, peers::Found>,
     /// Targets asked for and skipped, with why.
     skipped: Vec<(String, String)>,
-    scenarios: Vec<LoadMode>,
+    scenarios: Vec<Scenario>,
     duration: Duration,
 }
 
@@ -222,18 +276,36 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
             expected: "positive numbers".into(),
         });
     }
-    let scenarios = match a.scenario.as_str() {
-        "all" => vec![LoadMode::ConnPerRequest, LoadMode::KeepAlive],
-        "close" => vec![LoadMode::ConnPerRequest],
-        "keepalive" => vec![LoadMode::KeepAlive],
-        other => {
-            return Err(Error::InvalidArg {
-                what: "--scenario".into(),
-                value: other.into(),
-                expected: "`close`, `keepalive` or `all`".into(),
-            })
+    let every = config::parse_duration_ms("--crash-every", &a.crash_every)?;
+    if every == 0 {
+        return Err(Error::InvalidArg {
+            what: "--crash-every".into(),
+            value: a.crash_every.clone(),
+            expected: "an interval of at least 1 ms".into(),
+        });
+    }
+    let plain = |load| Scenario { load, crash: None };
+    let mut scenarios = Vec::new();
+    for name in a.scenario.split(',').map(str::trim) {
+        match name {
+            "all" => {
+                scenarios.extend([plain(LoadMode::ConnPerRequest), plain(LoadMode::KeepAlive)])
+            }
+            "close" => scenarios.push(plain(LoadMode::ConnPerRequest)),
+            "keepalive" => scenarios.push(plain(LoadMode::KeepAlive)),
+            "crash" => scenarios.push(Scenario {
+                load: LoadMode::ConnPerRequest,
+                crash: Some(Duration::from_millis(every)),
+            }),
+            other => {
+                return Err(Error::InvalidArg {
+                    what: "--scenario".into(),
+                    value: other.into(),
+                    expected: "a comma list of `close`, `keepalive`, `crash`, or `all`".into(),
+                })
+            }
         }
-    };
+    }
     let policies = policies(a)?;
     let mut plan = Plan {
         targets: Vec::new(),
@@ -363,7 +435,8 @@ fn run_peer(a: &BenchArgs, plan: &Plan, peer: peers::Peer, instances: Instances)
     wait_serving(addr)?;
     // Every process up (a cluster's workers come after the primary).
     std::thread::sleep(Duration::from_millis(300));
-    let scenarios = load(a, plan, addr, None, Some(running.root))?;
+    let supervised = peer != peers::Peer::Node;
+    let scenarios = load(a, plan, addr, None, Some(running.root), supervised)?;
     Ok(json!({
         "mode": peer.as_str(),
         "peer": {"version": found.version, "processes": n},
@@ -377,9 +450,24 @@ fn load(
     addr: SocketAddr,
     daemon_pid: Option<i32>,
     server_root: Option<i32>,
+    supervised: bool,
 ) -> Result<Vec<Value>> {
     let mut out = Vec::new();
-    for &mode in &plan.scenarios {
+    for &sc in &plan.scenarios {
+        let mode = sc.load;
+        // Bare node has nobody to restart it, an external server nobody
+        // herd knows: no crash scenario for them.
+        let kill = match (sc.crash, server_root.filter(|_| supervised)) {
+            (Some(every), Some(root)) => {
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                Some((stop.clone(), killer(root, every, stop)))
+            }
+            (Some(_), _) => {
+                out.push(json!({"mode": sc.name(), "skipped": "no supervisor here to restart a killed worker"}));
+                continue;
+            }
+            (None, _) => None,
+        };
         let ticks0 = daemon_pid.map_or(0, cpu_ticks);
         let server0 = server_root.map_or(0, crate::supervisor::procstat::tree_ticks);
         let own0 = cpu_ticks(std::process::id() as i32);
@@ -395,12 +483,23 @@ fn load(
         })
         .map_err(|e| Error::io("running the load", e))?;
         let mut v = r.to_json();
+        v["mode"] = json!(sc.name());
+        let crashed = kill.is_some();
+        if let Some((stop, thread)) = kill {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            v["kills"] = json!(thread.join().unwrap_or(0));
+            // Killed workers take their CPU time and their pid's count
+            // with them: neither CPU per request nor fairness means
+            // anything here; the errors by kind are the result.
+            v["fairness"]["jain"] = Value::Null;
+            v["fairness"]["max_over_mean"] = Value::Null;
+        }
         let tick_us = |t: u64| t * 1_000_000 / crate::sys::clock_ticks();
         // The generator's own CPU: a saturated client shows here.
         let own = tick_us(cpu_ticks(std::process::id() as i32).saturating_sub(own0));
         v["client_cpu_percent"] =
             json!(own as f64 / t0.elapsed().as_micros().max(1) as f64 * 100.0);
-        if let Some(root) = server_root {
+        if let Some(root) = server_root.filter(|_| !crashed) {
             // The whole server: the daemon or primary and every worker.
             let us = tick_us(crate::supervisor::procstat::tree_ticks(root).saturating_sub(server0));
             if r.requests > 0 {
@@ -428,7 +527,7 @@ fn run_target(a: &BenchArgs, plan: &Plan, target: &str) -> Result<Value> {
     })?;
     wait_serving(addr)?;
     Ok(
-        json!({ "mode": "external", "target": target, "scenarios": load(a, plan, addr, None, None)? }),
+        json!({ "mode": "external", "target": target, "scenarios": load(a, plan, addr, None, None, false)? }),
     )
 }
 
@@ -502,7 +601,7 @@ fn run_mode(
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     wait_serving(addr)?;
     wait_all_in_rotation(&daemon, mode)?;
-    let scenarios = load(a, plan, addr, Some(daemon_pid), Some(daemon_pid))?;
+    let scenarios = load(a, plan, addr, Some(daemon_pid), Some(daemon_pid), true)?;
     let info = workers.first();
     Ok(json!({
         "mode": mode.as_str(),

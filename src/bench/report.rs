@@ -117,6 +117,9 @@ pub fn write_dir(
                 Some((target_label(r), counts))
             })
             .collect();
+        if sc == "crash" {
+            continue; // killed workers' pids come and go: no spread to draw
+        }
         let name = format!("workers-{sc}.svg");
         put(
             &name,
@@ -227,6 +230,13 @@ pub fn render(report: &Value) -> String {
             details.push_str(&format!("{mode}: accept via {io}\n"));
         }
         for s in run["scenarios"].as_array().into_iter().flatten() {
+            if let Some(why) = s["skipped"].as_str() {
+                details.push_str(&format!(
+                    "{mode} {}: skipped ({why})\n",
+                    s["mode"].as_str().unwrap_or("?")
+                ));
+                continue;
+            }
             let lat = &s["latency_us"];
             rows.push(vec![
                 mode.clone(),
@@ -251,6 +261,13 @@ pub fn render(report: &Value) -> String {
                 .flatten()
                 .map(|(pid, n)| format!("pid {pid}: {n}"))
                 .collect();
+            if let Some(k) = s["kills"].as_u64() {
+                details.push_str(&format!(
+                    "{mode} crash: {k} workers killed, {} requests failed ({})\n",
+                    s["errors"]["total"], s["errors"]
+                ));
+                continue;
+            }
             details.push_str(&format!(
                 "{mode} {}: {}\n",
                 s["mode"].as_str().unwrap_or("?"),

@@ -356,3 +356,46 @@ fn the_generators_counts_match_the_servers() {
         );
     }
 }
+
+/// `--scenario crash`: a worker is killed with SIGKILL every interval
+/// while connection-per-request load runs; herd restarts it, and the run
+/// reports the kills and the failed requests by kind. fdpass hands what
+/// a dead worker never touched to another (#15), so failures stay far
+/// below the kills.
+#[test]
+fn crash_scenario_kills_workers_and_counts_what_failed() {
+    let h = TestHome::exclusive();
+    let r = h
+        .run(&[
+            "bench",
+            "-i",
+            "2",
+            "-d",
+            "3",
+            "-c",
+            "8",
+            "--scenario",
+            "crash",
+            "--crash-every",
+            "300ms",
+            "--json",
+        ])
+        .ok();
+    let j = r.json();
+    let s = &j["runs"][0]["scenarios"][0];
+    assert_eq!(s["mode"], "crash", "{s:#}");
+    let kills = s["kills"].as_u64().unwrap();
+    assert!(kills >= 4, "a kill every 300 ms for 3 s: {kills}");
+    assert!(s["requests"].as_u64().unwrap() > 1000, "{s:#}");
+    let failed = s["errors"]["total"].as_u64().unwrap();
+    assert!(
+        failed <= kills,
+        "fdpass: {failed} failed over {kills} kills: {s:#}"
+    );
+    assert!(
+        s["fairness"]["jain"].is_null(),
+        "no fairness over pids that change"
+    );
+    h.run(&["bench", "--scenario", "crash", "--crash-every", "0"])
+        .fails_with("--crash-every");
+}
