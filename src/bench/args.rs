@@ -24,13 +24,18 @@ pub struct BenchArgs {
     pub threads: usize,
     /// Scenarios, comma-separated: `close` (a connection per request),
     /// `keepalive`, `crash` (connection per request while a random worker
-    /// is killed with SIGKILL every `--crash-every`), or `all` (close and
-    /// keepalive).
+    /// is killed with SIGKILL every `--crash-every`), `reload` (while the
+    /// target reloads every `--reload-every`: herd's rolling reload,
+    /// `pm2 reload`, nginx's SIGHUP), or `all` (close and keepalive).
     #[arg(long, default_value = "all")]
     pub scenario: String,
     /// The crash scenario's interval between two kills.
     #[arg(long = "crash-every", default_value = "400ms", value_name = "DURATION")]
     pub crash_every: String,
+    /// The reload scenario's interval between two reloads (each runs to
+    /// its end first).
+    #[arg(long = "reload-every", default_value = "1s", value_name = "DURATION")]
+    pub reload_every: String,
     /// Distribution mode: `fdpass`, `reuseport`, `shared`, or `all` (side by side).
     #[arg(long, default_value = "fdpass")]
     pub mode: String,

@@ -11,6 +11,7 @@ mod hello_uring;
 pub mod load;
 pub mod peers;
 mod report;
+mod scenario;
 pub mod svg;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::protocol::{InstanceInfo, Request, Response};
 use load::{LoadMode, LoadSpec};
+use scenario::Scenario;
 
 /// Entry point of the hidden `herd hello` worker.
 pub fn hello_main() -> Result<()> {
@@ -149,60 +151,6 @@ enum Target {
     Peer(peers::Peer),
 }
 
-/// One scenario: how the clients load, and whether workers are killed.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Scenario {
-    load: LoadMode,
-    /// `crash`: a random worker gets SIGKILL this often.
-    crash: Option<Duration>,
-}
-
-impl Scenario {
-    /// Its name in the JSON and in `--check` tables.
-    fn name(self) -> &'static str {
-        match (self.crash, self.load) {
-            (Some(_), _) => "crash",
-            (None, LoadMode::ConnPerRequest) => "conn_per_request",
-            (None, LoadMode::KeepAlive) => "keep_alive",
-        }
-    }
-}
-
-/// Kills a random worker of the server whose process tree starts at
-/// `root` (never `root` itself: the daemon, primary or master that
-/// restarts it) every `every`, until `stop`; returns the kills.
-fn killer(
-    root: i32,
-    every: Duration,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let mut kills = 0u64;
-        let mut seed = u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15;
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            std::thread::sleep(every);
-            if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                break;
-            }
-            let workers: Vec<i32> = crate::supervisor::procstat::tree_pids(root)
-                .into_iter()
-                .filter(|&p| p != root && crate::supervisor::procstat::parent(p) == Some(root))
-                .collect();
-            if workers.is_empty() {
-                continue;
-            }
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let victim = workers[(seed % workers.len() as u64) as usize];
-            if crate::sys::process::kill_pid(victim, libc::SIGKILL).is_ok() {
-                kills += 1;
-            }
-        }
-        kills
-    })
-}
-
 /// What one bench run loads.
 struct Plan {
     targets: Vec<Target>,
@@ -276,36 +224,7 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
             expected: "positive numbers".into(),
         });
     }
-    let every = config::parse_duration_ms("--crash-every", &a.crash_every)?;
-    if every == 0 {
-        return Err(Error::InvalidArg {
-            what: "--crash-every".into(),
-            value: a.crash_every.clone(),
-            expected: "an interval of at least 1 ms".into(),
-        });
-    }
-    let plain = |load| Scenario { load, crash: None };
-    let mut scenarios = Vec::new();
-    for name in a.scenario.split(',').map(str::trim) {
-        match name {
-            "all" => {
-                scenarios.extend([plain(LoadMode::ConnPerRequest), plain(LoadMode::KeepAlive)])
-            }
-            "close" => scenarios.push(plain(LoadMode::ConnPerRequest)),
-            "keepalive" => scenarios.push(plain(LoadMode::KeepAlive)),
-            "crash" => scenarios.push(Scenario {
-                load: LoadMode::ConnPerRequest,
-                crash: Some(Duration::from_millis(every)),
-            }),
-            other => {
-                return Err(Error::InvalidArg {
-                    what: "--scenario".into(),
-                    value: other.into(),
-                    expected: "a comma list of `close`, `keepalive`, `crash`, or `all`".into(),
-                })
-            }
-        }
-    }
+    let scenarios = scenario::parse(&a.scenario, &a.crash_every, &a.reload_every)?;
     let policies = policies(a)?;
     let mut plan = Plan {
         targets: Vec::new(),
@@ -436,7 +355,15 @@ fn run_peer(a: &BenchArgs, plan: &Plan, peer: peers::Peer, instances: Instances)
     // Every process up (a cluster's workers come after the primary).
     std::thread::sleep(Duration::from_millis(300));
     let supervised = peer != peers::Peer::Node;
-    let scenarios = load(a, plan, addr, None, Some(running.root), supervised)?;
+    let scenarios = load(
+        a,
+        plan,
+        addr,
+        None,
+        Some(running.root),
+        supervised,
+        running.reload(),
+    )?;
     Ok(json!({
         "mode": peer.as_str(),
         "peer": {"version": found.version, "processes": n},
@@ -451,16 +378,28 @@ fn load(
     daemon_pid: Option<i32>,
     server_root: Option<i32>,
     supervised: bool,
+    reload: Option<scenario::Reload>,
 ) -> Result<Vec<Value>> {
     let mut out = Vec::new();
     for &sc in &plan.scenarios {
         let mode = sc.load;
+        let reloading = match (sc.reload, &reload) {
+            (Some(every), Some(r)) => {
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                Some((stop.clone(), scenario::reloader(r.clone(), every, stop)))
+            }
+            (Some(_), None) => {
+                out.push(json!({"mode": sc.name(), "skipped": "no zero-downtime reload here"}));
+                continue;
+            }
+            (None, _) => None,
+        };
         // Bare node has nobody to restart it, an external server nobody
         // herd knows: no crash scenario for them.
         let kill = match (sc.crash, server_root.filter(|_| supervised)) {
             (Some(every), Some(root)) => {
                 let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-                Some((stop.clone(), killer(root, every, stop)))
+                Some((stop.clone(), scenario::killer(root, every, stop)))
             }
             (Some(_), _) => {
                 out.push(json!({"mode": sc.name(), "skipped": "no supervisor here to restart a killed worker"}));
@@ -484,15 +423,23 @@ fn load(
         .map_err(|e| Error::io("running the load", e))?;
         let mut v = r.to_json();
         v["mode"] = json!(sc.name());
-        let crashed = kill.is_some();
+        // Reloaded or killed workers take their CPU time and their pid's
+        // count with them: neither CPU per request nor fairness means
+        // anything then; the errors by kind are the result.
+        let crashed = kill.is_some() || reloading.is_some();
+        if let Some((stop, thread)) = reloading {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let (done, failed) = thread.join().unwrap_or_default();
+            v["reloads"] = json!(done);
+            v["reload_failures"] = json!(failed);
+        }
+        if crashed {
+            v["fairness"]["jain"] = Value::Null;
+            v["fairness"]["max_over_mean"] = Value::Null;
+        }
         if let Some((stop, thread)) = kill {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             v["kills"] = json!(thread.join().unwrap_or(0));
-            // Killed workers take their CPU time and their pid's count
-            // with them: neither CPU per request nor fairness means
-            // anything here; the errors by kind are the result.
-            v["fairness"]["jain"] = Value::Null;
-            v["fairness"]["max_over_mean"] = Value::Null;
         }
         let tick_us = |t: u64| t * 1_000_000 / crate::sys::clock_ticks();
         // The generator's own CPU: a saturated client shows here.
@@ -527,7 +474,7 @@ fn run_target(a: &BenchArgs, plan: &Plan, target: &str) -> Result<Value> {
     })?;
     wait_serving(addr)?;
     Ok(
-        json!({ "mode": "external", "target": target, "scenarios": load(a, plan, addr, None, None, false)? }),
+        json!({ "mode": "external", "target": target, "scenarios": load(a, plan, addr, None, None, false, None)? }),
     )
 }
 
@@ -601,7 +548,29 @@ fn run_mode(
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     wait_serving(addr)?;
     wait_all_in_rotation(&daemon, mode)?;
-    let scenarios = load(a, plan, addr, Some(daemon_pid), Some(daemon_pid), true)?;
+    let home = daemon.home.clone();
+    let reload: scenario::Reload = std::sync::Arc::new(move || {
+        let req = Request::Reload {
+            targets: vec![crate::protocol::Target::Name("bench".into())],
+            env: None,
+            parallel: None,
+            patch: Default::default(),
+        };
+        match client::connect(&home, Autostart::No).and_then(|mut c| c.request(&req)) {
+            Ok(Response::Error { message, .. }) => Err(message),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    let scenarios = load(
+        a,
+        plan,
+        addr,
+        Some(daemon_pid),
+        Some(daemon_pid),
+        true,
+        Some(reload),
+    )?;
     let info = workers.first();
     Ok(json!({
         "mode": mode.as_str(),

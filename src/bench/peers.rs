@@ -140,6 +140,41 @@ pub struct Running {
     pub root: i32,
 }
 
+/// What reloads a peer once: `Err` says why it failed.
+pub type ReloadFn = std::sync::Arc<dyn Fn() -> std::result::Result<(), String> + Send + Sync>;
+
+impl Running {
+    /// How this peer reloads without dropping connections, if it can:
+    /// `pm2 reload`, nginx's SIGHUP. Node's cluster module and one bare
+    /// process have no such thing.
+    pub fn reload(&self) -> Option<ReloadFn> {
+        match self.peer {
+            Peer::Pm2 => {
+                let (exe, home) = (self.exe.clone(), self.dir.join("pm2"));
+                Some(std::sync::Arc::new(move || {
+                    let st = Command::new(&exe)
+                        .args(["reload", "bench"])
+                        .env("PM2_HOME", &home)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .map_err(|e| e.to_string())?;
+                    st.success()
+                        .then_some(())
+                        .ok_or_else(|| format!("pm2 reload: {st}"))
+                }))
+            }
+            Peer::Nginx => {
+                let master = self.root;
+                Some(std::sync::Arc::new(move || {
+                    crate::sys::process::kill_pid(master, libc::SIGHUP).map_err(|e| e.to_string())
+                }))
+            }
+            Peer::NodeCluster | Peer::Node => None,
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         if self.peer == Peer::Pm2 {

@@ -399,3 +399,37 @@ fn crash_scenario_kills_workers_and_counts_what_failed() {
     h.run(&["bench", "--scenario", "crash", "--crash-every", "0"])
         .fails_with("--crash-every");
 }
+
+/// `--scenario reload`: herd reloads the app every interval under
+/// connection-per-request load; with fdpass nothing fails (the listener
+/// never closes, the old worker finishes what it has).
+#[test]
+fn reload_scenario_reloads_under_load_and_counts_what_failed() {
+    let h = TestHome::exclusive();
+    let r = h
+        .run(&[
+            "bench",
+            "-i",
+            "2",
+            "-d",
+            "4",
+            "-c",
+            "8",
+            "--scenario",
+            "reload",
+            "--reload-every",
+            "500ms",
+            "--json",
+        ])
+        .ok();
+    let j = r.json();
+    let s = &j["runs"][0]["scenarios"][0];
+    assert_eq!(s["mode"], "reload", "{s:#}");
+    assert!(s["reloads"].as_u64().unwrap() >= 2, "{s:#}");
+    assert_eq!(s["reload_failures"].as_array().unwrap().len(), 0, "{s:#}");
+    assert_eq!(
+        s["errors"]["total"], 0,
+        "fdpass loses nothing to a reload: {s:#}"
+    );
+    assert!(s["requests"].as_u64().unwrap() > 1000);
+}
