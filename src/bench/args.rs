@@ -26,7 +26,9 @@ pub struct BenchArgs {
     /// `keepalive`, `crash` (connection per request while a random worker
     /// is killed with SIGKILL every `--crash-every`), `reload` (while the
     /// target reloads every `--reload-every`: herd's rolling reload,
-    /// `pm2 reload`, nginx's SIGHUP), or `all` (close and keepalive).
+    /// `pm2 reload`, nginx's SIGHUP), `scale` (while the target goes to
+    /// twice its instances and back every `--scale-every`: herd scale, `pm2
+    /// scale`), or `all` (close and keepalive).
     #[arg(long, default_value = "all")]
     pub scenario: String,
     /// The crash scenario's interval between two kills.
@@ -36,6 +38,10 @@ pub struct BenchArgs {
     /// its end first).
     #[arg(long = "reload-every", default_value = "1s", value_name = "DURATION")]
     pub reload_every: String,
+    /// The scale scenario's interval between two steps (to twice the
+    /// instances, then back).
+    #[arg(long = "scale-every", default_value = "1s", value_name = "DURATION")]
+    pub scale_every: String,
     /// Distribution mode: `fdpass`, `reuseport`, `shared`, or `all` (side by side).
     #[arg(long, default_value = "fdpass")]
     pub mode: String,

@@ -20,7 +20,7 @@ use super::report::{label, median};
 use crate::error::{Error, Result};
 
 /// The scenario names a table may have.
-const SCENARIOS: &[&str] = &["conn_per_request", "keep_alive", "crash", "reload"];
+const SCENARIOS: &[&str] = &["conn_per_request", "keep_alive", "crash", "reload", "scale"];
 
 /// One threshold: its key, what it reads, and which way it must hold.
 struct Key {

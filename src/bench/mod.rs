@@ -224,7 +224,7 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
             expected: "positive numbers".into(),
         });
     }
-    let scenarios = scenario::parse(&a.scenario, &a.crash_every, &a.reload_every)?;
+    let scenarios = scenario::parse(&a.scenario, &a.crash_every, &a.reload_every, &a.scale_every)?;
     let policies = policies(a)?;
     let mut plan = Plan {
         targets: Vec::new(),
@@ -363,6 +363,7 @@ fn run_peer(a: &BenchArgs, plan: &Plan, peer: peers::Peer, instances: Instances)
         Some(running.root),
         supervised,
         running.reload(),
+        running.scale().map(|s| (s, n)),
     )?;
     Ok(json!({
         "mode": peer.as_str(),
@@ -379,20 +380,28 @@ fn load(
     server_root: Option<i32>,
     supervised: bool,
     reload: Option<scenario::Reload>,
+    scale: Option<(scenario::ScaleFn, u32)>,
 ) -> Result<Vec<Value>> {
     let mut out = Vec::new();
     for &sc in &plan.scenarios {
         let mode = sc.load;
-        let reloading = match (sc.reload, &reload) {
-            (Some(every), Some(r)) => {
-                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-                Some((stop.clone(), scenario::reloader(r.clone(), every, stop)))
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reloading = match (sc.reload, &reload, sc.scale, &scale) {
+            (Some(every), Some(r), _, _) => {
+                Some(scenario::reloader(r.clone(), every, stop.clone()))
             }
-            (Some(_), None) => {
+            (None, _, Some(every), Some((s, base))) => {
+                Some(scenario::scaler(s.clone(), *base, every, stop.clone()))
+            }
+            (Some(_), None, _, _) => {
                 out.push(json!({"mode": sc.name(), "skipped": "no zero-downtime reload here"}));
                 continue;
             }
-            (None, _) => None,
+            (None, _, Some(_), None) => {
+                out.push(json!({"mode": sc.name(), "skipped": "no live scaling here"}));
+                continue;
+            }
+            _ => None,
         };
         // Bare node has nobody to restart it, an external server nobody
         // herd knows: no crash scenario for them.
@@ -427,11 +436,16 @@ fn load(
         // count with them: neither CPU per request nor fairness means
         // anything then; the errors by kind are the result.
         let crashed = kill.is_some() || reloading.is_some();
-        if let Some((stop, thread)) = reloading {
+        if let Some(thread) = reloading {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             let (done, failed) = thread.join().unwrap_or_default();
-            v["reloads"] = json!(done);
-            v["reload_failures"] = json!(failed);
+            let (n, f) = if sc.scale.is_some() {
+                ("scale_steps", "scale_failures")
+            } else {
+                ("reloads", "reload_failures")
+            };
+            v[n] = json!(done);
+            v[f] = json!(failed);
         }
         if crashed {
             v["fairness"]["jain"] = Value::Null;
@@ -474,7 +488,7 @@ fn run_target(a: &BenchArgs, plan: &Plan, target: &str) -> Result<Value> {
     })?;
     wait_serving(addr)?;
     Ok(
-        json!({ "mode": "external", "target": target, "scenarios": load(a, plan, addr, None, None, false, None)? }),
+        json!({ "mode": "external", "target": target, "scenarios": load(a, plan, addr, None, None, false, None, None)? }),
     )
 }
 
@@ -562,6 +576,18 @@ fn run_mode(
             Err(e) => Err(e.to_string()),
         }
     });
+    let home = daemon.home.clone();
+    let scale: scenario::ScaleFn = std::sync::Arc::new(move |n| {
+        let req = Request::Scale {
+            app: "bench".into(),
+            to: crate::protocol::ScaleTo::Set(n),
+        };
+        match client::connect(&home, Autostart::No).and_then(|mut c| c.request(&req)) {
+            Ok(Response::Error { message, .. }) => Err(message),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    });
     let scenarios = load(
         a,
         plan,
@@ -570,6 +596,7 @@ fn run_mode(
         Some(daemon_pid),
         true,
         Some(reload),
+        Some((scale, workers.len() as u32)),
     )?;
     let info = workers.first();
     Ok(json!({

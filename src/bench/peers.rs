@@ -142,8 +142,31 @@ pub struct Running {
 
 /// What reloads a peer once: `Err` says why it failed.
 pub type ReloadFn = std::sync::Arc<dyn Fn() -> std::result::Result<(), String> + Send + Sync>;
+/// What sets a peer's instance count.
+pub type ScaleFn = std::sync::Arc<dyn Fn(u32) -> std::result::Result<(), String> + Send + Sync>;
 
 impl Running {
+    /// How this peer changes its instance count live, if it can (`pm2
+    /// scale`).
+    pub fn scale(&self) -> Option<ScaleFn> {
+        if self.peer != Peer::Pm2 {
+            return None;
+        }
+        let (exe, home) = (self.exe.clone(), self.dir.join("pm2"));
+        Some(std::sync::Arc::new(move |n| {
+            let st = Command::new(&exe)
+                .args(["scale", "bench", &n.to_string()])
+                .env("PM2_HOME", &home)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map_err(|e| e.to_string())?;
+            st.success()
+                .then_some(())
+                .ok_or_else(|| format!("pm2 scale: {st}"))
+        }))
+    }
+
     /// How this peer reloads without dropping connections, if it can:
     /// `pm2 reload`, nginx's SIGHUP. Node's cluster module and one bare
     /// process have no such thing.

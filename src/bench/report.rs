@@ -117,7 +117,7 @@ pub fn write_dir(
                 Some((target_label(r), counts))
             })
             .collect();
-        if sc == "crash" || sc == "reload" {
+        if sc == "crash" || sc == "reload" || sc == "scale" {
             continue; // killed workers' pids come and go: no spread to draw
         }
         let name = format!("workers-{sc}.svg");
@@ -261,6 +261,15 @@ pub fn render(report: &Value) -> String {
                 .flatten()
                 .map(|(pid, n)| format!("pid {pid}: {n}"))
                 .collect();
+            if let Some(n) = s["scale_steps"].as_u64() {
+                details.push_str(&format!(
+                    "{mode} scale: {n} steps ({} failed), {} requests failed ({})\n",
+                    s["scale_failures"].as_array().map_or(0, Vec::len),
+                    s["errors"]["total"],
+                    s["errors"]
+                ));
+                continue;
+            }
             if let Some(n) = s["reloads"].as_u64() {
                 details.push_str(&format!(
                     "{mode} reload: {n} reloads ({} failed), {} requests failed ({})\n",

@@ -22,16 +22,20 @@ pub(super) struct Scenario {
     /// `reload`: the target reloads (rolling, zero-downtime where it can)
     /// this often.
     pub reload: Option<Duration>,
+    /// `scale`: the target goes to twice its instances and back, a step
+    /// this often.
+    pub scale: Option<Duration>,
 }
 
 impl Scenario {
     /// Its name in the JSON and in `--check` tables.
     pub fn name(self) -> &'static str {
-        match (self.crash, self.reload, self.load) {
-            (Some(_), _, _) => "crash",
-            (None, Some(_), _) => "reload",
-            (None, None, LoadMode::ConnPerRequest) => "conn_per_request",
-            (None, None, LoadMode::KeepAlive) => "keep_alive",
+        match (self.crash, self.reload, self.scale, self.load) {
+            (Some(_), _, _, _) => "crash",
+            (None, Some(_), _, _) => "reload",
+            (None, None, Some(_), _) => "scale",
+            (None, None, None, LoadMode::ConnPerRequest) => "conn_per_request",
+            (None, None, None, LoadMode::KeepAlive) => "keep_alive",
         }
     }
 }
@@ -49,13 +53,20 @@ fn interval(flag: &str, value: &str) -> Result<Duration> {
 }
 
 /// `--scenario`'s comma list, with the crash and reload intervals.
-pub(super) fn parse(list: &str, crash_every: &str, reload_every: &str) -> Result<Vec<Scenario>> {
+pub(super) fn parse(
+    list: &str,
+    crash_every: &str,
+    reload_every: &str,
+    scale_every: &str,
+) -> Result<Vec<Scenario>> {
     let crash = interval("--crash-every", crash_every)?;
     let reload = interval("--reload-every", reload_every)?;
+    let scale = interval("--scale-every", scale_every)?;
     let plain = |load| Scenario {
         load,
         crash: None,
         reload: None,
+        scale: None,
     };
     let mut out = Vec::new();
     for name in list.split(',').map(str::trim) {
@@ -71,12 +82,17 @@ pub(super) fn parse(list: &str, crash_every: &str, reload_every: &str) -> Result
                 reload: Some(reload),
                 ..plain(LoadMode::ConnPerRequest)
             }),
+            "scale" => out.push(Scenario {
+                scale: Some(scale),
+                ..plain(LoadMode::ConnPerRequest)
+            }),
             other => {
                 return Err(Error::InvalidArg {
                     what: "--scenario".into(),
                     value: other.into(),
-                    expected: "a comma list of `close`, `keepalive`, `crash`, `reload`, or `all`"
-                        .into(),
+                    expected:
+                        "a comma list of `close`, `keepalive`, `crash`, `reload`, `scale`, or `all`"
+                            .into(),
                 })
             }
         }
@@ -119,6 +135,25 @@ pub(super) fn killer(root: i32, every: Duration, stop: Arc<AtomicBool>) -> JoinH
 /// SIGHUP. `Err` says why one failed.
 pub(super) type Reload = super::peers::ReloadFn;
 
+/// How a target changes its instance count (herd's scale, `pm2 scale`).
+pub(super) type ScaleFn = super::peers::ScaleFn;
+
+/// Scales with `scale` to `2 × base`, then back to `base`, one step every
+/// `every`, until `stop`; returns the steps done and the failures.
+pub(super) fn scaler(
+    scale: ScaleFn,
+    base: u32,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<(u64, Vec<String>)> {
+    let step = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let reload: Reload = Arc::new(move || {
+        let k = step.fetch_add(1, Ordering::Relaxed);
+        scale(if k % 2 == 0 { base * 2 } else { base })
+    });
+    reloader(reload, every, stop)
+}
+
 /// Reloads with `reload` every `every` until `stop` (each reload runs to
 /// its end before the next interval starts); returns how many reloads
 /// were done and the failures.
@@ -149,14 +184,15 @@ mod tests {
 
     #[test]
     fn lists_and_intervals() {
-        let s = parse("close,crash,reload", "400ms", "2s").unwrap();
+        let s = parse("close,crash,reload,scale", "400ms", "2s", "3s").unwrap();
         let names: Vec<&str> = s.iter().map(|s| s.name()).collect();
-        assert_eq!(names, ["conn_per_request", "crash", "reload"]);
+        assert_eq!(names, ["conn_per_request", "crash", "reload", "scale"]);
         assert_eq!(s[1].crash, Some(Duration::from_millis(400)));
         assert_eq!(s[2].reload, Some(Duration::from_secs(2)));
-        assert_eq!(parse("all", "1s", "1s").unwrap().len(), 2);
-        let e = parse("scale", "1s", "1s").unwrap_err().to_string();
-        assert!(e.contains("scale") && e.contains("reload"), "{e}");
-        assert!(parse("crash", "0", "1s").is_err());
+        assert_eq!(s[3].scale, Some(Duration::from_secs(3)));
+        assert_eq!(parse("all", "1s", "1s", "1s").unwrap().len(), 2);
+        let e = parse("memory", "1s", "1s", "1s").unwrap_err().to_string();
+        assert!(e.contains("memory") && e.contains("scale"), "{e}");
+        assert!(parse("crash", "0", "1s", "1s").is_err());
     }
 }

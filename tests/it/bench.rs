@@ -433,3 +433,36 @@ fn reload_scenario_reloads_under_load_and_counts_what_failed() {
     );
     assert!(s["requests"].as_u64().unwrap() > 1000);
 }
+
+/// `--scenario scale`: herd goes to twice its instances and back every
+/// interval under load; fdpass loses nothing, and the new instances serve.
+#[test]
+fn scale_scenario_scales_up_and_down_under_load() {
+    let h = TestHome::exclusive();
+    let r = h
+        .run(&[
+            "bench",
+            "-i",
+            "2",
+            "-d",
+            "4",
+            "-c",
+            "8",
+            "--scenario",
+            "scale",
+            "--scale-every",
+            "700ms",
+            "--json",
+        ])
+        .ok();
+    let j = r.json();
+    let s = &j["runs"][0]["scenarios"][0];
+    assert_eq!(s["mode"], "scale", "{s:#}");
+    assert!(s["scale_steps"].as_u64().unwrap() >= 2, "{s:#}");
+    assert_eq!(s["scale_failures"].as_array().unwrap().len(), 0, "{s:#}");
+    assert_eq!(s["errors"]["total"], 0, "{s:#}");
+    assert!(
+        s["per_worker"].as_object().unwrap().len() > 2,
+        "the added instances served: {s:#}"
+    );
+}
