@@ -359,11 +359,13 @@ fn run_peer(a: &BenchArgs, plan: &Plan, peer: peers::Peer, instances: Instances)
         a,
         plan,
         addr,
-        None,
-        Some(running.root),
-        supervised,
-        running.reload(),
-        running.scale().map(|s| (s, n)),
+        Server {
+            daemon_pid: None,
+            root: Some(running.root),
+            supervised,
+            reload: running.reload(),
+            scale: running.scale().map(|s| (s, n)),
+        },
     )?;
     Ok(json!({
         "mode": peer.as_str(),
@@ -372,16 +374,30 @@ fn run_peer(a: &BenchArgs, plan: &Plan, peer: peers::Peer, instances: Instances)
     }))
 }
 
-fn load(
-    a: &BenchArgs,
-    plan: &Plan,
-    addr: SocketAddr,
+/// The server a run loads, as the scenarios need it.
+#[derive(Default)]
+struct Server {
+    /// herd's daemon (its CPU per connection).
     daemon_pid: Option<i32>,
-    server_root: Option<i32>,
+    /// The process whose tree is the whole server (its CPU; the crash
+    /// scenario's workers are its children).
+    root: Option<i32>,
+    /// Something restarts a killed worker.
     supervised: bool,
+    /// How it reloads (the reload scenario).
     reload: Option<scenario::Reload>,
+    /// How it scales, and its instance count (the scale scenario).
     scale: Option<(scenario::ScaleFn, u32)>,
-) -> Result<Vec<Value>> {
+}
+
+fn load(a: &BenchArgs, plan: &Plan, addr: SocketAddr, server: Server) -> Result<Vec<Value>> {
+    let Server {
+        daemon_pid,
+        root: server_root,
+        supervised,
+        reload,
+        scale,
+    } = server;
     let mut out = Vec::new();
     for &sc in &plan.scenarios {
         let mode = sc.load;
@@ -488,7 +504,7 @@ fn run_target(a: &BenchArgs, plan: &Plan, target: &str) -> Result<Value> {
     })?;
     wait_serving(addr)?;
     Ok(
-        json!({ "mode": "external", "target": target, "scenarios": load(a, plan, addr, None, None, false, None, None)? }),
+        json!({ "mode": "external", "target": target, "scenarios": load(a, plan, addr, Server::default())? }),
     )
 }
 
@@ -592,11 +608,13 @@ fn run_mode(
         a,
         plan,
         addr,
-        Some(daemon_pid),
-        Some(daemon_pid),
-        true,
-        Some(reload),
-        Some((scale, workers.len() as u32)),
+        Server {
+            daemon_pid: Some(daemon_pid),
+            root: Some(daemon_pid),
+            supervised: true,
+            reload: Some(reload),
+            scale: Some((scale, workers.len() as u32)),
+        },
     )?;
     let info = workers.first();
     Ok(json!({
