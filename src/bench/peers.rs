@@ -140,6 +140,20 @@ pub struct Running {
     pub root: i32,
 }
 
+/// Runs `pm2 ARGS` against the run's own `PM2_HOME`; `Err` says how it failed.
+fn pm2(exe: &Path, home: &Path, args: &[&str]) -> std::result::Result<(), String> {
+    let st = Command::new(exe)
+        .args(args)
+        .env("PM2_HOME", home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| e.to_string())?;
+    st.success()
+        .then_some(())
+        .ok_or_else(|| format!("pm2 {}: {st}", args[0]))
+}
+
 /// What reloads a peer once: `Err` says why it failed.
 pub type ReloadFn = std::sync::Arc<dyn Fn() -> std::result::Result<(), String> + Send + Sync>;
 /// What sets a peer's instance count.
@@ -154,16 +168,7 @@ impl Running {
         }
         let (exe, home) = (self.exe.clone(), self.dir.join("pm2"));
         Some(std::sync::Arc::new(move |n| {
-            let st = Command::new(&exe)
-                .args(["scale", "bench", &n.to_string()])
-                .env("PM2_HOME", &home)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map_err(|e| e.to_string())?;
-            st.success()
-                .then_some(())
-                .ok_or_else(|| format!("pm2 scale: {st}"))
+            pm2(&exe, &home, &["scale", "bench", &n.to_string()])
         }))
     }
 
@@ -175,16 +180,7 @@ impl Running {
             Peer::Pm2 => {
                 let (exe, home) = (self.exe.clone(), self.dir.join("pm2"));
                 Some(std::sync::Arc::new(move || {
-                    let st = Command::new(&exe)
-                        .args(["reload", "bench"])
-                        .env("PM2_HOME", &home)
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status()
-                        .map_err(|e| e.to_string())?;
-                    st.success()
-                        .then_some(())
-                        .ok_or_else(|| format!("pm2 reload: {st}"))
+                    pm2(&exe, &home, &["reload", "bench"])
                 }))
             }
             Peer::Nginx => {

@@ -261,19 +261,17 @@ pub fn render(report: &Value) -> String {
                 .flatten()
                 .map(|(pid, n)| format!("pid {pid}: {n}"))
                 .collect();
-            if let Some(n) = s["scale_steps"].as_u64() {
+            // The scale and reload scenarios: steps done, and what failed.
+            if let Some((what, n, failures)) = [
+                ("scale", "scale_steps", "scale_failures"),
+                ("reload", "reloads", "reload_failures"),
+            ]
+            .iter()
+            .find_map(|&(w, k, f)| Some((w, s[k].as_u64()?, f)))
+            {
                 details.push_str(&format!(
-                    "{mode} scale: {n} steps ({} failed), {} requests failed ({})\n",
-                    s["scale_failures"].as_array().map_or(0, Vec::len),
-                    s["errors"]["total"],
-                    s["errors"]
-                ));
-                continue;
-            }
-            if let Some(n) = s["reloads"].as_u64() {
-                details.push_str(&format!(
-                    "{mode} reload: {n} reloads ({} failed), {} requests failed ({})\n",
-                    s["reload_failures"].as_array().map_or(0, Vec::len),
+                    "{mode} {what}: {n} done ({} failed), {} requests failed ({})\n",
+                    s[failures].as_array().map_or(0, Vec::len),
                     s["errors"]["total"],
                     s["errors"]
                 ));
