@@ -115,6 +115,16 @@ impl BenchDaemon {
     }
 }
 
+/// A change request to the bench daemon at `home` from a scenario's
+/// thread (reload, scale): `Err` with the daemon's or the socket's reason.
+fn ask(home: &Home, req: &Request) -> std::result::Result<(), String> {
+    match client::connect(home, Autostart::No).and_then(|mut c| c.request(req)) {
+        Ok(Response::Error { message, .. }) => Err(message),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 impl Drop for BenchDaemon {
     fn drop(&mut self) {
         let _ = self.call(&Request::Kill);
@@ -586,11 +596,7 @@ fn run_mode(
             parallel: None,
             patch: Default::default(),
         };
-        match client::connect(&home, Autostart::No).and_then(|mut c| c.request(&req)) {
-            Ok(Response::Error { message, .. }) => Err(message),
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        }
+        ask(&home, &req)
     });
     let home = daemon.home.clone();
     let scale: scenario::ScaleFn = std::sync::Arc::new(move |n| {
@@ -598,11 +604,7 @@ fn run_mode(
             app: "bench".into(),
             to: crate::protocol::ScaleTo::Set(n),
         };
-        match client::connect(&home, Autostart::No).and_then(|mut c| c.request(&req)) {
-            Ok(Response::Error { message, .. }) => Err(message),
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        }
+        ask(&home, &req)
     });
     let scenarios = load(
         a,

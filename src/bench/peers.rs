@@ -255,16 +255,11 @@ pub fn start(peer: Peer, found: &Found, app: Option<&Path>, n: u32, port: u16) -
         root: 0,
     };
     let app = || app.ok_or_else(|| Error::Protocol(format!("{} needs an app", peer.as_str())));
-    match peer {
+    let command = match peer {
         Peer::Node => {
-            let c = spawn(
-                Command::new(&found.exe)
-                    .arg(app()?)
-                    .env("PORT", port.to_string()),
-                &dir,
-            )?;
-            running.root = c.id() as i32;
-            running.child = Some(c);
+            let mut c = Command::new(&found.exe);
+            c.arg(app()?).env("PORT", port.to_string());
+            Some(c)
         }
         Peer::NodeCluster => {
             let primary = std::env::current_dir()
@@ -273,18 +268,15 @@ pub fn start(peer: Peer, found: &Found, app: Option<&Path>, n: u32, port: u16) -
             if !primary.is_file() {
                 return Err(Error::ScriptNotFound { path: primary });
             }
-            let c = spawn(
-                Command::new(&found.exe)
-                    .arg(&primary)
-                    .arg(app()?)
-                    .arg(n.to_string())
-                    .env("PORT", port.to_string()),
-                &dir,
-            )?;
-            running.root = c.id() as i32;
-            running.child = Some(c);
+            let mut c = Command::new(&found.exe);
+            c.arg(&primary)
+                .arg(app()?)
+                .arg(n.to_string())
+                .env("PORT", port.to_string());
+            Some(c)
         }
         Peer::Pm2 => {
+            // PM2 starts its own daemon, which outlives this command.
             let home = dir.join("pm2");
             let status = Command::new(&found.exe)
                 .args(["start"])
@@ -303,23 +295,26 @@ pub fn start(peer: Peer, found: &Found, app: Option<&Path>, n: u32, port: u16) -
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(0);
+            None
         }
         Peer::Nginx => {
             let conf = dir.join("nginx.conf");
             std::fs::write(&conf, nginx_conf(&dir, n, port))
                 .map_err(|e| Error::io("nginx.conf", e))?;
-            let c = spawn(
-                Command::new(&found.exe)
-                    .arg("-p")
-                    .arg(&dir)
-                    .arg("-c")
-                    .arg(&conf)
-                    .args(["-e", "stderr"]),
-                &dir,
-            )?;
-            running.root = c.id() as i32;
-            running.child = Some(c);
+            let mut c = Command::new(&found.exe);
+            c.arg("-p")
+                .arg(&dir)
+                .arg("-c")
+                .arg(&conf)
+                .args(["-e", "stderr"]);
+            Some(c)
         }
+    };
+    // The peer's own process is the root of the server's tree.
+    if let Some(mut cmd) = command {
+        let c = spawn(&mut cmd, &dir)?;
+        running.root = c.id() as i32;
+        running.child = Some(c);
     }
     Ok(running)
 }

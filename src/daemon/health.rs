@@ -165,39 +165,50 @@ async fn exchange(mut stream: TcpStream, serves: Serves, ctx: &Context) -> std::
         }
         head.extend_from_slice(&buf[..n]);
         if head.len() > MAX_HEAD {
-            let r = reply(
+            let a = json(
                 431,
                 "Request Header Fields Too Large",
-                r#"{"error":"request head over 8 KiB"}"#,
+                r#"{"error":"request head over 8 KiB"}"#.into(),
                 true,
             );
+            let r = reply(a.status, a.reason, a.kind, &a.body, a.with_body);
             return stream.write_all(&r).await;
         }
     }
-    let (status, reason, body, with_body) = answer(&head, serves, ctx).await;
-    let r = if status == 200 && body.starts_with("# HELP") {
-        reply_typed(
-            status,
-            reason,
-            crate::metrics::prom::CONTENT_TYPE,
-            &body,
-            with_body,
-        )
-    } else {
-        reply(status, reason, &body, with_body)
-    };
+    let a = answer(&head, serves, ctx).await;
+    let r = reply(a.status, a.reason, a.kind, &a.body, a.with_body);
     stream.write_all(&r).await?;
     stream.shutdown().await
 }
 
-/// The status, reason phrase, body and whether to send it (not for HEAD).
-async fn answer(head: &[u8], serves: Serves, ctx: &Context) -> (u16, &'static str, String, bool) {
+/// What one request gets: status, reason phrase, content type, body, and
+/// whether to send the body (not for HEAD).
+struct Answer {
+    status: u16,
+    reason: &'static str,
+    kind: &'static str,
+    body: String,
+    with_body: bool,
+}
+
+/// A JSON answer (its body ends with a newline).
+fn json(status: u16, reason: &'static str, body: String, with_body: bool) -> Answer {
+    Answer {
+        status,
+        reason,
+        kind: "application/json",
+        body: body + "\n",
+        with_body,
+    }
+}
+
+async fn answer(head: &[u8], serves: Serves, ctx: &Context) -> Answer {
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
     let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
     else {
-        return (
+        return json(
             400,
             "Bad Request",
             r#"{"error":"not an HTTP request"}"#.into(),
@@ -205,7 +216,7 @@ async fn answer(head: &[u8], serves: Serves, ctx: &Context) -> (u16, &'static st
         );
     };
     if !version.starts_with("HTTP/1.") {
-        return (
+        return json(
             400,
             "Bad Request",
             r#"{"error":"HTTP/1.x only"}"#.into(),
@@ -225,7 +236,7 @@ async fn answer(head: &[u8], serves: Serves, ctx: &Context) -> (u16, &'static st
             (true, false) => "/healthz or /readyz",
             _ => "/metrics",
         };
-        return (
+        return json(
             404,
             "Not Found",
             format!(r#"{{"error":"unknown path; try {try_}"}}"#),
@@ -233,7 +244,7 @@ async fn answer(head: &[u8], serves: Serves, ctx: &Context) -> (u16, &'static st
         );
     }
     if method != "GET" && method != "HEAD" {
-        return (
+        return json(
             405,
             "Method Not Allowed",
             r#"{"error":"GET or HEAD only"}"#.into(),
@@ -245,7 +256,13 @@ async fn answer(head: &[u8], serves: Serves, ctx: &Context) -> (u16, &'static st
         let mut snap = ctx.sup.metrics_snapshot(None);
         snap.app_texts = texts;
         let text = crate::metrics::prom::render(&snap);
-        return (200, "OK", text, with_body);
+        return Answer {
+            status: 200,
+            reason: "OK",
+            kind: crate::metrics::prom::CONTENT_TYPE,
+            body: text,
+            with_body,
+        };
     }
     let apps = ctx.sup.health();
     if path == "/healthz" {
@@ -255,7 +272,7 @@ async fn answer(head: &[u8], serves: Serves, ctx: &Context) -> (u16, &'static st
             "uptime_ms": ctx.started.elapsed().as_millis() as u64,
             "apps": apps.len(),
         });
-        return (200, "OK", body.to_string(), with_body);
+        return json(200, "OK", body.to_string(), with_body);
     }
     let (ready, reason) = readiness(&apps, ctx.sup.is_closing());
     let body = serde_json::json!({
@@ -270,9 +287,9 @@ async fn answer(head: &[u8], serves: Serves, ctx: &Context) -> (u16, &'static st
         })).collect::<Vec<_>>(),
     });
     if ready {
-        (200, "OK", body.to_string(), with_body)
+        json(200, "OK", body.to_string(), with_body)
     } else {
-        (503, "Service Unavailable", body.to_string(), with_body)
+        json(503, "Service Unavailable", body.to_string(), with_body)
     }
 }
 
@@ -309,20 +326,10 @@ pub fn readiness(apps: &[AppHealth], closing: bool) -> (bool, Option<String>) {
     }
 }
 
-fn reply(status: u16, reason: &str, body: &str, with_body: bool) -> Vec<u8> {
-    let mut r = reply_typed(status, reason, "application/json", body, with_body);
-    // JSON bodies end with a newline (counted in the length below).
-    if with_body {
-        r.push(b'\n');
-    }
-    r
-}
-
-fn reply_typed(status: u16, reason: &str, kind: &str, body: &str, with_body: bool) -> Vec<u8> {
-    let newline = usize::from(kind == "application/json");
+fn reply(status: u16, reason: &str, kind: &str, body: &str, with_body: bool) -> Vec<u8> {
     let mut r = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len() + newline
+        body.len()
     )
     .into_bytes();
     if with_body {

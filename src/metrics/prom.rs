@@ -232,14 +232,7 @@ fn apps(o: &mut Out, apps: &[AppFigures]) {
             .flat_map(|a| [fair(a, &a.window, "10s", v), fair(a, &a.total, "total", v)])
             .flatten()
             .collect();
-        if rows.is_empty() {
-            return;
-        }
-        o.family(name, "gauge", help);
-        for (labels, value) in rows {
-            let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            o.sample(name, &l, value);
-        }
+        o.each(&rows, name, "gauge", help, |r| Some(r.clone()));
     };
     both(
         o,

@@ -33,11 +33,6 @@ pub fn read(pid: i32) -> Option<(u64, u64)> {
     Some((utime + stime, rss_pages * crate::sys::page_size()))
 }
 
-/// CPU seconds (user + system) `pid` has used.
-pub fn cpu_seconds(pid: i32) -> Option<f64> {
-    read(pid).map(|(ticks, _)| ticks as f64 / crate::sys::clock_ticks() as f64)
-}
-
 /// The daemon's own figures (Prometheus's `process_*` series).
 pub fn own_figures() -> crate::protocol::metrics::DaemonFigures {
     let pid = std::process::id();
@@ -69,12 +64,13 @@ pub fn own_figures() -> crate::protocol::metrics::DaemonFigures {
 }
 
 impl Sampler {
-    /// Samples `pid` now; returns (cpu %, rss bytes). CPU % is the average
-    /// since the previous sample (0 on the first).
-    pub fn sample(&mut self, pid: i32) -> (f64, u64) {
+    /// Samples `pid` now; returns (cpu %, rss bytes, CPU seconds in all).
+    /// CPU % is the average since the previous sample (0 on the first).
+    pub fn sample(&mut self, pid: i32) -> (f64, u64, f64) {
         let Some((ticks, rss)) = read(pid) else {
-            return (0.0, 0);
+            return (0.0, 0, 0.0);
         };
+        let seconds = ticks as f64 / crate::sys::clock_ticks() as f64;
         let now = Instant::now();
         if let Some((t0, ticks0)) = self.last {
             let dt = now.duration_since(t0).as_secs_f64();
@@ -88,7 +84,7 @@ impl Sampler {
         } else {
             self.last = Some((now, ticks));
         }
-        (self.cpu_percent, rss)
+        (self.cpu_percent, rss, seconds)
     }
 }
 

@@ -1,6 +1,7 @@
 //! What `herd list`, `show` and `logs` read: an instance's snapshot
 //! ([`InstanceInfo`]) and its log files.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -45,14 +46,19 @@ impl Supervisor {
                 })
                 .collect()
         };
-        // The app figures read the table again.
+        // The app figures read the table again; each app's window once.
+        let mut windows: BTreeMap<String, Option<crate::protocol::metrics::Fairness>> =
+            BTreeMap::new();
         infos
             .into_iter()
             .map(|mut i| {
                 if let Some(m) = self.metrics.borrow().get(&i.name) {
                     i.requests = m.requests_of(i.id);
                 }
-                if let Some(f) = self.window_fairness(&i.name) {
+                let window = windows
+                    .entry(i.name.clone())
+                    .or_insert_with(|| self.window_fairness(&i.name));
+                if let Some(f) = window {
                     i.fairness = Some(f.jain);
                     i.max_over_mean = Some(f.max_over_mean);
                 }
@@ -81,9 +87,9 @@ fn epoch_ms(t: SystemTime) -> u64 {
 }
 
 fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
-    let (cpu_percent, memory_bytes) = match (inst.status.is_running(), inst.pid()) {
+    let (cpu_percent, memory_bytes, cpu_seconds) = match (inst.status.is_running(), inst.pid()) {
         (true, Some(pid)) => inst.stats.sample(pid),
-        _ => (0.0, 0),
+        _ => (0.0, 0, 0.0),
     };
     let deaths = inst
         .plane
@@ -122,10 +128,7 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
             .slot()
             .map_or(0, |s| s.handed_on.load(Ordering::Relaxed)),
         requests: 0,
-        cpu_seconds: match (inst.status.is_running(), inst.pid()) {
-            (true, Some(pid)) => crate::supervisor::procstat::cpu_seconds(pid).unwrap_or(0.0),
-            _ => 0.0,
-        },
+        cpu_seconds,
         restarts_by_reason: inst
             .restarts_by
             .iter()

@@ -30,6 +30,9 @@ fn counts_of(inst: &Instance, m: &AppMetrics) -> (&'static str, u64) {
 impl Supervisor {
     /// App `name`'s figures, made on first use.
     pub(super) fn app_metrics(&self, name: &str) -> Arc<AppMetrics> {
+        if let Some(m) = self.metrics.borrow().get(name) {
+            return m.clone();
+        }
         self.metrics
             .borrow_mut()
             .entry(name.to_string())
