@@ -32,7 +32,7 @@ trap cleanup EXIT
 
 APP=$PWD/bench-apps/node/app.js
 SLOWAPP=$PWD/bench-apps/node/slow-app.js
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. bench-apps/lib/port.sh
 wait_port() { for _ in $(seq 200); do curl -s -m 1 "http://127.0.0.1:$1/" >/dev/null && return 0; sleep 0.05; done; return 1; }
 # utime + stime of a process. Fields are counted after the `(comm)` field,
 # which may hold spaces ("PM2 v7.0.4: God Daemon").

@@ -15,7 +15,7 @@ export HERD_HOME=$(mktemp -d /tmp/herd-costs.XXXXXX)
 trap '"$HERD" kill >/dev/null 2>&1 || true; rm -rf "$HERD_HOME"' EXIT
 
 now_ns() { date +%s%N; }
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. bench-apps/lib/port.sh
 # Polls until `want` distinct pids answered on the port (bounded: 10 s).
 wait_pids() {
   local port=$1 want=$2 seen="" deadline=$(( $(date +%s) + 10 ))

@@ -22,7 +22,7 @@ RAW=${RAW:-/dev/null}
 HERD=$PWD/target/release/herd
 [ -x "$HERD" ] || cargo build --release
 TICK=$(getconf CLK_TCK)
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. bench-apps/lib/port.sh
 cpu_of() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_of() { awk '/^VmRSS/ {print $2 * 1024}' "/proc/$1/status"; }
 start_app() { # APP-KIND PORT HOME [ENV...]

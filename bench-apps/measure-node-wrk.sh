@@ -19,7 +19,7 @@ HERD=$PWD/target/release/herd
 [ -x "$HERD" ] || cargo build --release
 APP=bench-apps/node/app.js
 TICK=$(getconf CLK_TCK)
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. bench-apps/lib/port.sh
 cpu_of() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
 # one RUN-NAME PORT DAEMON-PID WORKER-PIDS...: warm up, measure, print a line
 one() {

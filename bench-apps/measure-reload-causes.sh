@@ -13,7 +13,7 @@ HERD=$PWD/target/release/herd
 SC=${1:-close}
 export HERD_HOME=$(mktemp -d /tmp/herd-causes.XXXXXX)
 trap '"$HERD" kill >/dev/null 2>&1 || true; rm -rf "$HERD_HOME"' EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. bench-apps/lib/port.sh
 PORT=$(free_port)
 "$HERD" start bench-apps/node/app.js -i 2 --name app --port "$PORT" --host 127.0.0.1 >/dev/null
 sleep 2

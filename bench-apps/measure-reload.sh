@@ -39,7 +39,7 @@ cleanup() {
 trap cleanup EXIT
 . bench-apps/lib/pm2.sh
 PM2_BIN=$(install_pm2 "$TMP/npm")
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. bench-apps/lib/port.sh
 wait_port() { for _ in $(seq 400); do curl -s -m 1 "http://127.0.0.1:$1/" >/dev/null && return 0; sleep 0.05; done; return 1; }
 load() { # port scenario seconds
   "$HERD" bench --target "127.0.0.1:$1" --scenario "$2" -d "$3" -c 4 --threads 1 --json

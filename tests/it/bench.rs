@@ -357,6 +357,31 @@ fn the_generators_counts_match_the_servers() {
     }
 }
 
+/// One `herd bench -i 2 -c 8 --json` run of scenario `name` for `secs`
+/// with `--NAME-every every`; the first target's result for it.
+fn scenario_run(h: &TestHome, name: &str, secs: &str, every: &str) -> serde_json::Value {
+    let flag = format!("--{name}-every");
+    let r = h
+        .run(&[
+            "bench",
+            "-i",
+            "2",
+            "-d",
+            secs,
+            "-c",
+            "8",
+            "--scenario",
+            name,
+            &flag,
+            every,
+            "--json",
+        ])
+        .ok();
+    let s = r.json()["runs"][0]["scenarios"][0].clone();
+    assert_eq!(s["mode"], name, "{s:#}");
+    s
+}
+
 /// `--scenario crash`: a worker is killed with SIGKILL every interval
 /// while connection-per-request load runs; herd restarts it, and the run
 /// reports the kills and the failed requests by kind. fdpass hands what
@@ -365,25 +390,7 @@ fn the_generators_counts_match_the_servers() {
 #[test]
 fn crash_scenario_kills_workers_and_counts_what_failed() {
     let h = TestHome::exclusive();
-    let r = h
-        .run(&[
-            "bench",
-            "-i",
-            "2",
-            "-d",
-            "3",
-            "-c",
-            "8",
-            "--scenario",
-            "crash",
-            "--crash-every",
-            "300ms",
-            "--json",
-        ])
-        .ok();
-    let j = r.json();
-    let s = &j["runs"][0]["scenarios"][0];
-    assert_eq!(s["mode"], "crash", "{s:#}");
+    let s = &scenario_run(&h, "crash", "3", "300ms");
     let kills = s["kills"].as_u64().unwrap();
     assert!(kills >= 4, "a kill every 300 ms for 3 s: {kills}");
     assert!(s["requests"].as_u64().unwrap() > 1000, "{s:#}");
@@ -406,25 +413,7 @@ fn crash_scenario_kills_workers_and_counts_what_failed() {
 #[test]
 fn reload_scenario_reloads_under_load_and_counts_what_failed() {
     let h = TestHome::exclusive();
-    let r = h
-        .run(&[
-            "bench",
-            "-i",
-            "2",
-            "-d",
-            "4",
-            "-c",
-            "8",
-            "--scenario",
-            "reload",
-            "--reload-every",
-            "500ms",
-            "--json",
-        ])
-        .ok();
-    let j = r.json();
-    let s = &j["runs"][0]["scenarios"][0];
-    assert_eq!(s["mode"], "reload", "{s:#}");
+    let s = &scenario_run(&h, "reload", "4", "500ms");
     assert!(s["reloads"].as_u64().unwrap() >= 2, "{s:#}");
     assert_eq!(s["reload_failures"].as_array().unwrap().len(), 0, "{s:#}");
     assert_eq!(
@@ -439,25 +428,7 @@ fn reload_scenario_reloads_under_load_and_counts_what_failed() {
 #[test]
 fn scale_scenario_scales_up_and_down_under_load() {
     let h = TestHome::exclusive();
-    let r = h
-        .run(&[
-            "bench",
-            "-i",
-            "2",
-            "-d",
-            "4",
-            "-c",
-            "8",
-            "--scenario",
-            "scale",
-            "--scale-every",
-            "700ms",
-            "--json",
-        ])
-        .ok();
-    let j = r.json();
-    let s = &j["runs"][0]["scenarios"][0];
-    assert_eq!(s["mode"], "scale", "{s:#}");
+    let s = &scenario_run(&h, "scale", "4", "700ms");
     assert!(s["scale_steps"].as_u64().unwrap() >= 2, "{s:#}");
     assert_eq!(s["scale_failures"].as_array().unwrap().len(), 0, "{s:#}");
     assert_eq!(s["errors"]["total"], 0, "{s:#}");

@@ -260,13 +260,21 @@ pub type Resp = (String, Vec<(String, String)>, String);
 /// One GET with `Connection: close`; returns (status line, headers, body).
 /// Bounded by a timeout.
 pub fn http_get(port: u16) -> std::io::Result<Resp> {
+    http_get_path(port, "/")
+}
+
+/// [`http_get`] of `path`.
+pub fn http_get_path(port: u16, path: &str) -> std::io::Result<Resp> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(
         &([127, 0, 0, 1], port).into(),
         Duration::from_secs(2),
     )?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).into_owned();

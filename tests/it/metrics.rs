@@ -506,26 +506,14 @@ fn prometheus_text_is_strict_and_uses_the_documented_names() {
     served.run(&["kill"]).ok();
 }
 
+/// GET `path` once something serves `port` (bounded).
 fn http_get_path(port: u16, path: &str) -> crate::harness::Resp {
-    use std::io::{Read, Write};
     let deadline = Instant::now() + T;
     loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-            let mut buf = Vec::new();
-            s.read_to_end(&mut buf).unwrap();
-            let text = String::from_utf8_lossy(&buf).into_owned();
-            let (head, body) = text.split_once("\r\n\r\n").unwrap();
-            let mut lines = head.lines();
-            let status = lines.next().unwrap().to_string();
-            let headers = lines
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                .collect();
-            return (status, headers, body.to_string());
+        match crate::harness::http_get_path(port, path) {
+            Ok(r) => return r,
+            Err(e) => assert!(Instant::now() < deadline, "nothing serves {port}: {e}"),
         }
-        assert!(Instant::now() < deadline, "nothing serves {port}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
