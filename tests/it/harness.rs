@@ -271,10 +271,11 @@ pub fn http_get_path(port: u16, path: &str) -> std::io::Result<Resp> {
         Duration::from_secs(2),
     )?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )?;
+    // One write, one segment: `write!` on the socket would send the
+    // request in pieces, and a worker that has read a piece has started on
+    // it (the chaos tests count exactly that).
+    let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes())?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).into_owned();
