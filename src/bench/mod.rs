@@ -9,6 +9,7 @@ pub mod check;
 pub mod hello;
 mod hello_uring;
 pub mod load;
+mod measure;
 pub mod peers;
 mod report;
 mod scenario;
@@ -33,7 +34,7 @@ use crate::config::{self, AppSpec, ExecMode, Instances};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::protocol::{InstanceInfo, Request, Response};
-use load::{LoadMode, LoadSpec};
+use measure::{load, Server};
 use scenario::Scenario;
 
 /// Entry point of the hidden `herd hello` worker.
@@ -382,128 +383,6 @@ fn run_peer(a: &BenchArgs, plan: &Plan, peer: peers::Peer, instances: Instances)
         "peer": {"version": found.version, "processes": n},
         "scenarios": scenarios,
     }))
-}
-
-/// The server a run loads, as the scenarios need it.
-#[derive(Default)]
-struct Server {
-    /// herd's daemon (its CPU per connection).
-    daemon_pid: Option<i32>,
-    /// The process whose tree is the whole server (its CPU; the crash
-    /// scenario's workers are its children).
-    root: Option<i32>,
-    /// Something restarts a killed worker.
-    supervised: bool,
-    /// How it reloads (the reload scenario).
-    reload: Option<scenario::Reload>,
-    /// How it scales, and its instance count (the scale scenario).
-    scale: Option<(scenario::ScaleFn, u32)>,
-}
-
-fn load(a: &BenchArgs, plan: &Plan, addr: SocketAddr, server: Server) -> Result<Vec<Value>> {
-    let Server {
-        daemon_pid,
-        root: server_root,
-        supervised,
-        reload,
-        scale,
-    } = server;
-    let mut out = Vec::new();
-    for &sc in &plan.scenarios {
-        let mode = sc.load;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let reloading = match (sc.reload, &reload, sc.scale, &scale) {
-            (Some(every), Some(r), _, _) => {
-                Some(scenario::reloader(r.clone(), every, stop.clone()))
-            }
-            (None, _, Some(every), Some((s, base))) => {
-                Some(scenario::scaler(s.clone(), *base, every, stop.clone()))
-            }
-            (Some(_), None, _, _) => {
-                out.push(json!({"mode": sc.name(), "skipped": "no zero-downtime reload here"}));
-                continue;
-            }
-            (None, _, Some(_), None) => {
-                out.push(json!({"mode": sc.name(), "skipped": "no live scaling here"}));
-                continue;
-            }
-            _ => None,
-        };
-        // Bare node has nobody to restart it, an external server nobody
-        // herd knows: no crash scenario for them.
-        let kill = match (sc.crash, server_root.filter(|_| supervised)) {
-            (Some(every), Some(root)) => {
-                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-                Some((stop.clone(), scenario::killer(root, every, stop)))
-            }
-            (Some(_), _) => {
-                out.push(json!({"mode": sc.name(), "skipped": "no supervisor here to restart a killed worker"}));
-                continue;
-            }
-            (None, _) => None,
-        };
-        let ticks0 = daemon_pid.map_or(0, cpu_ticks);
-        let server0 = server_root.map_or(0, crate::supervisor::procstat::tree_ticks);
-        let own0 = cpu_ticks(std::process::id() as i32);
-        let t0 = Instant::now();
-        let r = load::run(&LoadSpec {
-            addr,
-            connections: a.connections,
-            duration: plan.duration,
-            mode,
-            max_requests: None,
-            threads: a.threads,
-            rate: a.rate,
-        })
-        .map_err(|e| Error::io("running the load", e))?;
-        let mut v = r.to_json();
-        v["mode"] = json!(sc.name());
-        // Reloaded or killed workers take their CPU time and their pid's
-        // count with them: neither CPU per request nor fairness means
-        // anything then; the errors by kind are the result.
-        let crashed = kill.is_some() || reloading.is_some();
-        if let Some(thread) = reloading {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            let (done, failed) = thread.join().unwrap_or_default();
-            let (n, f) = if sc.scale.is_some() {
-                ("scale_steps", "scale_failures")
-            } else {
-                ("reloads", "reload_failures")
-            };
-            v[n] = json!(done);
-            v[f] = json!(failed);
-        }
-        if crashed {
-            v["fairness"]["jain"] = Value::Null;
-            v["fairness"]["max_over_mean"] = Value::Null;
-        }
-        if let Some((stop, thread)) = kill {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            v["kills"] = json!(thread.join().unwrap_or(0));
-        }
-        let tick_us = |t: u64| t * 1_000_000 / crate::sys::clock_ticks();
-        // The generator's own CPU: a saturated client shows here.
-        let own = tick_us(cpu_ticks(std::process::id() as i32).saturating_sub(own0));
-        v["client_cpu_percent"] =
-            json!(own as f64 / t0.elapsed().as_micros().max(1) as f64 * 100.0);
-        if let Some(root) = server_root.filter(|_| !crashed) {
-            // The whole server: the daemon or primary and every worker.
-            let us = tick_us(crate::supervisor::procstat::tree_ticks(root).saturating_sub(server0));
-            if r.requests > 0 {
-                v["server_cpu_us_per_req"] = json!(us as f64 / r.requests as f64);
-            }
-        }
-        if let Some(pid) = daemon_pid {
-            let cpu_us = (cpu_ticks(pid) - ticks0) * 1_000_000 / crate::sys::clock_ticks();
-            v["daemon_cpu_ms"] = json!(cpu_us / 1000);
-            if mode == LoadMode::ConnPerRequest && r.requests > 0 {
-                // One connection per request: the daemon's cost per connection.
-                v["daemon_cpu_us_per_conn"] = json!(cpu_us as f64 / r.requests as f64);
-            }
-        }
-        out.push(v);
-    }
-    Ok(out)
 }
 
 fn run_target(a: &BenchArgs, plan: &Plan, target: &str) -> Result<Value> {
