@@ -3,7 +3,7 @@
 use clap::Args;
 
 /// Options of `herd bench`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Instances of the app: a number, `max`, 0 or -N (as `start -i`).
     #[arg(
@@ -28,7 +28,11 @@ pub struct BenchArgs {
     /// target reloads every `--reload-every`: herd's rolling reload,
     /// `pm2 reload`, nginx's SIGHUP), `scale` (while the target goes to
     /// twice its instances and back every `--scale-every`: herd scale, `pm2
-    /// scale`), or `all` (close and keepalive).
+    /// scale`), `memory` (while every worker leaks `--leak` MB/s under a
+    /// `--max-memory` cap: herd's and PM2's `max_memory_restart`; the
+    /// built-in hello worker leaks by itself, an app must read
+    /// `LEAK_MB_PER_SEC` as bench-apps/node/leak.js does), or `all` (close
+    /// and keepalive).
     #[arg(long, default_value = "all")]
     pub scenario: String,
     /// The crash scenario's interval between two kills.
@@ -42,6 +46,12 @@ pub struct BenchArgs {
     /// instances, then back).
     #[arg(long = "scale-every", default_value = "1s", value_name = "DURATION")]
     pub scale_every: String,
+    /// The memory scenario's RSS cap per worker (`max_memory_restart`).
+    #[arg(long = "max-memory", default_value = "64M", value_name = "SIZE")]
+    pub max_memory: String,
+    /// The memory scenario's leak, MB a second in each worker.
+    #[arg(long, default_value_t = 40, value_name = "MB_PER_S")]
+    pub leak: u32,
     /// Distribution mode: `fdpass`, `reuseport`, `shared`, or `all` (side by side).
     #[arg(long, default_value = "fdpass")]
     pub mode: String,
@@ -93,6 +103,12 @@ pub struct BenchArgs {
     /// next request when the last is answered.
     #[arg(long, value_name = "REQ_PER_S", value_parser = parse_rate)]
     pub rate: Option<f64>,
+    /// After each scenario's closed-loop run, open-loop runs (as `--rate`)
+    /// find the highest rate whose p99 stays within this bound (e.g.
+    /// `10ms`): one at half the closed-loop rate, then a bisection, six
+    /// runs of `--duration` each.
+    #[arg(long, value_name = "P99", conflicts_with = "rate")]
+    pub sweep: Option<String>,
     /// Print the raw results as JSON.
     #[arg(long)]
     pub json: bool,

@@ -20,7 +20,15 @@ use super::report::{label, median};
 use crate::error::{Error, Result};
 
 /// The scenario names a table may have.
-const SCENARIOS: &[&str] = &["conn_per_request", "keep_alive", "crash", "reload", "scale"];
+const SCENARIOS: &[&str] = &[
+    "conn_per_request",
+    "keep_alive",
+    "skew",
+    "crash",
+    "reload",
+    "scale",
+    "memory",
+];
 
 /// One threshold: its key, what it reads, and which way it must hold.
 struct Key {
@@ -77,6 +85,13 @@ const KEYS: &[Key] = &[
         min: true,
         every_round: false,
         unit: " req/s",
+    },
+    Key {
+        name: "max_over_cap_ms",
+        read: |s| s["memory"]["longest_over_cap_ms"].as_f64(),
+        min: false,
+        every_round: true,
+        unit: " ms",
     },
     Key {
         name: "max_daemon_us_per_conn",

@@ -256,6 +256,30 @@ pub(crate) fn slow_delay() -> Option<Duration> {
     (slow == me && ms > 0).then(|| Duration::from_millis(ms))
 }
 
+/// `HERD_HELLO_LEAK_MB_PER_SEC=N`: a thread keeps N MB a second of touched
+/// memory alive, forever (the bench's memory scenario, as
+/// bench-apps/node/leak.js does for Node).
+pub(crate) fn start_leak() {
+    let Some(rate) = std::env::var("HERD_HELLO_LEAK_MB_PER_SEC")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&r| r > 0)
+    else {
+        return;
+    };
+    const TICK: Duration = Duration::from_millis(50);
+    let chunk = (rate << 20) / (1000 / TICK.as_millis() as u64);
+    std::thread::spawn(move || {
+        let mut kept: Vec<Vec<u8>> = Vec::new();
+        loop {
+            // Filled, so every page is resident.
+            kept.push(vec![1u8; chunk as usize]);
+            std::hint::black_box(&kept);
+            std::thread::sleep(TICK);
+        }
+    });
+}
+
 async fn accept_loop(listener: StdTcpListener) -> io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
     let responses = Arc::new(Responses::new(std::process::id()));

@@ -25,18 +25,28 @@ pub(super) struct Server {
     pub reload: Option<scenario::Reload>,
     /// How it scales, and its instance count (the scale scenario).
     pub scale: Option<(scenario::ScaleFn, u32)>,
+    /// It was started with the memory scenario's cap (the memory scenario).
+    pub memory_cap: bool,
 }
 
-pub(super) fn load(a: &BenchArgs, plan: &Plan, addr: SocketAddr, server: Server) -> Result<Vec<Value>> {
+/// Runs `scenarios` against the server at `addr`: one entry each.
+pub(super) fn load(
+    a: &BenchArgs,
+    plan: &Plan,
+    scenarios: &[scenario::Scenario],
+    addr: SocketAddr,
+    server: Server,
+) -> Result<Vec<Value>> {
     let Server {
         daemon_pid,
         root: server_root,
         supervised,
         reload,
         scale,
+        memory_cap,
     } = server;
     let mut out = Vec::new();
-    for &sc in &plan.scenarios {
+    for &sc in scenarios {
         let mode = sc.load;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reloading = match (sc.reload, &reload, sc.scale, &scale) {
@@ -69,11 +79,22 @@ pub(super) fn load(a: &BenchArgs, plan: &Plan, addr: SocketAddr, server: Server)
             }
             (None, _) => None,
         };
+        let watch = match (sc.memory, server_root.filter(|_| memory_cap)) {
+            (Some(m), Some(root)) => Some((
+                m,
+                scenario::memory_watcher(root, m.cap, stop.clone()),
+            )),
+            (Some(_), _) => {
+                out.push(json!({"mode": sc.name(), "skipped": "no memory cap here"}));
+                continue;
+            }
+            (None, _) => None,
+        };
         let ticks0 = daemon_pid.map_or(0, cpu_ticks);
         let server0 = server_root.map_or(0, crate::supervisor::procstat::tree_ticks);
         let own0 = cpu_ticks(std::process::id() as i32);
         let t0 = Instant::now();
-        let r = load::run(&LoadSpec {
+        let spec = LoadSpec {
             addr,
             connections: a.connections,
             duration: plan.duration,
@@ -81,14 +102,27 @@ pub(super) fn load(a: &BenchArgs, plan: &Plan, addr: SocketAddr, server: Server)
             max_requests: None,
             threads: a.threads,
             rate: a.rate,
-        })
-        .map_err(|e| Error::io("running the load", e))?;
+        };
+        let r = load::run(&spec).map_err(|e| Error::io("running the load", e))?;
         let mut v = r.to_json();
         v["mode"] = json!(sc.name());
         // Reloaded or killed workers take their CPU time and their pid's
         // count with them: neither CPU per request nor fairness means
         // anything then; the errors by kind are the result.
-        let crashed = kill.is_some() || reloading.is_some();
+        let crashed = kill.is_some() || reloading.is_some() || watch.is_some();
+        if let Some((m, thread)) = watch {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let seen = thread.join().unwrap_or_default();
+            v["memory"] = json!({
+                "cap_bytes": m.cap,
+                "leak_mb_per_s": m.leak_mb_per_s,
+                "peak_rss_bytes": seen.peak_rss,
+                "longest_over_cap_ms": seen.longest_over_cap_ms,
+                "replaced": seen.replaced,
+                "samples": seen.samples,
+                "sample_every_ms": scenario::WATCH_EVERY.as_millis() as u64,
+            });
+        }
         if let Some(thread) = reloading {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             let (done, failed) = thread.join().unwrap_or_default();
@@ -127,6 +161,12 @@ pub(super) fn load(a: &BenchArgs, plan: &Plan, addr: SocketAddr, server: Server)
                 // One connection per request: the daemon's cost per connection.
                 v["daemon_cpu_us_per_conn"] = json!(cpu_us as f64 / r.requests as f64);
             }
+        }
+        // The sweep: open-loop runs on the same server, after the rest
+        // (they have their own CPU and counts).
+        if let (Some(bound_us), false) = (plan.sweep_us, crashed) {
+            v["sweep"] = super::sweep::run(&spec, r.rps(), bound_us)
+                .map_err(|e| Error::io("running the sweep", e))?;
         }
         out.push(v);
     }

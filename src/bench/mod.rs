@@ -14,6 +14,7 @@ pub mod peers;
 mod report;
 mod scenario;
 pub mod svg;
+mod sweep;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -40,6 +41,7 @@ use scenario::Scenario;
 /// Entry point of the hidden `herd hello` worker.
 pub fn hello_main() -> Result<()> {
     let io = |e| Error::io("hello worker", e);
+    hello::start_leak();
     if let Some(chan) = crate::worker::Channel::from_env().map_err(io)? {
         // `HERD_HELLO_IO=uring`: the io_uring variant, for measuring it
         // against tokio's epoll (it has no artificial delay: a skewed
@@ -171,6 +173,8 @@ struct Plan {
     skipped: Vec<(String, String)>,
     scenarios: Vec<Scenario>,
     duration: Duration,
+    /// `--sweep`'s p99 bound, µs.
+    sweep_us: Option<u64>,
 }
 
 fn policies(a: &BenchArgs) -> Result<Vec<Policy>> {
@@ -223,6 +227,18 @@ fn compare_targets(a: &BenchArgs, list: &str, policies: &[Policy], plan: &mut Pl
     Ok(())
 }
 
+fn sweep_bound(a: &BenchArgs) -> Result<Option<u64>> {
+    let Some(s) = &a.sweep else { return Ok(None) };
+    match config::parse_duration_ms("--sweep", s)? {
+        0 => Err(Error::InvalidArg {
+            what: "--sweep".into(),
+            value: s.clone(),
+            expected: "a p99 bound of at least 1 ms (e.g. `10ms`)".into(),
+        }),
+        ms => Ok(Some(ms * 1000)),
+    }
+}
+
 fn plan(a: &BenchArgs) -> Result<Plan> {
     let secs = config::parse_duration_ms(
         "--duration",
@@ -235,7 +251,7 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
             expected: "positive numbers".into(),
         });
     }
-    let scenarios = scenario::parse(&a.scenario, &a.crash_every, &a.reload_every, &a.scale_every)?;
+    let scenarios = scenario::parse(a)?;
     let policies = policies(a)?;
     let mut plan = Plan {
         targets: Vec::new(),
@@ -243,6 +259,7 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
         skipped: Vec::new(),
         scenarios,
         duration: Duration::from_millis(secs),
+        sweep_us: sweep_bound(a)?,
     };
     if let Some(list) = &a.compare {
         compare_targets(a, list, &policies, &mut plan)?;
@@ -279,6 +296,7 @@ pub fn run(a: &BenchArgs) -> Result<Value> {
     for (target, why) in &plan.skipped {
         eprintln!("herd bench: skipping {target}: {why}");
     }
+    let groups = scenario::by_server(&plan.scenarios);
     let mut runs = Vec::new();
     let total = a.rounds as usize * plan.targets.len();
     let started = Instant::now();
@@ -286,11 +304,23 @@ pub fn run(a: &BenchArgs) -> Result<Value> {
         for (k, target) in plan.targets.iter().enumerate() {
             let done = (round as usize - 1) * plan.targets.len() + k;
             progress(done, total, started, target, &plan);
-            let mut run = match target {
-                Target::External => run_target(a, &plan, a.target.as_deref().unwrap_or_default())?,
-                Target::Herd(mode, policy) => run_mode(a, &plan, *mode, *policy, instances)?,
-                Target::Peer(peer) => run_peer(a, &plan, *peer, instances)?,
-            };
+            // One server start per group of scenarios; one entry per target.
+            let mut run = json!({});
+            for group in &groups {
+                let r = match target {
+                    Target::External => {
+                        run_target(a, &plan, group, a.target.as_deref().unwrap_or_default())?
+                    }
+                    Target::Herd(mode, policy) => {
+                        run_mode(a, &plan, group, (*mode, *policy), instances)?
+                    }
+                    Target::Peer(peer) => run_peer(a, &plan, group, *peer, instances)?,
+                };
+                match run["scenarios"].as_array_mut() {
+                    Some(all) => all.extend(r["scenarios"].as_array().into_iter().flatten().cloned()),
+                    None => run = r,
+                }
+            }
             run["round"] = json!(round);
             runs.push(run);
         }
@@ -347,7 +377,27 @@ fn progress(done: usize, total: usize, started: Instant, target: &Target, plan: 
 }
 
 /// One run of a peer: started, loaded, stopped.
-fn run_peer(a: &BenchArgs, plan: &Plan, peer: peers::Peer, instances: Instances) -> Result<Value> {
+fn run_peer(
+    a: &BenchArgs,
+    plan: &Plan,
+    scenarios: &[Scenario],
+    peer: peers::Peer,
+    instances: Instances,
+) -> Result<Value> {
+    let memory = scenarios.iter().find_map(|s| s.memory);
+    let skew = scenarios.iter().any(|s| s.skew_ms.is_some());
+    let unfit = match peer {
+        _ if memory.is_some() && peer != peers::Peer::Pm2 => Some("no memory cap here"),
+        peers::Peer::Node if skew => Some("one process: no other instance to route to"),
+        peers::Peer::Nginx if skew => Some("nginx answers by itself: no slow instance"),
+        _ => None,
+    };
+    if let Some(why) = unfit {
+        let skipped = scenarios
+            .iter()
+            .map(|s| json!({"mode": s.name(), "skipped": why}));
+        return Ok(json!({"mode": peer.as_str(), "scenarios": skipped.collect::<Vec<_>>()}));
+    }
     let found = &plan.found[peer.as_str()];
     let n = match peer {
         peers::Peer::Node => 1,
@@ -360,7 +410,9 @@ fn run_peer(a: &BenchArgs, plan: &Plan, peer: peers::Peer, instances: Instances)
         .map(|p| std::env::current_dir().map(|d| d.join(p)))
         .transpose()
         .map_err(|e| Error::io("cwd", e))?;
-    let running = peers::start(peer, found, app.as_deref(), n, port)?;
+    let env = start_env(a, scenarios);
+    let cap = memory.map(|m| m.cap);
+    let running = peers::start(peer, found, app.as_deref(), (n, port), cap, &env)?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     wait_serving(addr)?;
     // Every process up (a cluster's workers come after the primary).
@@ -369,6 +421,7 @@ fn run_peer(a: &BenchArgs, plan: &Plan, peer: peers::Peer, instances: Instances)
     let scenarios = load(
         a,
         plan,
+        scenarios,
         addr,
         Server {
             daemon_pid: None,
@@ -376,6 +429,7 @@ fn run_peer(a: &BenchArgs, plan: &Plan, peer: peers::Peer, instances: Instances)
             supervised,
             reload: running.reload(),
             scale: running.scale().map(|s| (s, n)),
+            memory_cap: memory.is_some(),
         },
     )?;
     Ok(json!({
@@ -385,7 +439,7 @@ fn run_peer(a: &BenchArgs, plan: &Plan, peer: peers::Peer, instances: Instances)
     }))
 }
 
-fn run_target(a: &BenchArgs, plan: &Plan, target: &str) -> Result<Value> {
+fn run_target(a: &BenchArgs, plan: &Plan, scenarios: &[Scenario], target: &str) -> Result<Value> {
     let addr: SocketAddr = target.parse().map_err(|_| Error::InvalidArg {
         what: "--target".into(),
         value: target.into(),
@@ -393,17 +447,18 @@ fn run_target(a: &BenchArgs, plan: &Plan, target: &str) -> Result<Value> {
     })?;
     wait_serving(addr)?;
     Ok(
-        json!({ "mode": "external", "target": target, "scenarios": load(a, plan, addr, Server::default())? }),
+        json!({ "mode": "external", "target": target, "scenarios": load(a, plan, scenarios, addr, Server::default())? }),
     )
 }
 
 fn run_mode(
     a: &BenchArgs,
     plan: &Plan,
-    mode: Mode,
-    policy: Policy,
+    scenarios: &[Scenario],
+    (mode, policy): (Mode, Policy),
     instances: Instances,
 ) -> Result<Value> {
+    let memory = scenarios.iter().find_map(|s| s.memory);
     let daemon = BenchDaemon::start()?;
     let port = free_port()?;
     let (script, interpreter, args) = match &a.app {
@@ -424,10 +479,7 @@ fn run_mode(
         ),
     };
     let mut env = BTreeMap::new();
-    if a.skew_ms > 0 {
-        env.insert("HERD_HELLO_DELAY_MS".to_string(), a.skew_ms.to_string());
-        env.insert("HERD_HELLO_SLOW_INSTANCE".to_string(), "0".to_string());
-    }
+    env.extend(start_env(a, scenarios));
     let cwd = script
         .parent()
         .map(PathBuf::from)
@@ -451,6 +503,7 @@ fn run_mode(
         ..PlaneConfig::default()
     };
     spec.pin = !a.no_pin;
+    spec.max_memory_restart = memory.map(|m| m.cap);
     spec.incoming_cpu = a.incoming_cpu;
     let workers: Vec<InstanceInfo> = match daemon.call(&Request::Start {
         spec: Box::new(spec),
@@ -488,6 +541,7 @@ fn run_mode(
     let scenarios = load(
         a,
         plan,
+        scenarios,
         addr,
         Server {
             daemon_pid: Some(daemon_pid),
@@ -495,6 +549,7 @@ fn run_mode(
             supervised: true,
             reload: Some(reload),
             scale: Some((scale, workers.len() as u32)),
+            memory_cap: memory.is_some(),
         },
     )?;
     let info = workers.first();
@@ -506,6 +561,30 @@ fn run_mode(
         "workers": workers.iter().map(|w| json!({"id": w.id, "pid": w.pid, "core": w.core})).collect::<Vec<_>>(),
         "scenarios": scenarios,
     }))
+}
+
+/// The app's environment for a server start: what makes instance 0
+/// slower (`--skew-ms`, the skew scenario) and the memory scenario's leak;
+/// the hello worker's variables, or slow-app.js's and leak.js's for an app.
+fn start_env(a: &BenchArgs, scenarios: &[Scenario]) -> Vec<(String, String)> {
+    let app = a.app.is_some();
+    let mut env = Vec::new();
+    let ms = scenarios
+        .iter()
+        .find_map(|s| s.skew_ms)
+        .unwrap_or(a.skew_ms);
+    if ms > 0 {
+        let (delay, slow) = match app {
+            true => ("SLOW_MS", "SLOW_INSTANCE"),
+            false => ("HERD_HELLO_DELAY_MS", "HERD_HELLO_SLOW_INSTANCE"),
+        };
+        env.extend([(delay.into(), ms.to_string()), (slow.into(), "0".into())]);
+    }
+    if let Some(m) = scenarios.iter().find_map(|s| s.memory) {
+        let var = if app { "LEAK_MB_PER_SEC" } else { "HERD_HELLO_LEAK_MB_PER_SEC" };
+        env.push((var.into(), m.leak_mb_per_s.to_string()));
+    }
+    env
 }
 
 /// fdpass: waits until every worker said it is ready, so a slow starter

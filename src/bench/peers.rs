@@ -237,7 +237,17 @@ fn spawn(cmd: &mut Command, dir: &Path) -> Result<Child> {
 
 /// Starts `peer` (found as `found`) serving `app` with `n` processes on
 /// 127.0.0.1:`port`.
-pub fn start(peer: Peer, found: &Found, app: Option<&Path>, n: u32, port: u16) -> Result<Running> {
+/// Starts `peer` with `n` processes on `port`, the app's environment
+/// `env` added; with `cap` (bytes, PM2 only) under PM2's
+/// `--max-memory-restart`.
+pub fn start(
+    peer: Peer,
+    found: &Found,
+    app: Option<&Path>,
+    (n, port): (u32, u16),
+    cap: Option<u64>,
+    env: &[(String, String)],
+) -> Result<Running> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -278,10 +288,15 @@ pub fn start(peer: Peer, found: &Found, app: Option<&Path>, n: u32, port: u16) -
         Peer::Pm2 => {
             // PM2 starts its own daemon, which outlives this command.
             let home = dir.join("pm2");
-            let status = Command::new(&found.exe)
-                .args(["start"])
+            let mut cmd = Command::new(&found.exe);
+            cmd.args(["start"])
                 .arg(app()?)
-                .args(["-i", &n.to_string(), "--name", "bench"])
+                .args(["-i", &n.to_string(), "--name", "bench"]);
+            if let Some(cap) = cap {
+                cmd.args(["--max-memory-restart", &cap.to_string()]);
+            }
+            let status = cmd
+                .envs(env.iter().map(|(k, v)| (k, v)))
                 .env("PM2_HOME", &home)
                 .env("PORT", port.to_string())
                 .stdout(Stdio::null())
@@ -312,7 +327,7 @@ pub fn start(peer: Peer, found: &Found, app: Option<&Path>, n: u32, port: u16) -
     };
     // The peer's own process is the root of the server's tree.
     if let Some(mut cmd) = command {
-        let c = spawn(&mut cmd, &dir)?;
+        let c = spawn(cmd.envs(env.iter().map(|(k, v)| (k, v))), &dir)?;
         running.root = c.id() as i32;
         running.child = Some(c);
     }

@@ -117,7 +117,37 @@ pub fn write_dir(
                 Some((target_label(r), counts))
             })
             .collect();
-        if sc == "crash" || sc == "reload" || sc == "scale" {
+        // The sweep: p99 against the rate asked for, per target.
+        let sweeps: Vec<(String, Vec<(f64, f64)>)> = runs
+            .iter()
+            .filter(first_round)
+            .filter_map(|r| {
+                let s = of(r)?;
+                let pts = s["sweep"]["points"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|p| Some((p["rate"].as_f64()?, p["p99_us"].as_f64()?)))
+                    .collect();
+                Some((target_label(r), pts))
+            })
+            .collect();
+        if !sweeps.is_empty() {
+            let name = format!("sweep-{sc}.svg");
+            let x = svg::Axis {
+                label: "open-loop rate, req/s",
+                log: false,
+            };
+            let y = svg::Axis {
+                label: "p99 latency, µs (log scale)",
+                log: true,
+            };
+            put(
+                &name,
+                &svg::lines(&format!("p99 against the rate, {sc} (round 1)"), x, y, &sweeps),
+            )?;
+            charts.push(name);
+        }
+        if matches!(sc.as_str(), "crash" | "reload" | "scale" | "memory") {
             continue; // killed workers' pids come and go: no spread to draw
         }
         let name = format!("workers-{sc}.svg");
@@ -261,6 +291,22 @@ pub fn render(report: &Value) -> String {
                 .flatten()
                 .map(|(pid, n)| format!("pid {pid}: {n}"))
                 .collect();
+            if let Some(sw) = s["sweep"].as_object() {
+                let points: Vec<String> = sw["points"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| format!("{} → {} µs", f(&p["rate"], 0), p["p99_us"]))
+                    .collect();
+                details.push_str(&format!(
+                    "{mode} {} sweep: p99 ≤ {} µs up to {} req/s (closed loop {} req/s); rate → p99: {}\n",
+                    s["mode"].as_str().unwrap_or("?"),
+                    sw["p99_bound_us"],
+                    f(&sw["max_rate_within_bound"], 0),
+                    f(&sw["closed_loop_rps"], 0),
+                    points.join(", ")
+                ));
+            }
             // The scale and reload scenarios: steps done, and what failed.
             if let Some((what, n, failures)) = [
                 ("scale", "scale_steps", "scale_failures"),
@@ -272,6 +318,21 @@ pub fn render(report: &Value) -> String {
                 details.push_str(&format!(
                     "{mode} {what}: {n} done ({} failed), {} requests failed ({})\n",
                     s[failures].as_array().map_or(0, Vec::len),
+                    s["errors"]["total"],
+                    s["errors"]
+                ));
+                continue;
+            }
+            if let Some(m) = s["memory"].as_object() {
+                let mb = |k: &str| m[k].as_f64().unwrap_or(0.0) / f64::from(1 << 20);
+                details.push_str(&format!(
+                    "{mode} memory: leaking {} MB/s under a {:.0} MB cap: {} workers replaced, \
+                     peak RSS {:.0} MB, longest above the cap {} ms, {} requests failed ({})\n",
+                    m["leak_mb_per_s"],
+                    mb("cap_bytes"),
+                    m["replaced"],
+                    mb("peak_rss_bytes"),
+                    m["longest_over_cap_ms"],
                     s["errors"]["total"],
                     s["errors"]
                 ));

@@ -193,6 +193,118 @@ pub fn groups(title: &str, groups: &[(String, Vec<f64>)]) -> String {
     s
 }
 
+/// One axis of [`lines`]: its label and whether it is a log scale.
+pub struct Axis<'a> {
+    pub label: &'a str,
+    pub log: bool,
+}
+
+/// A line chart of (x, y) series with a marker at each point: the sweep's
+/// p99 against the rate, the scaling curves' cost against the workers or
+/// connections. Log axes go by decades; linear ones start at 0.
+pub fn lines(title: &str, x: Axis, y: Axis, series: &[(String, Vec<(f64, f64)>)]) -> String {
+    let (left, top, right, bottom) = (70.0, 40.0, 200.0, 50.0);
+    let h = 420.0;
+    let (pw, ph) = (W - left - right, h - top - bottom);
+    let range = |vals: &mut dyn Iterator<Item = f64>, log: bool| -> (f64, f64) {
+        let (lo, hi) = vals.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let (lo, hi) = if lo > hi { (1.0, 10.0) } else { (lo, hi) };
+        if log {
+            let lo = lo.max(1e-3).log10().floor();
+            (lo, hi.max(1e-3).log10().ceil().max(lo + 1.0))
+        } else {
+            (0.0, if hi > 0.0 { hi * 1.1 } else { 1.0 })
+        }
+    };
+    let (x0, x1) = range(&mut series.iter().flat_map(|s| s.1.iter().map(|p| p.0)), x.log);
+    let (y0, y1) = range(&mut series.iter().flat_map(|s| s.1.iter().map(|p| p.1)), y.log);
+    let scale = |v: f64, log: bool, (a, b): (f64, f64)| {
+        let v = if log { v.max(1e-3).log10() } else { v };
+        ((v - a) / (b - a)).clamp(0.0, 1.0)
+    };
+    let x_of = |v: f64| left + scale(v, x.log, (x0, x1)) * pw;
+    let y_of = |v: f64| top + ph - scale(v, y.log, (y0, y1)) * ph;
+    // Five ticks a linear axis, a tick a decade on a log one.
+    let ticks = |log: bool, (a, b): (f64, f64)| -> Vec<f64> {
+        if log {
+            (a as i32..=b as i32).map(|d| 10f64.powi(d)).collect()
+        } else {
+            (0..=5).map(|k| a + (b - a) * f64::from(k) / 5.0).collect()
+        }
+    };
+    let mut s = head(h, title);
+    let _ = writeln!(
+        s,
+        "<rect x=\"{left}\" y=\"{top}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#999\"/>"
+    );
+    for t in ticks(x.log, (x0, x1)) {
+        let px = x_of(t);
+        let _ = writeln!(
+            s,
+            "<line x1=\"{px:.1}\" y1=\"{top}\" x2=\"{px:.1}\" y2=\"{}\" stroke=\"#eee\"/><text x=\"{px:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            top + ph,
+            top + ph + 16.0,
+            num(t)
+        );
+    }
+    for t in ticks(y.log, (y0, y1)) {
+        let py = y_of(t);
+        let _ = writeln!(
+            s,
+            "<line x1=\"{left}\" y1=\"{py:.1}\" x2=\"{}\" y2=\"{py:.1}\" stroke=\"#eee\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            left + pw,
+            left - 4.0,
+            py + 4.0,
+            num(t)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\
+         <text x=\"14\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 14 {})\">{}</text>",
+        left + pw / 2.0,
+        h - 10.0,
+        esc(x.label),
+        top + ph / 2.0,
+        top + ph / 2.0,
+        esc(y.label)
+    );
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let c = COLORS[i % COLORS.len()];
+        let path: Vec<String> = pts
+            .iter()
+            .map(|&(px, py)| format!("{:.1},{:.1}", x_of(px), y_of(py)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>",
+            path.join(" ")
+        );
+        for &(px, py) in pts {
+            let _ = writeln!(
+                s,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{c}\"><title>{}: {}, {}</title></circle>",
+                x_of(px),
+                y_of(py),
+                esc(name),
+                num(px),
+                num(py)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"{}\">{}</text>",
+            left + pw + 12.0,
+            top + i as f64 * 18.0,
+            left + pw + 28.0,
+            top + i as f64 * 18.0 + 11.0,
+            esc(name)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +330,21 @@ mod tests {
         assert_eq!(g.matches("<rect x=").count(), 2);
         assert!(g.contains("50.0%"));
         assert_eq!(num(1234567.0), "1,234,567");
+        let l = lines(
+            "cost",
+            Axis {
+                label: "workers",
+                log: true,
+            },
+            Axis {
+                label: "µs <per> conn",
+                log: false,
+            },
+            &[("fdpass".into(), vec![(2.0, 10.0), (256.0, 12.0)])],
+        );
+        assert!(l.contains("<polyline") && l.contains("µs &lt;per&gt; conn"));
+        assert_eq!(l.matches("<circle").count(), 2);
+        // Decades 1, 10, 100, 1000 on the log axis.
+        assert!(l.contains(">1,000</text>") && l.contains(">100.0</text>"), "{l}");
     }
 }
