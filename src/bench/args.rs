@@ -109,6 +109,13 @@ pub struct BenchArgs {
     /// runs of `--duration` each.
     #[arg(long, value_name = "P99", conflicts_with = "rate")]
     pub sweep: Option<String>,
+    /// A scaling curve: the whole benchmark once per point, with `-i`
+    /// (`workers`: 2,4,…,256 by default, oversubscribing the cores) or `-c`
+    /// (`connections`: 64,256,1000,4000,10000, the fd limit raised) set to
+    /// it; `workers=2,8,32` names the points. The report says where each
+    /// cost per connection stays flat and where it grows.
+    #[arg(long, value_name = "AXIS[=LIST]", conflicts_with = "check")]
+    pub curve: Option<String>,
     /// Print the raw results as JSON.
     #[arg(long)]
     pub json: bool,

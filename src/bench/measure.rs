@@ -80,10 +80,7 @@ pub(super) fn load(
             (None, _) => None,
         };
         let watch = match (sc.memory, server_root.filter(|_| memory_cap)) {
-            (Some(m), Some(root)) => Some((
-                m,
-                scenario::memory_watcher(root, m.cap, stop.clone()),
-            )),
+            (Some(m), Some(root)) => Some((m, scenario::memory_watcher(root, m.cap, stop.clone()))),
             (Some(_), _) => {
                 out.push(json!({"mode": sc.name(), "skipped": "no memory cap here"}));
                 continue;
@@ -172,4 +169,3 @@ pub(super) fn load(
     }
     Ok(out)
 }
-

@@ -6,6 +6,7 @@
 
 mod args;
 pub mod check;
+mod curve;
 pub mod hello;
 mod hello_uring;
 pub mod load;
@@ -289,8 +290,21 @@ fn plan(a: &BenchArgs) -> Result<Plan> {
 }
 
 /// Runs the benchmark described by `a`; returns its report (JSON: the
-/// machine, the configuration, every run and the summary).
+/// machine, the configuration, every run and the summary; with `--curve`,
+/// the curve's points and verdicts too).
 pub fn run(a: &BenchArgs) -> Result<Value> {
+    match &a.curve {
+        Some(c) => {
+            let c = curve::parse(c)?;
+            // A bad flag fails before the first point, not at it.
+            plan(a)?;
+            curve::run(a, &c, run_once)
+        }
+        None => run_once(a),
+    }
+}
+
+fn run_once(a: &BenchArgs) -> Result<Value> {
     let plan = plan(a)?;
     let instances = Instances::parse(&a.instances)?;
     for (target, why) in &plan.skipped {
@@ -317,7 +331,9 @@ pub fn run(a: &BenchArgs) -> Result<Value> {
                     Target::Peer(peer) => run_peer(a, &plan, group, *peer, instances)?,
                 };
                 match run["scenarios"].as_array_mut() {
-                    Some(all) => all.extend(r["scenarios"].as_array().into_iter().flatten().cloned()),
+                    Some(all) => {
+                        all.extend(r["scenarios"].as_array().into_iter().flatten().cloned())
+                    }
                     None => run = r,
                 }
             }
@@ -581,7 +597,11 @@ fn start_env(a: &BenchArgs, scenarios: &[Scenario]) -> Vec<(String, String)> {
         env.extend([(delay.into(), ms.to_string()), (slow.into(), "0".into())]);
     }
     if let Some(m) = scenarios.iter().find_map(|s| s.memory) {
-        let var = if app { "LEAK_MB_PER_SEC" } else { "HERD_HELLO_LEAK_MB_PER_SEC" };
+        let var = if app {
+            "LEAK_MB_PER_SEC"
+        } else {
+            "HERD_HELLO_LEAK_MB_PER_SEC"
+        };
         env.push((var.into(), m.leak_mb_per_s.to_string()));
     }
     env

@@ -28,6 +28,9 @@ pub fn write_dir(
     report: &Value,
 ) -> std::io::Result<Vec<std::path::PathBuf>> {
     use super::svg;
+    if report["curve"].is_object() {
+        return super::curve::write_dir(dir, report);
+    }
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
     let mut put = |name: &str, body: &str| -> std::io::Result<()> {
@@ -143,7 +146,12 @@ pub fn write_dir(
             };
             put(
                 &name,
-                &svg::lines(&format!("p99 against the rate, {sc} (round 1)"), x, y, &sweeps),
+                &svg::lines(
+                    &format!("p99 against the rate, {sc} (round 1)"),
+                    x,
+                    y,
+                    &sweeps,
+                ),
             )?;
             charts.push(name);
         }
@@ -203,6 +211,9 @@ pub fn write_dir(
 
 /// Renders the report.
 pub fn render(report: &Value) -> String {
+    if report["curve"].is_object() {
+        return super::curve::render(report);
+    }
     let cfg = &report["config"];
     let mut out = format!(
         "herd bench: {}, {} connections, {} load threads, {} s per scenario{}, {} CPUs, kernel {}\n\n",

@@ -328,12 +328,21 @@ mod tests {
         ]))
         .unwrap();
         let names: Vec<&str> = s.iter().map(|s| s.name()).collect();
-        assert_eq!(names, ["conn_per_request", "crash", "reload", "scale", "memory"]);
+        assert_eq!(
+            names,
+            ["conn_per_request", "crash", "reload", "scale", "memory"]
+        );
         let groups: Vec<Vec<&str>> = by_server(&s)
             .iter()
             .map(|g| g.iter().map(|s| s.name()).collect())
             .collect();
-        assert_eq!(groups, [vec!["conn_per_request", "crash", "reload", "scale"], vec!["memory"]]);
+        assert_eq!(
+            groups,
+            [
+                vec!["conn_per_request", "crash", "reload", "scale"],
+                vec!["memory"]
+            ]
+        );
         let skew = parse(&args(&["--scenario", "skew,close"])).unwrap();
         assert_eq!(skew[0].skew_ms, Some(DEFAULT_SKEW_MS));
         assert_eq!(by_server(&skew)[0][0].name(), "conn_per_request");
@@ -345,7 +354,9 @@ mod tests {
         let m = s[4].memory.unwrap();
         assert_eq!((m.cap, m.leak_mb_per_s), (32 << 20, 50));
         assert_eq!(parse(&args(&["--scenario", "all"])).unwrap().len(), 2);
-        let e = parse(&args(&["--scenario", "swap"])).unwrap_err().to_string();
+        let e = parse(&args(&["--scenario", "swap"]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("swap") && e.contains("memory"), "{e}");
         assert!(parse(&args(&["--scenario", "crash", "--crash-every", "0"])).is_err());
         let e = parse(&args(&["--scenario", "memory", "--max-memory", "100K"]))
@@ -360,12 +371,18 @@ mod tests {
         // The test process's children: a sleeping shell (below any cap)
         // and, later, a second one (a replacement).
         let me = std::process::id() as i32;
-        let mut a = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut a = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         // A cap of 1 byte: every child is above it.
         let w = memory_watcher(me, 1, stop.clone());
         std::thread::sleep(Duration::from_millis(150));
-        let mut b = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut b = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(150));
         stop.store(true, Ordering::Relaxed);
         let seen = w.join().unwrap();

@@ -193,6 +193,17 @@ pub fn groups(title: &str, groups: &[(String, Vec<f64>)]) -> String {
     s
 }
 
+/// An axis tick: whole numbers without decimals, others to one or none.
+fn tick(v: f64) -> String {
+    if v >= 1000.0 {
+        num(v)
+    } else if (v - v.round()).abs() < 1e-9 || v >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 /// One axis of [`lines`]: its label and whether it is a log scale.
 pub struct Axis<'a> {
     pub label: &'a str,
@@ -203,7 +214,7 @@ pub struct Axis<'a> {
 /// p99 against the rate, the scaling curves' cost against the workers or
 /// connections. Log axes go by decades; linear ones start at 0.
 pub fn lines(title: &str, x: Axis, y: Axis, series: &[(String, Vec<(f64, f64)>)]) -> String {
-    let (left, top, right, bottom) = (70.0, 40.0, 200.0, 50.0);
+    let (left, top, right, bottom) = (70.0, 40.0, 250.0, 50.0);
     let h = 420.0;
     let (pw, ph) = (W - left - right, h - top - bottom);
     let range = |vals: &mut dyn Iterator<Item = f64>, log: bool| -> (f64, f64) {
@@ -216,8 +227,14 @@ pub fn lines(title: &str, x: Axis, y: Axis, series: &[(String, Vec<(f64, f64)>)]
             (0.0, if hi > 0.0 { hi * 1.1 } else { 1.0 })
         }
     };
-    let (x0, x1) = range(&mut series.iter().flat_map(|s| s.1.iter().map(|p| p.0)), x.log);
-    let (y0, y1) = range(&mut series.iter().flat_map(|s| s.1.iter().map(|p| p.1)), y.log);
+    let (x0, x1) = range(
+        &mut series.iter().flat_map(|s| s.1.iter().map(|p| p.0)),
+        x.log,
+    );
+    let (y0, y1) = range(
+        &mut series.iter().flat_map(|s| s.1.iter().map(|p| p.1)),
+        y.log,
+    );
     let scale = |v: f64, log: bool, (a, b): (f64, f64)| {
         let v = if log { v.max(1e-3).log10() } else { v };
         ((v - a) / (b - a)).clamp(0.0, 1.0)
@@ -244,7 +261,7 @@ pub fn lines(title: &str, x: Axis, y: Axis, series: &[(String, Vec<(f64, f64)>)]
             "<line x1=\"{px:.1}\" y1=\"{top}\" x2=\"{px:.1}\" y2=\"{}\" stroke=\"#eee\"/><text x=\"{px:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
             top + ph,
             top + ph + 16.0,
-            num(t)
+            tick(t)
         );
     }
     for t in ticks(y.log, (y0, y1)) {
@@ -255,7 +272,7 @@ pub fn lines(title: &str, x: Axis, y: Axis, series: &[(String, Vec<(f64, f64)>)]
             left + pw,
             left - 4.0,
             py + 4.0,
-            num(t)
+            tick(t)
         );
     }
     let _ = writeln!(
@@ -293,7 +310,7 @@ pub fn lines(title: &str, x: Axis, y: Axis, series: &[(String, Vec<(f64, f64)>)]
         }
         let _ = writeln!(
             s,
-            "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"{}\">{}</text>",
+            "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"{}\" font-size=\"11\">{}</text>",
             left + pw + 12.0,
             top + i as f64 * 18.0,
             left + pw + 28.0,
@@ -344,7 +361,14 @@ mod tests {
         );
         assert!(l.contains("<polyline") && l.contains("µs &lt;per&gt; conn"));
         assert_eq!(l.matches("<circle").count(), 2);
+        assert_eq!(
+            (tick(8.679), tick(26.0), tick(0.5)),
+            ("8.7".into(), "26".into(), "0.5".into())
+        );
         // Decades 1, 10, 100, 1000 on the log axis.
-        assert!(l.contains(">1,000</text>") && l.contains(">100.0</text>"), "{l}");
+        assert!(
+            l.contains(">1,000</text>") && l.contains(">100</text>"),
+            "{l}"
+        );
     }
 }

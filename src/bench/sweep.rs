@@ -78,7 +78,11 @@ pub(super) fn run(base: &LoadSpec, closed_rps: f64, bound_us: u64) -> std::io::R
 }
 
 fn to_json(points: &[Point], closed_rps: f64, bound_us: u64) -> Value {
-    let best = points.iter().filter(|p| p.held).map(|p| p.rate).fold(0.0, f64::max);
+    let best = points
+        .iter()
+        .filter(|p| p.held)
+        .map(|p| p.rate)
+        .fold(0.0, f64::max);
     let mut sorted = points.to_vec();
     sorted.sort_by(|a, b| a.rate.total_cmp(&b.rate));
     json!({

@@ -126,6 +126,32 @@ pub fn max_fds() -> u64 {
     }
 }
 
+/// Raises this process's soft limit on open descriptors to its hard limit
+/// (children inherit it: `herd bench`'s daemon and workers); returns the
+/// soft limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return 0;
+    }
+    if r.rlim_cur < r.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: r.rlim_max,
+            rlim_max: r.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit we own; raising the soft
+        // limit up to the hard one needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return raised.rlim_cur;
+        }
+    }
+    r.rlim_cur
+}
+
 /// Page size in bytes (for /proc/<pid>/statm).
 pub fn page_size() -> u64 {
     // SAFETY: sysconf has no memory preconditions.
