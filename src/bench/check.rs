@@ -94,6 +94,13 @@ const KEYS: &[Key] = &[
         unit: " ms",
     },
     Key {
+        name: "min_rate_within_p99",
+        read: |s| s["sweep"]["max_rate_within_bound"].as_f64(),
+        min: true,
+        every_round: false,
+        unit: " req/s",
+    },
+    Key {
         name: "max_daemon_us_per_conn",
         read: |s| s["daemon_cpu_us_per_conn"].as_f64(),
         min: false,
@@ -461,6 +468,26 @@ mod tests {
             .filter(|o| !o.pass)
             .map(|o| o.line)
             .collect()
+    }
+
+    #[test]
+    fn memory_and_sweep_keys_read_their_figures() {
+        let th = parse(
+            "[memory]\nmax_over_cap_ms = 500\n[conn_per_request]\nmin_rate_within_p99 = 4000\n",
+        )
+        .unwrap();
+        let mut mem = scenario("memory", 100.0, 1.0, 1.0, 0, 10);
+        mem["memory"] = json!({"longest_over_cap_ms": 3400});
+        let mut close = scenario("conn_per_request", 100.0, 1.0, 1.0, 0, 10);
+        close["sweep"] = json!({"max_rate_within_bound": 5000.0});
+        let report = json!({"runs": [run(1, "pm2", None, vec![mem, close])]});
+        let f = failures(&th, &report);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].contains("max_over_cap_ms 3400 ms > 500 ms"), "{f:?}");
+        // A run without a sweep fails the sweep key rather than passing it.
+        let bare = json!({"runs": [run(1, "pm2", None, vec![scenario("conn_per_request", 1.0, 1.0, 1.0, 0, 1)])]});
+        let th = parse("[conn_per_request]\nmin_rate_within_p99 = 1\n").unwrap();
+        assert_eq!(failures(&th, &bare).len(), 1);
     }
 
     #[test]

@@ -101,7 +101,7 @@ fn check_refuses_bad_thresholds_before_running_and_a_missing_scenario_fails() {
 
 /// Whether `text` is well-formed markup with an `<svg>` root: every tag
 /// closed in order, attributes quoted (a strict check, not a renderer).
-fn well_formed_svg(text: &str) -> Result<(), String> {
+pub(crate) fn well_formed_svg(text: &str) -> Result<(), String> {
     let mut stack: Vec<String> = Vec::new();
     let mut rest = text.trim();
     if !rest.starts_with("<svg") {

@@ -7,6 +7,7 @@ mod harness;
 mod activation;
 mod badinput;
 mod bench;
+mod bench_scenarios;
 mod docs;
 mod dump;
 mod ecosystem;
