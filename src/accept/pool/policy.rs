@@ -265,7 +265,10 @@ impl Slot {
 }
 
 impl Pool {
-    pub(super) fn pick(&self) -> Option<Arc<Slot>> {
+    /// The worker the policy would give the next connection, without
+    /// giving it (`None`: none in the rotation). `dispatch` runs this once
+    /// per connection; `benches/micro.rs` times it per policy.
+    pub fn pick(&self) -> Option<Arc<Slot>> {
         let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
         // Runs once per connection: walk the active slots in place rather
         // than collecting them into a Vec.
