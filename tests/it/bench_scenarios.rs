@@ -49,6 +49,48 @@ fn memory_scenario_replaces_leaking_workers_quickly_and_loses_nothing() {
         .fails_with("--max-memory");
 }
 
+/// The memory scenario with a Node app that timers keep alive
+/// (bench-apps/node/leak.js): herd replaces each worker over its cap
+/// without waiting on the other's replacement, and the old one, once it
+/// serves nothing, is asked to stop at once instead of after
+/// `kill_timeout` (it stayed above its cap 3.4 s before).
+#[test]
+fn memory_scenario_with_a_leaking_node_app_acts_within_two_seconds() {
+    if !crate::harness::node_available() {
+        return;
+    }
+    let h = TestHome::exclusive();
+    let app = crate::harness::app("node/leak.js");
+    let r = h
+        .run(&[
+            "bench",
+            "-i",
+            "2",
+            "-d",
+            "3",
+            "-c",
+            "8",
+            "--app",
+            &app,
+            "--scenario",
+            "memory",
+            "--max-memory",
+            "64M",
+            "--leak",
+            "40",
+            "--json",
+        ])
+        .ok();
+    let s = &r.json()["runs"][0]["scenarios"][0];
+    let m = &s["memory"];
+    assert!(m["replaced"].as_u64().unwrap() >= 2, "{m}");
+    assert!(
+        m["longest_over_cap_ms"].as_u64().unwrap() < 2000,
+        "a Node worker stayed above its cap too long: {m}"
+    );
+    assert_eq!(s["errors"]["total"], 0, "{s:#}");
+}
+
 /// `--scenario skew`: instance 0 answers 20 ms later; least-conn routes
 /// around it, the kernel's reuseport cannot, and the p99s show it.
 #[test]

@@ -44,9 +44,10 @@ pub(super) async fn hand_over(
     match (slot, ipc) {
         (Some(slot), _) => {
             slot.set_inactive();
-            match slot.proto() {
+            let gone = match slot.proto() {
                 SlotProto::Herd => {
                     let _ = slot.send_raw(&crate::fdpass::herd::Msg::Stop.encode());
+                    wait_gone(kill_timeout).await
                 }
                 SlotProto::Node => {
                     let _ = slot.send_raw(preload::DRAIN);
@@ -54,9 +55,15 @@ pub(super) async fn hand_over(
                         return;
                     }
                     let _ = slot.send_raw(&crate::fdpass::node::disconnect());
+                    // Node closes its servers as their connections end; an
+                    // app its own timers keep alive then stays up serving
+                    // nothing (a leaking app over its memory cap, too): it
+                    // is asked to stop, as PM2 asks, once nothing it was
+                    // given is open.
+                    gone_or_idle(pid, pidfd.as_deref(), slot, kill_timeout).await
                 }
-            }
-            if wait_gone(kill_timeout).await {
+            };
+            if gone {
                 return;
             }
         }
@@ -105,6 +112,30 @@ async fn wait_gone(pid: i32, pidfd: Option<&OwnedFd>, limit: Duration) -> bool {
         Some(pidfd) => exited_within(pidfd, limit).await,
         // No pidfd (gone before one could be opened): judge by /proc.
         None => !process::alive(pid),
+    }
+}
+
+/// How often [`gone_or_idle`] looks at the process and its connections.
+const IDLE_POLL: Duration = Duration::from_millis(5);
+
+/// Waits, at most `limit`, until the process has exited (`true`) or has
+/// nothing in flight that herd gave it (`false`).
+async fn gone_or_idle(pid: i32, pidfd: Option<&OwnedFd>, slot: &Slot, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let gone = match pidfd {
+            Some(fd) => exited_within(fd, IDLE_POLL).await,
+            None => {
+                tokio::time::sleep(IDLE_POLL).await;
+                !process::alive(pid)
+            }
+        };
+        if gone {
+            return true;
+        }
+        if slot.load() == 0 || tokio::time::Instant::now() >= deadline {
+            return false;
+        }
     }
 }
 

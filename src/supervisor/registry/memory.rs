@@ -52,7 +52,7 @@ impl Supervisor {
                 .get(&id)
                 .is_some_and(|i| i.app.exec_mode == ExecMode::Cluster);
             if cluster {
-                self.reload(&[id], 1).await;
+                self.replace_now(id, pid).await;
             }
             if self.is_current(id, pid) {
                 self.restart(&[id]).await;

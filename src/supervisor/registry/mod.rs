@@ -81,6 +81,9 @@ pub struct Supervisor {
     /// Reloads run one at a time: a second `herd reload` waits for the
     /// first instead of interleaving replacements of the same instances.
     reload_lock: tokio::sync::Mutex<()>,
+    /// Instances whose process a replacement is under way for (a reload,
+    /// a memory restart): a second replacement of one of them is skipped.
+    replacing: RefCell<std::collections::BTreeSet<u32>>,
     /// Log files open for the instances' output.
     pub log_files: LogFiles,
     /// Watchers and cron tasks per app, and the instances the user stopped.
@@ -124,6 +127,7 @@ impl Supervisor {
             table: RefCell::new(Table::default()),
             changed: watch::channel(0).0,
             reload_lock: tokio::sync::Mutex::new(()),
+            replacing: RefCell::default(),
             log_files: LogFiles::default(),
             auto: RefCell::new(Auto::default()),
             dump: dump::DumpState::default(),

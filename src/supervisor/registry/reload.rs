@@ -59,9 +59,33 @@ impl Supervisor {
             .then(|| reuseport::MIGRATE_NOTE.to_string())
     }
 
+    /// A memory restart's replacement of `id`'s process `pid`: as one
+    /// instance of a reload, without waiting for other instances' reloads
+    /// (each over its cap goes now). If a replacement of `id` is under way
+    /// already, it waits for that one and replaces `pid` only if it is
+    /// still the instance's.
+    pub(super) async fn replace_now(self: &Rc<Self>, id: u32, pid: i32) {
+        while self.replacing.borrow().contains(&id) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if self.is_current(id, pid) {
+            let _ = self.reload_one(id).await;
+        }
+    }
+
     /// Replaces `id`: `Ok` with a warning or none, `Err` with why the old
-    /// process keeps serving.
+    /// process keeps serving. One replacement of an instance at a time: a
+    /// second one while the first runs does nothing.
     async fn reload_one(self: &Rc<Self>, id: u32) -> Result<Option<String>, String> {
+        if !self.replacing.borrow_mut().insert(id) {
+            return Ok(None);
+        }
+        let r = self.reload_one_now(id).await;
+        self.replacing.borrow_mut().remove(&id);
+        r
+    }
+
+    async fn reload_one_now(self: &Rc<Self>, id: u32) -> Result<Option<String>, String> {
         let old = {
             let table = self.table.borrow();
             table
