@@ -295,7 +295,6 @@ pub(super) fn write_dir(
     report: &Value,
 ) -> std::io::Result<Vec<std::path::PathBuf>> {
     use super::svg;
-    std::fs::create_dir_all(dir)?;
     let c = &report["curve"];
     let axis = c["axis"].as_str().unwrap_or("?");
     let points: Vec<&Value> = c["points"].as_array().into_iter().flatten().collect();
@@ -319,18 +318,9 @@ pub(super) fn write_dir(
             lines.push(l);
         }
     }
-    let mut written = Vec::new();
+    let mut out = super::report::Files::start(dir, report)?;
     let mut charts = Vec::new();
-    let mut put = |name: &str, body: &str| -> std::io::Result<()> {
-        let p = dir.join(name);
-        std::fs::write(&p, body)?;
-        written.push(p);
-        Ok(())
-    };
-    put(
-        "report.json",
-        &serde_json::to_string_pretty(report).unwrap_or_default(),
-    )?;
+    let mut put = |name: &str, body: &str| out.put(name, body);
     for (field, what, log_y) in [
         (
             "daemon_cpu_us_per_conn",
@@ -382,7 +372,7 @@ pub(super) fn write_dir(
         md.push_str(&format!("![{name}]({name})\n\n"));
     }
     put("report.md", &md)?;
-    Ok(written)
+    Ok(out.written)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use crate::accept::pool::Policy;
 use crate::accept::{Mode, PlaneConfig};
 pub use args::BenchArgs;
-pub use report::render;
+pub use report::{render, summarize};
 pub use report::write_dir as write_report;
 
 use crate::client::{self, Autostart};

@@ -19,6 +19,36 @@ fn target_label(run: &Value) -> String {
     }
 }
 
+/// The files of a `--report DIR`, report.json first.
+pub(super) struct Files<'a> {
+    dir: &'a std::path::Path,
+    pub written: Vec<std::path::PathBuf>,
+}
+
+impl<'a> Files<'a> {
+    /// Creates `dir` and writes `report` to report.json in it.
+    pub fn start(dir: &'a std::path::Path, report: &Value) -> std::io::Result<Files<'a>> {
+        std::fs::create_dir_all(dir)?;
+        let mut f = Files {
+            dir,
+            written: Vec::new(),
+        };
+        f.put(
+            "report.json",
+            &serde_json::to_string_pretty(report).unwrap_or_default(),
+        )?;
+        Ok(f)
+    }
+
+    /// Writes `body` to `name` in the report's folder.
+    pub fn put(&mut self, name: &str, body: &str) -> std::io::Result<()> {
+        let p = self.dir.join(name);
+        std::fs::write(&p, body)?;
+        self.written.push(p);
+        Ok(())
+    }
+}
+
 /// `--report DIR`: report.json (the `--json` report), report.md (the
 /// machine, versions, command, the table, what was skipped, the charts)
 /// and SVG charts: req/s per target and scenario, the latency CDF and the
@@ -31,18 +61,8 @@ pub fn write_dir(
     if report["curve"].is_object() {
         return super::curve::write_dir(dir, report);
     }
-    std::fs::create_dir_all(dir)?;
-    let mut written = Vec::new();
-    let mut put = |name: &str, body: &str| -> std::io::Result<()> {
-        let p = dir.join(name);
-        std::fs::write(&p, body)?;
-        written.push(p);
-        Ok(())
-    };
-    put(
-        "report.json",
-        &serde_json::to_string_pretty(report).unwrap_or_default(),
-    )?;
+    let mut out = Files::start(dir, report)?;
+    let mut put = |name: &str, body: &str| out.put(name, body);
     let runs: Vec<&Value> = report["runs"].as_array().into_iter().flatten().collect();
     let mut scenarios: Vec<String> = Vec::new();
     for s in runs
@@ -206,7 +226,7 @@ pub fn write_dir(
     }
     md.push_str("Raw data: [report.json](report.json) (every run, every scenario, per-worker counts and latency percentiles).\n");
     put("report.md", &md)?;
-    Ok(written)
+    Ok(out.written)
 }
 
 /// Renders the report.
@@ -378,6 +398,8 @@ pub fn render(report: &Value) -> String {
                     f(&m["vs_reuseport"], 3),
                     f(&m["daemon_cpu_us_per_conn"], 2),
                     f(&m["server_cpu_us_per_req"], 1),
+                    f(&m["p99_us"], 0),
+                    f(&m["errors"], 0),
                 ]
             })
             .collect();
@@ -391,6 +413,8 @@ pub fn render(report: &Value) -> String {
                 "× reuseport (same round)",
                 "daemon µs/conn",
                 "server µs/req",
+                "p99 µs",
+                "errors",
             ],
             &rows,
         ));
@@ -433,7 +457,9 @@ pub fn summarize(runs: &[Value]) -> Value {
     let mut groups: Vec<(Key, Vec<(u64, &Value)>)> = Vec::new();
     for run in runs {
         let round = run["round"].as_u64().unwrap_or(1);
-        for s in run["scenarios"].as_array().into_iter().flatten() {
+        // A scenario skipped for a target has no figures to summarize.
+        let done = |s: &&Value| s["skipped"].is_null();
+        for s in run["scenarios"].as_array().into_iter().flatten().filter(done) {
             let key = (label(run), s["mode"].as_str().unwrap_or("?").to_string());
             match groups.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, v)) => v.push((round, s)),
@@ -469,6 +495,8 @@ pub fn summarize(runs: &[Value]) -> Value {
                 "vs_reuseport": median(ratios),
                 "daemon_cpu_us_per_conn": med(v, "daemon_cpu_us_per_conn"),
                 "server_cpu_us_per_req": med(v, "server_cpu_us_per_req"),
+                "p99_us": median(v.iter().filter_map(|(_, s)| s["latency_us"]["p99"].as_f64()).collect()),
+                "errors": median(v.iter().filter_map(|(_, s)| s["errors"]["total"].as_f64()).collect()),
             })
         })
         .collect();

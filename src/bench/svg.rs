@@ -137,15 +137,10 @@ pub fn cdf(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
             .collect();
         let _ = writeln!(
             s,
-            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\
-             <rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"{}\">{}</text>",
-            path.join(" "),
-            left + pw + 12.0,
-            top + i as f64 * 18.0,
-            left + pw + 28.0,
-            top + i as f64 * 18.0 + 11.0,
-            esc(name)
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>",
+            path.join(" ")
         );
+        legend(&mut s, (left + pw + 12.0, top), i, name);
     }
     s.push_str("</svg>\n");
     s
@@ -191,6 +186,19 @@ pub fn groups(title: &str, groups: &[(String, Vec<f64>)]) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// Series `i`'s legend entry (its colour and `name`) in the column at `(x, top)`.
+fn legend(s: &mut String, (x, top): (f64, f64), i: usize, name: &str) {
+    let _ = writeln!(
+        s,
+        "<rect x=\"{x}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\" font-size=\"11\">{}</text>",
+        top + i as f64 * 18.0,
+        COLORS[i % COLORS.len()],
+        x + 16.0,
+        top + i as f64 * 18.0 + 11.0,
+        esc(name)
+    );
 }
 
 /// An axis tick: whole numbers without decimals, others to one or none.
@@ -308,15 +316,7 @@ pub fn lines(title: &str, x: Axis, y: Axis, series: &[(String, Vec<(f64, f64)>)]
                 num(py)
             );
         }
-        let _ = writeln!(
-            s,
-            "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"{}\" font-size=\"11\">{}</text>",
-            left + pw + 12.0,
-            top + i as f64 * 18.0,
-            left + pw + 28.0,
-            top + i as f64 * 18.0 + 11.0,
-            esc(name)
-        );
+        legend(&mut s, (left + pw + 12.0, top), i, name);
     }
     s.push_str("</svg>\n");
     s

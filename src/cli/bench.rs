@@ -22,11 +22,20 @@ pub fn run(a: BenchArgs) -> Result<()> {
         Some(file) => {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?;
-            serde_json::from_str(&text).map_err(|e| Error::InvalidArg {
-                what: "--results".into(),
-                value: file.display().to_string(),
-                expected: format!("a report printed by `herd bench --json` ({e})"),
-            })?
+            let mut report: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| Error::InvalidArg {
+                    what: "--results".into(),
+                    value: file.display().to_string(),
+                    expected: format!("a report printed by `herd bench --json` ({e})"),
+                })?;
+            // Summarized again: a report saved by an older herd gets
+            // today's summary columns.
+            if report["curve"].is_null() {
+                if let Some(runs) = report["runs"].as_array() {
+                    report["summary"] = crate::bench::summarize(runs);
+                }
+            }
+            report
         }
         None => crate::bench::run(&a)?,
     };
