@@ -28,8 +28,8 @@ use serde_json::{json, Value};
 use crate::accept::pool::Policy;
 use crate::accept::{Mode, PlaneConfig};
 pub use args::BenchArgs;
-pub use report::{render, summarize};
 pub use report::write_dir as write_report;
+pub use report::{render, summarize};
 
 use crate::client::{self, Autostart};
 use crate::config::{self, AppSpec, ExecMode, Instances};

@@ -459,7 +459,12 @@ pub fn summarize(runs: &[Value]) -> Value {
         let round = run["round"].as_u64().unwrap_or(1);
         // A scenario skipped for a target has no figures to summarize.
         let done = |s: &&Value| s["skipped"].is_null();
-        for s in run["scenarios"].as_array().into_iter().flatten().filter(done) {
+        for s in run["scenarios"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(done)
+        {
             let key = (label(run), s["mode"].as_str().unwrap_or("?").to_string());
             match groups.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, v)) => v.push((round, s)),

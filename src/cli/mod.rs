@@ -137,7 +137,7 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// Benchmark: start the built-in hello worker on every core, load it,
     /// print throughput, latency and fairness.
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
     /// The built-in Rust hello worker (used by `herd bench`).
     #[command(hide = true)]
     Hello,
@@ -186,7 +186,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Unstartup(a) => startup::unstartup(a),
         Command::InstallAlias(a) => alias::install(a),
         Command::ImportPm2(a) => import::run(a),
-        Command::Bench(a) => bench::run(a),
+        Command::Bench(a) => bench::run(*a),
         Command::Hello => crate::bench::hello_main(),
     }
 }
