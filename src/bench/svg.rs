@@ -201,6 +201,23 @@ fn legend(s: &mut String, (x, top): (f64, f64), i: usize, name: &str) {
     );
 }
 
+/// A round step (1, 2 or 5 × a power of ten) that cuts `span` into about
+/// five.
+fn nice_step(span: f64) -> f64 {
+    let raw = (span / 5.0).max(1e-9);
+    let p = 10f64.powf(raw.log10().floor());
+    let m = raw / p;
+    p * if m <= 1.0 {
+        1.0
+    } else if m <= 2.0 {
+        2.0
+    } else if m <= 5.0 {
+        5.0
+    } else {
+        10.0
+    }
+}
+
 /// An axis tick: whole numbers without decimals, others to one or none.
 fn tick(v: f64) -> String {
     if v >= 1000.0 {
@@ -232,7 +249,8 @@ pub fn lines(title: &str, x: Axis, y: Axis, series: &[(String, Vec<(f64, f64)>)]
             let lo = lo.max(1e-3).log10().floor();
             (lo, hi.max(1e-3).log10().ceil().max(lo + 1.0))
         } else {
-            (0.0, if hi > 0.0 { hi * 1.1 } else { 1.0 })
+            let step = nice_step(if hi > 0.0 { hi * 1.05 } else { 1.0 });
+            (0.0, (hi * 1.05 / step).ceil().max(1.0) * step)
         }
     };
     let (x0, x1) = range(
@@ -249,12 +267,16 @@ pub fn lines(title: &str, x: Axis, y: Axis, series: &[(String, Vec<(f64, f64)>)]
     };
     let x_of = |v: f64| left + scale(v, x.log, (x0, x1)) * pw;
     let y_of = |v: f64| top + ph - scale(v, y.log, (y0, y1)) * ph;
-    // Five ticks a linear axis, a tick a decade on a log one.
+    // Round steps on a linear axis, a tick a decade on a log one.
     let ticks = |log: bool, (a, b): (f64, f64)| -> Vec<f64> {
         if log {
             (a as i32..=b as i32).map(|d| 10f64.powi(d)).collect()
         } else {
-            (0..=5).map(|k| a + (b - a) * f64::from(k) / 5.0).collect()
+            let step = nice_step(b - a);
+            (0..)
+                .map(|k| a + step * f64::from(k))
+                .take_while(|&t| t <= b + step * 1e-9)
+                .collect()
         }
     };
     let mut s = head(h, title);
@@ -361,6 +383,10 @@ mod tests {
         );
         assert!(l.contains("<polyline") && l.contains("µs &lt;per&gt; conn"));
         assert_eq!(l.matches("<circle").count(), 2);
+        assert_eq!(
+            (nice_step(7523.0), nice_step(1.0), nice_step(43.4)),
+            (2000.0, 0.2, 10.0)
+        );
         assert_eq!(
             (tick(8.679), tick(26.0), tick(0.5)),
             ("8.7".into(), "26".into(), "0.5".into())
