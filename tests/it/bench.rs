@@ -99,6 +99,19 @@ fn check_refuses_bad_thresholds_before_running_and_a_missing_scenario_fails() {
         .fails_with("--check");
 }
 
+/// Each of `charts` in `dir` is well-formed SVG and names `target`.
+pub(crate) fn charts_are_well_formed_and_name(
+    dir: &std::path::Path,
+    charts: &[&str],
+    target: &str,
+) {
+    for svg in charts {
+        let text = std::fs::read_to_string(dir.join(svg)).unwrap();
+        well_formed_svg(&text).unwrap_or_else(|e| panic!("{svg}: {e}\n{text}"));
+        assert!(text.contains(target), "{svg} names {target}");
+    }
+}
+
 /// Whether `text` is well-formed markup with an `<svg>` root: every tag
 /// closed in order, attributes quoted (a strict check, not a renderer).
 pub(crate) fn well_formed_svg(text: &str) -> Result<(), String> {
@@ -180,15 +193,15 @@ fn report_writes_json_markdown_and_svg_charts() {
     ] {
         assert!(md.contains(needle), "report.md lacks {needle:?}:\n{md}");
     }
-    for svg in [
-        "throughput.svg",
-        "latency-conn_per_request.svg",
-        "workers-conn_per_request.svg",
-    ] {
-        let text = std::fs::read_to_string(dir.join(svg)).unwrap();
-        well_formed_svg(&text).unwrap_or_else(|e| panic!("{svg}: {e}\n{text}"));
-        assert!(text.contains("herd reuseport"), "{svg} names the targets");
-    }
+    charts_are_well_formed_and_name(
+        &dir,
+        &[
+            "throughput.svg",
+            "latency-conn_per_request.svg",
+            "workers-conn_per_request.svg",
+        ],
+        "herd reuseport",
+    );
     // The charts are redrawn from the saved JSON alone.
     let again = h.root.join("again");
     h.run(&[

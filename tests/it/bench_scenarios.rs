@@ -2,8 +2,15 @@
 //! `memory`), the open-loop `--sweep` and the scaling `--curve` (#20), each
 //! on a bounded run of the built-in hello worker.
 
-use crate::bench::well_formed_svg;
+use crate::bench::charts_are_well_formed_and_name;
 use crate::harness::TestHome;
+
+/// `herd bench -i 2 -c 8 --json` with `args` added: its JSON report.
+fn bench_json(h: &TestHome, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["bench", "-i", "2", "-c", "8", "--json"];
+    all.extend_from_slice(args);
+    h.run(&all).ok().json()
+}
 
 /// `--scenario memory`: every hello worker leaks 40 MB/s under a 24 MB
 /// cap; herd replaces each one that crosses it (fdpass: the replacement
@@ -11,25 +18,20 @@ use crate::harness::TestHome;
 #[test]
 fn memory_scenario_replaces_leaking_workers_quickly_and_loses_nothing() {
     let h = TestHome::exclusive();
-    let r = h
-        .run(&[
-            "bench",
-            "-i",
-            "2",
+    let j = bench_json(
+        &h,
+        &[
             "-d",
             "3",
-            "-c",
-            "8",
             "--scenario",
             "memory",
             "--max-memory",
             "24M",
             "--leak",
             "40",
-            "--json",
-        ])
-        .ok();
-    let s = &r.json()["runs"][0]["scenarios"][0];
+        ],
+    );
+    let s = &j["runs"][0]["scenarios"][0];
     assert_eq!(s["mode"], "memory", "{s:#}");
     let m = &s["memory"];
     assert_eq!(m["cap_bytes"], 24 << 20);
@@ -61,15 +63,11 @@ fn memory_scenario_with_a_leaking_node_app_acts_within_two_seconds() {
     }
     let h = TestHome::exclusive();
     let app = crate::harness::app("node/leak.js");
-    let r = h
-        .run(&[
-            "bench",
-            "-i",
-            "2",
+    let j = bench_json(
+        &h,
+        &[
             "-d",
             "3",
-            "-c",
-            "8",
             "--app",
             &app,
             "--scenario",
@@ -78,10 +76,9 @@ fn memory_scenario_with_a_leaking_node_app_acts_within_two_seconds() {
             "64M",
             "--leak",
             "40",
-            "--json",
-        ])
-        .ok();
-    let s = &r.json()["runs"][0]["scenarios"][0];
+        ],
+    );
+    let s = &j["runs"][0]["scenarios"][0];
     let m = &s["memory"];
     assert!(m["replaced"].as_u64().unwrap() >= 2, "{m}");
     assert!(
@@ -96,25 +93,19 @@ fn memory_scenario_with_a_leaking_node_app_acts_within_two_seconds() {
 #[test]
 fn skew_scenario_slows_one_instance_and_least_conn_routes_around_it() {
     let h = TestHome::exclusive();
-    let r = h
-        .run(&[
-            "bench",
-            "-i",
-            "2",
+    let j = bench_json(
+        &h,
+        &[
             "-d",
             "2",
-            "-c",
-            "8",
             "--scenario",
             "skew",
             "--skew-ms",
             "20",
             "--compare",
             "fdpass,reuseport",
-            "--json",
-        ])
-        .ok();
-    let j = r.json();
+        ],
+    );
     let of = |mode: &str| {
         j["runs"]
             .as_array()
@@ -144,23 +135,8 @@ fn skew_scenario_slows_one_instance_and_least_conn_routes_around_it() {
 #[test]
 fn sweep_finds_a_rate_within_the_p99_bound() {
     let h = TestHome::exclusive();
-    let r = h
-        .run(&[
-            "bench",
-            "-i",
-            "2",
-            "-d",
-            "1",
-            "-c",
-            "8",
-            "--scenario",
-            "close",
-            "--sweep",
-            "50ms",
-            "--json",
-        ])
-        .ok();
-    let s = &r.json()["runs"][0]["scenarios"][0];
+    let j = bench_json(&h, &["-d", "1", "--scenario", "close", "--sweep", "50ms"]);
+    let s = &j["runs"][0]["scenarios"][0];
     let sw = &s["sweep"];
     assert_eq!(sw["p99_bound_us"], 50_000);
     let points = sw["points"].as_array().unwrap();
@@ -237,15 +213,15 @@ fn curve_runs_once_per_point_and_charts_the_costs() {
         md.contains("scaling curve: workers") && md.contains("curve-jain.svg"),
         "{md}"
     );
-    for svg in [
-        "curve-daemon_cpu_us_per_conn.svg",
-        "curve-jain.svg",
-        "curve-rps.svg",
-    ] {
-        let text = std::fs::read_to_string(dir.join(svg)).unwrap();
-        well_formed_svg(&text).unwrap_or_else(|e| panic!("{svg}: {e}"));
-        assert!(text.contains("reuseport"), "{svg}");
-    }
+    charts_are_well_formed_and_name(
+        &dir,
+        &[
+            "curve-daemon_cpu_us_per_conn.svg",
+            "curve-jain.svg",
+            "curve-rps.svg",
+        ],
+        "reuseport",
+    );
     h.run(&["bench", "--curve", "cores"]).fails_with("--curve");
     h.run(&["bench", "--curve", "workers=2"])
         .fails_with("at least two");
