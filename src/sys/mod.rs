@@ -112,32 +112,26 @@ pub fn clock_ticks() -> u64 {
     }
 }
 
-/// This process's soft limit on open descriptors (0 if unknown).
-pub fn max_fds() -> u64 {
+/// This process's limits on open descriptors, `None` if unknown.
+fn nofile() -> Option<libc::rlimit> {
     let mut r = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes one rlimit into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
-        r.rlim_cur
-    } else {
-        0
-    }
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0).then_some(r)
+}
+
+/// This process's soft limit on open descriptors (0 if unknown).
+pub fn max_fds() -> u64 {
+    nofile().map_or(0, |r| r.rlim_cur)
 }
 
 /// Raises this process's soft limit on open descriptors to its hard limit
 /// (children inherit it: `herd bench`'s daemon and workers); returns the
 /// soft limit now in force.
 pub fn raise_fd_limit() -> u64 {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
-        return 0;
-    }
+    let Some(r) = nofile() else { return 0 };
     if r.rlim_cur < r.rlim_max {
         let raised = libc::rlimit {
             rlim_cur: r.rlim_max,

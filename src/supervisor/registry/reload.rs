@@ -77,12 +77,10 @@ impl Supervisor {
     /// process keeps serving. One replacement of an instance at a time: a
     /// second one while the first runs does nothing.
     async fn reload_one(self: &Rc<Self>, id: u32) -> Result<Option<String>, String> {
-        if !self.replacing.borrow_mut().insert(id) {
+        let Some(_replacing) = Replacing::take(&self.replacing, id) else {
             return Ok(None);
-        }
-        let r = self.reload_one_now(id).await;
-        self.replacing.borrow_mut().remove(&id);
-        r
+        };
+        self.reload_one_now(id).await
     }
 
     async fn reload_one_now(self: &Rc<Self>, id: u32) -> Result<Option<String>, String> {
@@ -304,4 +302,26 @@ struct Previous {
     ipc: Option<ready::Ipc>,
     app: Arc<AppSpec>,
     port: Option<u16>,
+}
+
+/// An instance's mark in [`Supervisor`]'s `replacing` set while its
+/// replacement runs; the mark goes with the guard, however the replacement
+/// ends (a task dropped mid-way too, or the instance would never be
+/// replaced again).
+struct Replacing<'a> {
+    set: &'a std::cell::RefCell<std::collections::BTreeSet<u32>>,
+    id: u32,
+}
+
+impl<'a> Replacing<'a> {
+    /// Marks `id`; `None` if it is marked already.
+    fn take(set: &'a std::cell::RefCell<std::collections::BTreeSet<u32>>, id: u32) -> Option<Self> {
+        set.borrow_mut().insert(id).then_some(Replacing { set, id })
+    }
+}
+
+impl Drop for Replacing<'_> {
+    fn drop(&mut self) {
+        self.set.borrow_mut().remove(&self.id);
+    }
 }
