@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 
-use super::report::{label, median};
+use super::report::{f, label, median};
 use super::BenchArgs;
 use crate::error::{Error, Result};
 
@@ -206,12 +206,10 @@ fn verdicts(axis: &str, points: &[Value]) -> Vec<Value> {
                 // shared) has no cost to grow.
                 .filter(|&(_, v)| v > 0.05)
                 .collect();
-            let (Some(first), Some(last)) = (figures.first(), figures.last()) else {
-                continue;
+            let (first, last) = match figures[..] {
+                [first, .., last] => (first, last),
+                _ => continue, // fewer than two points: nothing to compare
             };
-            if figures.len() < 2 {
-                continue;
-            }
             let ratio = last.1 / first.1;
             let flat = ratio <= FLAT;
             let span = last.0 as f64 / first.0.max(1) as f64;
@@ -239,7 +237,6 @@ fn verdicts(axis: &str, points: &[Value]) -> Vec<Value> {
 pub(super) fn render(report: &Value) -> String {
     let c = &report["curve"];
     let axis = c["axis"].as_str().unwrap_or("?");
-    let f = |v: &Value, d: usize| v.as_f64().map_or("-".into(), |x| format!("{x:.d$}"));
     let header = [
         axis,
         "target",

@@ -69,10 +69,7 @@ pub(super) fn load(
         // Bare node has nobody to restart it, an external server nobody
         // herd knows: no crash scenario for them.
         let kill = match (sc.crash, server_root.filter(|_| supervised)) {
-            (Some(every), Some(root)) => {
-                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-                Some((stop.clone(), scenario::killer(root, every, stop)))
-            }
+            (Some(every), Some(root)) => Some(scenario::killer(root, every, stop.clone())),
             (Some(_), _) => {
                 out.push(json!({"mode": sc.name(), "skipped": "no supervisor here to restart a killed worker"}));
                 continue;
@@ -82,7 +79,7 @@ pub(super) fn load(
         let watch = match (sc.memory, server_root.filter(|_| memory_cap)) {
             (Some(m), Some(root)) => Some((m, scenario::memory_watcher(root, m.cap, stop.clone()))),
             (Some(_), _) => {
-                out.push(json!({"mode": sc.name(), "skipped": "no memory cap here"}));
+                out.push(json!({"mode": sc.name(), "skipped": scenario::NO_CAP}));
                 continue;
             }
             (None, _) => None,
@@ -101,14 +98,16 @@ pub(super) fn load(
             rate: a.rate,
         };
         let r = load::run(&spec).map_err(|e| Error::io("running the load", e))?;
+        // The helper threads (kills, reloads, scaling, the memory watch)
+        // stop with the load.
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut v = r.to_json();
         v["mode"] = json!(sc.name());
-        // Reloaded or killed workers take their CPU time and their pid's
-        // count with them: neither CPU per request nor fairness means
-        // anything then; the errors by kind are the result.
-        let crashed = kill.is_some() || reloading.is_some() || watch.is_some();
+        // Killed, reloaded, scaled or replaced workers take their CPU time
+        // and their pid's count with them: neither CPU per request nor
+        // fairness means anything then; the errors by kind are the result.
+        let changing = kill.is_some() || reloading.is_some() || watch.is_some();
         if let Some((m, thread)) = watch {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
             let seen = thread.join().unwrap_or_default();
             v["memory"] = json!({
                 "cap_bytes": m.cap,
@@ -121,7 +120,6 @@ pub(super) fn load(
             });
         }
         if let Some(thread) = reloading {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
             let (done, failed) = thread.join().unwrap_or_default();
             let (n, f) = if sc.scale.is_some() {
                 ("scale_steps", "scale_failures")
@@ -131,12 +129,11 @@ pub(super) fn load(
             v[n] = json!(done);
             v[f] = json!(failed);
         }
-        if crashed {
+        if changing {
             v["fairness"]["jain"] = Value::Null;
             v["fairness"]["max_over_mean"] = Value::Null;
         }
-        if let Some((stop, thread)) = kill {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = kill {
             v["kills"] = json!(thread.join().unwrap_or(0));
         }
         let tick_us = |t: u64| t * 1_000_000 / crate::sys::clock_ticks();
@@ -144,7 +141,7 @@ pub(super) fn load(
         let own = tick_us(cpu_ticks(std::process::id() as i32).saturating_sub(own0));
         v["client_cpu_percent"] =
             json!(own as f64 / t0.elapsed().as_micros().max(1) as f64 * 100.0);
-        if let Some(root) = server_root.filter(|_| !crashed) {
+        if let Some(root) = server_root.filter(|_| !changing) {
             // The whole server: the daemon or primary and every worker.
             let us = tick_us(crate::supervisor::procstat::tree_ticks(root).saturating_sub(server0));
             if r.requests > 0 {
@@ -152,7 +149,7 @@ pub(super) fn load(
             }
         }
         if let Some(pid) = daemon_pid {
-            let cpu_us = (cpu_ticks(pid) - ticks0) * 1_000_000 / crate::sys::clock_ticks();
+            let cpu_us = tick_us(cpu_ticks(pid).saturating_sub(ticks0));
             v["daemon_cpu_ms"] = json!(cpu_us / 1000);
             if mode == LoadMode::ConnPerRequest && r.requests > 0 {
                 // One connection per request: the daemon's cost per connection.
@@ -161,7 +158,7 @@ pub(super) fn load(
         }
         // The sweep: open-loop runs on the same server, after the rest
         // (they have their own CPU and counts).
-        if let (Some(bound_us), false) = (plan.sweep_us, crashed) {
+        if let (Some(bound_us), false) = (plan.sweep_us, changing) {
             v["sweep"] = super::sweep::run(&spec, r.rps(), bound_us)
                 .map_err(|e| Error::io("running the sweep", e))?;
         }

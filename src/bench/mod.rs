@@ -403,7 +403,7 @@ fn run_peer(
     let memory = scenarios.iter().find_map(|s| s.memory);
     let skew = scenarios.iter().any(|s| s.skew_ms.is_some());
     let unfit = match peer {
-        _ if memory.is_some() && peer != peers::Peer::Pm2 => Some("no memory cap here"),
+        _ if memory.is_some() && peer != peers::Peer::Pm2 => Some(scenario::NO_CAP),
         peers::Peer::Node if skew => Some("one process: no other instance to route to"),
         peers::Peer::Nginx if skew => Some("nginx answers by itself: no slow instance"),
         _ => None,

@@ -236,10 +236,8 @@ fn spawn(cmd: &mut Command, dir: &Path) -> Result<Child> {
 }
 
 /// Starts `peer` (found as `found`) serving `app` with `n` processes on
-/// 127.0.0.1:`port`.
-/// Starts `peer` with `n` processes on `port`, the app's environment
-/// `env` added; with `cap` (bytes, PM2 only) under PM2's
-/// `--max-memory-restart`.
+/// 127.0.0.1:`port`, the app's environment `env` added; with `cap`
+/// (bytes, PM2 only) under PM2's `--max-memory-restart`.
 pub fn start(
     peer: Peer,
     found: &Found,

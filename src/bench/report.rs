@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-fn f(v: &Value, digits: usize) -> String {
+/// A figure to `digits` decimals, `-` when there is none.
+pub(super) fn f(v: &Value, digits: usize) -> String {
     v.as_f64().map_or("-".into(), |x| format!("{x:.digits$}"))
 }
 
@@ -17,6 +18,25 @@ fn target_label(run: &Value) -> String {
             None => "?".into(),
         },
     }
+}
+
+/// For each target of round 1 that ran scenario `sc`: its label and what
+/// `pick` takes from that scenario's result (the charts' series).
+fn first_round<T>(
+    runs: &[&Value],
+    sc: &str,
+    pick: impl Fn(&Value) -> Option<T>,
+) -> Vec<(String, T)> {
+    runs.iter()
+        .filter(|r| r["round"].as_u64().unwrap_or(1) == 1)
+        .filter_map(|r| {
+            let s = r["scenarios"]
+                .as_array()?
+                .iter()
+                .find(|s| s["mode"].as_str() == Some(sc))?;
+            Some((target_label(r), pick(s)?))
+        })
+        .collect()
 }
 
 /// The files of a `--report DIR`, report.json first.
@@ -99,61 +119,38 @@ pub fn write_dir(
     )?;
     let mut charts = vec!["throughput.svg".to_string()];
     for sc in &scenarios {
-        let first_round = |r: &&&Value| r["round"].as_u64().unwrap_or(1) == 1;
-        let of = |r: &Value| -> Option<Value> {
-            r["scenarios"]
+        let series: Vec<(String, Vec<(f64, f64)>)> = first_round(&runs, sc, |s| {
+            let pts = s["latency_cdf_us"]
                 .as_array()?
                 .iter()
-                .find(|s| s["mode"].as_str() == Some(sc.as_str()))
-                .cloned()
-        };
-        let series: Vec<(String, Vec<(f64, f64)>)> = runs
-            .iter()
-            .filter(first_round)
-            .filter_map(|r| {
-                let s = of(r)?;
-                let pts = s["latency_cdf_us"]
-                    .as_array()?
-                    .iter()
-                    .filter_map(|p| Some((p[1].as_f64()?, p[0].as_f64()?)))
-                    .collect();
-                Some((target_label(r), pts))
-            })
-            .collect();
+                .filter_map(|p| Some((p[1].as_f64()?, p[0].as_f64()?)))
+                .collect();
+            Some(pts)
+        });
         let name = format!("latency-{sc}.svg");
         put(
             &name,
             &svg::cdf(&format!("latency CDF, {sc} (round 1)"), &series),
         )?;
         charts.push(name);
-        let spread: Vec<(String, Vec<f64>)> = runs
-            .iter()
-            .filter(first_round)
-            .filter_map(|r| {
-                let s = of(r)?;
-                let counts = s["per_worker"]
-                    .as_object()?
-                    .iter()
-                    .filter(|(k, _)| k.as_str() != "?")
-                    .filter_map(|(_, v)| v.as_f64())
-                    .collect();
-                Some((target_label(r), counts))
-            })
-            .collect();
+        let spread: Vec<(String, Vec<f64>)> = first_round(&runs, sc, |s| {
+            let counts = s["per_worker"]
+                .as_object()?
+                .iter()
+                .filter(|(k, _)| k.as_str() != "?")
+                .filter_map(|(_, v)| v.as_f64())
+                .collect();
+            Some(counts)
+        });
         // The sweep: p99 against the rate asked for, per target.
-        let sweeps: Vec<(String, Vec<(f64, f64)>)> = runs
-            .iter()
-            .filter(first_round)
-            .filter_map(|r| {
-                let s = of(r)?;
-                let pts = s["sweep"]["points"]
-                    .as_array()?
-                    .iter()
-                    .filter_map(|p| Some((p["rate"].as_f64()?, p["p99_us"].as_f64()?)))
-                    .collect();
-                Some((target_label(r), pts))
-            })
-            .collect();
+        let sweeps: Vec<(String, Vec<(f64, f64)>)> = first_round(&runs, sc, |s| {
+            let pts = s["sweep"]["points"]
+                .as_array()?
+                .iter()
+                .filter_map(|p| Some((p["rate"].as_f64()?, p["p99_us"].as_f64()?)))
+                .collect();
+            Some(pts)
+        });
         if !sweeps.is_empty() {
             let name = format!("sweep-{sc}.svg");
             let x = svg::Axis {

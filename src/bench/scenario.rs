@@ -64,6 +64,9 @@ impl Scenario {
     }
 }
 
+/// Why a target without a memory cap skips the memory scenario.
+pub(super) const NO_CAP: &str = "no memory cap here";
+
 /// The skew scenario's delay when `--skew-ms` does not say.
 pub(super) const DEFAULT_SKEW_MS: u64 = 5;
 
