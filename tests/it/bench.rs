@@ -374,25 +374,17 @@ fn the_generators_counts_match_the_servers() {
 /// with `--NAME-every every`; the first target's result for it.
 fn scenario_run(h: &TestHome, name: &str, secs: &str, every: &str) -> serde_json::Value {
     let flag = format!("--{name}-every");
-    let r = h
-        .run(&[
-            "bench",
-            "-i",
-            "2",
-            "-d",
-            secs,
-            "-c",
-            "8",
-            "--scenario",
-            name,
-            &flag,
-            every,
-            "--json",
-        ])
-        .ok();
-    let s = r.json()["runs"][0]["scenarios"][0].clone();
+    let j = bench_json(h, &["-d", secs, "--scenario", name, &flag, every]);
+    let s = j["runs"][0]["scenarios"][0].clone();
     assert_eq!(s["mode"], name, "{s:#}");
     s
+}
+
+/// `herd bench -i 2 -c 8 --json` with `args` added: its JSON report.
+pub(crate) fn bench_json(h: &TestHome, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["bench", "-i", "2", "-c", "8", "--json"];
+    all.extend_from_slice(args);
+    h.run(&all).ok().json()
 }
 
 /// `--scenario crash`: a worker is killed with SIGKILL every interval

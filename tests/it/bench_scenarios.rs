@@ -2,15 +2,8 @@
 //! `memory`), the open-loop `--sweep` and the scaling `--curve` (#20), each
 //! on a bounded run of the built-in hello worker.
 
-use crate::bench::charts_are_well_formed_and_name;
+use crate::bench::{bench_json, charts_are_well_formed_and_name};
 use crate::harness::TestHome;
-
-/// `herd bench -i 2 -c 8 --json` with `args` added: its JSON report.
-fn bench_json(h: &TestHome, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["bench", "-i", "2", "-c", "8", "--json"];
-    all.extend_from_slice(args);
-    h.run(&all).ok().json()
-}
 
 /// `--scenario memory`: every hello worker leaks 40 MB/s under a 24 MB
 /// cap; herd replaces each one that crosses it (fdpass: the replacement
