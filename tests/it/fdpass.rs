@@ -440,8 +440,13 @@ fn chaos(extra_env: Option<(&str, &str)>) {
         .collect();
     let mut kills = 0;
     let mut turn = 0usize;
-    while Instant::now() + Duration::from_millis(200) < stop_at {
-        std::thread::sleep(Duration::from_millis(200));
+    // A fixed schedule, not a sleep after each `herd list`: on a slower
+    // machine the list call itself took ticks away and the run fell short
+    // of its kills.
+    let mut next = Instant::now() + Duration::from_millis(200);
+    while next < stop_at {
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        next += Duration::from_millis(200);
         let live: Vec<i64> = pids(&h.list())
             .into_iter()
             .filter(|&p| p > 0 && alive(p as i32))
