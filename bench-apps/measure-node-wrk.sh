@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The PM2 docs' Node app (bench-apps/node/app.js) under wrk, connection per
-# request (`-H 'Connection: close'`), in alternating rounds: herd fdpass,
-# herd reuseport (both -i 2, or INSTANCES), and one bare `node app.js`.
+# request (`-H 'Connection: close'`), in rounds whose order rotates: herd
+# fdpass, herd reuseport (both -i 2, or INSTANCES), and one bare `node app.js`.
 # Per run: wrk's req/s, and CPU per request of herd's daemon and of the app's
 # processes (utime+stime from /proc over the measured run).
 # Usage: bench-apps/measure-node-wrk.sh [ROUNDS] [SECONDS]   (default 5 5)
-#   env: CONNS (64), INSTANCES (2), RAW (file for wrk's raw output)
+#   env: CONNS (64), INSTANCES (2), RAW (file for wrk's raw output), HERD (binary),
+#        RUNS (default "fdpass reuseport bare"; also e.g. fdpass-nopin)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench-apps/lib/wrk.sh
@@ -15,7 +16,7 @@ SECS=${2:-5}
 CONNS=${CONNS:-64}
 N=${INSTANCES:-2}
 RAW=${RAW:-/dev/null}
-HERD=$PWD/target/release/herd
+HERD=${HERD:-$PWD/target/release/herd}
 [ -x "$HERD" ] || cargo build --release
 APP=bench-apps/node/app.js
 TICK=$(getconf CLK_TCK)
@@ -44,13 +45,15 @@ print(json.dumps({"round": rnd, "run": name, "rps": rps, "requests": reqs,
                   "non_2xx": int(non2xx.group(1)) if non2xx else 0}))
 PY
 }
+# herd_run MODE [nopin]
 herd_run() {
-  local mode=$1 port home pids
+  local mode=$1 pin=${2:-} port home pids name=herd-$1 flags=()
+  [ "$pin" = nopin ] && { flags=(--no-pin); name=$name-nopin; }
   port=$(free_port); home=$(mktemp -d)
-  HERD_HOME=$home "$HERD" start "$APP" -i "$N" --mode "$mode" --port "$port" --name app >/dev/null
+  HERD_HOME=$home "$HERD" start "$APP" -i "$N" --mode "$mode" "${flags[@]}" --port "$port" --name app >/dev/null
   sleep 1
   pids=$(HERD_HOME=$home "$HERD" list --json | python3 -c 'import json,sys;print(" ".join(str(i["pid"]) for i in json.load(sys.stdin)))')
-  one "herd-$mode" "$port" "$(cat "$home/herd.pid")" $pids
+  one "$name" "$port" "$(cat "$home/herd.pid")" $pids
   HERD_HOME=$home "$HERD" kill >/dev/null 2>&1 || true
   rm -rf "$home"
 }
@@ -62,8 +65,18 @@ bare_run() {
   one bare-node "$port" - "$pid"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
+# RUNS: the runs of a round, each MODE, MODE-nopin (workers not pinned:
+# `--no-pin`) or bare. Each round starts with the next of them, so no run
+# always comes first (after a pause) or last (into the TIME_WAITs the
+# others left).
+read -r -a runs <<<"${RUNS:-fdpass reuseport bare}"
 for round in $(seq "$ROUNDS"); do
-  herd_run fdpass
-  herd_run reuseport
-  bare_run
+  for k in $(seq 0 $((${#runs[@]} - 1))); do
+    r=${runs[$(((round + k - 1) % ${#runs[@]}))]}
+    case $r in
+      bare) bare_run ;;
+      *-nopin) herd_run "${r%-nopin}" nopin ;;
+      *) herd_run "$r" ;;
+    esac
+  done
 done
