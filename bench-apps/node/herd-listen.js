@@ -19,7 +19,7 @@
 // 3. fdpass mode: connections come over herd's own channel (fd
 //    $HERD_CHANNEL_FD, docs/PROTOCOL.md) rather than as Node cluster
 //    `newconn` messages: one recvmsg per connection, no JSON, no
-//    acknowledgement; closes go back at most 1 ms later, batched (`T`, timed), so
+//    acknowledgement; closes go back once per event-loop turn (`T`, timed), so
 //    least-connections counts open connections. The cluster channel still
 //    carries listen, `listening`, `ready` and stop. Until this channel says
 //    `R` (or if anything here fails, or the app's environment has
@@ -81,22 +81,16 @@ const fast = (() => {
 function fastChannel(fd) {
   const { Pipe, constants } = process.binding('pipe_wrap');
   const { TCP } = process.binding('tcp_wrap');
-  const { WriteWrap, streamBaseState, kReadBytesOrError } = process.binding('stream_wrap');
+  const { WriteWrap, streamBaseState, kReadBytesOrError, kArrayBufferOffset } =
+    process.binding('stream_wrap');
   const chan = new Pipe(constants.IPC);
   if (chan.open(fd) !== 0) return null;
-  // Every read lands in this one buffer, the size of a `C` message: no
-  // 64 KiB allocation and ArrayBuffer per connection, and a read that
-  // fills it makes libuv read again at once, so `C`s that came together
-  // are taken in one wake-up (a longer message is cut and refused below).
-  const inbox = Buffer.alloc(9);
-  chan.useUserBuffer(inbox);
   chan.unref(); // the app decides when the process is done, not herd's channel
-  const FLUSH_MS = 1;
   let target = null; // the server herd dispatches to
   let arriving = null; // id of the connection being handed to it
   let arrived = 0n; // and when it came off the channel
   let closed = [];
-  let flushTimer = null;
+  let flushing = false;
   const write = (buf) => {
     const req = new WriteWrap();
     req.handle = chan;
@@ -105,14 +99,11 @@ function fastChannel(fd) {
     chan.writeBuffer(req, buf);
   };
   // Closes go back as `T`: (id, ns the connection was open by this
-  // process's clock), up to 32 pairs a message, at most FLUSH_MS after the
-  // first of them (under load one message carries several; least-conn's
-  // counts lag by that much for every worker alike). herd's least-conn judges a
+  // process's clock), up to 32 pairs a message. herd's least-conn judges a
   // worker slow by these times, which leave out how long a connection
   // waited for this process to get the CPU (load, not slowness).
   const flush = () => {
-    if (flushTimer !== null) clearTimeout(flushTimer);
-    flushTimer = null;
+    flushing = false;
     for (let i = 0; i < closed.length; i += 32) {
       const pairs = closed.slice(i, i + 32);
       const buf = Buffer.allocUnsafe(1 + 16 * pairs.length);
@@ -128,27 +119,25 @@ function fastChannel(fd) {
   const close = (id, since) => {
     const ns = since === undefined ? 0n : process.hrtime.bigint() - since;
     closed.push([id, ns < 0n ? 0n : ns]);
-    if (closed.length >= 32) {
-      flush(); // a full message
-    } else if (flushTimer === null) {
-      flushTimer = setTimeout(flush, FLUSH_MS);
-      flushTimer.unref();
+    if (!flushing) {
+      flushing = true;
+      setImmediate(flush);
     }
   };
-  chan.onread = function onread() {
+  chan.onread = function onread(ab) {
     const handle = chan.pendingHandle;
     chan.pendingHandle = null;
-    const n = streamBaseState[kReadBytesOrError];
-    if (n < 0) {
-      if (handle) handle.close();
+    if (!ab) {
       chan.close(); // herd went away; the cluster channel says the rest
       return;
     }
-    if (inbox[0] !== 0x43 || n !== 9 || !handle) {
+    const n = streamBaseState[kReadBytesOrError];
+    const msg = Buffer.from(ab, streamBaseState[kArrayBufferOffset], n);
+    if (msg[0] !== 0x43 || n !== 9 || !handle) {
       if (handle) handle.close();
       return; // herd sends `C` with one connection each; `S` comes by cluster
     }
-    const id = inbox.readBigUInt64LE(1);
+    const id = msg.readBigUInt64LE(1);
     if (!target || !target._handle) {
       handle.close();
       close(id);

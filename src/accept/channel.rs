@@ -43,11 +43,12 @@ const COALESCE: Duration = Duration::from_millis(1);
 /// are reading it after each dispatch anyway.
 const BUSY_POLL: Duration = Duration::from_millis(10);
 
-/// How often, at most, acceptor threads read one worker's channel. Most
-/// of their reads found nothing (a Node worker sends its closes at most
-/// every millisecond, several to a message): 1.8 `recvmsg` per connection,
-/// 97% of them `EAGAIN`. Least-conn's counts lag by this much more, for
-/// every worker alike.
+/// How often, at most, acceptor threads read one worker's channel. Reading
+/// it after every dispatch (once for the chosen worker, once for one in
+/// turn) found nothing most of the time: `strace -c` of the daemon under
+/// wrk counted 1.9 `recvmsg` per connection, 97% of them `EAGAIN`
+/// (docs/BENCHMARKS.md). Least-conn's counts lag by this much more, for
+/// every worker alike; a fresh daemon's uniform split stayed within 1.05×.
 const ACCEPTOR_DRAIN_GAP: Duration = Duration::from_micros(500);
 
 /// The per-slot read state: receive buffer and Node's line decoder. Held by
