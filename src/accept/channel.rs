@@ -45,10 +45,11 @@ const BUSY_POLL: Duration = Duration::from_millis(10);
 
 /// How often, at most, acceptor threads read one worker's channel. Reading
 /// it after every dispatch (once for the chosen worker, once for one in
-/// turn) found nothing most of the time: `strace -c` of the daemon under
-/// wrk counted 1.9 `recvmsg` per connection, 97% of them `EAGAIN`
-/// (docs/BENCHMARKS.md). Least-conn's counts lag by this much more, for
-/// every worker alike; a fresh daemon's uniform split stayed within 1.05×.
+/// turn) mostly found nothing: `strace -c` of the daemon, Node app under
+/// wrk, counted 2.65 `recvmsg` per connection, 1.63 of them `EAGAIN`; with
+/// this gap 1.62 and 0.61 (docs/BENCHMARKS.md). Least-conn's counts lag by
+/// this much more, for every worker alike; a fresh daemon's uniform split
+/// stayed within 1.05×.
 const ACCEPTOR_DRAIN_GAP: Duration = Duration::from_micros(500);
 
 /// The per-slot read state: receive buffer and Node's line decoder. Held by
@@ -100,12 +101,13 @@ fn report(slot: &Slot, plane: &DataPlane, ended: &Ended) {
 }
 
 /// Called by an acceptor thread right after it dispatched to `slot`: reads
-/// (unless it did less than ACCEPTOR_DRAIN_GAP ago) whatever the worker sent meanwhile on the channel its closes come by
-/// (`D`, or Node's acks), without waiting. The rest (a Node app's own
+/// whatever the worker sent meanwhile on the channel its closes come by
+/// (`D`, or Node's acks), without waiting, unless an acceptor did less
+/// than `ACCEPTOR_DRAIN_GAP` ago. The rest (a Node app's own
 /// messages beside herd's preload channel) is the slot task's. A broken
 /// channel is shut and removed here; the slot's task then sees EOF.
 pub fn drain_from_acceptor(slot: &Arc<Slot>, plane: &DataPlane) {
-    if slot.acceptor_drained_within(ACCEPTOR_DRAIN_GAP) {
+    if !slot.claim_acceptor_drain(ACCEPTOR_DRAIN_GAP) {
         return;
     }
     let side = if slot.is_fast() {
@@ -117,7 +119,6 @@ pub fn drain_from_acceptor(slot: &Arc<Slot>, plane: &DataPlane) {
         Ok(mut reader) => drain_one(slot, plane, &mut reader, side),
         Err(_) => Ok(()), // someone else is reading it
     };
-    slot.note_acceptor_drain();
     if let Err(ended) = res {
         if !matches!(ended, Ended::Closed) {
             report(slot, plane, &ended);

@@ -219,10 +219,17 @@ impl Slot {
         self.warmup.store(WARMUP_DONE, Ordering::Release);
     }
 
-    /// An acceptor thread has just read the channel.
-    pub fn note_acceptor_drain(&self) {
-        self.acceptor_drain_at
-            .store(ns_since_epoch(Instant::now()), Ordering::Relaxed);
+    /// For an acceptor thread about to read the channel: `false` when one
+    /// did less than `gap` ago; otherwise records now as its read and says
+    /// `true` (one clock read either way: this is on every dispatch).
+    pub fn claim_acceptor_drain(&self, gap: std::time::Duration) -> bool {
+        let now = ns_since_epoch(Instant::now());
+        let at = self.acceptor_drain_at.load(Ordering::Relaxed);
+        if at != 0 && now.saturating_sub(at) < gap.as_nanos() as u64 {
+            return false;
+        }
+        self.acceptor_drain_at.store(now, Ordering::Relaxed);
+        true
     }
 
     /// Whether an acceptor thread read the channel less than `d` ago.
