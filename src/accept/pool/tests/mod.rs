@@ -191,6 +191,43 @@ fn least_conn_skips_a_stuck_worker() {
     assert!(picks.contains(&true), "{picks:?}");
 }
 
+/// The backlog a worker holds is judged at its floor, not its mean: a
+/// worker that takes connections in bursts (a Node worker reading several
+/// per wake-up) makes each wait for the ones before it, so its mean grows
+/// with what it holds although each takes 0.3 ms. It keeps its turn; one
+/// whose fastest connections take 10 ms does not.
+#[test]
+fn least_conn_judges_a_backlog_by_the_floor_not_the_mean() {
+    let pool = Pool::new(Policy::LeastConn);
+    let (a, _wa) = ready_slot(&pool, 0);
+    let (b, _wb) = ready_slot(&pool, 1);
+    let now = ns_since_epoch(Instant::now());
+    for s in [&a, &b] {
+        s.samples.store(MIN_SAMPLES, Ordering::Relaxed);
+        s.closed_at.store(now, Ordering::Relaxed);
+        for _ in 0..super::floor::FLOOR_SAMPLES {
+            s.floor.record(300_000, now);
+        }
+    }
+    // 15 beyond b at a mean of 4.6 ms (69 ms) but a floor of 0.3 ms.
+    a.ewma_ns.store(4_600_000, Ordering::Relaxed);
+    a.in_flight.store(15, Ordering::Relaxed);
+    let to_a = (0..20)
+        .filter(|_| Arc::ptr_eq(&pool.dispatch(conn()).unwrap(), &a))
+        .count();
+    assert_eq!(to_a, 10, "in turn");
+    // Every connection of it takes 10 ms: 15 beyond is 150 ms behind.
+    a.floor.clear();
+    for _ in 0..super::floor::FLOOR_SAMPLES {
+        a.floor.record(10_000_000, now);
+    }
+    a.in_flight.store(15, Ordering::Relaxed);
+    b.in_flight.store(0, Ordering::Relaxed);
+    for _ in 0..5 {
+        assert!(Arc::ptr_eq(&pool.dispatch(conn()).unwrap(), &b));
+    }
+}
+
 /// Service times from the worker's own clock (`T`) are the samples, and
 /// a refused, untimed close (0 ns) is none.
 #[test]
