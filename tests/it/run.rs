@@ -512,10 +512,14 @@ fn herd_run_serves_an_fdpass_app_with_script_args_and_is_ready_once_in_rotation(
     let mut run = Foreground::start(&h, &args, &[]);
     let ready = wait_probe(health, "/readyz", 200);
     assert_eq!(ready["apps"][0]["ready"], 2, "{ready}");
-    assert!(h
-        .list()
-        .iter()
-        .all(|i| i["in_rotation"] == true && i["distribution"] == "fdpass"));
+    let l = h.list();
+    assert!(
+        l.iter()
+            .all(|i| i["in_rotation"] == true && i["distribution"] == "fdpass"),
+        "ready {ready} but {:?}\n{}",
+        l,
+        run.stderr()
+    );
     wait_http(port, T);
     assert_eq!(distinct_responders(port, 20, Some("x-worker")).len(), 2);
     signal(run.pid() as i64, "-INT");

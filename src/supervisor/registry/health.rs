@@ -38,8 +38,16 @@ fn serves(inst: &Instance) -> bool {
     let Some(r) = &inst.running else {
         return false;
     };
-    // A cluster app without a port has a slot but nothing to serve.
-    if (r.slot.is_some() && inst.port.is_some()) || inst.app.wait_ready {
+    // A cluster app without a port has a slot but nothing to serve. An
+    // fdpass instance has no listener of its own (`inst.port` is `None`):
+    // its port is the app's, or the plane's once a Node worker listens.
+    let has_port = inst.port.is_some()
+        || inst.app.port.is_some()
+        || inst
+            .plane
+            .as_ref()
+            .is_some_and(|p| p.local_addr().is_some());
+    if (r.slot.is_some() && has_port) || inst.app.wait_ready {
         inst.is_ready()
     } else {
         true
@@ -87,5 +95,48 @@ impl Supervisor {
     /// A receiver that changes whenever the table does.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accept::pool::{Slot, Wire};
+    use crate::protocol::{AppSpec, ExecMode};
+    use crate::sys::fdpass::{socketpair, PairKind};
+    use std::sync::Arc;
+
+    /// An online fdpass instance (a slot, no listener of its own) of an
+    /// app on `port`, and its slot.
+    fn fdpass_instance(port: Option<u16>) -> (Instance, Arc<Slot>) {
+        let mut app = AppSpec::new("t".into(), "/bin/true".into(), "/".into());
+        app.exec_mode = ExecMode::Cluster;
+        app.port = port;
+        app.pin = false;
+        let mut inst = Instance::new(0, Arc::new(app), 0, 1, None, None, "/nonexistent".as_ref());
+        inst.on_launched(10);
+        let (ours, _theirs) = socketpair(PairKind::SeqPacket).unwrap();
+        let slot = Arc::new(Slot::new(0, 10, ours, Wire::herd(None, None)));
+        inst.running.as_mut().unwrap().slot = Some(slot.clone());
+        (inst, slot)
+    }
+
+    /// `/readyz` counts an fdpass worker on a port only once it is in the
+    /// rotation (it used to count it as soon as its process started: the
+    /// instance has no listener of its own, so it looked port-less).
+    #[test]
+    fn an_fdpass_worker_on_a_port_is_ready_only_in_the_rotation() {
+        let (inst, slot) = fdpass_instance(Some(8080));
+        assert!(!serves(&inst), "online but not yet in the rotation");
+        slot.set_ready();
+        assert!(serves(&inst));
+        slot.set_inactive();
+        assert!(!serves(&inst), "out of the rotation again");
+    }
+
+    #[test]
+    fn a_cluster_worker_with_no_port_is_ready_once_online() {
+        let (inst, _slot) = fdpass_instance(None);
+        assert!(serves(&inst));
     }
 }
