@@ -19,7 +19,7 @@
 // 3. fdpass mode: connections come over herd's own channel (fd
 //    $HERD_CHANNEL_FD, docs/PROTOCOL.md) rather than as Node cluster
 //    `newconn` messages: one recvmsg per connection, no JSON, no
-//    acknowledgement; closes go back once per event-loop turn (`T`, timed), so
+//    acknowledgement; closes go back at most 1 ms later, batched (`T`, timed), so
 //    least-connections counts open connections. The cluster channel still
 //    carries listen, `listening`, `ready` and stop. Until this channel says
 //    `R` (or if anything here fails, or the app's environment has
@@ -36,6 +36,8 @@ const fds = Number(process.env.LISTEN_FDS || 0);
 const ours = fds >= 1 && Number(process.env.LISTEN_PID) === process.pid;
 const port = Number(process.env.HERD_PORT || 0);
 let used = false;
+// A connection from herd's channel: { busy } (ns its requests took so far).
+const kServed = Symbol('herdServed');
 
 net.Server.prototype.listen = function herdListen(...args) {
   servers.add(this);
@@ -81,16 +83,22 @@ const fast = (() => {
 function fastChannel(fd) {
   const { Pipe, constants } = process.binding('pipe_wrap');
   const { TCP } = process.binding('tcp_wrap');
-  const { WriteWrap, streamBaseState, kReadBytesOrError, kArrayBufferOffset } =
-    process.binding('stream_wrap');
+  const { WriteWrap, streamBaseState, kReadBytesOrError } = process.binding('stream_wrap');
   const chan = new Pipe(constants.IPC);
   if (chan.open(fd) !== 0) return null;
+  // Every read lands in this one buffer, the size of a `C` message: no
+  // 64 KiB allocation and ArrayBuffer per connection, and a read that
+  // fills it makes libuv read again at once, so `C`s that came together
+  // are taken in one wake-up (a longer message is cut and refused below).
+  const inbox = Buffer.alloc(9);
+  chan.useUserBuffer(inbox);
   chan.unref(); // the app decides when the process is done, not herd's channel
+  const FLUSH_MS = 1;
   let target = null; // the server herd dispatches to
   let arriving = null; // id of the connection being handed to it
   let arrived = 0n; // and when it came off the channel
   let closed = [];
-  let flushing = false;
+  let flushTimer = null;
   const write = (buf) => {
     const req = new WriteWrap();
     req.handle = chan;
@@ -98,12 +106,20 @@ function fastChannel(fd) {
     req.oncomplete = () => {};
     chan.writeBuffer(req, buf);
   };
-  // Closes go back as `T`: (id, ns the connection was open by this
-  // process's clock), up to 32 pairs a message. herd's least-conn judges a
-  // worker slow by these times, which leave out how long a connection
-  // waited for this process to get the CPU (load, not slowness).
+  // Closes go back as `T`: (id, ns the process spent serving the
+  // connection), up to 32 pairs a message, at most FLUSH_MS after the
+  // first of them (under load one message carries several; least-conn's
+  // counts lag by that much for every worker alike). herd's least-conn
+  // judges a worker slow by these times, so they are service, not
+  // residence: for HTTP the sum over the connection's requests of request
+  // event to response `finish` (the `request` hook below), else from coming off the
+  // channel to close. Residence would count the wait behind the other
+  // connections of a burst read in one wake-up (load, not slowness): the
+  // k-th of a burst carried k-1 others' service, and a fast worker reading
+  // large bursts was left out as slow at start.
   const flush = () => {
-    flushing = false;
+    if (flushTimer !== null) clearTimeout(flushTimer);
+    flushTimer = null;
     for (let i = 0; i < closed.length; i += 32) {
       const pairs = closed.slice(i, i + 32);
       const buf = Buffer.allocUnsafe(1 + 16 * pairs.length);
@@ -116,31 +132,32 @@ function fastChannel(fd) {
     }
     closed = [];
   };
-  const close = (id, since) => {
-    const ns = since === undefined ? 0n : process.hrtime.bigint() - since;
+  const close = (id, ns) => {
     closed.push([id, ns < 0n ? 0n : ns]);
-    if (!flushing) {
-      flushing = true;
-      setImmediate(flush);
+    if (closed.length >= 32) {
+      flush(); // a full message
+    } else if (flushTimer === null) {
+      flushTimer = setTimeout(flush, FLUSH_MS);
+      flushTimer.unref();
     }
   };
-  chan.onread = function onread(ab) {
+  chan.onread = function onread() {
     const handle = chan.pendingHandle;
     chan.pendingHandle = null;
-    if (!ab) {
+    const n = streamBaseState[kReadBytesOrError];
+    if (n < 0) {
+      if (handle) handle.close();
       chan.close(); // herd went away; the cluster channel says the rest
       return;
     }
-    const n = streamBaseState[kReadBytesOrError];
-    const msg = Buffer.from(ab, streamBaseState[kArrayBufferOffset], n);
-    if (msg[0] !== 0x43 || n !== 9 || !handle) {
+    if (inbox[0] !== 0x43 || n !== 9 || !handle) {
       if (handle) handle.close();
       return; // herd sends `C` with one connection each; `S` comes by cluster
     }
-    const id = msg.readBigUInt64LE(1);
+    const id = inbox.readBigUInt64LE(1);
     if (!target || !target._handle) {
       handle.close();
-      close(id);
+      close(id, 0n);
       return;
     }
     arriving = id;
@@ -148,7 +165,7 @@ function fastChannel(fd) {
     target._handle.onconnection(0, handle);
     if (arriving !== null) {
       arriving = null; // refused (maxConnections): already closed
-      close(id);
+      close(id, 0n);
     }
   };
   return {
@@ -167,10 +184,14 @@ function fastChannel(fd) {
       };
       server.prependListener('connection', (socket) => {
         if (arriving === null) return; // a `newconn` connection
+        const conn = { busy: 0n };
         const id = arriving;
         const since = arrived;
         arriving = null;
-        socket.once('close', () => close(id, since));
+        socket[kServed] = conn;
+        socket.once('close', () =>
+          close(id, conn.busy > 0n ? conn.busy : process.hrtime.bigint() - since),
+        );
       });
       chan.readStart();
       write(Buffer.from('R'));
@@ -187,7 +208,6 @@ function fastChannel(fd) {
 const latency = new Map();
 let latencyTimer = null;
 const measure = process.env.HERD_REQUEST_METRICS !== '0' && typeof process.send === 'function';
-const { performance } = require('perf_hooks');
 const quantize = (us) => {
   if (us < 64) return us;
   const e = 26 - Math.clz32(us);
@@ -205,8 +225,8 @@ const reportLatency = () => {
     // the channel is closing: the figures go with it
   }
 };
-const served = (t0) => {
-  const us = quantize(Math.min(0x7fffffff, Math.max(0, Math.round((performance.now() - t0) * 1000))));
+const served = (ns) => {
+  const us = quantize(Math.min(0x7fffffff, Math.max(0, Number(ns / 1000n))));
   latency.set(us, (latency.get(us) || 0) + 1);
   if (latencyTimer === null) {
     latencyTimer = setTimeout(reportLatency, 250);
@@ -221,9 +241,16 @@ for (const mod of ['http', 'https']) {
   Server.prototype.emit = function herdEmit(event, req, res) {
     if (event === 'request' && res) {
       if (draining && !res.headersSent) res.setHeader('Connection', 'close');
-      if (measure) {
-        const t0 = performance.now();
-        res.once('finish', () => served(t0));
+      // One clock for both: the latency histogram and the connection's
+      // service time that its `T` reports (busyTime).
+      const conn = req.socket ? req.socket[kServed] : undefined;
+      if (measure || conn) {
+        const t0 = process.hrtime.bigint();
+        res.once('finish', () => {
+          const ns = process.hrtime.bigint() - t0;
+          if (conn) conn.busy += ns;
+          if (measure) served(ns);
+        });
       }
     }
     return emit.apply(this, arguments);

@@ -307,6 +307,12 @@ fn describe(i: &InstanceInfo) -> String {
             },
         ],
         vec![
+            "service floor".into(),
+            opt(i
+                .service_floor_us
+                .map(|us| format!("{us} µs per connection"))),
+        ],
+        vec![
             "ready".into(),
             format!(
                 "{}{}",

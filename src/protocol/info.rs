@@ -81,6 +81,11 @@ pub struct InstanceInfo {
     /// except probes until it is measured fast again.
     #[serde(default)]
     pub left_out_slow: bool,
+    /// fdpass, least-conn and least-time: the service time per connection
+    /// (µs) the outlier rule judges the current process by (the RANKth
+    /// fastest of its recent close times), while it has recent samples.
+    #[serde(default)]
+    pub service_floor_us: Option<u64>,
     /// Current state.
     pub status: Status,
     /// OS pid while running.

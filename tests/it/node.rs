@@ -281,3 +281,63 @@ fn node_app_is_fair_on_a_fresh_daemon() {
 fn node_app_is_fair_on_a_fresh_daemon_on_epoll() {
     node_fairness_on_a_fresh_daemon("epoll");
 }
+
+/// herd's Node preload reports a connection's service, not how long it
+/// was open: five connections held idle 150 ms before their request, on
+/// one worker, leave a floor far under 150 ms (the request takes well
+/// under a millisecond). Timed from receipt to close, the k-th connection
+/// of a burst carried the k-1 before it, and a fast worker was left out as
+/// slow.
+#[test]
+fn node_preload_times_a_connection_by_its_requests_not_its_idle_time() {
+    use std::io::{Read, Write};
+    if !node_available() {
+        return;
+    }
+    let h = TestHome::new();
+    let port = free_port();
+    start_on(&h, &app("node/app.js"), port, &["-i", "1"]);
+    h.wait_for("the Node worker on the preload channel", T, |l| {
+        l.len() == 1 && l[0]["in_rotation"] == true && l[0]["channel"] == "node-preload"
+    });
+    let idle = Duration::from_millis(150);
+    let mut seen = None;
+    // The floor lasts 0.1-0.2 s after its samples: a few rounds give
+    // `herd list` the chance to read it under a loaded host.
+    for _ in 0..10 {
+        let mut conns: Vec<std::net::TcpStream> = (0..5)
+            .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        std::thread::sleep(idle);
+        for c in &mut conns {
+            c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+        }
+        for c in &mut conns {
+            c.set_read_timeout(Some(T)).unwrap();
+            let mut out = Vec::new();
+            c.read_to_end(&mut out).unwrap();
+            assert!(
+                out.starts_with(b"HTTP/1.1 200"),
+                "{}",
+                String::from_utf8_lossy(&out)
+            );
+        }
+        drop(conns);
+        std::thread::sleep(Duration::from_millis(20));
+        if let Some(us) = h.list()[0]["service_floor_us"].as_u64() {
+            seen = Some(us);
+            break;
+        }
+    }
+    let us = seen.expect("herd list never showed a service floor");
+    assert!(
+        us < (idle.as_micros() as u64) / 2,
+        "floor {us} µs: the idle time before the request was counted as service"
+    );
+    assert!(h
+        .run(&["show", "0"])
+        .ok()
+        .stdout
+        .contains("µs per connection"));
+}

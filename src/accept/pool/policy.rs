@@ -98,6 +98,14 @@ impl Slot {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
     }
 
+    /// The service time (ns) the outlier rule judges this worker by: its
+    /// floor over the last one or two windows (see [`floor`]), if it has one.
+    pub fn service_floor_ns(&self) -> Option<u64> {
+        self.floor
+            .get(ns_since_epoch(Instant::now()))
+            .map(|(f, _)| f)
+    }
+
     /// Last judged an outlier and not measured fit since (see [`floor`]).
     pub fn is_left_out_slow(&self) -> bool {
         self.suspect.load(Ordering::Relaxed)

@@ -140,6 +140,10 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         channel: inst.slot().map(|s| s.channel_kind()),
         in_rotation: inst.slot().is_some_and(|s| s.is_active()),
         left_out_slow: inst.slot().is_some_and(|s| s.is_left_out_slow()),
+        service_floor_us: inst
+            .slot()
+            .and_then(|s| s.service_floor_ns())
+            .map(|ns| ns / 1000),
         status: inst.shown_status(),
         pid: inst.pid().filter(|_| inst.status.is_running()),
         core: inst.core,
