@@ -6,7 +6,8 @@
 # processes (utime+stime from /proc over the measured run).
 # Usage: bench-apps/measure-node-wrk.sh [ROUNDS] [SECONDS]   (default 5 5)
 #   env: CONNS (64), INSTANCES (2), RAW (file for wrk's raw output), HERD (binary),
-#        RUNS (default "fdpass reuseport bare"; also e.g. fdpass-nopin)
+#        RUNS (default "fdpass reuseport bare"; also e.g. fdpass-nopin),
+#        START_FLAGS (more `herd start` flags for herd's runs, e.g. "--acceptors 1")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench-apps/lib/wrk.sh
@@ -49,6 +50,8 @@ PY
 herd_run() {
   local mode=$1 pin=${2:-} port home pids name=herd-$1 flags=()
   [ "$pin" = nopin ] && { flags=(--no-pin); name=$name-nopin; }
+  # shellcheck disable=SC2206
+  [ -n "${START_FLAGS:-}" ] && flags+=($START_FLAGS)
   port=$(free_port); home=$(mktemp -d)
   HERD_HOME=$home "$HERD" start "$APP" -i "$N" --mode "$mode" "${flags[@]}" --port "$port" --name app >/dev/null
   sleep 1
