@@ -242,7 +242,7 @@ for (const mod of ['http', 'https']) {
     if (event === 'request' && res) {
       if (draining && !res.headersSent) res.setHeader('Connection', 'close');
       // One clock for both: the latency histogram and the connection's
-      // service time that its `T` reports (busyTime).
+      // service time that its `T` reports (`conn.busy`).
       const conn = req.socket ? req.socket[kServed] : undefined;
       if (measure || conn) {
         const t0 = process.hrtime.bigint();

@@ -235,6 +235,18 @@ impl Instance {
         self.running.as_ref().map(|r| r.pid)
     }
 
+    /// The port it serves on: its own listener's (reuseport, shared), else
+    /// its app's fdpass plane's once bound (a Node app's at its first
+    /// `listen`).
+    pub fn bound_port(&self) -> Option<u16> {
+        self.port.or_else(|| {
+            self.plane
+                .as_ref()
+                .and_then(|p| p.local_addr())
+                .map(|a| a.port())
+        })
+    }
+
     /// The current process's place in the pool (fdpass).
     pub fn slot(&self) -> Option<&Arc<crate::accept::pool::Slot>> {
         self.running.as_ref().and_then(|r| r.slot.as_ref())

@@ -39,14 +39,9 @@ fn serves(inst: &Instance) -> bool {
         return false;
     };
     // A cluster app without a port has a slot but nothing to serve. An
-    // fdpass instance has no listener of its own (`inst.port` is `None`):
-    // its port is the app's, or the plane's once a Node worker listens.
-    let has_port = inst.port.is_some()
-        || inst.app.port.is_some()
-        || inst
-            .plane
-            .as_ref()
-            .is_some_and(|p| p.local_addr().is_some());
+    // fdpass instance has no listener of its own: its port is the app's,
+    // or the plane's once bound.
+    let has_port = inst.bound_port().is_some() || inst.app.port.is_some();
     if (r.slot.is_some() && has_port) || inst.app.wait_ready {
         inst.is_ready()
     } else {

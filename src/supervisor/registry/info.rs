@@ -147,12 +147,7 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
         status: inst.shown_status(),
         pid: inst.pid().filter(|_| inst.status.is_running()),
         core: inst.core,
-        port: inst.port.or_else(|| {
-            inst.plane
-                .as_ref()
-                .and_then(|p| p.local_addr())
-                .map(|a| a.port())
-        }),
+        port: inst.bound_port(),
         host: inst.port.map(|_| app.host.clone()).or_else(|| {
             inst.plane
                 .as_ref()
