@@ -5,7 +5,12 @@ The first process to start (it creates the file named by LAZY_MARKER) says
 it is ready and then reads nothing: the connections sent to it stay in its
 channel, and it does not see `S`. It exits on SIGINT. Every later process
 (a reload's replacement) serves each connection one HTTP answer, with
-`Connection: close`, and reports the close with `D`."""
+`Connection: close`, and reports the close with `D`.
+
+With LAZY_TAKE=1 the first process does take its connections off the
+channel, and keeps them open without reading or writing a byte: what the
+daemon's copies are for (a worker that dies holding connections it never
+touched loses none of them)."""
 import os, signal, socket, struct, sys
 
 chan = socket.socket(fileno=int(os.environ["HERD_CHANNEL_FD"]))
@@ -16,6 +21,13 @@ try:
 except FileExistsError:
     lazy = False
 chan.send(b"R")
+if lazy and os.environ.get("LAZY_TAKE") == "1":
+    held = []
+    while True:
+        msg, fds, _, _ = socket.recv_fds(chan, 1024, 64)
+        if not msg:
+            break
+        held.extend(fds)  # never read, never answered
 if lazy:
     while True:
         signal.pause()

@@ -268,6 +268,43 @@ fn killed_worker_loses_nothing(io: &str) {
     kill_a_frozen_worker_under_load(&h, port, victim);
 }
 
+/// The lazy worker of #15: it takes its connections and never touches
+/// them; killed, it loses none (the daemon's copies are answered by its
+/// replacement).
+#[test]
+fn killed_worker_that_never_read_its_connections_loses_none() {
+    lazy_worker_killed("");
+}
+
+#[test]
+fn killed_worker_that_never_read_its_connections_loses_none_epoll() {
+    lazy_worker_killed("epoll");
+}
+
+fn lazy_worker_killed(io: &str) {
+    let h = TestHome::new().with_env("HERD_IO", io);
+    let port = free_port();
+    let marker = format!("LAZY_MARKER={}", h.root.join("lazy-marker").display());
+    start_on(
+        &h,
+        &app("scripts/lazy-worker.py"),
+        port,
+        &[
+            "-i",
+            "1",
+            "--mode",
+            "fdpass",
+            "--name",
+            "lazy",
+            "--env",
+            &marker,
+            "--env",
+            "LAZY_TAKE=1",
+        ],
+    );
+    kill_a_worker_holding_untouched(&h, port, 4);
+}
+
 /// A worker that stops reading its channel is taken out of rotation and killed
 /// after the ack timeout; what it held is served by the others.
 #[test]

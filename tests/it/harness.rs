@@ -425,6 +425,43 @@ pub fn kill_a_frozen_worker_under_load(h: &TestHome, port: u16, victim: i64) {
     );
 }
 
+/// The lazy worker (#15), killed: the only instance of `h`'s app
+/// (serving on `port`) takes `n` connections off its channel and never
+/// reads or writes a byte of them; killed with SIGKILL, it dies holding
+/// them, and the daemon's copies go to its replacement, which answers
+/// every one. `herd list --json` and `herd show` count them as saved,
+/// none as lost.
+pub fn kill_a_worker_holding_untouched(h: &TestHome, port: u16, n: usize) {
+    const T: Duration = Duration::from_secs(20);
+    h.wait_for("in rotation", T, |l| {
+        l.len() == 1 && l[0]["in_rotation"] == true
+    });
+    let victim = pids(&h.list())[0];
+    let clients: Vec<_> = (0..n)
+        .map(|_| std::thread::spawn(move || http_get(port)))
+        .collect();
+    h.wait_for("all sent to the lazy worker", T, |l| {
+        l[0]["in_flight"].as_u64() == Some(n as u64)
+    });
+    // Taken off the channel (not left there for the daemon to read back).
+    std::thread::sleep(Duration::from_millis(300));
+    signal(victim, "-KILL");
+    for c in clients {
+        let (status, _, body) = c.join().unwrap().expect("answered after the kill");
+        assert!(status.contains("200"), "{status}");
+        assert!(!body.contains(&victim.to_string()), "{body}");
+    }
+    let l = h.wait_for("the deaths counted", T, |l| {
+        l[0]["saved_on_death"].as_u64() == Some(n as u64)
+    });
+    assert_eq!(l[0]["lost_started"], 0, "{l:#?}");
+    let shown = h.run(&["show", "0"]).ok().stdout;
+    assert!(
+        shown.contains(&format!("{n} saved (received, untouched")),
+        "{shown}"
+    );
+}
+
 /// A command-line tool from npm for comparisons (Bun, PM2): from the
 /// variable `var`, PATH (`bin`), or installed once from npm (`pkg`) under
 /// the test build's temp folder. `probe`: arguments that show the tool

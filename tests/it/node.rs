@@ -135,6 +135,31 @@ fn killed_node_worker_loses_no_connection() {
     kill_a_frozen_worker_under_load(&h, port, victim);
 }
 
+/// The lazy worker of #15 as an unmodified Node app: its first process
+/// takes connections through the preload and never reads them
+/// (`pauseOnConnect`); killed, it loses none.
+#[test]
+fn killed_node_worker_that_never_read_its_connections_loses_none() {
+    if !node_available() {
+        return;
+    }
+    let h = TestHome::new();
+    let port = free_port();
+    let marker = format!("LAZY_MARKER={}", h.root.join("lazy-marker").display());
+    start_on(
+        &h,
+        &app("node/lazy-app.js"),
+        port,
+        &[
+            "-i", "1", "--mode", "fdpass", "--name", "lazy", "--env", &marker,
+        ],
+    );
+    h.wait_for("preload", T, |l| {
+        l.len() == 1 && l[0]["channel"] == "node-preload"
+    });
+    kill_a_worker_holding_untouched(&h, port, 4);
+}
+
 #[test]
 fn express_app_answered_by_both_pids() {
     if !node_available() {
