@@ -284,23 +284,11 @@ fn killed_worker_that_never_read_its_connections_loses_none_epoll() {
 fn lazy_worker_killed(io: &str) {
     let h = TestHome::new().with_env("HERD_IO", io);
     let port = free_port();
-    let marker = format!("LAZY_MARKER={}", h.root.join("lazy-marker").display());
-    start_on(
+    start_lazy(
         &h,
-        &app("scripts/lazy-worker.py"),
+        "scripts/lazy-worker.py",
         port,
-        &[
-            "-i",
-            "1",
-            "--mode",
-            "fdpass",
-            "--name",
-            "lazy",
-            "--env",
-            &marker,
-            "--env",
-            "LAZY_TAKE=1",
-        ],
+        &["--env", "LAZY_TAKE=1"],
     );
     kill_a_worker_holding_untouched(&h, port, 4);
 }

@@ -425,6 +425,18 @@ pub fn kill_a_frozen_worker_under_load(h: &TestHome, port: u16, victim: i64) {
     );
 }
 
+/// Starts `script` (a lazy app: its first process creates the file
+/// `LAZY_MARKER` names and then never touches its connections) as one
+/// fdpass instance named `lazy` on `port`, with `extra` flags.
+pub fn start_lazy(h: &TestHome, script: &str, port: u16, extra: &[&str]) {
+    let marker = format!("LAZY_MARKER={}", h.root.join("lazy-marker").display());
+    let mut args = vec![
+        "-i", "1", "--mode", "fdpass", "--name", "lazy", "--env", &marker,
+    ];
+    args.extend_from_slice(extra);
+    start_on(h, &app(script), port, &args);
+}
+
 /// The lazy worker (#15), killed: the only instance of `h`'s app
 /// (serving on `port`) takes `n` connections off its channel and never
 /// reads or writes a byte of them; killed with SIGKILL, it dies holding

@@ -145,15 +145,7 @@ fn killed_node_worker_that_never_read_its_connections_loses_none() {
     }
     let h = TestHome::new();
     let port = free_port();
-    let marker = format!("LAZY_MARKER={}", h.root.join("lazy-marker").display());
-    start_on(
-        &h,
-        &app("node/lazy-app.js"),
-        port,
-        &[
-            "-i", "1", "--mode", "fdpass", "--name", "lazy", "--env", &marker,
-        ],
-    );
+    start_lazy(&h, "node/lazy-app.js", port, &[]);
     h.wait_for("preload", T, |l| {
         l.len() == 1 && l[0]["channel"] == "node-preload"
     });

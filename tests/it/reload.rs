@@ -265,26 +265,11 @@ fn warmup_comes_before_the_rotation_and_a_reload_waits_for_it() {
 fn connections_an_old_process_never_read_go_to_its_replacement() {
     let h = TestHome::new();
     let port = free_port();
-    let marker = h.root.join("lazy-marker");
-    let marker_env = format!("LAZY_MARKER={}", marker.display());
-    start_on(
+    start_lazy(
         &h,
-        &app("scripts/lazy-worker.py"),
+        "scripts/lazy-worker.py",
         port,
-        &[
-            "-i",
-            "1",
-            "--mode",
-            "fdpass",
-            "--name",
-            "lazy",
-            "--ack-timeout",
-            "30s",
-            "--kill-timeout",
-            "300ms",
-            "--env",
-            &marker_env,
-        ],
+        &["--ack-timeout", "30s", "--kill-timeout", "300ms"],
     );
     h.wait_for("in rotation", T, |l| {
         l.len() == 1 && l[0]["in_rotation"] == true
