@@ -145,6 +145,11 @@ fn axm_monitor(i: &InstanceInfo) -> Value {
         put("Connections dispatched", json!(i.dispatched), "conn");
         put("Connections in flight", json!(i.in_flight), "conn");
         put("Connections lost (started)", json!(i.lost_started), "conn");
+        put(
+            "Connections cut after a write",
+            json!(i.cut_after_write),
+            "conn",
+        );
     }
     Value::Object(m)
 }
@@ -344,8 +349,8 @@ fn describe(i: &InstanceInfo) -> String {
         vec![
             "on worker death".into(),
             format!(
-                "{} saved (received, untouched: answered by another worker), {} lost (started on)",
-                i.saved_on_death, i.lost_started
+                "{} saved (received, untouched: answered by another worker), {} lost (read, not answered), {} cut after a write (answer sent, not shut down)",
+                i.saved_on_death, i.lost_started, i.cut_after_write
             ),
         ],
         vec!["in flight".into(), i.in_flight.to_string()],

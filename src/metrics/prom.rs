@@ -305,10 +305,13 @@ fn instances(o: &mut Out, is: &[InstanceFigures]) {
     o.each(is, "herd_connections_handed_on_total", "counter", "Connections given back untouched and answered by another instance (its process died or stopped reading).", |i| {
         Some((inst(i), i.handed_on as f64))
     });
-    o.each(is, "herd_connections_lost_total", "counter", "Connections lost with a dead process, by reason (started: it had read or written on them).", |i| {
+    o.each(is, "herd_connections_lost_total", "counter", "Connections lost with a dead process, by reason (started: it had read from them and written nothing).", |i| {
         let mut l = inst(i);
         l.push(("reason", "started".into()));
         Some((l, i.lost_started as f64))
+    });
+    o.each(is, "herd_connections_cut_total", "counter", "Connections a dead process had written to and not shut down, closed with it (the client keeps what was written, usually the whole answer).", |i| {
+        Some((inst(i), i.cut_after_write as f64))
     });
     o.each(
         is,

@@ -34,9 +34,13 @@ pub struct InstanceInfo {
     #[serde(default)]
     pub saved_on_death: u64,
     /// fdpass: connections lost with its dead processes because they had
-    /// started on them (read or written a byte).
+    /// started on them (read a byte, written none: no answer).
     #[serde(default)]
     pub lost_started: u64,
+    /// fdpass: connections its dead processes had written to (usually the
+    /// whole answer) and not yet shut down, closed with them.
+    #[serde(default)]
+    pub cut_after_write: u64,
     /// fdpass: connections its current process closed (Node's own
     /// `newconn` path: accepted).
     #[serde(default)]

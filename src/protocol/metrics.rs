@@ -121,8 +121,13 @@ pub struct InstanceFigures {
     /// fdpass: given back untouched for another worker (its process died
     /// or stopped reading, or a send failed).
     pub handed_on: u64,
-    /// fdpass: lost with a dead process that had started on them.
+    /// fdpass: lost with a dead process that had read from them and
+    /// written nothing.
     pub lost_started: u64,
+    /// fdpass: closed with a dead process that had written to them and
+    /// not shut down (the client keeps what was written).
+    #[serde(default)]
+    pub cut_after_write: u64,
     /// Requests its workers reported.
     pub requests: u64,
     /// CPU time of its current process, seconds.

@@ -438,8 +438,9 @@ fn a_full_channel_drains_once_the_worker_reads_again() {
 /// 200 ms for 5 s while 8 clients send connection-per-request GETs. The
 /// daemon keeps a copy of every connection it hands over, so the ones a
 /// dead worker had received but not touched go to the other worker; the
-/// only failures are connections the worker had started on, and herd
-/// counts those (`lost_started`). Before the copies: about 2.7 failures
+/// only failures are connections the worker had read from and not
+/// answered, and herd counts those (`lost_started`; the ones it had
+/// written to go to `cut_after_write`). Before the copies: about 2.7 failures
 /// per kill (hello, AMD EPYC 2-core), more than reuseport's 1.7.
 fn chaos(extra_env: Option<(&str, &str)>) {
     let mut h = TestHome::exclusive();
@@ -448,6 +449,15 @@ fn chaos(extra_env: Option<(&str, &str)>) {
     }
     let port = free_port();
     start_hello_mode(&h, port, "fdpass", &["-i", "2"]);
+    chaos_on(&h, port, 1000);
+}
+
+/// The chaos run of [`chaos`] against `h`'s app of two fdpass instances,
+/// serving on `port` (the Node app's test shares it), which must answer
+/// more than `min_ok` requests meanwhile (Node's workers take longer to
+/// come back than herd's hello: a few hundred ms each on a loaded 2-core
+/// machine).
+pub fn chaos_on(h: &TestHome, port: u16, min_ok: u64) {
     let stop_at = Instant::now() + Duration::from_secs(5);
     let clients: Vec<_> = (0..8)
         .map(|_| {
@@ -490,19 +500,37 @@ fn chaos(extra_env: Option<(&str, &str)>) {
     std::thread::sleep(Duration::from_millis(500));
     let list = h.list();
     let sum = |k: &str| list.iter().map(|i| i[k].as_u64().unwrap_or(0)).sum::<u64>();
-    let (saved, lost) = (sum("saved_on_death"), sum("lost_started"));
-    eprintln!(
-        "chaos: {kills} kills, {ok} ok, {failed} failed, {saved} saved, {lost} lost (started)"
+    let (saved, lost, cut) = (
+        sum("saved_on_death"),
+        sum("lost_started"),
+        sum("cut_after_write"),
     );
+    eprintln!(
+        "chaos: {kills} kills, {ok} ok, {failed} failed, {saved} saved, {lost} lost (started), {cut} cut after a write"
+    );
+    for l in std::fs::read_to_string(h.root.join("herd.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("DBG"))
+    {
+        eprintln!("{l}");
+    }
     assert!(kills >= 15, "only {kills} kills");
-    assert!(ok > 1000, "only {ok} answered");
+    assert!(ok > min_ok, "only {ok} answered");
     assert!(
         saved > 0,
         "no connection was saved from a dead worker's copies"
     );
+    // A connection read and not answered fails at the client; one written
+    // to and cut with the worker was answered (Node shuts down a loop turn
+    // after it writes). Measured: failed == lost in each of 8 runs.
     assert!(
         failed <= lost + 2,
         "{failed} failed but herd reports {lost} lost: it lost connections it could have saved"
+    );
+    assert!(
+        lost <= failed + 2,
+        "herd reports {lost} lost but only {failed} failed: it counts answered connections as lost ({cut} cut after a write)"
     );
     assert!(
         failed * 2 <= kills,

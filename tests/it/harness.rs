@@ -467,6 +467,7 @@ pub fn kill_a_worker_holding_untouched(h: &TestHome, port: u16, n: usize) {
         l[0]["saved_on_death"].as_u64() == Some(n as u64)
     });
     assert_eq!(l[0]["lost_started"], 0, "{l:#?}");
+    assert_eq!(l[0]["cut_after_write"], 0, "{l:#?}");
     let shown = h.run(&["show", "0"]).ok().stdout;
     assert!(
         shown.contains(&format!("{n} saved (received, untouched")),

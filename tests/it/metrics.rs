@@ -350,7 +350,11 @@ fn counters_add_up(h: &TestHome) {
         let n = |k: &str| i[k].as_u64().unwrap();
         assert_eq!(
             n("dispatched"),
-            n("closed") + n("in_flight") + n("handed_on") + n("lost_started"),
+            n("closed")
+                + n("in_flight")
+                + n("handed_on")
+                + n("lost_started")
+                + n("cut_after_write"),
             "per instance: {i:#}"
         );
     }
@@ -359,6 +363,7 @@ fn counters_add_up(h: &TestHome) {
         total("closed")
             + total("in_flight")
             + total("lost_started")
+            + total("cut_after_write")
             + a["dropped"].as_u64().unwrap()
             + a["held"].as_u64().unwrap(),
         "accepted = closed + in flight + lost: {snap:#}"

@@ -63,8 +63,12 @@ const SWEEP_EVERY: usize = 16;
 pub struct Deaths {
     /// Received, untouched, answered by another worker.
     pub saved: u64,
-    /// Started on (a byte read or written), closed with the process.
+    /// Started on and not answered (a byte read, none written), closed
+    /// with the process.
     pub lost_started: u64,
+    /// Written to (an answer begun, usually whole) and not yet shut down,
+    /// closed with the process: the client keeps what was written.
+    pub cut_after_write: u64,
     /// Handed to its processes.
     pub dispatched: u64,
     /// Closed by them (Node's `newconn` path: accepted).
@@ -213,7 +217,7 @@ impl Slot {
         // Taken by the worker: the ones it never touched can be answered
         // by another; the rest are lost with it.
         use crate::sys::tcp::Progress;
-        let (mut saved, mut lost) = (0u64, 0u64);
+        let (mut saved, mut lost, mut cut) = (0u64, 0u64, 0u64);
         let held = std::mem::take(&mut st.held);
         let held_n = held.len() as u64;
         for (_, fd) in held {
@@ -224,7 +228,10 @@ impl Slot {
                         saved += 1;
                     }
                 }
-                Ok(Progress::Read | Progress::Written) => lost += 1,
+                Ok(Progress::Read) => lost += 1,
+                // Node writes its answer and shuts down a loop turn later:
+                // the client has it unless it was cut short.
+                Ok(Progress::Written) => cut += 1,
                 // Answered (or abandoned by the client) before the end,
                 // its close report lost with the worker.
                 Ok(Progress::Finished | Progress::PeerGone) | Err(_) => {}
@@ -238,11 +245,12 @@ impl Slot {
         // the daemon let go of it once the worker had started on it.
         lost += in_flight.saturating_sub(back + held_n);
         // The rest were answered, their close reports lost with the worker.
-        let finished = in_flight.saturating_sub(back + saved + lost);
+        let finished = in_flight.saturating_sub(back + saved + lost + cut);
         self.closed.fetch_add(finished, Ordering::Relaxed);
         self.handed_on.fetch_add(back, Ordering::Relaxed);
         self.saved.fetch_add(saved, Ordering::Relaxed);
         self.lost_started.fetch_add(lost, Ordering::Relaxed);
+        self.cut_after_write.fetch_add(cut, Ordering::Relaxed);
         fds
     }
 

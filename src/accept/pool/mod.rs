@@ -85,8 +85,11 @@ pub struct Slot {
     /// Connections dispatched to it, ever.
     pub dispatched: AtomicU64,
     /// Connections lost when it died because it had started on them (read
-    /// or written a byte): they cannot be handed on.
+    /// a byte, written none): they cannot be handed on.
     pub lost_started: AtomicU64,
+    /// Connections it had written to and not shut down when it died
+    /// (see [`Deaths::cut_after_write`]).
+    pub cut_after_write: AtomicU64,
     /// Connections it had received but not touched when it died, handed
     /// to another worker from the daemon's copies.
     pub saved: AtomicU64,
@@ -241,6 +244,7 @@ impl Pool {
             let e = d.entry(slot.instance_id).or_default();
             e.saved += slot.saved.swap(0, Ordering::Relaxed);
             e.lost_started += slot.lost_started.swap(0, Ordering::Relaxed);
+            e.cut_after_write += slot.cut_after_write.swap(0, Ordering::Relaxed);
             e.dispatched += slot.dispatched.swap(0, Ordering::Relaxed);
             e.closed += slot.closed.swap(0, Ordering::Relaxed);
             e.handed_on += slot.handed_on.swap(0, Ordering::Relaxed);
@@ -367,6 +371,7 @@ impl Pool {
             t.handed_on += s.handed_on.load(Ordering::Relaxed);
             t.saved += s.saved.load(Ordering::Relaxed);
             t.lost_started += s.lost_started.load(Ordering::Relaxed);
+            t.cut_after_write += s.cut_after_write.load(Ordering::Relaxed);
         }
         (t, in_flight)
     }

@@ -133,6 +133,7 @@ impl Slot {
             in_flight: AtomicU32::new(0),
             dispatched: AtomicU64::new(0),
             lost_started: AtomicU64::new(0),
+            cut_after_write: AtomicU64::new(0),
             saved: AtomicU64::new(0),
             closed: AtomicU64::new(0),
             handed_on: AtomicU64::new(0),

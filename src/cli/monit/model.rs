@@ -179,6 +179,7 @@ mod tests {
             in_flight: 0,
             handed_on: 0,
             lost_started: 0,
+            cut_after_write: 0,
             requests: 0,
             cpu_seconds: 0.0,
             memory_bytes: 0,

@@ -123,6 +123,7 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
             .map_or(0, |s| s.dispatched.load(Ordering::Relaxed)),
         saved_on_death: deaths.saved,
         lost_started: deaths.lost_started,
+        cut_after_write: deaths.cut_after_write,
         closed: inst.slot().map_or(0, |s| s.closed.load(Ordering::Relaxed)),
         handed_on: inst
             .slot()

@@ -186,6 +186,7 @@ impl Supervisor {
             in_flight,
             handed_on: t.handed_on + t.saved,
             lost_started: t.lost_started,
+            cut_after_write: t.cut_after_write,
             requests: m.requests_of(i.id),
             cpu_seconds: cpu,
             memory_bytes: rss,

@@ -288,7 +288,7 @@ fn the_daemon_keeps_a_copy_until_the_close_is_reported() {
 
 /// A worker that took TCP connections from its channel and died: the
 /// untouched one goes to another worker, the one it had read from is
-/// counted lost.
+/// counted lost, the one it had answered (written, not shut down) cut.
 #[test]
 fn a_dead_workers_untouched_connections_are_saved_and_started_ones_counted() {
     use std::io::{Read, Write};
@@ -296,7 +296,7 @@ fn a_dead_workers_untouched_connections_are_saved_and_started_ones_counted() {
     let (a, wa) = ready_slot(&pool, 0);
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut clients = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
         clients.push(c);
@@ -305,13 +305,19 @@ fn a_dead_workers_untouched_connections_are_saved_and_started_ones_counted() {
     }
     let mut buf = [0u8; 64];
     let mut fds = Vec::new();
-    while fds.len() < 2 {
+    while fds.len() < 3 {
         recv_with_fds(wa.as_fd(), &mut buf, &mut fds, true).unwrap();
     }
-    // The worker starts on the first one, then dies with both.
+    // The worker starts on the first one, answers the last one without
+    // shutting it down, then dies with all three.
     let mut started = std::net::TcpStream::from(fds.remove(0));
     started.read_exact(&mut [0u8; 4]).unwrap();
     drop(started);
+    let mut answered = std::net::TcpStream::from(fds.pop().unwrap());
+    answered.read_exact(&mut [0u8; 18]).unwrap();
+    answered.write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+    drop(answered);
+    std::thread::sleep(std::time::Duration::from_millis(20));
     drop(fds);
     drop(wa);
     let (b, wb) = ready_slot(&pool, 1);
@@ -322,7 +328,8 @@ fn a_dead_workers_untouched_connections_are_saved_and_started_ones_counted() {
         Deaths {
             saved: 1,
             lost_started: 1,
-            dispatched: 2,
+            cut_after_write: 1,
+            dispatched: 3,
             closed: 0,
             handed_on: 0,
         }
@@ -331,7 +338,7 @@ fn a_dead_workers_untouched_connections_are_saved_and_started_ones_counted() {
     let (t, in_flight) = pool.totals(0);
     assert_eq!(
         t.dispatched,
-        t.closed + in_flight + t.handed_on + t.saved + t.lost_started
+        t.closed + in_flight + t.handed_on + t.saved + t.lost_started + t.cut_after_write
     );
     let mut got = Vec::new();
     recv_with_fds(wb.as_fd(), &mut buf, &mut got, true).unwrap();
@@ -342,6 +349,13 @@ fn a_dead_workers_untouched_connections_are_saved_and_started_ones_counted() {
         .unwrap();
     assert_eq!(&req, b"GET / HTTP/1.1\r\n\r\n", "with its request unread");
     assert_eq!(b.dispatched.load(Ordering::Relaxed), 1);
+    // The answered one's client has its answer, then the end.
+    let mut answer = Vec::new();
+    clients[2]
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    clients[2].read_to_end(&mut answer).unwrap();
+    assert_eq!(answer, b"HTTP/1.1 200 OK\r\n\r\n");
 }
 
 #[test]
