@@ -473,6 +473,10 @@ pub fn kill_a_worker_holding_untouched(h: &TestHome, port: u16, n: usize) {
         shown.contains(&format!("{n} saved (received, untouched")),
         "{shown}"
     );
+    assert!(
+        shown.contains("0 lost (read, not answered), 0 cut after a write"),
+        "{shown}"
+    );
 }
 
 /// A command-line tool from npm for comparisons (Bun, PM2): from the
