@@ -156,23 +156,26 @@ fn killed_node_worker_that_never_read_its_connections_loses_none() {
 /// `fdpass::chaos_on`, a worker killed every 200 ms for 5 s. Node answers
 /// a connection it has read in the same turn, so what it loses is what it
 /// had read when killed, and herd counts that.
-fn node_chaos(io: &str) {
+fn node_chaos(extra_env: Option<(&str, &str)>) {
     if !node_available() {
         return;
     }
-    let h = TestHome::exclusive().with_env("HERD_IO", io);
+    let mut h = TestHome::exclusive();
+    if let Some((k, v)) = extra_env {
+        h = h.with_env(k, v);
+    }
     let port = serve_by_both_with(&h, &app("node/app.js"), "api", "fdpass", &[]);
     crate::fdpass::chaos_on(&h, port, 200);
 }
 
 #[test]
 fn killed_node_workers_lose_only_connections_they_had_started_on() {
-    node_chaos("");
+    node_chaos(None);
 }
 
 #[test]
 fn killed_node_workers_lose_only_started_connections_on_epoll_too() {
-    node_chaos("epoll");
+    node_chaos(Some(("HERD_IO", "epoll")));
 }
 
 #[test]

@@ -215,7 +215,8 @@ impl Slot {
         fds.extend(self.unread(&mut st));
         fds.extend(st.queue.drain(..));
         // Taken by the worker: the ones it never touched can be answered
-        // by another; the rest are lost with it.
+        // by another; the rest are lost (read, not answered) or cut
+        // (written to) with it.
         use crate::sys::tcp::Progress;
         let (mut saved, mut lost, mut cut) = (0u64, 0u64, 0u64);
         let held = std::mem::take(&mut st.held);
