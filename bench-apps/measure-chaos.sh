@@ -1,7 +1,7 @@
 #!/bin/bash
 # kill -9 under load (#15): a random worker of APP -i 2 killed every 0.4 s while the outside
 # client sends REQS connection-per-request requests; prints kills, failures by cause, and
-# what herd reports (saved_on_death, lost_started, cut_after_write).
+# what herd reports (saved_on_death, replayed_on_death, lost_started, cut_after_write).
 # usage: measure-chaos.sh APP MODE REQS [start flags]   (APP: a script, or a command such as "target/release/herd hello")
 APP=$1; MODE=$2; REQS=$3; shift 3
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +21,6 @@ while [ -e /proc/$CL ] && ! grep -q . $HERD_HOME/client.json 2>/dev/null; do
 done
 wait $CL
 echo "kills $kills $(cat $HERD_HOME/client.json | python3 -c 'import json,sys; d=json.load(sys.stdin); print("ok", d["ok"], "failed", d["failed"], d["fails"])')"
-$H list --json | python3 -c 'import json,sys; l=json.load(sys.stdin); print("saved", sum(i.get("saved_on_death",0) for i in l), "lost_started", sum(i.get("lost_started",0) for i in l), "cut_after_write", sum(i.get("cut_after_write",0) for i in l))'
+$H list --json | python3 -c 'import json,sys; l=json.load(sys.stdin); print("saved", sum(i.get("saved_on_death",0) for i in l), "replayed", sum(i.get("replayed_on_death",0) for i in l), "lost_started", sum(i.get("lost_started",0) for i in l), "cut_after_write", sum(i.get("cut_after_write",0) for i in l))'
 $H kill >/dev/null 2>&1
 rm -rf $HERD_HOME

@@ -6,7 +6,9 @@
 # processes (utime+stime from /proc over the measured run).
 # Usage: bench-apps/measure-node-wrk.sh [ROUNDS] [SECONDS]   (default 5 5)
 #   env: CONNS (64), INSTANCES (2), RAW (file for wrk's raw output), HERD (binary),
-#        RUNS (default "fdpass reuseport bare"; also e.g. fdpass-nopin),
+#        RUNS (default "fdpass reuseport bare"; also e.g. fdpass-nopin, or a
+#        mode with the daemon's environment after a colon:
+#        "fdpass:HERD_REPLAY=0,HERD_DEFER_ACCEPT=0"),
 #        START_FLAGS (more `herd start` flags for herd's runs, e.g. "--acceptors 1")
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,14 +48,15 @@ print(json.dumps({"round": rnd, "run": name, "rps": rps, "requests": reqs,
                   "non_2xx": int(non2xx.group(1)) if non2xx else 0}))
 PY
 }
-# herd_run MODE [nopin]
+# herd_run MODE[:ENV=V,...] [nopin]
 herd_run() {
-  local mode=$1 pin=${2:-} port home pids name=herd-$1 flags=()
+  local mode=${1%%:*} pin=${2:-} port home pids name=herd-$1 flags=() envs=()
+  [[ $1 == *:* ]] && IFS=, read -r -a envs <<<"${1#*:}"
   [ "$pin" = nopin ] && { flags=(--no-pin); name=$name-nopin; }
   # shellcheck disable=SC2206
   [ -n "${START_FLAGS:-}" ] && flags+=($START_FLAGS)
   port=$(free_port); home=$(mktemp -d)
-  HERD_HOME=$home "$HERD" start "$APP" -i "$N" --mode "$mode" "${flags[@]}" --port "$port" --name app >/dev/null
+  env HERD_HOME="$home" "${envs[@]}" "$HERD" start "$APP" -i "$N" --mode "$mode" "${flags[@]}" --port "$port" --name app >/dev/null
   sleep 1
   pids=$(HERD_HOME=$home "$HERD" list --json | python3 -c 'import json,sys;print(" ".join(str(i["pid"]) for i in json.load(sys.stdin)))')
   one "$name" "$port" "$(cat "$home/herd.pid")" $pids

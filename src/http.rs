@@ -1,7 +1,9 @@
 //! HTTP/1.x response framing for herd's own clients (the load generator
 //! of `herd bench` and the daemon's warm-up of a fresh worker): where a
 //! response head ends and what it says, and where the whole response ends
-//! (`Content-Length` or chunked). Nothing else: herd never parses requests.
+//! (`Content-Length` or chunked). Of requests, herd reads only enough to
+//! tell whether one may be sent again to another worker
+//! ([`replayable_request`]).
 
 /// Largest response head we accept; hello's is ~100 bytes.
 pub(crate) const MAX_HEAD: usize = 16 * 1024;
@@ -149,9 +151,90 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<Head>, ()> {
     Ok(Some(head))
 }
 
+/// Largest request the daemon keeps to send again ([`replayable_request`]).
+pub(crate) const MAX_REPLAY: usize = 4096;
+
+/// Whether `buf` is exactly one whole HTTP/1.x request that is safe to
+/// send again when the worker that read it died before writing a byte:
+/// its method is idempotent and carries no body (`GET`, `HEAD`,
+/// `OPTIONS`; no `Content-Length` above 0, no `Transfer-Encoding`, as
+/// nginx's `proxy_next_upstream` retries by default), its head ends the
+/// buffer (nothing pipelined after it), and it fits [`MAX_REPLAY`].
+pub(crate) fn replayable_request(buf: &[u8]) -> bool {
+    if buf.len() > MAX_REPLAY || !buf.ends_with(b"\r\n\r\n") {
+        return false;
+    }
+    let end = buf.len() - 4;
+    if buf[..end].windows(4).any(|w| w == b"\r\n\r\n") {
+        return false; // two requests
+    }
+    let mut lines = buf[..end].split(|&b| b == b'\n');
+    let Some(first) = lines.next() else {
+        return false;
+    };
+    let first = first.strip_suffix(b"\r").unwrap_or(first);
+    let mut parts = first.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    if !matches!(method, b"GET" | b"HEAD" | b"OPTIONS")
+        || target.is_empty()
+        || !(version == b"HTTP/1.1" || version == b"HTTP/1.0")
+    {
+        return false;
+    }
+    lines.all(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return false; // not a header line
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            return false;
+        }
+        !name.eq_ignore_ascii_case(b"content-length") || value == b"0"
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_whole_idempotent_bodiless_requests_are_replayable() {
+        for ok in [
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            b"GET /a?b=c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"HEAD / HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            assert!(replayable_request(ok), "{}", String::from_utf8_lossy(ok));
+        }
+        let big = [
+            &b"GET / HTTP/1.1\r\nX: "[..],
+            &[b'a'; MAX_REPLAY],
+            b"\r\n\r\n",
+        ]
+        .concat();
+        for no in [
+            &b""[..],
+            b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            b"DELETE /x HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n", // not all there yet
+            b"GET / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            b"GET / HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
+            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n", // pipelined
+            b"GET / HTTP/2\r\n\r\n",
+            b"GET /\r\n\r\n",
+            b"GET / HTTP/1.1\r\nnot a header\r\n\r\n",
+            &big,
+        ] {
+            assert!(!replayable_request(no), "{}", String::from_utf8_lossy(no));
+        }
+    }
 
     #[test]
     fn parses_hello_response() {

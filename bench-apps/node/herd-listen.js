@@ -24,7 +24,11 @@
 //    carries listen, `listening`, `ready` and stop. Until this channel says
 //    `R` (or if anything here fails, or the app's environment has
 //    HERD_NODE_CHANNEL=cluster) herd sends `newconn` as Node's own primary
-//    would.
+//    would. A connection whose idempotent request a dead worker had read
+//    and not answered comes back as NODE_HERD_REPLAY on the cluster channel
+//    (a handle, its id, and the bytes that worker had taken): they are put
+//    back in front of the stream and the app's server gets the connection
+//    as if it were new.
 'use strict';
 const net = require('net');
 const cluster = require('cluster');
@@ -97,6 +101,7 @@ function fastChannel(fd) {
   let target = null; // the server herd dispatches to
   let arriving = null; // id of the connection being handed to it
   let arrived = 0n; // and when it came off the channel
+  let replaying = null; // a replay's bytes, put back in front of its stream
   let closed = [];
   let flushTimer = null;
   const write = (buf) => {
@@ -141,6 +146,21 @@ function fastChannel(fd) {
       flushTimer.unref();
     }
   };
+  // Hands a connection from herd to the app's server (false: no server).
+  const hand = (id, handle) => {
+    if (!target || !target._handle) {
+      handle.close();
+      close(id, 0n);
+      return;
+    }
+    arriving = id;
+    arrived = process.hrtime.bigint();
+    target._handle.onconnection(0, handle);
+    if (arriving !== null) {
+      arriving = null; // refused (maxConnections): already closed
+      close(id, 0n);
+    }
+  };
   chan.onread = function onread() {
     const handle = chan.pendingHandle;
     chan.pendingHandle = null;
@@ -154,19 +174,7 @@ function fastChannel(fd) {
       if (handle) handle.close();
       return; // herd sends `C` with one connection each; `S` comes by cluster
     }
-    const id = inbox.readBigUInt64LE(1);
-    if (!target || !target._handle) {
-      handle.close();
-      close(id, 0n);
-      return;
-    }
-    arriving = id;
-    arrived = process.hrtime.bigint();
-    target._handle.onconnection(0, handle);
-    if (arriving !== null) {
-      arriving = null; // refused (maxConnections): already closed
-      close(id, 0n);
-    }
+    hand(inbox.readBigUInt64LE(1), handle);
   };
   return {
     // The first server whose handle is the cluster's round-robin stand-in
@@ -189,12 +197,30 @@ function fastChannel(fd) {
         const since = arrived;
         arriving = null;
         socket[kServed] = conn;
+        if (replaying !== null) {
+          // Read from the stream, not by http's parser straight off the
+          // handle (which would skip what is put back here).
+          socket.unshift(replaying);
+          replaying = null;
+        }
         socket.once('close', () =>
           close(id, conn.busy > 0n ? conn.busy : process.hrtime.bigint() - since),
         );
       });
       chan.readStart();
+      // An HTTP(S) server's clients send first: herd may then accept a
+      // connection once its request is there, and keep it for a replay.
+      const https = require('https');
+      if (server instanceof require('http').Server || server instanceof https.Server) {
+        write(Buffer.from('H'));
+      }
       write(Buffer.from('R'));
+    },
+    replay(id, data, handle) {
+      handle._consumed = true; // see the `connection` listener above
+      replaying = data;
+      hand(id, handle);
+      replaying = null;
     },
   };
 }
@@ -284,9 +310,16 @@ const answerMetrics = async (seq) => {
   if (process.connected) process.send({ cmd: 'NODE_HERD_METRICS', seq, text, error });
 };
 
-process.on('internalMessage', (msg) => {
+process.on('internalMessage', (msg, handle) => {
   if (!msg || typeof msg.cmd !== 'string') return;
-  if (msg.cmd === 'NODE_HERD_METRICS_REQ') {
+  if (msg.cmd === 'NODE_HERD_REPLAY') {
+    if (!handle) return;
+    if (fast && typeof msg.data === 'string') {
+      fast.replay(BigInt(msg.id), Buffer.from(msg.data, 'hex'), handle);
+    } else {
+      handle.close(); // herd replays only to a worker whose channel is up
+    }
+  } else if (msg.cmd === 'NODE_HERD_METRICS_REQ') {
     answerMetrics(msg.seq);
   } else if (msg.cmd === 'NODE_HERD_DRAIN') {
     draining = true;

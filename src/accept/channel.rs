@@ -81,8 +81,17 @@ impl Default for Reader {
 pub async fn serve(slot: Arc<Slot>, plane: Arc<DataPlane>, exited: OwnedFd) -> Ended {
     let ended = run(&slot, &plane, exited).await;
     report(&slot, &plane, &ended);
-    plane.pool.remove(&slot);
+    retire(&slot, &plane);
     ended
+}
+
+/// Takes a worker that died or ended out of the pool: first reads what it
+/// had sent and the daemon had not read yet (a dead worker's close
+/// reports stay in the daemon's end of its channel), so each connection it
+/// had is judged by what it reported, then re-dispatches what it held.
+pub fn retire(slot: &Arc<Slot>, plane: &DataPlane) {
+    let _ = drain(slot, plane);
+    plane.pool.remove(slot);
 }
 
 fn report(slot: &Slot, plane: &DataPlane, ended: &Ended) {
@@ -122,7 +131,7 @@ pub fn drain_from_acceptor(slot: &Arc<Slot>, plane: &DataPlane) {
     if let Err(ended) = res {
         if !matches!(ended, Ended::Closed) {
             report(slot, plane, &ended);
-            plane.pool.remove(slot);
+            retire(slot, plane);
         }
     }
 }
@@ -169,7 +178,7 @@ fn drain_one(slot: &Slot, plane: &DataPlane, reader: &mut Reader, side: Side) ->
             // comes; an empty message says nothing.
             (Side::Fast, _) if n == 0 => return Ok(()),
             (_, _) if n == 0 => return Err(Ended::Closed),
-            (Side::Fast, _) => on_fast(slot, &reader.buf[..n], truncated, fds.len()),
+            (Side::Fast, _) => on_fast(slot, plane, &reader.buf[..n], truncated, fds.len()),
             (Side::Main, SlotProto::Herd) => {
                 on_herd(slot, plane, &reader.buf[..n], truncated, fds.len())
             }
@@ -313,10 +322,21 @@ fn worker_msg(msg: &[u8], truncated: bool, nfds: usize) -> Result<Msg, String> {
 
 /// herd's Node preload on a Node slot's herd-protocol channel: `R` switches
 /// the slot's connections to it; `T` (or `D`) reports closes. Readiness itself comes
-/// from Node's `listening` (and `ready`) on the cluster channel.
-fn on_fast(slot: &Slot, msg: &[u8], truncated: bool, nfds: usize) -> Result<(), String> {
+/// from Node's `listening` (and `ready`) on the cluster channel; replays
+/// that waited for a worker that takes them go once one can.
+fn on_fast(
+    slot: &Slot,
+    plane: &DataPlane,
+    msg: &[u8],
+    truncated: bool,
+    nfds: usize,
+) -> Result<(), String> {
     match worker_msg(msg, truncated, nfds)? {
-        Msg::Ready => slot.set_fast_ready(),
+        Msg::Ready => {
+            slot.set_fast_ready();
+            plane.pool.flush_replays();
+        }
+        Msg::Http => plane.clients_send_first(),
         Msg::Done(ids) => slot.closed(&ids),
         Msg::Timed(pairs) => slot.closed_timed(&pairs),
         Msg::Latency(pairs) => slot.requests(&pairs),
@@ -335,6 +355,7 @@ fn on_herd(
 ) -> Result<(), String> {
     match worker_msg(msg, truncated, nfds)? {
         Msg::Ready => plane.slot_ready(slot),
+        Msg::Http => plane.clients_send_first(),
         // Optional since the daemon keeps no copies: a chance to send more.
         Msg::Acked(_) => slot.flush(),
         Msg::Done(ids) => slot.closed(&ids),

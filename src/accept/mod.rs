@@ -122,7 +122,16 @@ pub fn io_backend() -> Result<Io, String> {
 ///   and `close` calls);
 /// * `HERD_KEEP_COPIES`: the daemon keeps a copy of each connection it
 ///   sends until the worker closes or starts on it, so a worker's death
-///   loses none it had not touched (off: the copy closes once sent).
+///   loses none it had not touched (off: the copy closes once sent);
+/// * `HERD_REPLAY`: with each copy a Node worker's connection keeps its
+///   request when it is a whole idempotent one, replayed to another worker
+///   should this one die having read it and written nothing (`pool`'s
+///   `replay`; off: such a request is lost with the worker);
+/// * `HERD_DEFER_ACCEPT`: once a worker says its server speaks HTTP (`H`),
+///   the listeners accept a connection only when its request has arrived
+///   (`TCP_DEFER_ACCEPT`), so the request is there to keep for a replay
+///   (off: a connection goes out at its handshake, often before its
+///   request, which then cannot be replayed).
 pub fn env_switch(name: &str) -> Result<bool, String> {
     match std::env::var(name).ok().as_deref() {
         None | Some("") | Some("1") => Ok(true),
@@ -311,6 +320,11 @@ pub struct DataPlane {
     pub cork: bool,
     /// io_uring acceptors send those messages through their ring.
     pub ring_send: bool,
+    /// The listeners may defer accepting to the first data
+    /// (`HERD_DEFER_ACCEPT`), once a worker says its clients send first.
+    defer_accept: bool,
+    /// They do: a worker said so ([`Self::clients_send_first`]).
+    deferred: std::sync::atomic::AtomicBool,
     /// The settings it was made with.
     pub cfg: PlaneConfig,
     /// Default address for listeners a Node worker asks for.
@@ -338,11 +352,15 @@ impl DataPlane {
         let io = io_backend()?;
         let cork = env_switch("HERD_CORK")?;
         let ring_send = env_switch("HERD_RING_SEND")?;
+        let defer_accept = env_switch("HERD_DEFER_ACCEPT")?;
         let pool = Arc::new(Pool::with_metrics(cfg.policy, metrics));
         pool.set_keep_copies(env_switch("HERD_KEEP_COPIES")?);
+        pool.set_replay(env_switch("HERD_REPLAY")?);
         Ok(Arc::new_cyclic(|me| DataPlane {
             cork,
             ring_send,
+            defer_accept,
+            deferred: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
             host,
             pool,
@@ -572,6 +590,30 @@ impl DataPlane {
         Ok(s)
     }
 
+    /// A worker's server speaks HTTP (its clients send first): from now on
+    /// the listeners hand the acceptors a connection only once its request
+    /// has arrived (`TCP_DEFER_ACCEPT`, 1 s: a client that sends nothing is
+    /// accepted after one SYN-ACK retransmit, as without it), so the
+    /// request is there to peek at and keep for a replay. Once per plane;
+    /// never for a server that has not said so (a protocol whose server
+    /// speaks first would wait that second).
+    pub fn clients_send_first(&self) {
+        if !self.defer_accept || self.deferred.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let l = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((addr, group)) = l.as_ref() else {
+            self.deferred.store(false, Ordering::Release);
+            return;
+        };
+        use std::os::fd::AsFd;
+        for s in group {
+            if let Err(e) = crate::sys::set_defer_accept(s.as_fd(), 1) {
+                log::info!("{addr}: TCP_DEFER_ACCEPT: {e}");
+            }
+        }
+    }
+
     /// Stops the acceptors and closes the listener.
     pub fn shutdown(&self) {
         let mut acceptors =
@@ -595,7 +637,12 @@ impl DataPlane {
             (Io::Uring(f), true, true) if f.skip_success => "batched, through the ring",
             (_, true, _) => "batched, sendmsg",
         };
-        format!("{}; sends {sends}", self.io.describe())
+        let deferred = if self.deferred.load(Ordering::Acquire) {
+            "; accepts on the request (HTTP)"
+        } else {
+            ""
+        };
+        format!("{}; sends {sends}{deferred}", self.io.describe())
     }
 
     /// Acceptor thread count.

@@ -349,8 +349,8 @@ fn describe(i: &InstanceInfo) -> String {
         vec![
             "on worker death".into(),
             format!(
-                "{} saved (received, untouched: answered by another worker), {} lost (read, not answered), {} cut after a write (answer sent, not shut down)",
-                i.saved_on_death, i.lost_started, i.cut_after_write
+                "{} saved (received, untouched: answered by another worker), {} replayed (request read, not answered: sent again to another worker), {} lost (read, not answered), {} cut after a write (answer sent, not shut down)",
+                i.saved_on_death, i.replayed_on_death, i.lost_started, i.cut_after_write
             ),
         ],
         vec!["in flight".into(), i.in_flight.to_string()],

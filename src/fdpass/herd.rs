@@ -6,6 +6,7 @@
 //! | `C` | daemon → worker | ids of the connections attached | one per id, same order |
 //! | `S` | daemon → worker | — (stop taking new connections, finish, exit) | — |
 //! | `R` | worker → daemon | — (ready: send me connections) | — |
+//! | `H` | worker → daemon | — (my server speaks HTTP: its clients send first) | — |
 //! | `A` | worker → daemon | ids received (the daemon closes its copies) | — |
 //! | `D` | worker → daemon | ids closed (in-flight goes down) | — |
 //! | `T` | worker → daemon | (id, ns open) pairs: closed, timed by the worker | — |
@@ -42,6 +43,10 @@ pub enum Msg {
     Stop,
     /// The worker is ready.
     Ready,
+    /// The worker's server speaks HTTP (or TLS): its clients send first,
+    /// so the daemon may accept a connection only once its request has
+    /// arrived (`TCP_DEFER_ACCEPT`) and keep that request for a replay.
+    Http,
     /// The worker has these connections.
     Acked(Vec<u64>),
     /// The worker closed these connections.
@@ -94,6 +99,7 @@ impl Msg {
             Msg::Conns(ids) => (b'C', ids),
             Msg::Stop => (b'S', &[]),
             Msg::Ready => (b'R', &[]),
+            Msg::Http => (b'H', &[]),
             Msg::Acked(ids) => (b'A', ids),
             Msg::Done(ids) => (b'D', ids),
             Msg::Timed(_) | Msg::Latency(_) => unreachable!("encoded above"),
@@ -151,6 +157,7 @@ impl Msg {
             }
             b'S' => bare(Msg::Stop),
             b'R' => bare(Msg::Ready),
+            b'H' => bare(Msg::Http),
             k => Err(ProtoError::UnknownKind(k)),
         }
     }
@@ -166,6 +173,7 @@ mod tests {
             Msg::Conns(vec![1, u64::MAX]),
             Msg::Stop,
             Msg::Ready,
+            Msg::Http,
             Msg::Acked(vec![7]),
             Msg::Done(vec![3, 4, 5]),
             Msg::Timed(vec![(3, 250_000), (u64::MAX, 1)]),
@@ -184,6 +192,7 @@ mod tests {
         assert_eq!(Msg::decode(b"A\x01\x02"), Err(ProtoError::BadLength(2)));
         assert_eq!(Msg::decode(b"A"), Err(ProtoError::BadLength(0)));
         assert_eq!(Msg::decode(b"Rx"), Err(ProtoError::BadLength(1)));
+        assert_eq!(Msg::decode(b"H\0"), Err(ProtoError::BadLength(1)));
         // `T` carries whole (id, ns) pairs.
         assert_eq!(Msg::decode(b"T"), Err(ProtoError::BadLength(0)));
         assert_eq!(

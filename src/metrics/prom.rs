@@ -302,7 +302,7 @@ fn instances(o: &mut Out, is: &[InstanceFigures]) {
         "Connections in the instance's hands or on their way to it (fdpass).",
         |i| Some((inst(i), i.in_flight as f64)),
     );
-    o.each(is, "herd_connections_handed_on_total", "counter", "Connections given back untouched and answered by another instance (its process died or stopped reading).", |i| {
+    o.each(is, "herd_connections_handed_on_total", "counter", "Connections given back and answered by another instance (its process died or stopped reading; untouched, or its idempotent request replayed).", |i| {
         Some((inst(i), i.handed_on as f64))
     });
     o.each(is, "herd_connections_lost_total", "counter", "Connections lost with a dead process, by reason (started: it had read from them and written nothing).", |i| {

@@ -33,6 +33,11 @@ pub struct InstanceInfo {
     /// touched, answered by another worker from the daemon's copies.
     #[serde(default)]
     pub saved_on_death: u64,
+    /// fdpass: connections whose idempotent request its dead processes
+    /// had read and not answered, sent again to another worker (Node apps
+    /// on herd's preload; `HERD_REPLAY`).
+    #[serde(default)]
+    pub replayed_on_death: u64,
     /// fdpass: connections lost with its dead processes because they had
     /// started on them (read a byte, written none: no answer).
     #[serde(default)]

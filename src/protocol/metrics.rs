@@ -118,8 +118,9 @@ pub struct InstanceFigures {
     pub closed: u64,
     /// fdpass: in its hands or on their way now.
     pub in_flight: u64,
-    /// fdpass: given back untouched for another worker (its process died
-    /// or stopped reading, or a send failed).
+    /// fdpass: given back for another worker (its process died or stopped
+    /// reading, or a send failed): untouched, or its idempotent request
+    /// replayed.
     pub handed_on: u64,
     /// fdpass: lost with a dead process that had read from them and
     /// written nothing.

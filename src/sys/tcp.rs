@@ -2,7 +2,9 @@
 //! process has started on it (read a byte from it, written one to it, or
 //! shut or lost it). The daemon asks this of the copies it keeps of the
 //! connections it handed to a worker, to decide when a worker dies which
-//! of them another worker can still answer.
+//! of them another worker can still answer, and (for a request the worker
+//! had read and not answered) what it had read: [`peek`] keeps the bytes
+//! before the worker has them, [`consumed`] says how many it took.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -68,6 +70,43 @@ pub fn progress(fd: BorrowedFd<'_>) -> io::Result<Progress> {
     Ok(Progress::Untouched)
 }
 
+/// How many bytes of the stream processes have read from `fd`
+/// (`tcpi_bytes_received` less what `FIONREAD` still has queued), and how
+/// many the peer has sent in all (`tcpi_bytes_received`).
+pub fn consumed(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    // SAFETY: tcp_info is plain old data; all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    super::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info)?;
+    let queued = ioctl_int(fd, libc::FIONREAD)?;
+    Ok((
+        info.tcpi_bytes_received.saturating_sub(queued),
+        info.tcpi_bytes_received,
+    ))
+}
+
+/// Copies what the peer has sent so far into `buf` without taking it off
+/// the socket (`MSG_PEEK`, never waits): 0 when nothing has arrived yet.
+pub fn peek(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the call;
+    // the kernel writes at most that many.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock => Ok(0),
+            _ => Err(e),
+        };
+    }
+    Ok(n as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +157,25 @@ mod tests {
             Progress::PeerGone,
             "peer closed"
         );
+    }
+
+    #[test]
+    fn peeks_without_taking_and_counts_what_was_read() {
+        let (mut c, mut s) = pair();
+        let mut buf = [0u8; 64];
+        assert_eq!(peek(s.as_fd(), &mut buf).unwrap(), 0, "nothing sent yet");
+        c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        settle();
+        assert_eq!(peek(s.as_fd(), &mut buf).unwrap(), 18);
+        assert_eq!(&buf[..18], b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            consumed(s.as_fd()).unwrap(),
+            (0, 18),
+            "a peek takes nothing"
+        );
+        let mut b = [0u8; 5];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(consumed(s.as_fd()).unwrap(), (5, 18));
+        assert_eq!(progress(s.as_fd()).unwrap(), Progress::Read);
     }
 }

@@ -21,6 +21,7 @@ mod pm2verbs;
 mod protocol;
 mod ready;
 mod reload;
+mod replay;
 mod reuseport;
 mod run;
 mod runtimes;

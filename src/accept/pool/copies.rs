@@ -1,12 +1,14 @@
 //! The daemon's copies of the connections a slot sent (see the module doc
 //! of `pool`): kept until the worker has started on them, shared with an
 //! acceptor's ring while it sends them ([`Batch`]), and on the worker's
-//! death handed on when untouched, or counted lost ([`Deaths`]).
+//! death handed on when untouched, replayed when read and unanswered
+//! (`replay`), or counted lost ([`Deaths`]).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::replay::{Held, Replay};
 use super::{Slot, SlotState};
 use crate::fdpass::herd::Msg;
 use crate::sys::fdpass::recv_with_fds;
@@ -48,7 +50,7 @@ impl Batch {
 
 /// The descriptor behind `fd`: itself when no one else holds it, else a
 /// `dup` (the ring still sending it, say).
-fn own(fd: Arc<OwnedFd>) -> Option<OwnedFd> {
+pub(super) fn own(fd: Arc<OwnedFd>) -> Option<OwnedFd> {
     Arc::try_unwrap(fd).or_else(|f| f.try_clone()).ok()
 }
 
@@ -63,6 +65,9 @@ const SWEEP_EVERY: usize = 16;
 pub struct Deaths {
     /// Received, untouched, answered by another worker.
     pub saved: u64,
+    /// Read and not answered, an idempotent request: replayed to another
+    /// worker (see `replay`).
+    pub replayed: u64,
     /// Started on and not answered (a byte read, none written), closed
     /// with the process.
     pub lost_started: u64,
@@ -108,7 +113,10 @@ impl Slot {
             // The copies (see `held`) from the start: a worker that dies
             // before the ring reports the send loses nothing untouched.
             let shared: Vec<Arc<OwnedFd>> = fds.map(Arc::new).collect();
-            st.held.extend((first..).zip(shared.iter().cloned()));
+            st.held.extend((first..).zip(shared.iter().map(|fd| Held {
+                request: self.request_of(fd.as_fd()),
+                fd: fd.clone(),
+            })));
             BatchFds::Shared(shared)
         } else {
             BatchFds::Owned(fds.collect())
@@ -135,7 +143,7 @@ impl Slot {
         for id in first..first + n as u64 {
             st.started.remove(&id);
             if let Some(copy) = st.held.remove(&id) {
-                back.extend(own(copy));
+                back.extend(own(copy.fd));
             }
         }
         // A shared batch's are the copies; an owned one's come with it.
@@ -177,12 +185,15 @@ impl Slot {
         // workers start on their connections roughly in order, so what
         // lies beyond it is mostly untouched too (the tick's sweep, and
         // the worker's close reports, take the rest).
+        // A request kept for replay keeps its copy while the worker has
+        // only read it (the worker's close or answer lets go of it).
+        use crate::sys::tcp::Progress;
         let mut started = Vec::new();
-        for (id, fd) in st.held.iter().take(at_most) {
-            if crate::sys::tcp::progress(fd.as_fd()).map_or(true, |p| p.started()) {
-                started.push(*id);
-            } else {
-                break;
+        for (id, copy) in st.held.iter().take(at_most) {
+            match crate::sys::tcp::progress(copy.fd.as_fd()) {
+                Ok(Progress::Untouched) => break,
+                Ok(Progress::Read) if copy.request.is_some() => {}
+                _ => started.push(*id),
             }
         }
         for id in started {
@@ -203,8 +214,9 @@ impl Slot {
 
     /// Marks the slot dead and returns every connection it still holds
     /// (Node: not yet accepted; herd: still unread in the worker's end of
-    /// the channel; then the queue) for re-dispatch.
-    pub fn kill(&self) -> Vec<OwnedFd> {
+    /// the channel; then the queue) for re-dispatch, and the requests it
+    /// had read and not answered that can be replayed.
+    pub fn kill(&self) -> (Vec<OwnedFd>, Vec<Replay>) {
         self.dead.store(true, Ordering::Release);
         self.active.store(false, Ordering::Release);
         let _ = crate::sys::fdpass::shutdown(self.chan.as_fd());
@@ -219,17 +231,29 @@ impl Slot {
         // (written to) with it.
         use crate::sys::tcp::Progress;
         let (mut saved, mut lost, mut cut) = (0u64, 0u64, 0u64);
+        let mut replays = Vec::new();
         let held = std::mem::take(&mut st.held);
         let held_n = held.len() as u64;
-        for (_, fd) in held {
-            match crate::sys::tcp::progress(fd.as_fd()) {
+        for (_, copy) in held {
+            match crate::sys::tcp::progress(copy.fd.as_fd()) {
                 Ok(Progress::Untouched) => {
-                    if let Some(fd) = own(fd) {
+                    if let Some(fd) = own(copy.fd) {
                         fds.push(fd);
                         saved += 1;
                     }
                 }
-                Ok(Progress::Read) => lost += 1,
+                Ok(Progress::Read) => match Slot::replayable(&copy) {
+                    Some(taken) => {
+                        let Held { fd, request } = copy;
+                        match (own(fd), request) {
+                            (Some(fd), Some(request)) => {
+                                replays.push(Replay { fd, request, taken })
+                            }
+                            _ => lost += 1,
+                        }
+                    }
+                    None => lost += 1,
+                },
                 // Node writes its answer and shuts down a loop turn later:
                 // the client has it unless it was cut short.
                 Ok(Progress::Written) => cut += 1,
@@ -242,17 +266,19 @@ impl Slot {
         let in_flight = u64::from(self.in_flight.swap(0, Ordering::Relaxed));
         drop(st);
         let back = fds.len() as u64 - saved;
+        let replayed = replays.len() as u64;
         // In flight, not in the channel or the queue, and no copy held:
         // the daemon let go of it once the worker had started on it.
         lost += in_flight.saturating_sub(back + held_n);
         // The rest were answered, their close reports lost with the worker.
-        let finished = in_flight.saturating_sub(back + saved + lost + cut);
+        let finished = in_flight.saturating_sub(back + saved + replayed + lost + cut);
         self.closed.fetch_add(finished, Ordering::Relaxed);
         self.handed_on.fetch_add(back, Ordering::Relaxed);
         self.saved.fetch_add(saved, Ordering::Relaxed);
+        self.replayed.fetch_add(replayed, Ordering::Relaxed);
         self.lost_started.fetch_add(lost, Ordering::Relaxed);
         self.cut_after_write.fetch_add(cut, Ordering::Relaxed);
-        fds
+        (fds, replays)
     }
 
     /// Takes back the connections the worker has not read from its

@@ -24,6 +24,7 @@ mod copies;
 mod floor;
 mod node;
 mod policy;
+mod replay;
 mod send;
 mod slot;
 
@@ -32,6 +33,8 @@ pub use copies::{Batch, BatchFds, Deaths};
 use floor::Floor;
 pub use node::NODE_HANDLE_WINDOW;
 pub use policy::Policy;
+use replay::Held;
+pub use replay::Replay;
 use send::Deliver;
 pub use slot::{ChannelKind, SlotProto, Warmup, Wire};
 
@@ -64,8 +67,10 @@ struct SlotState {
     /// until the worker reports it closed or the kernel shows the worker
     /// started on it (read or wrote a byte, or shut it): should the worker
     /// die first, an untouched one goes to another worker. Shared with an
-    /// acceptor's ring while it sends them ([`Batch`]): no `dup`.
-    held: std::collections::BTreeMap<u64, Arc<OwnedFd>>,
+    /// acceptor's ring while it sends them ([`Batch`]): no `dup`. With
+    /// each, the request to replay should the worker die having read it
+    /// (`replay`).
+    held: std::collections::BTreeMap<u64, Held>,
 }
 
 /// One worker process and its channel.
@@ -93,6 +98,9 @@ pub struct Slot {
     /// Connections it had received but not touched when it died, handed
     /// to another worker from the daemon's copies.
     pub saved: AtomicU64,
+    /// Connections whose request it had read and not answered when it
+    /// died, replayed to another worker (see `replay`).
+    pub replayed: AtomicU64,
     /// Connections it closed (herd; Node's `newconn` path: accepted).
     pub closed: AtomicU64,
     /// Connections given back for another worker before it had them: a
@@ -134,6 +142,9 @@ pub struct Slot {
     /// The daemon keeps a copy of each connection sent (`HERD_KEEP_COPIES`,
     /// on unless `0`): see `SlotState::held`.
     keep: AtomicBool,
+    /// Requests are kept with the copies, for replay (`HERD_REPLAY`, on
+    /// unless `0`; only where [`Slot::can_replay`]).
+    replay: AtomicBool,
     /// The pool's policy reads the samples (`least-conn`, `least-time`):
     /// only then does a herd connection's send time get recorded.
     timed: AtomicBool,
@@ -167,7 +178,11 @@ pub struct Pool {
     drain_turn: AtomicUsize,
     /// Slots keep copies of what they send (see `SlotState::held`).
     keep_copies: AtomicBool,
+    /// Slots keep requests with their copies, for replay.
+    replay: AtomicBool,
     orphans: Mutex<VecDeque<OwnedFd>>,
+    /// Replays waiting for a worker that takes them.
+    pending_replays: Mutex<Vec<Replay>>,
     /// Whether `orphans` may hold something (read on every dispatch).
     held: AtomicBool,
     /// Connections dispatched (including re-dispatches).
@@ -198,7 +213,9 @@ impl Pool {
             rr: AtomicUsize::new(0),
             drain_turn: AtomicUsize::new(0),
             keep_copies: AtomicBool::new(true),
+            replay: AtomicBool::new(true),
             orphans: Mutex::new(VecDeque::new()),
+            pending_replays: Mutex::new(Vec::new()),
             held: AtomicBool::new(false),
             dispatches: AtomicU64::new(0),
             redispatched: AtomicU64::new(0),
@@ -214,6 +231,13 @@ impl Pool {
         self.keep_copies.store(on, Ordering::Relaxed);
     }
 
+    /// Whether slots added from now on keep the request with each copy, to
+    /// replay it should the worker die having read it and written nothing
+    /// (`HERD_REPLAY=0` turns it off; it needs the copies).
+    pub fn set_replay(&self, on: bool) {
+        self.replay.store(on, Ordering::Relaxed);
+    }
+
     /// The policy.
     pub fn policy(&self) -> Policy {
         self.policy
@@ -227,8 +251,12 @@ impl Pool {
     /// Adds a slot (not yet in rotation until ready).
     pub fn add(&self, slot: Arc<Slot>) {
         slot.timed.store(self.timed(), Ordering::Relaxed);
-        slot.keep
-            .store(self.keep_copies.load(Ordering::Relaxed), Ordering::Relaxed);
+        let keep = self.keep_copies.load(Ordering::Relaxed);
+        slot.keep.store(keep, Ordering::Relaxed);
+        slot.replay.store(
+            keep && self.replay.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         let _ = slot.metrics.set(self.metrics.clone());
         self.slots
             .write()
@@ -238,11 +266,12 @@ impl Pool {
 
     /// Removes a slot and re-dispatches everything it held.
     pub fn remove(&self, slot: &Arc<Slot>) {
-        let fds = slot.kill();
+        let (fds, replays) = slot.kill();
         {
             let mut d = self.deaths.lock().unwrap_or_else(|p| p.into_inner());
             let e = d.entry(slot.instance_id).or_default();
             e.saved += slot.saved.swap(0, Ordering::Relaxed);
+            e.replayed += slot.replayed.swap(0, Ordering::Relaxed);
             e.lost_started += slot.lost_started.swap(0, Ordering::Relaxed);
             e.cut_after_write += slot.cut_after_write.swap(0, Ordering::Relaxed);
             e.dispatched += slot.dispatched.swap(0, Ordering::Relaxed);
@@ -254,6 +283,7 @@ impl Pool {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|s| !Arc::ptr_eq(s, slot));
         self.redispatch(fds);
+        self.replay(replays);
     }
 
     /// Re-dispatches connections a worker gave back.
@@ -277,6 +307,7 @@ impl Pool {
         slot.forget_samples();
         slot.set_ready();
         self.flush_orphans();
+        self.flush_replays();
     }
 
     fn flush_orphans(&self) {
@@ -370,6 +401,7 @@ impl Pool {
             t.closed += s.closed.load(Ordering::Relaxed);
             t.handed_on += s.handed_on.load(Ordering::Relaxed);
             t.saved += s.saved.load(Ordering::Relaxed);
+            t.replayed += s.replayed.load(Ordering::Relaxed);
             t.lost_started += s.lost_started.load(Ordering::Relaxed);
             t.cut_after_write += s.cut_after_write.load(Ordering::Relaxed);
         }

@@ -17,7 +17,7 @@ use crate::sys::fdpass::send_with_fds;
 pub const NODE_HANDLE_WINDOW: usize = 8;
 
 /// Marks a handle in flight that is not a connection (see `send_node_handle`).
-const NOT_A_CONNECTION: u64 = u64::MAX;
+pub(super) const NOT_A_CONNECTION: u64 = u64::MAX;
 
 impl Slot {
     /// Sends raw protocol bytes (Node replies) on the channel.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::node::{send_all_with_fd, NODE_HANDLE_WINDOW};
+use super::replay::Held;
 use super::{Slot, SlotProto, SlotState};
 use crate::fdpass::herd::{Msg, MAX_IDS};
 use crate::sys::fdpass::send_with_fds;
@@ -103,6 +104,16 @@ impl Slot {
             let first = st.next_id;
             let mut buf = std::mem::take(&mut st.buf);
             Msg::Conns((first..first + n as u64).collect()).encode_into(&mut buf);
+            // Peeked before the worker can read them.
+            let requests: Vec<Option<Box<[u8]>>> = if self.keep.load(Ordering::Relaxed) {
+                st.queue
+                    .iter()
+                    .take(n)
+                    .map(|f| self.request_of(f.as_fd()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let res = {
                 let fds: Vec<_> = st.queue.iter().take(n).map(|f| f.as_fd()).collect();
                 send_with_fds(chan, &buf, &fds, true)
@@ -116,8 +127,15 @@ impl Slot {
                     // die before starting on them.
                     let sent: Vec<OwnedFd> = st.queue.drain(..n).collect();
                     if self.keep.load(Ordering::Relaxed) {
-                        st.held
-                            .extend((first..).zip(sent.into_iter().map(Arc::new)));
+                        let copies = sent.into_iter().map(Arc::new);
+                        let requests = requests.into_iter().chain(std::iter::repeat(None));
+                        st.held.extend(
+                            (first..).zip(
+                                copies
+                                    .zip(requests)
+                                    .map(|(fd, request)| Held { fd, request }),
+                            ),
+                        );
                     }
                     self.time_sent(st, first, n);
                 }

@@ -503,6 +503,28 @@ pub fn newconn(key: &str, seq: u64) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A connection whose request a dead worker had read and not answered,
+/// for herd's preload (`bench-apps/node/herd-listen.js`): send this line
+/// with the connection's fd attached, as [`newconn`]. `data` (hex) is
+/// what the dead worker had taken off the socket; the preload puts it back
+/// in front of the stream and hands the connection to the app's server
+/// under `id` (its close comes back as a `T` for `id`, like a `C`'s).
+/// Node acknowledges the handle (`NODE_HANDLE_ACK`) and passes the inner
+/// message, whose `cmd` starts with `NODE_`, to internal listeners only.
+pub fn replay(id: u64, data: &[u8]) -> Vec<u8> {
+    let mut line = format!(
+        "{{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":\
+         {{\"cmd\":\"NODE_HERD_REPLAY\",\"id\":{id},\"data\":\""
+    )
+    .into_bytes();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in data {
+        line.extend([HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+    }
+    line.extend_from_slice(b"\"}}\n");
+    line
+}
+
 /// The answer to a `queryServer` that hands the worker the listening socket
 /// itself (Node's `SharedHandle` scheduling): sent with the listener's fd in
 /// the same `sendmsg`. The worker then accepts on it directly. herd uses it

@@ -105,6 +105,10 @@ fn recorded_session_decodes_and_replies_match_bytes() {
         b"{\"cmd\":\"NODE_CLUSTER\",\"act\":\"disconnect\"}\n"
     );
     assert_eq!(ack(4), b"{\"cmd\":\"NODE_CLUSTER\",\"ack\":4}\n");
+    assert_eq!(
+        String::from_utf8(replay(7, b"GET /\r\n\xff")).unwrap(),
+        "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{\"cmd\":\"NODE_HERD_REPLAY\",\"id\":7,\"data\":\"474554202f0d0aff\"}}\n"
+    );
     let quoted = String::from_utf8(newconn("a\"b", 9)).unwrap();
     assert!(
         quoted.ends_with("\"key\":\"a\\\"b\",\"seq\":9}}\n"),

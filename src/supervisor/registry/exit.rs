@@ -37,7 +37,7 @@ impl Supervisor {
         // Connections it never read go to the other workers.
         let slot = inst.running.as_mut().and_then(|r| r.slot.take());
         if let (Some(slot), Some(plane)) = (slot, &inst.plane) {
-            plane.pool.remove(&slot);
+            crate::accept::channel::retire(&slot, plane);
         }
         let after = inst.on_exit(status, Instant::now());
         log::info!(

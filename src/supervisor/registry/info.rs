@@ -122,6 +122,7 @@ fn to_info(inst: &mut Instance, files: &LogFiles) -> InstanceInfo {
             .slot()
             .map_or(0, |s| s.dispatched.load(Ordering::Relaxed)),
         saved_on_death: deaths.saved,
+        replayed_on_death: deaths.replayed,
         lost_started: deaths.lost_started,
         cut_after_write: deaths.cut_after_write,
         closed: inst.slot().map_or(0, |s| s.closed.load(Ordering::Relaxed)),

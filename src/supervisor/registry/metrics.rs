@@ -184,7 +184,7 @@ impl Supervisor {
             dispatched: t.dispatched,
             closed: t.closed,
             in_flight,
-            handed_on: t.handed_on + t.saved,
+            handed_on: t.handed_on + t.saved + t.replayed,
             lost_started: t.lost_started,
             cut_after_write: t.cut_after_write,
             requests: m.requests_of(i.id),

@@ -7,6 +7,7 @@ use crate::sys::shm::SharedPage;
 use std::os::fd::AsFd;
 
 mod outlier;
+mod replay;
 
 fn slot(id: u32) -> (Arc<Slot>, OwnedFd) {
     let (ours, theirs) = socketpair(PairKind::SeqPacket).unwrap();
@@ -327,6 +328,7 @@ fn a_dead_workers_untouched_connections_are_saved_and_started_ones_counted() {
         d,
         Deaths {
             saved: 1,
+            replayed: 0,
             lost_started: 1,
             cut_after_write: 1,
             dispatched: 3,
@@ -338,7 +340,13 @@ fn a_dead_workers_untouched_connections_are_saved_and_started_ones_counted() {
     let (t, in_flight) = pool.totals(0);
     assert_eq!(
         t.dispatched,
-        t.closed + in_flight + t.handed_on + t.saved + t.lost_started + t.cut_after_write
+        t.closed
+            + in_flight
+            + t.handed_on
+            + t.saved
+            + t.replayed
+            + t.lost_started
+            + t.cut_after_write
     );
     let mut got = Vec::new();
     recv_with_fds(wb.as_fd(), &mut buf, &mut got, true).unwrap();
@@ -378,7 +386,7 @@ fn a_worker_that_stops_reading_is_seen_stalled() {
     pool.dispatch(conn());
     assert_eq!(s.stalled_for(later), Some(std::time::Duration::ZERO));
     // A hung worker's unread connections go back for re-dispatch.
-    assert_eq!(s.kill().len(), 1);
+    assert_eq!(s.kill().0.len(), 1);
 }
 
 #[test]
@@ -550,7 +558,7 @@ fn a_ring_batch_is_the_slots_copies_from_the_start() {
     pool.dispatch_corked(l.accept().unwrap().0.into());
     let late = s.take_batch().unwrap();
     let back = s.kill();
-    assert_eq!(back.len(), 1, "saved from the copy");
+    assert_eq!(back.0.len(), 1, "saved from the copy");
     assert_eq!(s.saved.load(Ordering::Relaxed), 1);
     drop(late);
     // A failed send takes the copies back into the queue.
