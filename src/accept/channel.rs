@@ -90,7 +90,17 @@ pub async fn serve(slot: Arc<Slot>, plane: Arc<DataPlane>, exited: OwnedFd) -> E
 /// reports stay in the daemon's end of its channel), so each connection it
 /// had is judged by what it reported, then re-dispatches what it held.
 pub fn retire(slot: &Arc<Slot>, plane: &DataPlane) {
-    let _ = drain(slot, plane);
+    {
+        // Waits for an acceptor that is reading it: what it reads counts.
+        let mut reader = slot.reader.lock().unwrap_or_else(|p| p.into_inner());
+        // Each side whatever the other says: a dead Node worker's cluster
+        // channel reads as closed, while its close reports wait in the
+        // preload's.
+        let _ = drain_one(slot, plane, &mut reader, Side::Main);
+        if slot.fast_chan().is_some() {
+            let _ = drain_one(slot, plane, &mut reader, Side::Fast);
+        }
+    }
     plane.pool.remove(slot);
 }
 

@@ -103,6 +103,7 @@ impl Slot {
         let mut st = self.lock();
         for (id, took) in closes {
             st.held.remove(&id);
+            st.swept.remove(&id);
             if let Took::Measured(d) = took {
                 self.record_duration(d.as_micros() as u64, 1);
             }

@@ -58,6 +58,10 @@ pub(super) fn own(fd: Arc<OwnedFd>) -> Option<OwnedFd> {
 /// (workers that count their closes report no ids; see `sweep_closed`).
 const SWEEP_EVERY: usize = 16;
 
+/// Most connections a slot remembers as let go of before their close
+/// report (see [`Slot::sweep_locked`]).
+const MAX_SWEPT: usize = 65_536;
+
 /// What the deaths of an instance's processes cost: connections handed on
 /// from the daemon's copies, and connections lost because the process had
 /// started on them.
@@ -171,7 +175,7 @@ impl Slot {
         let open = self.in_flight.load(Ordering::Relaxed) as usize;
         let held = st.held.len();
         if held > open + SWEEP_EVERY {
-            Self::sweep_locked(&mut st, held - open + 1);
+            Self::sweep_locked(&mut st, held - open + 1, false);
         }
     }
 
@@ -179,32 +183,44 @@ impl Slot {
     /// kernel says so: see [`crate::sys::tcp::progress`]), looking at no
     /// more than `at_most` of them. Workers that count their closes in the
     /// shared page report no ids, so this is how their copies go: after
-    /// closes ([`Self::sweep_closed`]) and on the slot task's tick.
-    pub(super) fn sweep_locked(st: &mut SlotState, at_most: usize) {
+    /// closes ([`Self::sweep_closed`]) and on the slot task's tick. With
+    /// `record` (a worker that reports its closes by id) each one let go
+    /// of is remembered, with what the kernel said, until its close report
+    /// comes: should the worker die first, it is counted by that.
+    pub(super) fn sweep_locked(st: &mut SlotState, at_most: usize, record: bool) {
         // Oldest first, up to the first one the worker has not touched:
         // workers start on their connections roughly in order, so what
         // lies beyond it is mostly untouched too (the tick's sweep, and
-        // the worker's close reports, take the rest).
-        // A request kept for replay keeps its copy while the worker has
-        // only read it (the worker's close or answer lets go of it).
+        // the worker's close reports, take the rest). A copy the worker
+        // has only read stays: what it becomes (answered, or lost or
+        // replayed with the worker) is judged when it matters.
         use crate::sys::tcp::Progress;
         let mut started = Vec::new();
         for (id, copy) in st.held.iter().take(at_most) {
             match crate::sys::tcp::progress(copy.fd.as_fd()) {
                 Ok(Progress::Untouched) => break,
-                Ok(Progress::Read) if copy.request.is_some() => {}
-                _ => started.push(*id),
+                Ok(Progress::Read) => {}
+                Ok(p) => started.push((*id, p)),
+                // Not a TCP socket the kernel can tell about: keep nothing.
+                Err(_) => started.push((*id, Progress::Finished)),
             }
         }
-        for id in started {
+        for (id, p) in started {
             st.held.remove(&id);
+            if record {
+                st.swept.insert(id, p);
+            }
+        }
+        while st.swept.len() > MAX_SWEPT {
+            st.swept.pop_first(); // reports that never came
         }
     }
 
     /// The slot task's tick: lets go of the copies of connections the
-    /// worker has started on (long-lived ones, between closes).
+    /// worker has written to or finished (long-lived ones, between closes).
     pub fn sweep_started(&self) {
-        Self::sweep_locked(&mut self.lock(), 1024);
+        let record = !self.counts_closes();
+        Self::sweep_locked(&mut self.lock(), 1024, record);
     }
 
     /// Copies of connections the daemon holds for this worker.
@@ -262,6 +278,11 @@ impl Slot {
                 Ok(Progress::Finished | Progress::PeerGone) | Err(_) => {}
             }
         }
+        // Let go of once the worker had written to them, and not reported
+        // closed: answered, or cut if it had not shut them down yet.
+        let swept = std::mem::take(&mut st.swept);
+        let swept_n = swept.len() as u64;
+        cut += swept.values().filter(|&&p| p == Progress::Written).count() as u64;
         st.started.clear();
         let in_flight = u64::from(self.in_flight.swap(0, Ordering::Relaxed));
         drop(st);
@@ -269,7 +290,9 @@ impl Slot {
         let replayed = replays.len() as u64;
         // In flight, not in the channel or the queue, and no copy held:
         // the daemon let go of it once the worker had started on it.
-        lost += in_flight.saturating_sub(back + held_n);
+        // (Workers that count their closes report no ids: what their
+        // sweeps let go of is in this count.)
+        lost += in_flight.saturating_sub(back + held_n + swept_n);
         // The rest were answered, their close reports lost with the worker.
         let finished = in_flight.saturating_sub(back + saved + replayed + lost + cut);
         self.closed.fetch_add(finished, Ordering::Relaxed);

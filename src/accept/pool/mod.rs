@@ -71,6 +71,11 @@ struct SlotState {
     /// each, the request to replay should the worker die having read it
     /// (`replay`).
     held: std::collections::BTreeMap<u64, Held>,
+    /// Connections whose copy a sweep let go of (the worker had written to
+    /// or finished them) and whose close report has not come, with what
+    /// the kernel said then: a worker that reports closes by id and dies
+    /// first has them counted by it (`Slot::kill`).
+    swept: std::collections::BTreeMap<u64, crate::sys::tcp::Progress>,
 }
 
 /// One worker process and its channel.

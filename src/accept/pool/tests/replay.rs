@@ -63,10 +63,9 @@ fn a_dead_workers_read_idempotent_requests_are_replayed_to_another() {
     more.read_exact(&mut vec![0u8; GET.len()]).unwrap();
     clients[2].write_all(GET).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
-    // The tick's sweep keeps a copy whose request is only read, and lets
-    // go of one with none kept (the POST: lost should the worker die).
+    // The tick's sweep keeps the copies the worker has only read.
     a.sweep_started();
-    assert_eq!(a.held(), 2, "read, unanswered copies with a request stay");
+    assert_eq!(a.held(), 3, "read, unanswered copies stay");
     drop((got, post, more, preload_a));
 
     let (b, node_b, _preload_b) = node_slot(&pool, 1);
