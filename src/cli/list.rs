@@ -266,7 +266,7 @@ fn app_metrics(a: &crate::protocol::metrics::AppFigures) -> String {
 
 /// `herd show`'s distribution for a Node app in fdpass mode: the mode
 /// choice, with what each side buys (figures in docs/BENCHMARKS.md).
-pub const NODE_FDPASS_NOTE: &str = "fdpass (Node app: at connection-per-request load reuseport serves more requests per second; fdpass is fairer under skew and hands untouched connections of a dead worker to another: docs/BENCHMARKS.md)";
+pub const NODE_FDPASS_NOTE: &str = "fdpass (Node app: at connection-per-request load reuseport serves more requests per second; fdpass is fairer under skew and hands a dead worker's untouched connections, and its read but unanswered GETs, to another: docs/BENCHMARKS.md)";
 
 fn describe(i: &InstanceInfo) -> String {
     use crate::protocol::{Channel, Distribution};

@@ -404,6 +404,12 @@ fn bad_mode_policy_and_io_values() {
     bad.run(&["start", &script, "-i", "2"])
         .fails_with("HERD_RING_SEND=`on`: expected `1` or `0`");
     assert!(bad.list().is_empty());
+    for var in ["HERD_REPLAY", "HERD_DEFER_ACCEPT"] {
+        let bad = TestHome::new().with_env(var, "maybe");
+        bad.run(&["start", &script, "-i", "2"])
+            .fails_with(&format!("{var}=`maybe`: expected `1` or `0`"));
+        assert!(bad.list().is_empty());
+    }
 }
 
 /// More connections than the worker's channel holds arrive while it is

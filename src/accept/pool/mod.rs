@@ -413,9 +413,10 @@ impl Pool {
         (t, in_flight)
     }
 
-    /// Connections held while no worker is ready.
+    /// Connections held while no worker is ready (or, for a replay, none
+    /// that takes it).
     pub fn orphans(&self) -> usize {
-        self.orphans.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.orphans.lock().unwrap_or_else(|p| p.into_inner()).len() + self.pending_replays()
     }
 
     /// Snapshot of the slots.

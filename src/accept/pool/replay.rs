@@ -82,6 +82,8 @@ impl Slot {
         let id = st.next_id;
         let msg = crate::fdpass::node::replay(id, &r.request[..r.taken]);
         if send_all_with_fd(self.chan.as_fd(), &msg, r.fd.as_fd()).is_err() {
+            // A broken channel, as on Node's `newconn` path.
+            self.dead.store(true, Ordering::Release);
             return Err(r);
         }
         st.next_id += 1;
@@ -107,8 +109,7 @@ impl Slot {
     pub(super) fn replayable(held: &Held) -> Option<usize> {
         let request = held.request.as_ref()?;
         let (taken, received) = crate::sys::tcp::consumed(held.fd.as_fd()).ok()?;
-        (received == request.len() as u64 && taken > 0 && taken <= received)
-            .then_some(taken as usize)
+        (received == request.len() as u64 && taken > 0).then_some(taken as usize)
     }
 }
 
@@ -148,6 +149,14 @@ impl Pool {
         } else {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Replays waiting for a worker that takes them.
+    pub(super) fn pending_replays(&self) -> usize {
+        self.pending_replays
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// A worker joined the rotation, or its preload's channel came up:

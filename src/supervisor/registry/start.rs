@@ -100,7 +100,7 @@ impl Supervisor {
                             .map_err(|e| {
                                 refuse(
                                     e,
-                                    "fix or unset HERD_IO / HERD_CORK / HERD_RING_SEND / HERD_KEEP_COPIES, or use --mode reuseport",
+                                    "fix or unset HERD_IO / HERD_CORK / HERD_RING_SEND / HERD_KEEP_COPIES / HERD_REPLAY / HERD_DEFER_ACCEPT, or use --mode reuseport",
                                 )
                             })?;
                     // An incremented PORT: instance 0's (the base) is the port

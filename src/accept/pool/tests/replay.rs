@@ -113,6 +113,7 @@ fn without_a_worker_that_takes_them_replays_wait_for_one() {
     take(&preload_a).read_exact(&mut [0u8; 18]).unwrap();
     pool.remove(&a);
     assert_eq!(pool.deaths(0).replayed, 1);
+    assert_eq!(pool.orphans(), 1, "held for a worker that takes it");
     // A herd worker cannot take it; a Node worker that joins can.
     let (ours, theirs) = socketpair(PairKind::SeqPacket).unwrap();
     let h = Arc::new(Slot::new(1, 0, ours, Wire::herd(None, None)));
@@ -122,6 +123,7 @@ fn without_a_worker_that_takes_them_replays_wait_for_one() {
     drop(theirs);
     let (b, node_b, _preload_b) = node_slot(&pool, 2);
     assert_eq!(b.in_flight.load(Ordering::Relaxed), 1, "sent once b joined");
+    assert_eq!(pool.orphans(), 0);
     let mut buf = vec![0u8; 4096];
     let mut fds = Vec::new();
     recv_with_fds(node_b.as_fd(), &mut buf, &mut fds, true).unwrap();
