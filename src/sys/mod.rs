@@ -79,32 +79,35 @@ pub fn umask(mask: u32) -> u32 {
 /// once its first data has arrived (or, after about `secs` seconds of
 /// SYN-ACK retransmits, without it).
 pub fn set_defer_accept(sock: std::os::fd::BorrowedFd<'_>, secs: u32) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     let v = secs.min(i32::MAX as u32) as libc::c_int;
-    // SAFETY: setsockopt reads `v` (an int of the size given) during the call.
-    cvt(unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
+    setsockopt_int(sock, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, v)
 }
 
 /// `SO_INCOMING_CPU`: in a reuseport group, steer connections whose packets
 /// this CPU handles to this socket.
 pub fn set_incoming_cpu(sock: std::os::fd::BorrowedFd<'_>, cpu: usize) -> io::Result<()> {
+    setsockopt_int(
+        sock,
+        libc::SOL_SOCKET,
+        libc::SO_INCOMING_CPU,
+        cpu as libc::c_int,
+    )
+}
+
+/// `setsockopt(sock, level, name)` to the int `v`.
+fn setsockopt_int(
+    sock: std::os::fd::BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let v = cpu as libc::c_int;
     // SAFETY: setsockopt reads `v` (an int of the size given) during the call.
     cvt(unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_INCOMING_CPU,
+            level,
+            name,
             (&v as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )

@@ -72,10 +72,23 @@ fn no_answer(r: &std::io::Result<Vec<u8>>) -> bool {
 
 #[test]
 fn killed_node_worker_replays_the_idempotent_requests_it_read_and_never_answered() {
+    replays_on(None);
+}
+
+/// The epoll fallback defers its accepts and keeps requests alike.
+#[test]
+fn killed_node_worker_replays_its_read_requests_on_epoll_too() {
+    replays_on(Some("epoll"));
+}
+
+fn replays_on(io: Option<&str>) {
     if !node_available() {
         return;
     }
-    let h = TestHome::new();
+    let mut h = TestHome::new();
+    if let Some(io) = io {
+        h = h.with_env("HERD_IO", io);
+    }
     let (_, o) = kill_a_worker_holding_read_requests(&h);
     for (i, got) in o.gets.iter().enumerate() {
         let (status, _, body) = got.as_ref().expect("answered after the kill");
@@ -96,6 +109,9 @@ fn killed_node_worker_replays_the_idempotent_requests_it_read_and_never_answered
     // Replays need the request before the worker has it: the preload
     // said its server is HTTP, so accepts wait for the request.
     assert!(shown.contains("accepts on the request (HTTP)"), "{shown}");
+    if let Some(io) = io {
+        assert!(shown.contains(&format!("{io} (")), "{shown}");
+    }
 }
 
 /// With `HERD_REPLAY=0` the same requests are lost: what the test above

@@ -287,6 +287,26 @@ fn the_daemon_keeps_a_copy_until_the_close_is_reported() {
     assert_eq!(eof, Some(0), "the peer sees EOF once the close is reported");
 }
 
+/// Three clients that each sent a GET on a connection `pool` dispatched to
+/// its one worker, and those connections off the worker's channel `w`.
+fn three_gets(pool: &Pool, w: &OwnedFd) -> (Vec<std::net::TcpStream>, Vec<OwnedFd>) {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        clients.push(c);
+        pool.dispatch(OwnedFd::from(l.accept().unwrap().0));
+    }
+    let mut buf = [0u8; 64];
+    let mut fds = Vec::new();
+    while fds.len() < 3 {
+        recv_with_fds(w.as_fd(), &mut buf, &mut fds, true).unwrap();
+    }
+    (clients, fds)
+}
+
 /// A worker that took TCP connections from its channel and died: the
 /// untouched one goes to another worker, the one it had read from is
 /// counted lost, the one it had answered (written, not shut down) cut.
@@ -295,20 +315,8 @@ fn a_dead_workers_untouched_connections_are_saved_and_started_ones_counted() {
     use std::io::{Read, Write};
     let pool = Pool::new(Policy::RoundRobin);
     let (a, wa) = ready_slot(&pool, 0);
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut clients = Vec::new();
-    for _ in 0..3 {
-        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
-        clients.push(c);
-        let (srv, _) = l.accept().unwrap();
-        pool.dispatch(OwnedFd::from(srv));
-    }
+    let (mut clients, mut fds) = three_gets(&pool, &wa);
     let mut buf = [0u8; 64];
-    let mut fds = Vec::new();
-    while fds.len() < 3 {
-        recv_with_fds(wa.as_fd(), &mut buf, &mut fds, true).unwrap();
-    }
     // The worker starts on the first one, answers the last one without
     // shutting it down, then dies with all three.
     let mut started = std::net::TcpStream::from(fds.remove(0));
@@ -645,19 +653,7 @@ fn a_dead_workers_answered_connections_whose_copies_were_swept_are_not_counted_l
     use std::io::{Read, Write};
     let pool = Pool::new(Policy::RoundRobin);
     let (a, wa) = ready_slot(&pool, 0);
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut clients = Vec::new();
-    for _ in 0..3 {
-        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
-        clients.push(c);
-        pool.dispatch(OwnedFd::from(l.accept().unwrap().0));
-    }
-    let mut buf = [0u8; 64];
-    let mut fds = Vec::new();
-    while fds.len() < 3 {
-        recv_with_fds(wa.as_fd(), &mut buf, &mut fds, true).unwrap();
-    }
+    let (_clients, fds) = three_gets(&pool, &wa);
     let mut conns: Vec<std::net::TcpStream> = fds.into_iter().map(Into::into).collect();
     for c in &mut conns {
         c.read_exact(&mut [0u8; 18]).unwrap();

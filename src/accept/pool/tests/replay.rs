@@ -26,6 +26,17 @@ fn node_slot(pool: &Pool, id: u32) -> (Arc<Slot>, OwnedFd, OwnedFd) {
     (s, node, fast_theirs)
 }
 
+/// A client that sent `request` on a connection dispatched by `pool`
+/// (its request there before the hand-off, as with deferred accepts).
+fn dispatch(pool: &Pool, request: &[u8]) -> TcpStream {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    c.write_all(request).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    pool.dispatch(OwnedFd::from(l.accept().unwrap().0));
+    c
+}
+
 /// The worker end of one `C` from the preload channel.
 fn take(preload: &OwnedFd) -> TcpStream {
     let mut buf = [0u8; 64];
@@ -39,19 +50,13 @@ fn take(preload: &OwnedFd) -> TcpStream {
 fn a_dead_workers_read_idempotent_requests_are_replayed_to_another() {
     let pool = Pool::new(Policy::RoundRobin);
     let (a, _node_a, preload_a) = node_slot(&pool, 0);
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
     const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n";
     const POST: &[u8] = b"POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi";
     // A GET, a POST, and a GET whose client sends more after the peek.
-    let mut clients = Vec::new();
-    for req in [GET, POST, GET] {
-        let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        c.write_all(req).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        let (srv, _) = l.accept().unwrap();
-        pool.dispatch(OwnedFd::from(srv));
-        clients.push(c);
-    }
+    let mut clients: Vec<TcpStream> = [GET, POST, GET]
+        .into_iter()
+        .map(|req| dispatch(&pool, req))
+        .collect();
     assert_eq!(a.held(), 3);
     // The worker reads part of the first GET, all of the POST and of the
     // last GET (whose client then sends a second request), answers none.
@@ -105,11 +110,7 @@ fn a_dead_workers_read_idempotent_requests_are_replayed_to_another() {
 fn without_a_worker_that_takes_them_replays_wait_for_one() {
     let pool = Pool::new(Policy::RoundRobin);
     let (a, _node_a, preload_a) = node_slot(&pool, 0);
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-    c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(5));
-    pool.dispatch(OwnedFd::from(l.accept().unwrap().0));
+    let _c = dispatch(&pool, b"GET / HTTP/1.1\r\n\r\n");
     take(&preload_a).read_exact(&mut [0u8; 18]).unwrap();
     pool.remove(&a);
     assert_eq!(pool.deaths(0).replayed, 1);
@@ -135,11 +136,7 @@ fn no_request_is_kept_with_replay_off_or_for_herd_workers() {
     let pool = Pool::new(Policy::RoundRobin);
     pool.set_replay(false);
     let (a, _node_a, preload_a) = node_slot(&pool, 0);
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-    c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(5));
-    pool.dispatch(OwnedFd::from(l.accept().unwrap().0));
+    let _c = dispatch(&pool, b"GET / HTTP/1.1\r\n\r\n");
     assert!(!a.can_replay());
     take(&preload_a).read_exact(&mut [0u8; 18]).unwrap();
     pool.remove(&a);
