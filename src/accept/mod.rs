@@ -594,10 +594,12 @@ impl DataPlane {
     /// the listeners hand the acceptors a connection only once its request
     /// has arrived (`TCP_DEFER_ACCEPT`, 1 s: a client that sends nothing is
     /// accepted after one SYN-ACK retransmit, as without it), so the
-    /// request is there to peek at and keep for a replay. Once per plane;
+    /// request is there to peek at and keep for a replay; and the pool
+    /// starts keeping requests (only an HTTP app's are worth a peek). Once per plane;
     /// never for a server that has not said so (a protocol whose server
     /// speaks first would wait that second).
     pub fn clients_send_first(&self) {
+        self.pool.set_http();
         if !self.defer_accept || self.deferred.swap(true, Ordering::AcqRel) {
             return;
         }

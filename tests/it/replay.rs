@@ -135,3 +135,43 @@ fn with_replay_off_the_requests_a_dead_worker_read_are_lost() {
     });
     assert_eq!(l[0]["replayed_on_death"], 0, "{l:#?}");
 }
+
+/// A server that speaks first (a plain `net.Server`) never says `H`: its
+/// connections are handed on at the handshake, and it greets a client that
+/// has sent nothing. (With deferred accepts each would wait about a second
+/// for data that never comes.)
+#[test]
+fn a_server_that_speaks_first_keeps_immediate_accepts() {
+    if !node_available() {
+        return;
+    }
+    let h = TestHome::new();
+    let port = free_port();
+    start_on(
+        &h,
+        &app("node/greet-app.js"),
+        port,
+        &["-i", "1", "--mode", "fdpass"],
+    );
+    h.wait_for("preload", T, |l| {
+        l.len() == 1 && l[0]["channel"] == "node-preload" && l[0]["in_rotation"] == true
+    });
+    // Deferred, each greeting would come after a SYN-ACK retransmit (1 s):
+    // three in a row would take 3 s; at once they take milliseconds.
+    let t0 = Instant::now();
+    for _ in 0..3 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).unwrap();
+        assert!(got.starts_with("hello from "), "{got:?}");
+    }
+    assert!(
+        t0.elapsed() < Duration::from_millis(2500),
+        "greetings took {:?}: accepts deferred?",
+        t0.elapsed()
+    );
+    let shown = h.run(&["show", "0"]).ok().stdout;
+    assert!(shown.contains("accept io"), "{shown}");
+    assert!(!shown.contains("accepts on the request"), "{shown}");
+}

@@ -150,6 +150,8 @@ pub struct Slot {
     /// Requests are kept with the copies, for replay (`HERD_REPLAY`, on
     /// unless `0`; only where [`Slot::can_replay`]).
     replay: AtomicBool,
+    /// The app's server speaks HTTP ([`Pool::set_http`]).
+    http: AtomicBool,
     /// The pool's policy reads the samples (`least-conn`, `least-time`):
     /// only then does a herd connection's send time get recorded.
     timed: AtomicBool,
@@ -185,6 +187,9 @@ pub struct Pool {
     keep_copies: AtomicBool,
     /// Slots keep requests with their copies, for replay.
     replay: AtomicBool,
+    /// A worker said the app's server speaks HTTP (`H`): requests are worth
+    /// keeping.
+    http: AtomicBool,
     orphans: Mutex<VecDeque<OwnedFd>>,
     /// Replays waiting for a worker that takes them.
     pending_replays: Mutex<Vec<Replay>>,
@@ -219,6 +224,7 @@ impl Pool {
             drain_turn: AtomicUsize::new(0),
             keep_copies: AtomicBool::new(true),
             replay: AtomicBool::new(true),
+            http: AtomicBool::new(false),
             orphans: Mutex::new(VecDeque::new()),
             pending_replays: Mutex::new(Vec::new()),
             held: AtomicBool::new(false),
@@ -243,6 +249,15 @@ impl Pool {
         self.replay.store(on, Ordering::Relaxed);
     }
 
+    /// A worker said the app's server speaks HTTP: its slots, and those
+    /// added from now on, keep the requests they may replay.
+    pub fn set_http(&self) {
+        self.http.store(true, Ordering::Relaxed);
+        for s in self.slots.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            s.http.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// The policy.
     pub fn policy(&self) -> Policy {
         self.policy
@@ -262,6 +277,8 @@ impl Pool {
             keep && self.replay.load(Ordering::Relaxed),
             Ordering::Relaxed,
         );
+        slot.http
+            .store(self.http.load(Ordering::Relaxed), Ordering::Relaxed);
         let _ = slot.metrics.set(self.metrics.clone());
         self.slots
             .write()

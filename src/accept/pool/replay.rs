@@ -12,7 +12,8 @@
 //! bytes the dead one had taken ([`Replay`]); herd's preload puts them back
 //! in front of the stream, and the app answers as if nothing happened
 //! (nginx's `proxy_next_upstream` does the same for idempotent requests).
-//! `HERD_REPLAY=0` turns it off.
+//! Only for an app whose server said it speaks HTTP (`H`): no peek for the
+//! others. `HERD_REPLAY=0` turns it off.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -53,9 +54,13 @@ fn peek_request(fd: BorrowedFd<'_>) -> Option<Box<[u8]>> {
 
 impl Slot {
     /// Whether this worker takes replays: a Node worker whose preload
-    /// channel is up (`HERD_REPLAY` and the copies on).
+    /// channel is up, of an app whose server speaks HTTP (`HERD_REPLAY`
+    /// and the copies on).
     pub fn can_replay(&self) -> bool {
-        self.replay.load(Ordering::Relaxed) && self.proto() == SlotProto::Node && self.is_fast()
+        self.replay.load(Ordering::Relaxed)
+            && self.http.load(Ordering::Relaxed)
+            && self.proto() == SlotProto::Node
+            && self.is_fast()
     }
 
     /// The request to keep with the copy of `fd`, for a slot that takes

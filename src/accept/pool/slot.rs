@@ -156,6 +156,7 @@ impl Slot {
             timed: AtomicBool::new(false),
             keep: AtomicBool::new(true),
             replay: AtomicBool::new(false),
+            http: AtomicBool::new(false),
             acceptor_drain_at: AtomicU64::new(0),
             closed_at: AtomicU64::new(0),
             warmup: AtomicU8::new(WARMUP_NOT_STARTED),

@@ -20,6 +20,7 @@ fn node_slot(pool: &Pool, id: u32) -> (Arc<Slot>, OwnedFd, OwnedFd) {
         chan,
         Wire::node(Some((fast, peer)), false),
     ));
+    pool.set_http(); // the preload's `H`
     pool.add(s.clone());
     s.set_fast_ready();
     pool.slot_ready(&s);
@@ -142,4 +143,25 @@ fn no_request_is_kept_with_replay_off_or_for_herd_workers() {
     pool.remove(&a);
     let d = pool.deaths(0);
     assert_eq!((d.replayed, d.lost_started), (0, 1), "{d:?}");
+}
+
+#[test]
+fn no_request_is_kept_before_a_worker_says_its_server_speaks_http() {
+    let pool = Pool::new(Policy::RoundRobin);
+    let (chan, _node) = socketpair(PairKind::Stream).unwrap();
+    let (fast, fast_theirs) = socketpair(PairKind::SeqPacket).unwrap();
+    let peer = fast_theirs.try_clone().unwrap();
+    let a = Arc::new(Slot::new(0, 0, chan, Wire::node(Some((fast, peer)), false)));
+    pool.add(a.clone());
+    a.set_fast_ready();
+    pool.slot_ready(&a);
+    assert!(
+        !a.can_replay(),
+        "a plain net.Server's bytes are not requests"
+    );
+    pool.set_http();
+    assert!(
+        a.can_replay(),
+        "`H` turns it on for the slots there already"
+    );
 }
