@@ -146,7 +146,8 @@ function fastChannel(fd) {
       flushTimer.unref();
     }
   };
-  // Hands a connection from herd to the app's server (false: no server).
+  // Hands a connection from herd to the app's server; with no server (or
+  // one that refuses it) it is closed and reported closed at once.
   const hand = (id, handle) => {
     if (!target || !target._handle) {
       handle.close();
@@ -210,8 +211,7 @@ function fastChannel(fd) {
       chan.readStart();
       // An HTTP(S) server's clients send first: herd may then accept a
       // connection once its request is there, and keep it for a replay.
-      const https = require('https');
-      if (server instanceof require('http').Server || server instanceof https.Server) {
+      if (server instanceof require('http').Server || server instanceof require('https').Server) {
         write(Buffer.from('H'));
       }
       write(Buffer.from('R'));

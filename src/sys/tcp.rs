@@ -44,11 +44,17 @@ fn ioctl_int(fd: BorrowedFd<'_>, req: libc::Ioctl) -> io::Result<u64> {
     Ok(n.max(0) as u64)
 }
 
-/// Reads `TCP_INFO`, `FIONREAD` and (when needed) `SIOCOUTQ` of `fd`.
-pub fn progress(fd: BorrowedFd<'_>) -> io::Result<Progress> {
+/// `TCP_INFO` of `fd`.
+fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<libc::tcp_info> {
     // SAFETY: tcp_info is plain old data; all zeroes is a valid value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     super::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info)?;
+    Ok(info)
+}
+
+/// Reads `TCP_INFO`, `FIONREAD` and (when needed) `SIOCOUTQ` of `fd`.
+pub fn progress(fd: BorrowedFd<'_>) -> io::Result<Progress> {
+    let info = tcp_info(fd)?;
     // include/net/tcp_states.h
     const ESTABLISHED: u8 = 1;
     const FIN_WAIT1: u8 = 4;
@@ -74,9 +80,7 @@ pub fn progress(fd: BorrowedFd<'_>) -> io::Result<Progress> {
 /// (`tcpi_bytes_received` less what `FIONREAD` still has queued), and how
 /// many the peer has sent in all (`tcpi_bytes_received`).
 pub fn consumed(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
-    // SAFETY: tcp_info is plain old data; all zeroes is a valid value.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    super::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, &mut info)?;
+    let info = tcp_info(fd)?;
     let queued = ioctl_int(fd, libc::FIONREAD)?;
     Ok((
         info.tcpi_bytes_received.saturating_sub(queued),

@@ -104,16 +104,15 @@ impl Slot {
             let first = st.next_id;
             let mut buf = std::mem::take(&mut st.buf);
             Msg::Conns((first..first + n as u64).collect()).encode_into(&mut buf);
-            // Peeked before the worker can read them.
-            let requests: Vec<Option<Box<[u8]>>> = if self.keep.load(Ordering::Relaxed) {
-                st.queue
-                    .iter()
-                    .take(n)
-                    .map(|f| self.request_of(f.as_fd()))
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            // Peeked before the worker can read them (one per connection
+            // when copies are kept, none otherwise).
+            let keep = self.keep.load(Ordering::Relaxed);
+            let requests: Vec<Option<Box<[u8]>>> = st
+                .queue
+                .iter()
+                .take(if keep { n } else { 0 })
+                .map(|f| self.request_of(f.as_fd()))
+                .collect();
             let res = {
                 let fds: Vec<_> = st.queue.iter().take(n).map(|f| f.as_fd()).collect();
                 send_with_fds(chan, &buf, &fds, true)
@@ -126,15 +125,10 @@ impl Slot {
                     // it die before reading them, or from `held` should it
                     // die before starting on them.
                     let sent: Vec<OwnedFd> = st.queue.drain(..n).collect();
-                    if self.keep.load(Ordering::Relaxed) {
-                        let copies = sent.into_iter().map(Arc::new);
-                        let requests = requests.into_iter().chain(std::iter::repeat(None));
+                    if keep {
+                        let copies = sent.into_iter().map(Arc::new).zip(requests);
                         st.held.extend(
-                            (first..).zip(
-                                copies
-                                    .zip(requests)
-                                    .map(|(fd, request)| Held { fd, request }),
-                            ),
+                            (first..).zip(copies.map(|(fd, request)| Held { fd, request })),
                         );
                     }
                     self.time_sent(st, first, n);
